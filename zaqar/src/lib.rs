@@ -1,0 +1,7 @@
+//! Zaqar in Rust: the OpenStack multi-tenant messaging service.
+//!
+//! Layers, from the wire inwards: [`transport`] (HTTP v2, WebSocket) →
+//! [`api`] (validation, limits, reserved metadata, policy) → [`storage`]
+//! (pipeline stages, then a driver).
+
+pub mod storage;

@@ -1,0 +1,2 @@
+//! The driver conformance suite: behaviour tests written once, run against
+//! every driver.

@@ -1,0 +1,390 @@
+//! Storage: the traits every driver implements and the records they exchange.
+//!
+//! There is one trait per resource (queues, messages, claims), as in the
+//! reference. Each trait is also the shape of a *pipeline stage*: a stage is a
+//! type that implements the same trait, returns the store after it from
+//! [`QueueStore::next`] (and friends), and overrides only the operations it
+//! cares about. Every method has a default body that forwards to `next()`,
+//! so a stage can act before an operation, after it (call `next()` itself and
+//! look at the result), or answer it alone. A driver sits at the end of the
+//! pipeline: it has no `next()` and implements every method. See
+//! [`pipeline`] for how stages are named in `zaqar.conf` and assembled.
+//!
+//! Every record is scoped by a [`Scope`] (project id + queue name): a driver
+//! must never let one project see another's queue, message or claim.
+
+pub mod clock;
+pub mod pipeline;
+pub mod sqlite;
+
+#[cfg(test)]
+pub(crate) mod conformance;
+
+use async_trait::async_trait;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+pub use clock::{Clock, SystemClock};
+
+/// Queue metadata: a JSON object, keys in the order the client sent them.
+pub type Metadata = Map<String, Value>;
+
+/// The project and queue an operation acts on.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Scope {
+    /// Keystone project id (or the `X-Project-ID` header in noauth mode).
+    pub project: String,
+    /// Queue name, already validated by the api core.
+    pub queue: String,
+}
+
+impl Scope {
+    /// Builds a scope from its two parts.
+    pub fn new(project: impl Into<String>, queue: impl Into<String>) -> Self {
+        Scope {
+            project: project.into(),
+            queue: queue.into(),
+        }
+    }
+}
+
+/// A queue as listed: its name and, when asked for, its stored metadata.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueueEntry {
+    /// Queue name.
+    pub name: String,
+    /// Stored metadata; `None` when the listing was not detailed.
+    pub metadata: Option<Metadata>,
+}
+
+/// A message to be stored, after the api core applied defaults and validation.
+#[derive(Clone, Debug)]
+pub struct NewMessage {
+    /// Time to live in seconds (60..=max_message_ttl).
+    pub ttl: i64,
+    /// Seconds during which the message is invisible to claims (delay queues).
+    pub delay: i64,
+    /// The message body, exactly as the client sent it (any JSON value).
+    pub body: Box<RawValue>,
+    /// `MD5:<hex>` when `enable_checksum` is on.
+    pub checksum: Option<String>,
+}
+
+/// A stored message as read back.
+#[derive(Clone, Debug)]
+pub struct Message {
+    /// Message id (opaque to clients; unique within the whole store).
+    pub id: String,
+    /// Time to live in seconds as stored (a claim may have extended it).
+    pub ttl: i64,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created_ms: i64,
+    /// The body as posted.
+    pub body: Box<RawValue>,
+    /// The live claim holding the message, if any.
+    pub claim_id: Option<String>,
+    /// How many claims picked this message up (only counted for queues
+    /// with a dead-letter policy).
+    pub claim_count: i64,
+    /// `MD5:<hex>` when the message was stored with a checksum.
+    pub checksum: Option<String>,
+}
+
+impl Message {
+    /// Whole seconds since the message was created, as of `now_ms`.
+    pub fn age(&self, now_ms: i64) -> i64 {
+        ((now_ms - self.created_ms) / 1000).max(0)
+    }
+}
+
+/// What `GET /v2/queues/{q}/messages` asks for.
+#[derive(Clone, Debug)]
+pub struct ListQuery {
+    /// Opaque marker returned by the previous page (exclusive).
+    pub marker: Option<String>,
+    /// Page size (1..=max_messages_per_page).
+    pub limit: usize,
+    /// Return the caller's own messages too.
+    pub echo: bool,
+    /// The caller's Client-ID, compared against each message's when `echo` is false.
+    pub client_id: String,
+    /// Include messages held by a live claim.
+    pub include_claimed: bool,
+    /// Include messages whose delay has not elapsed.
+    pub include_delayed: bool,
+}
+
+/// One page of messages and the marker for the next one.
+#[derive(Clone, Debug, Default)]
+pub struct MessagePage {
+    /// The messages, in insertion order.
+    pub messages: Vec<Message>,
+    /// Marker to pass back for the next page; `None` when the page is empty.
+    pub next_marker: Option<String>,
+}
+
+/// The oldest or newest message of a queue, as shown in stats.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MessageStamp {
+    /// Message id.
+    pub id: String,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created_ms: i64,
+}
+
+/// Message counts of one queue.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct QueueStats {
+    /// Messages held by a live claim.
+    pub claimed: u64,
+    /// Messages not claimed (delayed ones included).
+    pub free: u64,
+    /// claimed + free.
+    pub total: u64,
+    /// Oldest live message, when there is one.
+    pub oldest: Option<MessageStamp>,
+    /// Newest live message, when there is one.
+    pub newest: Option<MessageStamp>,
+}
+
+/// Dead-letter policy of a queue (`_max_claim_count` + `_dead_letter_queue`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeadLetter {
+    /// A message already claimed this many times moves instead of being claimed again.
+    pub max_claim_count: i64,
+    /// Queue (same project) receiving the moved messages.
+    pub queue: String,
+    /// New TTL written on moved messages (`_dead_letter_queue_messages_ttl`).
+    pub ttl: Option<i64>,
+}
+
+/// Parameters of a new claim.
+#[derive(Clone, Debug)]
+pub struct ClaimRequest {
+    /// Claim lifetime in seconds.
+    pub ttl: i64,
+    /// Extra seconds a claimed message lives past the claim's end.
+    pub grace: i64,
+    /// Maximum number of messages to claim.
+    pub limit: usize,
+    /// Dead-letter policy of the queue, if it has one.
+    pub dead_letter: Option<DeadLetter>,
+}
+
+/// A claim just created.
+#[derive(Clone, Debug)]
+pub struct NewClaim {
+    /// Claim id.
+    pub id: String,
+    /// The messages it won, oldest first. Never empty.
+    pub messages: Vec<Message>,
+}
+
+/// A live claim as read back.
+#[derive(Clone, Debug)]
+pub struct ClaimInfo {
+    /// Claim id.
+    pub id: String,
+    /// Claim TTL in seconds (as last set).
+    pub ttl: i64,
+    /// When the claim was created or last renewed, ms since the epoch.
+    pub updated_ms: i64,
+    /// The live messages it holds.
+    pub messages: Vec<Message>,
+}
+
+/// Everything that can go wrong in storage, in terms the api core can answer.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The queue does not exist.
+    #[error("queue does not exist")]
+    QueueNotFound,
+    /// The claim does not exist or has expired.
+    #[error("claim does not exist or has expired")]
+    ClaimNotFound,
+    /// A claim id was given but the message is not claimed.
+    #[error("the message is not claimed")]
+    MessageNotClaimed,
+    /// The message is claimed and the caller did not present that claim.
+    #[error("the message is claimed by another claim")]
+    MessageIsClaimed,
+    /// `bulk_delete` with claim ids that do not hold the messages.
+    #[error("claim ids do not match the messages' claims")]
+    ClaimMismatch,
+    /// The backend cannot be reached or failed; try again later.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// A pipeline ended without a store implementing the operation.
+    #[error("no stage in the pipeline implements {0}")]
+    NotImplemented(&'static str),
+}
+
+/// Result alias for storage operations.
+pub type StorageResult<T> = Result<T, StorageError>;
+
+macro_rules! forward {
+    ($self:ident, $name:literal, $next:ident, $call:expr) => {
+        match $self.next() {
+            Some($next) => $call.await,
+            None => Err(StorageError::NotImplemented($name)),
+        }
+    };
+}
+
+/// Queue records: names and metadata, per project.
+#[async_trait]
+pub trait QueueStore: Send + Sync {
+    /// The store after this one in the pipeline; `None` for a driver.
+    fn next(&self) -> Option<&dyn QueueStore> {
+        None
+    }
+
+    /// Creates the queue; `Ok(false)` when it already existed (its metadata is kept).
+    async fn create(&self, scope: &Scope, metadata: &Metadata) -> StorageResult<bool> {
+        forward!(self, "queue create", n, n.create(scope, metadata))
+    }
+
+    /// The queue's stored metadata, `None` when the queue does not exist.
+    async fn get(&self, scope: &Scope) -> StorageResult<Option<Metadata>> {
+        forward!(self, "queue get", n, n.get(scope))
+    }
+
+    /// Replaces the metadata of an existing queue ([`StorageError::QueueNotFound`] otherwise).
+    async fn set_metadata(&self, scope: &Scope, metadata: &Metadata) -> StorageResult<()> {
+        forward!(self, "queue set_metadata", n, n.set_metadata(scope, metadata))
+    }
+
+    /// Deletes the queue record; deleting a missing queue is not an error.
+    async fn delete(&self, scope: &Scope) -> StorageResult<()> {
+        forward!(self, "queue delete", n, n.delete(scope))
+    }
+
+    /// Queues of `project` in name order, after `marker` (exclusive).
+    async fn list(
+        &self,
+        project: &str,
+        marker: Option<&str>,
+        limit: usize,
+        detailed: bool,
+    ) -> StorageResult<Vec<QueueEntry>> {
+        forward!(self, "queue list", n, n.list(project, marker, limit, detailed))
+    }
+
+    /// Number of queues of `project`.
+    async fn count(&self, project: &str) -> StorageResult<u64> {
+        forward!(self, "queue count", n, n.count(project))
+    }
+
+    /// Whether the backend answers (`GET /v2/ping`).
+    async fn is_alive(&self) -> bool {
+        match self.next() {
+            Some(n) => n.is_alive().await,
+            None => false,
+        }
+    }
+}
+
+/// Messages of queues.
+#[async_trait]
+pub trait MessageStore: Send + Sync {
+    /// The store after this one in the pipeline; `None` for a driver.
+    fn next(&self) -> Option<&dyn MessageStore> {
+        None
+    }
+
+    /// Stores the messages in order and returns their ids in the same order.
+    async fn post(
+        &self,
+        scope: &Scope,
+        client_id: &str,
+        messages: Vec<NewMessage>,
+    ) -> StorageResult<Vec<String>> {
+        forward!(self, "message post", n, n.post(scope, client_id, messages))
+    }
+
+    /// One page of live messages in insertion order.
+    async fn list(&self, scope: &Scope, query: &ListQuery) -> StorageResult<MessagePage> {
+        forward!(self, "message list", n, n.list(scope, query))
+    }
+
+    /// One live message of this queue, `None` when absent or expired.
+    async fn get(&self, scope: &Scope, id: &str) -> StorageResult<Option<Message>> {
+        forward!(self, "message get", n, n.get(scope, id))
+    }
+
+    /// The live messages among `ids` (unknown ids are skipped).
+    async fn bulk_get(&self, scope: &Scope, ids: &[String]) -> StorageResult<Vec<Message>> {
+        forward!(self, "message bulk_get", n, n.bulk_get(scope, ids))
+    }
+
+    /// Deletes one message, honouring the claim rules:
+    /// claimed + no claim id → [`StorageError::MessageIsClaimed`];
+    /// claim id given + not claimed → [`StorageError::MessageNotClaimed`];
+    /// claim id not the live claim → [`StorageError::ClaimNotFound`] when that claim
+    /// does not exist, [`StorageError::MessageIsClaimed`] when another claim holds it.
+    /// A missing message is not an error.
+    async fn delete(&self, scope: &Scope, id: &str, claim_id: Option<&str>) -> StorageResult<()> {
+        forward!(self, "message delete", n, n.delete(scope, id, claim_id))
+    }
+
+    /// Deletes the messages among `ids`. With `claim_ids`, every existing message
+    /// must be held by one of those live claims, else [`StorageError::ClaimMismatch`]
+    /// and nothing is deleted.
+    async fn bulk_delete(
+        &self,
+        scope: &Scope,
+        ids: &[String],
+        claim_ids: Option<&[String]>,
+    ) -> StorageResult<()> {
+        forward!(self, "message bulk_delete", n, n.bulk_delete(scope, ids, claim_ids))
+    }
+
+    /// Removes and returns up to `limit` of the oldest claimable messages.
+    async fn pop(&self, scope: &Scope, limit: usize) -> StorageResult<Vec<Message>> {
+        forward!(self, "message pop", n, n.pop(scope, limit))
+    }
+
+    /// Message counts of the queue (zeros for a missing queue).
+    async fn stats(&self, scope: &Scope) -> StorageResult<QueueStats> {
+        forward!(self, "message stats", n, n.stats(scope))
+    }
+
+    /// Deletes every message and claim of the queue.
+    async fn purge(&self, scope: &Scope) -> StorageResult<()> {
+        forward!(self, "message purge", n, n.purge(scope))
+    }
+}
+
+/// Claims on messages.
+#[async_trait]
+pub trait ClaimStore: Send + Sync {
+    /// The store after this one in the pipeline; `None` for a driver.
+    fn next(&self) -> Option<&dyn ClaimStore> {
+        None
+    }
+
+    /// Atomically claims up to `limit` of the oldest messages that are neither
+    /// claimed by a live claim nor delayed. Messages that would expire before the
+    /// claim ends are extended to claim end + grace. With a dead-letter policy,
+    /// messages already claimed `max_claim_count` times move to the dead-letter
+    /// queue instead. `None` when nothing was claimed.
+    async fn create(&self, scope: &Scope, request: &ClaimRequest) -> StorageResult<Option<NewClaim>> {
+        forward!(self, "claim create", n, n.create(scope, request))
+    }
+
+    /// A live claim and its messages, `None` when missing or expired.
+    async fn get(&self, scope: &Scope, claim_id: &str) -> StorageResult<Option<ClaimInfo>> {
+        forward!(self, "claim get", n, n.get(scope, claim_id))
+    }
+
+    /// Renews a live claim: it ends `ttl` seconds from now and its messages
+    /// live at least until then plus `grace`. [`StorageError::ClaimNotFound`] otherwise.
+    async fn update(&self, scope: &Scope, claim_id: &str, ttl: i64, grace: i64) -> StorageResult<()> {
+        forward!(self, "claim update", n, n.update(scope, claim_id, ttl, grace))
+    }
+
+    /// Releases the claim's messages and forgets it; missing claims are ignored.
+    async fn delete(&self, scope: &Scope, claim_id: &str) -> StorageResult<()> {
+        forward!(self, "claim delete", n, n.delete(scope, claim_id))
+    }
+}
