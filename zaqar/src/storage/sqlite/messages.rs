@@ -1,0 +1,414 @@
+//! [`MessageStore`] on the `messages` table.
+//!
+//! The list marker is the message's `seq` as a decimal string. Since `seq`
+//! only grows, a marker stays meaningful after its message is gone; a marker
+//! that is not a number, or is beyond every `seq` ever handed out, is unknown
+//! and the listing starts from the beginning (as the reference's Redis
+//! driver does).
+
+use async_trait::async_trait;
+use rusqlite::types::Type;
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+use super::schema::message_columns;
+use super::{ms, DbResult, SqliteStore};
+use crate::storage::{
+    ListQuery, Message, MessagePage, MessageStamp, MessageStore, NewMessage, QueueStats, Scope,
+    StorageError, StorageResult,
+};
+
+/// Ids per `IN (...)` list, well below SQLite's bound-parameter limit.
+const IDS_PER_STATEMENT: usize = 200;
+
+/// Decodes a row selected with [`message_columns`]; returns `(seq, message)`.
+/// `claim_id` is only reported while the claim is live at `now`.
+pub(super) fn message_from_row(row: &Row<'_>, now: i64) -> rusqlite::Result<(i64, Message)> {
+    let body: String = row.get(4)?;
+    let body = RawValue::from_string(body)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(4, Type::Text, Box::new(e)))?;
+    let claim_id: Option<String> = row.get(5)?;
+    let claim_expires_ms: i64 = row.get(6)?;
+    let message = Message {
+        id: row.get(1)?,
+        ttl: row.get(2)?,
+        created_ms: row.get(3)?,
+        body,
+        claim_id: claim_id.filter(|_| claim_expires_ms > now),
+        claim_count: row.get(7)?,
+        checksum: row.get(8)?,
+    };
+    Ok((row.get(0)?, message))
+}
+
+/// Runs a prepared query with `params` and decodes every row as a message.
+pub(super) fn query_messages<P: rusqlite::Params>(
+    conn: &Connection,
+    sql: &str,
+    params: P,
+    now: i64,
+) -> DbResult<Vec<(i64, Message)>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(params, |row| message_from_row(row, now))?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// `?,?,...` with `n` placeholders.
+fn placeholders(n: usize) -> String {
+    let mut s = "?,".repeat(n);
+    s.pop();
+    s
+}
+
+/// Clamps a page size to what SQLite's LIMIT takes.
+pub(super) fn sql_limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+/// Where a listing starts: after the marker's seq, or at the beginning when
+/// the marker is unknown.
+fn start_after(conn: &Connection, marker: Option<&str>) -> DbResult<i64> {
+    let Some(seq) = marker
+        .and_then(|m| m.parse::<i64>().ok())
+        .filter(|s| *s > 0)
+    else {
+        return Ok(0);
+    };
+    let highest: Option<i64> = conn
+        .prepare_cached("SELECT seq FROM sqlite_sequence WHERE name = 'messages'")?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    Ok(if seq <= highest.unwrap_or(0) { seq } else { 0 })
+}
+
+/// The oldest claimable messages of a queue: live, not delayed, and not held
+/// by a live claim.
+pub(super) const CLAIMABLE: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    " FROM messages WHERE project = ?1 AND queue = ?2 AND expires_ms > ?3 \
+     AND delay_until_ms <= ?3 AND (claim_id IS NULL OR claim_expires_ms <= ?3) \
+     ORDER BY seq LIMIT ?4"
+);
+
+#[async_trait]
+impl MessageStore for SqliteStore {
+    async fn post(
+        &self,
+        scope: &Scope,
+        client_id: &str,
+        messages: Vec<NewMessage>,
+    ) -> StorageResult<Vec<String>> {
+        let scope = scope.clone();
+        let client_id = client_id.to_owned();
+        self.write("message post", move |conn, now| {
+            let ids: Vec<String> = messages.iter().map(|_| Uuid::new_v4().to_string()).collect();
+            let tx = conn.transaction()?;
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO messages (id, project, queue, client_id, body, ttl, created_ms, \
+                     expires_ms, delay_until_ms, claim_id, claim_expires_ms, claim_count, checksum) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, 0, 0, ?10)",
+                )?;
+                for (id, m) in ids.iter().zip(&messages) {
+                    insert.execute(params![
+                        id,
+                        scope.project,
+                        scope.queue,
+                        client_id,
+                        m.body.get(),
+                        m.ttl,
+                        now,
+                        now.saturating_add(ms(m.ttl)),
+                        now.saturating_add(ms(m.delay.max(0))),
+                        m.checksum,
+                    ])?;
+                }
+            }
+            tx.commit()?;
+            Ok(ids)
+        })
+        .await
+    }
+
+    async fn list(&self, scope: &Scope, query: &ListQuery) -> StorageResult<MessagePage> {
+        let scope = scope.clone();
+        let query = query.clone();
+        self.read("message list", move |conn, now| {
+            let after = start_after(conn, query.marker.as_deref())?;
+            let messages = query_messages(
+                conn,
+                concat!(
+                    "SELECT ",
+                    message_columns!(),
+                    " FROM messages WHERE project = ?1 AND queue = ?2 AND seq > ?3 \
+                     AND expires_ms > ?4 \
+                     AND (?5 OR client_id <> ?6) \
+                     AND (?7 OR claim_id IS NULL OR claim_expires_ms <= ?4) \
+                     AND (?8 OR delay_until_ms <= ?4) \
+                     ORDER BY seq LIMIT ?9"
+                ),
+                params![
+                    scope.project,
+                    scope.queue,
+                    after,
+                    now,
+                    query.echo,
+                    query.client_id,
+                    query.include_claimed,
+                    query.include_delayed,
+                    sql_limit(query.limit),
+                ],
+                now,
+            )?;
+            let next_marker = messages.last().map(|(seq, _)| seq.to_string());
+            Ok(MessagePage {
+                messages: messages.into_iter().map(|(_, m)| m).collect(),
+                next_marker,
+            })
+        })
+        .await
+    }
+
+    async fn get(&self, scope: &Scope, id: &str) -> StorageResult<Option<Message>> {
+        let scope = scope.clone();
+        let id = id.to_owned();
+        self.read("message get", move |conn, now| {
+            let found = query_messages(
+                conn,
+                concat!(
+                    "SELECT ",
+                    message_columns!(),
+                    " FROM messages WHERE id = ?1 AND project = ?2 AND queue = ?3 AND expires_ms > ?4"
+                ),
+                params![id, scope.project, scope.queue, now],
+                now,
+            )?;
+            Ok(found.into_iter().next().map(|(_, m)| m))
+        })
+        .await
+    }
+
+    async fn bulk_get(&self, scope: &Scope, ids: &[String]) -> StorageResult<Vec<Message>> {
+        let scope = scope.clone();
+        let ids = ids.to_vec();
+        self.read("message bulk_get", move |conn, now| {
+            let mut found = Vec::new();
+            for chunk in ids.chunks(IDS_PER_STATEMENT) {
+                let sql = format!(
+                    concat!(
+                        "SELECT ",
+                        message_columns!(),
+                        " FROM messages WHERE project = ? AND queue = ? AND expires_ms > ? AND id IN ({})"
+                    ),
+                    placeholders(chunk.len())
+                );
+                let mut stmt = conn.prepare(&sql)?;
+                let rows = stmt.query_map(
+                    params_from_iter(
+                        [&scope.project as &dyn rusqlite::ToSql, &scope.queue, &now]
+                            .into_iter()
+                            .chain(chunk.iter().map(|id| id as &dyn rusqlite::ToSql)),
+                    ),
+                    |row| message_from_row(row, now),
+                )?;
+                for row in rows {
+                    found.push(row?);
+                }
+            }
+            found.sort_by_key(|(seq, _)| *seq);
+            found.dedup_by_key(|(seq, _)| *seq);
+            Ok(found.into_iter().map(|(_, m)| m).collect())
+        })
+        .await
+    }
+
+    async fn delete(&self, scope: &Scope, id: &str, claim_id: Option<&str>) -> StorageResult<()> {
+        let scope = scope.clone();
+        let id = id.to_owned();
+        let given = claim_id.map(str::to_owned);
+        self.write("message delete", move |conn, now| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let row: Option<(i64, Option<String>, i64)> = tx
+                .prepare_cached(
+                    "SELECT seq, claim_id, claim_expires_ms FROM messages \
+                     WHERE id = ?1 AND project = ?2 AND queue = ?3 AND expires_ms > ?4",
+                )?
+                .query_row(params![id, scope.project, scope.queue, now], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional()?;
+            let Some((seq, held, held_until)) = row else {
+                return Ok(());
+            };
+            let held = held.filter(|_| held_until > now);
+            match (held, given) {
+                (None, None) => {}
+                (Some(_), None) => return Err(StorageError::MessageIsClaimed.into()),
+                (None, Some(_)) => return Err(StorageError::MessageNotClaimed.into()),
+                (Some(held), Some(given)) if held == given => {}
+                (Some(_), Some(given)) => {
+                    let exists = tx
+                        .prepare_cached(
+                            "SELECT 1 FROM claims WHERE id = ?1 AND project = ?2 AND queue = ?3 \
+                             AND expires_ms > ?4",
+                        )?
+                        .exists(params![given, scope.project, scope.queue, now])?;
+                    return Err(if exists {
+                        StorageError::MessageIsClaimed
+                    } else {
+                        StorageError::ClaimNotFound
+                    }
+                    .into());
+                }
+            }
+            tx.prepare_cached("DELETE FROM messages WHERE seq = ?1")?
+                .execute(params![seq])?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn bulk_delete(
+        &self,
+        scope: &Scope,
+        ids: &[String],
+        claim_ids: Option<&[String]>,
+    ) -> StorageResult<()> {
+        let scope = scope.clone();
+        let ids = ids.to_vec();
+        let claim_ids = claim_ids.map(<[String]>::to_vec);
+        self.write("message bulk_delete", move |conn, now| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            for chunk in ids.chunks(IDS_PER_STATEMENT) {
+                let in_list = placeholders(chunk.len());
+                if let Some(claim_ids) = &claim_ids {
+                    let sql = format!(
+                        "SELECT claim_id, claim_expires_ms FROM messages \
+                         WHERE project = ? AND queue = ? AND expires_ms > ? AND id IN ({in_list})"
+                    );
+                    let mut stmt = tx.prepare(&sql)?;
+                    let rows = stmt.query_map(
+                        params_from_iter(
+                            [&scope.project as &dyn rusqlite::ToSql, &scope.queue, &now]
+                                .into_iter()
+                                .chain(chunk.iter().map(|id| id as &dyn rusqlite::ToSql)),
+                        ),
+                        |r| Ok((r.get::<_, Option<String>>(0)?, r.get::<_, i64>(1)?)),
+                    )?;
+                    for row in rows {
+                        let (held, until) = row?;
+                        let held_by_given =
+                            held.is_some_and(|c| until > now && claim_ids.contains(&c));
+                        if !held_by_given {
+                            return Err(StorageError::ClaimMismatch.into());
+                        }
+                    }
+                }
+                let sql = format!(
+                    "DELETE FROM messages WHERE project = ? AND queue = ? AND id IN ({in_list})"
+                );
+                tx.execute(
+                    &sql,
+                    params_from_iter(
+                        [&scope.project, &scope.queue]
+                            .into_iter()
+                            .chain(chunk.iter()),
+                    ),
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn pop(&self, scope: &Scope, limit: usize) -> StorageResult<Vec<Message>> {
+        let scope = scope.clone();
+        self.write("message pop", move |conn, now| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let popped = query_messages(
+                &tx,
+                CLAIMABLE,
+                params![scope.project, scope.queue, now, sql_limit(limit)],
+                now,
+            )?;
+            {
+                let mut delete = tx.prepare_cached("DELETE FROM messages WHERE seq = ?1")?;
+                for (seq, _) in &popped {
+                    delete.execute(params![seq])?;
+                }
+            }
+            tx.commit()?;
+            Ok(popped.into_iter().map(|(_, m)| m).collect())
+        })
+        .await
+    }
+
+    async fn stats(&self, scope: &Scope) -> StorageResult<QueueStats> {
+        let scope = scope.clone();
+        self.read("message stats", move |conn, now| {
+            // One read transaction: the counts and stamps come from one snapshot.
+            let tx = conn.transaction()?;
+            let (total, claimed): (i64, i64) = tx
+                .prepare_cached(
+                    "SELECT COUNT(*), COALESCE(SUM(claim_id IS NOT NULL AND claim_expires_ms > ?3), 0) \
+                     FROM messages WHERE project = ?1 AND queue = ?2 AND expires_ms > ?3",
+                )?
+                .query_row(params![scope.project, scope.queue, now], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
+            let stamp = |sql: &str| -> DbResult<Option<MessageStamp>> {
+                Ok(tx
+                    .prepare_cached(sql)?
+                    .query_row(params![scope.project, scope.queue, now], |r| {
+                        Ok(MessageStamp {
+                            id: r.get(0)?,
+                            created_ms: r.get(1)?,
+                        })
+                    })
+                    .optional()?)
+            };
+            let (oldest, newest) = if total > 0 {
+                (
+                    stamp(
+                        "SELECT id, created_ms FROM messages WHERE project = ?1 AND queue = ?2 \
+                         AND expires_ms > ?3 ORDER BY seq ASC LIMIT 1",
+                    )?,
+                    stamp(
+                        "SELECT id, created_ms FROM messages WHERE project = ?1 AND queue = ?2 \
+                         AND expires_ms > ?3 ORDER BY seq DESC LIMIT 1",
+                    )?,
+                )
+            } else {
+                (None, None)
+            };
+            let total = total.max(0) as u64;
+            let claimed = claimed.max(0) as u64;
+            Ok(QueueStats {
+                claimed,
+                free: total.saturating_sub(claimed),
+                total,
+                oldest,
+                newest,
+            })
+        })
+        .await
+    }
+
+    async fn purge(&self, scope: &Scope) -> StorageResult<()> {
+        let scope = scope.clone();
+        self.write("message purge", move |conn, _| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            tx.prepare_cached("DELETE FROM messages WHERE project = ?1 AND queue = ?2")?
+                .execute(params![scope.project, scope.queue])?;
+            tx.prepare_cached("DELETE FROM claims WHERE project = ?1 AND queue = ?2")?
+                .execute(params![scope.project, scope.queue])?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+}

@@ -1,0 +1,111 @@
+//! The database schema and the statements shared by several modules.
+//!
+//! Three tables, every row scoped by `(project, queue)`:
+//!
+//! - `queues`: the queue records, keyed by `(project, name)` (listing in name
+//!   order is a range scan of the key).
+//! - `messages`: `seq` is an `AUTOINCREMENT` rowid, so it only ever grows:
+//!   it orders a queue (insertion order) and serves as the list marker, which
+//!   stays valid after the message it names is deleted. `id` is the UUID
+//!   clients see. A message is claimed while `claim_id` is set and
+//!   `claim_expires_ms > now`; the claim's expiry is copied onto its messages
+//!   so that "claimable" is decided from the message row alone.
+//! - `claims`: one row per claim, with the ttl/grace last set.
+//!
+//! Access paths and their index:
+//!
+//! | path | index |
+//! |---|---|
+//! | list, claim candidates, pop, stats, purge (scan of one queue in `seq` order) | `messages_by_queue (project, queue, seq)` |
+//! | get / delete by id | `messages.id` UNIQUE |
+//! | messages of a claim | `messages_by_claim (claim_id)`, partial: claimed rows only |
+//! | reaper | `messages_by_expiry (expires_ms)`, `claims_by_expiry (expires_ms)` |
+//! | claim by id | `claims` primary key |
+//! | purge claims | `claims_by_queue (project, queue)` |
+//! | queue get/list/count | `queues` primary key |
+//!
+//! `PRAGMA user_version` holds the schema version; [`migrate`] brings an
+//! older file up to date and refuses a newer one.
+
+use rusqlite::Connection;
+
+use super::OpenError;
+
+/// The schema version this build writes.
+pub(super) const VERSION: i64 = 1;
+
+const SCHEMA_V1: &str = "
+CREATE TABLE IF NOT EXISTS queues (
+    project    TEXT    NOT NULL,
+    name       TEXT    NOT NULL,
+    metadata   TEXT    NOT NULL,
+    created_ms INTEGER NOT NULL,
+    PRIMARY KEY (project, name)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS messages (
+    seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+    id               TEXT    NOT NULL UNIQUE,
+    project          TEXT    NOT NULL,
+    queue            TEXT    NOT NULL,
+    client_id        TEXT    NOT NULL,
+    body             TEXT    NOT NULL,
+    ttl              INTEGER NOT NULL,
+    created_ms       INTEGER NOT NULL,
+    expires_ms       INTEGER NOT NULL,
+    delay_until_ms   INTEGER NOT NULL,
+    claim_id         TEXT,
+    claim_expires_ms INTEGER NOT NULL DEFAULT 0,
+    claim_count      INTEGER NOT NULL DEFAULT 0,
+    checksum         TEXT
+);
+CREATE INDEX IF NOT EXISTS messages_by_queue ON messages (project, queue, seq);
+CREATE INDEX IF NOT EXISTS messages_by_claim ON messages (claim_id) WHERE claim_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS messages_by_expiry ON messages (expires_ms);
+
+CREATE TABLE IF NOT EXISTS claims (
+    id         TEXT    NOT NULL PRIMARY KEY,
+    project    TEXT    NOT NULL,
+    queue      TEXT    NOT NULL,
+    ttl        INTEGER NOT NULL,
+    grace      INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS claims_by_queue ON claims (project, queue);
+CREATE INDEX IF NOT EXISTS claims_by_expiry ON claims (expires_ms);
+";
+
+/// Deletes up to `?2` messages that expired before `?1`.
+pub(super) const REAP_MESSAGES: &str = "DELETE FROM messages WHERE seq IN \
+     (SELECT seq FROM messages WHERE expires_ms <= ?1 LIMIT ?2)";
+
+/// Deletes up to `?2` claims that expired before `?1`. Their messages keep
+/// the stale `claim_id`, which is harmless: `claim_expires_ms` has passed too.
+pub(super) const REAP_CLAIMS: &str = "DELETE FROM claims WHERE id IN \
+     (SELECT id FROM claims WHERE expires_ms <= ?1 LIMIT ?2)";
+
+/// The message columns [`super::messages::message_from_row`] reads, in order.
+macro_rules! message_columns {
+    () => {
+        "seq, id, ttl, created_ms, body, claim_id, claim_expires_ms, claim_count, checksum"
+    };
+}
+pub(super) use message_columns;
+
+/// Creates or upgrades the schema.
+///
+/// # Errors
+/// SQLite errors, or a file whose `user_version` is newer than [`VERSION`].
+pub(super) fn migrate(conn: &Connection) -> Result<(), OpenError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > VERSION {
+        return Err(OpenError::NewerSchema(version));
+    }
+    if version < VERSION {
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {SCHEMA_V1} PRAGMA user_version = {VERSION}; COMMIT;"
+        ))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,1 @@
+//! The conformance suite against the SQLite driver, plus driver-specific tests.
