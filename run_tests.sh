@@ -1,0 +1,258 @@
+#!/usr/bin/env bash
+# The one test command: builds the workspace and runs every test suite.
+#
+# Runs from a fresh clone on a fresh Debian 12 machine (as root, or with sudo):
+# installs what is missing, builds, runs the Rust tests, the lints and the
+# functional tests against the real binaries, then prints a summary.  Exits
+# non-zero when anything failed.
+#
+# Structure: each step is a shell function, run by `run_step` (a setup step:
+# failure stops the run) or `run_check` (a test step: failure is recorded and the
+# run goes on, so one report lists every failing suite).  Services a suite needs
+# (Redis, Keystone, ...) are started by a setup step on a port of their own and
+# stopped on exit through `on_exit_do`.  To add a suite: write a function and add
+# a line to `main` at the bottom.
+#
+# Environment:
+#   SKIP_APT=1        never call apt-get (a missing tool is then an error)
+#   PYTEST_ARGS="..." extra arguments for every pytest run (e.g. "-x -k claims")
+#   ZAQAR_TEST_PORT_BASE  base of the ports services started here use (default 16300)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$ROOT"
+
+VENV="$ROOT/.venv"
+PY="$VENV/bin/python"
+PORT_BASE="${ZAQAR_TEST_PORT_BASE:-16300}"
+# Ports of services this script may start; never the standard ones (6379, 5000...).
+REDIS_TEST_PORT="${REDIS_TEST_PORT:-$((PORT_BASE + 79))}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+export PYTHONDONTWRITEBYTECODE=1
+export ZAQAR_SERVER_BIN="${ZAQAR_SERVER_BIN:-$ROOT/target/debug/zaqar-server}"
+
+RESULTS=()        # "PASS|FAIL|SKIP<TAB>name<TAB>seconds"
+CLEANUPS=()       # commands run in reverse order on exit
+CURRENT_STEP=""
+FAILED=0
+START_TS=$(date +%s)
+
+log() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+warn() { printf 'WARNING: %s\n' "$*" >&2; }
+
+# Register a command to run when the script exits (services, temp dirs).
+on_exit_do() { CLEANUPS+=("$1"); }
+
+print_summary() {
+    local total=$(( $(date +%s) - START_TS ))
+    echo
+    echo "================================ summary ================================"
+    local r
+    for r in "${RESULTS[@]}"; do
+        IFS=$'\t' read -r status name secs <<<"$r"
+        printf '  %-5s %-45s %6ss\n' "$status" "$name" "$secs"
+    done
+    if [[ -n "$CURRENT_STEP" ]]; then
+        printf '  %-5s %-45s\n' "FAIL" "$CURRENT_STEP (setup step; run stopped)"
+    fi
+    echo "  total time: ${total}s"
+    if (( FAILED )) || [[ -n "$CURRENT_STEP" ]]; then
+        echo "  RESULT: FAILED"
+    else
+        echo "  RESULT: OK"
+    fi
+    echo "========================================================================="
+}
+
+on_exit() {
+    local rc=$?
+    set +e
+    local i
+    for (( i=${#CLEANUPS[@]}-1; i>=0; i-- )); do
+        eval "${CLEANUPS[$i]}" >/dev/null 2>&1
+    done
+    print_summary
+    if (( rc == 0 && FAILED )); then rc=1; fi
+    exit "$rc"
+}
+trap on_exit EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# run_step NAME FUNC [ARGS...]: a setup step, run in this shell (it may start
+# services and register cleanups).  Its failure stops the whole run.
+run_step() {
+    local name=$1; shift
+    local t0; t0=$(date +%s)
+    log "$name"
+    CURRENT_STEP="$name"
+    "$@"
+    CURRENT_STEP=""
+    RESULTS+=("PASS"$'\t'"$name"$'\t'"$(( $(date +%s) - t0 ))")
+}
+
+# run_check NAME FUNC [ARGS...]: a test step, run in a subshell with `set -e`;
+# its failure is recorded and the run continues.
+run_check() {
+    local name=$1; shift
+    local t0 rc; t0=$(date +%s)
+    log "$name"
+    set +e
+    ( set -e; "$@" )
+    rc=$?
+    set -e
+    local status=PASS
+    if (( rc != 0 )); then status=FAIL; FAILED=1; warn "$name failed (exit $rc)"; fi
+    RESULTS+=("$status"$'\t'"$name"$'\t'"$(( $(date +%s) - t0 ))")
+}
+
+skip() { RESULTS+=("SKIP"$'\t'"$1"$'\t'"0"); log "$1: skipped ($2)"; }
+
+as_root() {
+    if (( EUID == 0 )); then "$@"
+    elif command -v sudo >/dev/null 2>&1; then sudo "$@"
+    else echo "need root (or sudo) to run: $*" >&2; return 1
+    fi
+}
+
+# ---------------------------------------------------------------------------
+# Setup steps
+# ---------------------------------------------------------------------------
+
+APT_PACKAGES=(build-essential pkg-config python3-venv redis-server)
+
+install_system_packages() {
+    local missing=() p
+    for p in "${APT_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
+            || missing+=("$p")
+    done
+    if (( ${#missing[@]} == 0 )); then
+        echo "system packages present: ${APT_PACKAGES[*]}"
+        return 0
+    fi
+    if [[ "${SKIP_APT:-0}" == 1 ]]; then
+        echo "missing packages (SKIP_APT=1): ${missing[*]}" >&2
+        return 1
+    fi
+    echo "installing: ${missing[*]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+        --no-install-recommends "${missing[@]}"
+    # The Debian package starts a Redis on 6379; our suites use their own.
+}
+
+check_toolchain() {
+    command -v cargo >/dev/null 2>&1 || {
+        echo "cargo not found: this machine needs a Rust toolchain (rustup)" >&2
+        return 1
+    }
+    cargo --version
+    cargo clippy --version >/dev/null 2>&1 || warn "cargo clippy is not installed"
+    cargo fmt --version >/dev/null 2>&1 || warn "cargo fmt (rustfmt) is not installed"
+}
+
+python_requirement_files() {
+    echo "$ROOT/tests/requirements.txt"
+    if [[ -f "$ROOT/doc/requirements.txt" ]]; then echo "$ROOT/doc/requirements.txt"; fi
+}
+
+# Create/refresh .venv; pip runs only when the requirement files changed
+# (a hash stamp in the venv), so a warm run costs nothing.
+setup_venv() {
+    local host_py
+    host_py="$(command -v python3)"
+    if [[ ! -x "$PY" ]] || ! "$PY" -c 'import sys' >/dev/null 2>&1; then
+        rm -rf "$VENV"
+        "$host_py" -m venv "$VENV"
+    fi
+    local files=() f
+    while IFS= read -r f; do files+=("$f"); done < <(python_requirement_files)
+    local want stamp="$VENV/.requirements.sha256"
+    want="$( { "$PY" -c 'import sys; print(sys.version)'; cat "${files[@]}"; \
+               [[ -f "$ROOT/doc/source/conf.py" ]] && echo docs; true; } | sha256sum | cut -d' ' -f1)"
+    if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+        echo "venv up to date ($VENV)"
+        return 0
+    fi
+    "$PY" -m pip install -q --upgrade pip
+    local args=() 
+    for f in "${files[@]}"; do args+=(-r "$f"); done
+    # Docs need Sphinx even when doc/ has no requirements file of its own.
+    if [[ -f "$ROOT/doc/source/conf.py" && ! -f "$ROOT/doc/requirements.txt" ]]; then
+        args+=(sphinx)
+    fi
+    "$PY" -m pip install -q "${args[@]}"
+    echo "$want" >"$stamp"
+}
+
+cargo_build() {
+    cargo build --locked --workspace --bins
+    [[ -x "$ZAQAR_SERVER_BIN" ]] || { echo "no server binary at $ZAQAR_SERVER_BIN" >&2; return 1; }
+}
+
+# Start a private Redis (no persistence) on $1; stopped on exit.  Exports
+# ZAQAR_TEST_REDIS_URL for the suites.  Not used by the default steps yet: add
+# `run_step "start redis" start_redis "$REDIS_TEST_PORT"` where a suite needs it.
+start_redis() {
+    local port=$1 dir
+    dir="$(mktemp -d)"
+    on_exit_do "rm -rf '$dir'"
+    redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+        --dir "$dir" --daemonize no >"$dir/redis.log" 2>&1 &
+    local pid=$!
+    on_exit_do "kill $pid; wait $pid"
+    local i
+    for (( i=0; i<100; i++ )); do
+        if redis-cli -p "$port" ping 2>/dev/null | grep -q PONG; then
+            export ZAQAR_TEST_REDIS_URL="redis://127.0.0.1:$port"
+            echo "redis up on 127.0.0.1:$port (pid $pid)"
+            return 0
+        fi
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    cat "$dir/redis.log" >&2
+    return 1
+}
+
+# ---------------------------------------------------------------------------
+# Test steps
+# ---------------------------------------------------------------------------
+
+cargo_test() { cargo test --locked --workspace; }
+cargo_clippy() { cargo clippy --locked --workspace --all-targets -- -D warnings; }
+cargo_fmt() { cargo fmt --all -- --check; }
+
+pytest_suite() {
+    local dir=$1
+    # shellcheck disable=SC2086
+    "$PY" -m pytest "$dir" -ra --durations=10 --timeout=300 ${PYTEST_ARGS:-}
+}
+
+docs_build() {
+    rm -rf "$ROOT/doc/build/html"
+    "$VENV/bin/sphinx-build" -W --keep-going -b html "$ROOT/doc/source" "$ROOT/doc/build/html"
+}
+
+# ---------------------------------------------------------------------------
+
+main() {
+    run_step "system packages" install_system_packages
+    run_step "rust toolchain" check_toolchain
+    run_step "python venv" setup_venv
+    run_step "cargo build" cargo_build
+
+    run_check "cargo test" cargo_test
+    run_check "cargo clippy -D warnings" cargo_clippy
+    run_check "cargo fmt --check" cargo_fmt
+    run_check "pytest tests/functional" pytest_suite tests/functional
+    if [[ -f "$ROOT/doc/source/conf.py" ]]; then
+        run_check "docs (sphinx -W)" docs_build
+    else
+        skip "docs (sphinx -W)" "no doc/source/conf.py"
+    fi
+}
+
+main "$@"

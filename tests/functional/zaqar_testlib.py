@@ -1,0 +1,306 @@
+"""Building blocks of the functional tests: a zaqar-server process, an HTTP helper.
+
+See conftest.py for the fixtures built from them.
+"""
+
+import configparser
+import copy
+import itertools
+import os
+import pathlib
+import re
+import signal
+import socket
+import subprocess
+import time
+import uuid
+
+import requests
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+REQUEST_ID_RE = re.compile(r"^req-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+START_TIMEOUT = float(os.environ.get("ZAQAR_TEST_START_TIMEOUT", "30"))
+
+DEFAULT_OPTIONS = {
+    "DEFAULT": {
+        "auth_strategy": "",
+        "admin_mode": "false",
+        "enable_checksum": "false",
+    },
+    "drivers": {
+        "transport": "wsgi",
+        "message_store": "sqlite",
+        "management_store": "sqlite",
+    },
+    "transport": {},
+}
+
+
+def server_binary():
+    path = pathlib.Path(os.environ.get("ZAQAR_SERVER_BIN", "target/debug/zaqar-server"))
+    if not path.is_absolute():
+        path = REPO_ROOT / path
+    return path
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def merge_options(base, extra):
+    merged = copy.deepcopy(base)
+    for section, opts in (extra or {}).items():
+        merged.setdefault(section, {}).update({k: str(v) for k, v in opts.items()})
+    return merged
+
+
+class ServerStartError(RuntimeError):
+    pass
+
+
+class ZaqarServer:
+    """One zaqar-server process with its own config, database and log."""
+
+    _serial = itertools.count(1)
+
+    def __init__(self, workdir, options=None):
+        self.workdir = pathlib.Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.db_path = self.workdir / "zaqar.db"
+        self.config_path = self.workdir / "zaqar.conf"
+        self.port = free_port()
+        self.ws_port = free_port()
+        self.options = merge_options(DEFAULT_OPTIONS, options)
+        self.proc = None
+        self.log_paths = []
+        self.log_path = None
+
+    # -- config -----------------------------------------------------------
+    def write_config(self):
+        cp = configparser.ConfigParser(interpolation=None)
+        cp.optionxform = str  # keep option names as written
+        for section, opts in self.options.items():
+            if section != "DEFAULT" and not cp.has_section(section):
+                cp.add_section(section)
+            for key, value in opts.items():
+                cp.set(section, key, str(value))
+        for section, opts in (
+            ("drivers:transport:wsgi", {"bind": "127.0.0.1", "port": self.port}),
+            ("drivers:transport:websocket", {"bind": "127.0.0.1", "port": self.ws_port}),
+            ("drivers:message_store:sqlite", {"uri": str(self.db_path)}),
+        ):
+            if not cp.has_section(section):
+                cp.add_section(section)
+            for key, value in opts.items():
+                if not cp.has_option(section, key):
+                    cp.set(section, key, str(value))
+        with open(self.config_path, "w") as f:
+            cp.write(f)
+
+    # -- process ----------------------------------------------------------
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self):
+        return f"ws://127.0.0.1:{self.ws_port}/"
+
+    def start(self, timeout=START_TIMEOUT):
+        binary = server_binary()
+        if not binary.exists():
+            raise ServerStartError(
+                f"server binary {binary} not found: build it first (./run_tests.sh "
+                "or cargo build), or set ZAQAR_SERVER_BIN")
+        self.write_config()
+        self.log_path = self.workdir / f"server-{next(self._serial)}.log"
+        self.log_paths.append(self.log_path)
+        env = dict(os.environ)
+        env.setdefault("RUST_LOG", "info")
+        env.setdefault("RUST_BACKTRACE", "1")
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                [str(binary), "--config-file", str(self.config_path)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cwd=self.workdir, env=env)
+        deadline = time.monotonic() + timeout
+        last_err = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ServerStartError(
+                    f"zaqar-server exited with {self.proc.returncode} during start-up\n"
+                    f"--- config ---\n{self.config_path.read_text()}"
+                    f"--- log ---\n{self.log_text()}")
+            try:
+                requests.get(self.url + "/", timeout=1)
+                return self
+            except requests.RequestException as exc:
+                last_err = exc
+                time.sleep(0.05)
+        self.kill()
+        raise ServerStartError(
+            f"zaqar-server did not answer GET / within {timeout}s ({last_err})\n"
+            f"--- log ---\n{self.log_text()}")
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout=15):
+        """SIGTERM and wait; returns the exit code (SIGKILLs after timeout)."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(
+                    f"zaqar-server ignored SIGTERM for {timeout}s\n{self.log_text()}")
+        return self.proc.returncode
+
+    def kill(self):
+        """kill -9: no chance to flush anything."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def restart(self, options=None, graceful=True):
+        """Stop (SIGTERM, or SIGKILL with graceful=False) and start on the same DB and port."""
+        if graceful:
+            self.stop()
+        else:
+            self.kill()
+        if options:
+            self.options = merge_options(self.options, options)
+        return self.start()
+
+    def log_text(self, tail=200):
+        chunks = []
+        for p in self.log_paths:
+            try:
+                lines = p.read_text(errors="replace").splitlines()
+            except FileNotFoundError:
+                continue
+            chunks.append(f"[{p.name}]\n" + "\n".join(lines[-tail:]))
+        return "\n".join(chunks)
+
+    def panicked(self):
+        return "panicked at" in self.log_text(tail=100000)
+
+
+# ---------------------------------------------------------------------------
+# HTTP helper
+# ---------------------------------------------------------------------------
+
+class Api:
+    """requests with the Zaqar headers, plus checks every response must pass.
+
+    Every response must carry ``x-openstack-request-id: req-<uuid>`` and no
+    response may be a 5xx (no client input may break the server).  Pass a header
+    value of ``None`` to drop a default header.
+    """
+
+    def __init__(self, base_url, project_id, client_id=None):
+        self.base_url = base_url.rstrip("/")
+        self.project_id = project_id
+        self.client_id = client_id or str(uuid.uuid4())
+        self.session = requests.Session()
+
+    def default_headers(self):
+        headers = {"Client-ID": self.client_id, "Accept": "application/json"}
+        if self.project_id is not None:
+            headers["X-Project-ID"] = self.project_id
+        return headers
+
+    def request(self, method, path, headers=None, allow_5xx=False, **kwargs):
+        hdrs = self.default_headers()
+        if kwargs.get("json") is not None or "data" in kwargs:
+            hdrs["Content-Type"] = "application/json"
+        hdrs.update(headers or {})
+        kwargs.setdefault("timeout", 30)
+        url = path if path.startswith("http") else self.base_url + path
+        resp = self.session.request(method, url, headers=hdrs, **kwargs)
+        check_response(resp, allow_5xx=allow_5xx)
+        return resp
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def head(self, path, **kw):
+        return self.request("HEAD", path, **kw)
+
+    def put(self, path, **kw):
+        return self.request("PUT", path, **kw)
+
+    def post(self, path, **kw):
+        return self.request("POST", path, **kw)
+
+    def patch(self, path, **kw):
+        return self.request("PATCH", path, **kw)
+
+    def delete(self, path, **kw):
+        return self.request("DELETE", path, **kw)
+
+    # -- shortcuts ----------------------------------------------------------
+    def create_queue(self, name, metadata=None):
+        resp = self.put(f"/v2/queues/{name}", json=metadata)
+        assert resp.status_code in (201, 204), resp.text
+        return resp
+
+    def post_messages(self, queue, messages):
+        resp = self.post(f"/v2/queues/{queue}/messages", json={"messages": messages})
+        assert resp.status_code == 201, resp.text
+        return [href.rsplit("/", 1)[1] for href in resp.json()["resources"]]
+
+    def list_messages(self, queue, **params):
+        resp = self.get(f"/v2/queues/{queue}/messages", params=params)
+        assert resp.status_code == 200, resp.text
+        return resp.json()["messages"]
+
+    def claim(self, queue, ttl=60, grace=60, limit=None):
+        params = {} if limit is None else {"limit": limit}
+        return self.post(f"/v2/queues/{queue}/claims", params=params,
+                         json={"ttl": ttl, "grace": grace})
+
+
+def check_response(resp, allow_5xx=False):
+    rid = resp.headers.get("x-openstack-request-id")
+    assert rid is not None, (
+        f"{resp.request.method} {resp.request.url} -> {resp.status_code}: "
+        "no x-openstack-request-id header")
+    assert REQUEST_ID_RE.match(rid), f"malformed request id {rid!r}"
+    if not allow_5xx:
+        assert resp.status_code < 500, (
+            f"{resp.request.method} {resp.request.url} -> {resp.status_code} {resp.text}")
+
+
+def assert_error(resp, status, title=None, description=None):
+    """Status plus the Zaqar error body {"title", "description"}.
+
+    ``description`` may be a string (exact), a compiled regex (fullmatch) or
+    ``None`` (not checked); use ``assert_error(..., description=ABSENT)`` to
+    require that there is no description.
+    """
+    assert resp.status_code == status, (
+        f"{resp.request.method} {resp.request.url}: expected {status}, "
+        f"got {resp.status_code}: {resp.text}")
+    ctype = resp.headers.get("Content-Type", "")
+    assert ctype.startswith("application/json"), f"error Content-Type {ctype!r}"
+    body = resp.json()
+    assert isinstance(body, dict) and "title" in body, body
+    if title is not None:
+        assert body["title"] == title, body
+    if description is ABSENT:
+        assert "description" not in body, body
+    elif isinstance(description, re.Pattern):
+        assert description.fullmatch(body.get("description", "")), body
+    elif description is not None:
+        assert body.get("description") == description, body
+    return body
+
+
+ABSENT = object()
