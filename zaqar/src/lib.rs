@@ -4,4 +4,10 @@
 //! [`api`] (validation, limits, reserved metadata, policy) → [`storage`]
 //! (pipeline stages, then a driver).
 
+pub mod api;
+pub mod config;
+pub mod context;
+pub mod error;
 pub mod storage;
+pub mod server;
+pub mod transport;

@@ -1,0 +1,132 @@
+//! Claim operations: create, get, renew, release.
+
+use serde_json::Value;
+
+use super::body::{document_type_not_supported, int_field};
+use super::metadata::QueuePolicy;
+use super::queues::scope;
+use super::validate::{self, may_not_exceed};
+use super::{Api, Payload};
+use crate::context::RequestContext;
+use crate::error::{storage_error, ApiError, ApiResult};
+use crate::storage::{ClaimInfo, ClaimRequest, NewClaim, StorageError};
+
+/// Default number of messages a claim takes.
+pub const DEFAULT_CLAIM_LIMIT: usize = 10;
+
+impl Api {
+    /// Reads `{"ttl", "grace"}` with the configured defaults.
+    fn claim_document(&self, payload: &Payload) -> ApiResult<(i64, i64)> {
+        let limits = self.limits();
+        let doc = self.body_document(payload)?;
+        let Value::Object(doc) = doc else {
+            return Err(document_type_not_supported());
+        };
+        let ttl = int_field(&doc, "ttl", limits.default_claim_ttl)?;
+        let grace = int_field(&doc, "grace", limits.default_claim_grace)?;
+        Ok((ttl, grace))
+    }
+
+    /// `POST /v2/queues/{q}/claims`: `None` when nothing could be claimed.
+    pub async fn claim_create(
+        &self,
+        ctx: &RequestContext,
+        queue: &str,
+        limit: Option<i64>,
+        payload: &Payload,
+    ) -> ApiResult<Option<NewClaim>> {
+        let limits = self.limits();
+        let (ttl, grace) = if payload.is_empty() {
+            (limits.default_claim_ttl, limits.default_claim_grace)
+        } else {
+            self.claim_document(payload)?
+        };
+        validate::claim_ttl(ttl, limits)?;
+        let limit = validate::limit(limit, limits.max_messages_per_claim_or_pop, may_not_exceed)?
+            .unwrap_or(DEFAULT_CLAIM_LIMIT);
+        validate::claim_grace(grace, limits)?;
+        let scope = scope(ctx, queue);
+        let what = "Claim could not be created.";
+        let Some(metadata) = self
+            .storage
+            .queues
+            .get(&scope)
+            .await
+            .map_err(storage_error(what))?
+        else {
+            return Ok(None);
+        };
+        let request = ClaimRequest {
+            ttl,
+            grace,
+            limit,
+            dead_letter: QueuePolicy::from_metadata(&metadata).dead_letter,
+        };
+        self.storage
+            .claims
+            .create(&scope, &request)
+            .await
+            .map_err(storage_error(what))
+    }
+
+    /// `GET /v2/queues/{q}/claims/{id}`.
+    pub async fn claim_get(
+        &self,
+        ctx: &RequestContext,
+        queue: &str,
+        claim_id: &str,
+    ) -> ApiResult<ClaimInfo> {
+        self.storage
+            .claims
+            .get(&scope(ctx, queue), claim_id)
+            .await
+            .map_err(storage_error("Claim could not be queried."))?
+            .ok_or_else(|| claim_not_found(ctx, queue, claim_id))
+    }
+
+    /// `PATCH /v2/queues/{q}/claims/{id}`: renews the claim.
+    pub async fn claim_update(
+        &self,
+        ctx: &RequestContext,
+        queue: &str,
+        claim_id: &str,
+        payload: &Payload,
+    ) -> ApiResult<()> {
+        let (ttl, grace) = self.claim_document(payload)?;
+        validate::claim_ttl(ttl, self.limits())?;
+        // The reference checks only the TTL on renewal; a negative grace
+        // would shorten the messages' lives, so it counts as none.
+        let grace = grace.max(0);
+        match self
+            .storage
+            .claims
+            .update(&scope(ctx, queue), claim_id, ttl, grace)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(StorageError::ClaimNotFound) => Err(claim_not_found(ctx, queue, claim_id)),
+            Err(e) => Err(storage_error("Claim could not be updated.")(e)),
+        }
+    }
+
+    /// `DELETE /v2/queues/{q}/claims/{id}`: releases the messages.
+    pub async fn claim_delete(
+        &self,
+        ctx: &RequestContext,
+        queue: &str,
+        claim_id: &str,
+    ) -> ApiResult<()> {
+        self.storage
+            .claims
+            .delete(&scope(ctx, queue), claim_id)
+            .await
+            .map_err(storage_error("Claim could not be deleted."))
+    }
+}
+
+fn claim_not_found(ctx: &RequestContext, queue: &str, claim_id: &str) -> ApiError {
+    ApiError::not_found(format!(
+        "Claim {claim_id} does not exist in queue {queue} for project {}",
+        ctx.project_id
+    ))
+}

@@ -1,0 +1,466 @@
+//! Message operations: post, list, get (one or by ids), delete (one, by ids), pop.
+
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use super::body::{as_int, check_integers, document_type_not_supported};
+use super::checksum::checksum;
+use super::metadata::QueuePolicy;
+use super::queues::scope;
+use super::validate::{self, may_not_exceed, python_list};
+use super::{Api, Payload};
+use crate::context::RequestContext;
+use crate::error::{storage_error, ApiError, ApiResult};
+use crate::storage::{ListQuery, Message, Metadata, NewMessage, Scope, StorageError};
+
+/// Default message page size.
+pub const DEFAULT_MESSAGE_PAGE: usize = 10;
+
+/// Parameters of a message listing.
+#[derive(Clone, Debug, Default)]
+pub struct MessageListParams {
+    /// Marker of the previous page.
+    pub marker: Option<String>,
+    /// Page size.
+    pub limit: Option<i64>,
+    /// Include the caller's own messages.
+    pub echo: Option<bool>,
+    /// Include claimed messages.
+    pub include_claimed: Option<bool>,
+    /// Include delayed messages.
+    pub include_delayed: Option<bool>,
+}
+
+/// One page of messages.
+#[derive(Clone, Debug)]
+pub struct MessageListing {
+    /// The messages.
+    pub messages: Vec<Message>,
+    /// Marker of the next page (when the page is not empty).
+    pub next_marker: Option<String>,
+    /// The queue is not a delay queue, so `include_delayed` was forced on
+    /// (the next link says so, as the reference's does).
+    pub include_delayed_forced: bool,
+}
+
+/// What `DELETE /v2/queues/{q}/messages` asks for.
+#[derive(Clone, Debug, Default)]
+pub struct BulkDeleteParams {
+    /// `ids=...`.
+    pub ids: Option<Vec<String>>,
+    /// `claim_ids=...` (only read with `message_delete_with_claim_id`).
+    pub claim_ids: Option<Vec<String>>,
+    /// `pop=N`.
+    pub pop: Option<i64>,
+}
+
+/// The outcome of a bulk delete.
+#[derive(Clone, Debug)]
+pub enum BulkDeleteOutcome {
+    /// Messages deleted by id.
+    Deleted,
+    /// Messages popped.
+    Popped(Vec<Message>),
+}
+
+impl Api {
+    /// Reads a queue's metadata, `None` when the queue does not exist.
+    async fn queue_metadata(
+        &self,
+        scope: &Scope,
+        what: &'static str,
+    ) -> ApiResult<Option<Metadata>> {
+        self.storage
+            .queues
+            .get(scope)
+            .await
+            .map_err(storage_error(what))
+    }
+
+    /// `POST /v2/queues/{q}/messages`: stores a batch and returns the ids in order.
+    /// Creates the queue when it does not exist.
+    pub async fn messages_post(
+        &self,
+        ctx: &RequestContext,
+        queue: &str,
+        payload: &Payload,
+    ) -> ApiResult<Vec<String>> {
+        let scope = scope(ctx, queue);
+        let what = "Messages could not be enqueued.";
+        let policy = match self.queue_metadata(&scope, what).await? {
+            Some(m) => QueuePolicy::from_metadata(&m),
+            None => {
+                validate::queue_identification(queue, &ctx.project_id)?;
+                self.storage
+                    .queues
+                    .create(&scope, &Metadata::new())
+                    .await
+                    .map_err(storage_error(what))?;
+                QueuePolicy::default()
+            }
+        };
+        let limits = self.limits();
+        if let Some(len) = payload.len() {
+            let global = limits.max_messages_post_size;
+            if let Some(queue_max) = policy.max_post_size {
+                let max = queue_max.min(global);
+                if len > max as u64 {
+                    return Err(ApiError::invalid(format!(
+                        "Message collection size is too large. The max size for current queue is {max}. It is \
+                         calculated by max size = min(max_messages_post_size_config: {global}, \
+                         max_messages_post_size_queue: {queue_max})."
+                    )));
+                }
+            }
+            if len > global as u64 {
+                return Err(ApiError::invalid(format!(
+                    "Message collection size is too large. Max size {global}"
+                )));
+            }
+        }
+        let default_ttl = policy.default_ttl.unwrap_or(limits.default_message_ttl);
+        let messages = self.parse_messages(payload, default_ttl, policy.default_delay)?;
+        if messages.is_empty() {
+            return Err(ApiError::invalid("No messages to enqueu."));
+        }
+        for m in &messages {
+            validate::message_ttl(m.ttl, limits)?;
+            validate::message_delay(m.delay, limits)?;
+        }
+        match self
+            .storage
+            .messages
+            .post(&scope, &ctx.client_id, messages)
+            .await
+        {
+            Ok(ids) => Ok(ids),
+            Err(StorageError::QueueNotFound) => Err(ApiError::not_found(format!(
+                "Queue {queue} does not exist for project {}",
+                ctx.project_id
+            ))),
+            Err(e) => Err(storage_error(what)(e)),
+        }
+    }
+
+    /// Parses `{"messages": [{"ttl", "body", "delay"}, ...]}` keeping each
+    /// body's text as sent.
+    fn parse_messages(
+        &self,
+        payload: &Payload,
+        default_ttl: i64,
+        default_delay: Option<i64>,
+    ) -> ApiResult<Vec<NewMessage>> {
+        let bytes = match payload {
+            Payload::Absent => return Err(ApiError::invalid_body("Request body can not be empty")),
+            Payload::Oversized(_) => {
+                return Err(ApiError::invalid_body("Request body is too large."))
+            }
+            Payload::Bytes(b) => b,
+        };
+        check_integers(bytes)?;
+        let parse_error = || ApiError::invalid_body("Request body could not be parsed.");
+        let doc: &RawValue = serde_json::from_slice(bytes).map_err(|_| parse_error())?;
+        let no_messages = || ApiError::invalid("No messages were found in the request body.");
+        let messages: &RawValue = match doc.get().trim_start().as_bytes().first() {
+            Some(b'{') => {
+                let top: Vec<(String, &RawValue)> =
+                    serde_json::from_str::<indexmap_free::Pairs>(doc.get())
+                        .map_err(|_| parse_error())?
+                        .0;
+                top.into_iter()
+                    .rev()
+                    .find(|(k, _)| k == "messages")
+                    .map(|(_, v)| v)
+                    .ok_or_else(no_messages)?
+            }
+            Some(b'[') => return Err(no_messages()),
+            _ => return Err(parse_error()),
+        };
+        let items: Vec<&RawValue> =
+            serde_json::from_str(messages.get()).map_err(|_| document_type_not_supported())?;
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            let fields = serde_json::from_str::<indexmap_free::Pairs>(item.get())
+                .map_err(|_| document_type_not_supported())?
+                .0;
+            let field = |name: &str| {
+                fields
+                    .iter()
+                    .rev()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| *v)
+            };
+            let int = |name: &str, default: i64| -> ApiResult<i64> {
+                match field(name) {
+                    None => Ok(default),
+                    Some(raw) => serde_json::from_str::<Value>(raw.get())
+                        .ok()
+                        .as_ref()
+                        .and_then(as_int)
+                        .ok_or_else(|| {
+                            ApiError::invalid_body(format!(
+                                "The value of the \"{name}\" field must be a int."
+                            ))
+                        }),
+                }
+            };
+            let ttl = int("ttl", default_ttl)?;
+            let body =
+                field("body").ok_or_else(|| ApiError::invalid_body("Missing \"body\" field."))?;
+            let delay = match default_delay {
+                Some(d) => int("delay", d)?,
+                None => 0,
+            };
+            let checksum = if self.config().enable_checksum {
+                let value: Value = serde_json::from_str(body.get()).map_err(|_| parse_error())?;
+                Some(checksum(&value))
+            } else {
+                None
+            };
+            out.push(NewMessage {
+                ttl,
+                delay,
+                body: body.to_owned(),
+                checksum,
+            });
+        }
+        Ok(out)
+    }
+
+    /// `GET /v2/queues/{q}/messages`.
+    pub async fn messages_list(
+        &self,
+        ctx: &RequestContext,
+        queue: &str,
+        params: MessageListParams,
+    ) -> ApiResult<MessageListing> {
+        let limit = validate::limit(
+            params.limit,
+            self.limits().max_messages_per_page,
+            may_not_exceed,
+        )?
+        .unwrap_or(DEFAULT_MESSAGE_PAGE);
+        let scope = scope(ctx, queue);
+        let what = "Messages could not be listed.";
+        let Some(metadata) = self.queue_metadata(&scope, what).await? else {
+            return Ok(MessageListing {
+                messages: Vec::new(),
+                next_marker: None,
+                include_delayed_forced: false,
+            });
+        };
+        let is_delay_queue = QueuePolicy::from_metadata(&metadata)
+            .default_delay
+            .is_some();
+        let include_delayed_forced = !is_delay_queue && params.include_delayed != Some(true);
+        let query = ListQuery {
+            marker: params.marker,
+            limit,
+            echo: params.echo.unwrap_or(false),
+            client_id: ctx.client_id.clone(),
+            include_claimed: params.include_claimed.unwrap_or(false),
+            include_delayed: !is_delay_queue || params.include_delayed.unwrap_or(false),
+        };
+        let page = self
+            .storage
+            .messages
+            .list(&scope, &query)
+            .await
+            .map_err(storage_error(what))?;
+        Ok(MessageListing {
+            messages: page.messages,
+            next_marker: page.next_marker,
+            include_delayed_forced,
+        })
+    }
+
+    /// `GET /v2/queues/{q}/messages?ids=...`.
+    pub async fn messages_get_by_ids(
+        &self,
+        ctx: &RequestContext,
+        queue: &str,
+        ids: &[String],
+    ) -> ApiResult<Vec<Message>> {
+        validate::limit(
+            Some(ids.len() as i64),
+            self.limits().max_messages_per_page,
+            may_not_exceed,
+        )?;
+        let messages = self
+            .storage
+            .messages
+            .bulk_get(&scope(ctx, queue), ids)
+            .await
+            .map_err(storage_error("Message could not be retrieved."))?;
+        if messages.is_empty() {
+            return Err(ApiError::not_found(format!(
+                "No messages with IDs: {} found in the queue {queue} for project {}.",
+                python_list(ids),
+                ctx.project_id
+            )));
+        }
+        Ok(messages)
+    }
+
+    /// `DELETE /v2/queues/{q}/messages?ids=...|pop=N`.
+    pub async fn messages_delete_bulk(
+        &self,
+        ctx: &RequestContext,
+        queue: &str,
+        params: BulkDeleteParams,
+    ) -> ApiResult<BulkDeleteOutcome> {
+        let limits = self.limits();
+        let BulkDeleteParams {
+            ids,
+            claim_ids,
+            pop,
+        } = params;
+        if pop.is_some() && ids.is_some() {
+            return Err(ApiError::invalid(
+                "pop and id params cannot be present together in the delete request.",
+            ));
+        }
+        if pop.is_none() && ids.is_none() {
+            return Err(ApiError::invalid(
+                "The request should have either \"ids\" or \"pop\" parameter in the request, to be able to delete.",
+            ));
+        }
+        let claim_ids = if limits.message_delete_with_claim_id {
+            let has_ids = ids.as_ref().is_some_and(|i| !i.is_empty());
+            let has_claims = claim_ids.as_ref().is_some_and(|c| !c.is_empty());
+            if (has_ids && claim_ids.is_none()) || (ids.is_none() && has_claims) {
+                return Err(ApiError::invalid(
+                    "The request should have both \"ids\" and \"claim_ids\" parameter in the request when \
+                     message_delete_with_claim_id is True.",
+                ));
+            }
+            claim_ids
+        } else {
+            None
+        };
+        if let Some(pop) = pop {
+            let max = limits.max_messages_per_claim_or_pop;
+            if !(1..=max).contains(&pop) {
+                return Err(ApiError::invalid(format!(
+                    "Pop value must be at least 1 and may not be greater than {max}."
+                )));
+            }
+            let popped = self
+                .storage
+                .messages
+                .pop(&scope(ctx, queue), pop as usize)
+                .await
+                .map_err(storage_error("Messages could not be popped."))?;
+            return Ok(BulkDeleteOutcome::Popped(popped));
+        }
+        let ids = ids.unwrap_or_default();
+        let max = limits.max_messages_per_page;
+        if ids.is_empty() || ids.len() as i64 > max {
+            return Err(ApiError::invalid(format!(
+                "ids parameter should have at least 1 and not greater than {max} values."
+            )));
+        }
+        self.storage
+            .messages
+            .bulk_delete(&scope(ctx, queue), &ids, claim_ids.as_deref())
+            .await
+            .map_err(storage_error("Messages could not be deleted."))?;
+        Ok(BulkDeleteOutcome::Deleted)
+    }
+
+    /// `GET /v2/queues/{q}/messages/{id}`.
+    pub async fn message_get(
+        &self,
+        ctx: &RequestContext,
+        queue: &str,
+        id: &str,
+    ) -> ApiResult<Message> {
+        let scope = scope(ctx, queue);
+        let what = "Message could not be retrieved.";
+        match self
+            .storage
+            .messages
+            .get(&scope, id)
+            .await
+            .map_err(storage_error(what))?
+        {
+            Some(m) => Ok(m),
+            None => {
+                let exists = self.queue_metadata(&scope, what).await?.is_some();
+                Err(ApiError::not_found(if exists {
+                    format!(
+                        "Message {id} does not exist in queue {queue} for project {}",
+                        ctx.project_id
+                    )
+                } else {
+                    format!(
+                        "Queue {queue} does not exist for project {}",
+                        ctx.project_id
+                    )
+                }))
+            }
+        }
+    }
+
+    /// `DELETE /v2/queues/{q}/messages/{id}[?claim_id=...]`.
+    pub async fn message_delete(
+        &self,
+        ctx: &RequestContext,
+        queue: &str,
+        id: &str,
+        claim_id: Option<&str>,
+    ) -> ApiResult<()> {
+        let title = "Unable to delete";
+        match self
+            .storage
+            .messages
+            .delete(&scope(ctx, queue), id, claim_id)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(StorageError::MessageNotClaimed) => Err(ApiError::bad_request(
+                title,
+                "A claim was specified, but the message is not currently claimed.",
+            )),
+            Err(StorageError::ClaimNotFound) => Err(ApiError::bad_request(
+                title,
+                "The specified claim does not exist or has expired.",
+            )),
+            Err(StorageError::MessageIsClaimed) => Err(ApiError::Forbidden {
+                title: title.into(),
+                description:
+                    "This message is claimed; it cannot be deleted without a valid claim ID.".into(),
+            }),
+            Err(e) => Err(storage_error("Message could not be deleted.")(e)),
+        }
+    }
+}
+
+/// A JSON object read as its key/value pairs in order, values kept raw.
+mod indexmap_free {
+    use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+    use serde_json::value::RawValue;
+
+    /// The pairs of an object.
+    pub struct Pairs<'a>(pub Vec<(String, &'a RawValue)>);
+
+    impl<'de: 'a, 'a> Deserialize<'de> for Pairs<'a> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V<'a>(std::marker::PhantomData<&'a ()>);
+            impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+                type Value = Pairs<'a>;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a JSON object")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                    let mut out = Vec::new();
+                    while let Some((k, v)) = map.next_entry::<String, &'de RawValue>()? {
+                        out.push((k, v));
+                    }
+                    Ok(Pairs(out))
+                }
+            }
+            d.deserialize_map(V(std::marker::PhantomData))
+        }
+    }
+}

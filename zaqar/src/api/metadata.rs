@@ -1,0 +1,470 @@
+//! Reserved queue metadata (`_default_message_ttl`, `_dead_letter_queue`, ...):
+//! validation, the defaults shown on read, and the JSON-patch subset of
+//! `PATCH /v2/queues/{q}`.
+
+use serde_json::{Map, Value};
+
+use super::body::as_int;
+use super::validate::{message_ttl_text, MIN_MESSAGE_TTL};
+use crate::config::TransportConfig;
+use crate::error::{ApiError, ApiResult};
+use crate::storage::{DeadLetter, Metadata};
+
+/// The reserved keys and the defaults shown for them when unset or falsy.
+pub fn reserved_defaults(limits: &TransportConfig) -> [(&'static str, Value); 7] {
+    [
+        (
+            "_max_messages_post_size",
+            limits.max_messages_post_size.into(),
+        ),
+        ("_default_message_ttl", limits.default_message_ttl.into()),
+        (
+            "_default_message_delay",
+            limits.default_message_delay.into(),
+        ),
+        ("_dead_letter_queue", Value::Null),
+        ("_dead_letter_queue_messages_ttl", Value::Null),
+        ("_max_claim_count", Value::Null),
+        ("_enable_encrypt_messages", false.into()),
+    ]
+}
+
+/// Python truthiness of a JSON value.
+pub fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
+/// Stored metadata with every reserved key that is missing or falsy set to
+/// its default, as `GET /v2/queues/{q}` shows it.
+pub fn with_defaults(mut metadata: Metadata, limits: &TransportConfig) -> Metadata {
+    for (key, default) in reserved_defaults(limits) {
+        if !metadata.get(key).is_some_and(truthy) {
+            metadata.insert(key.to_owned(), default);
+        }
+    }
+    metadata
+}
+
+/// The reserved integer values a queue's behaviour depends on.
+#[derive(Clone, Debug, Default)]
+pub struct QueuePolicy {
+    /// `_max_messages_post_size`, when set.
+    pub max_post_size: Option<i64>,
+    /// `_default_message_ttl`, when set.
+    pub default_ttl: Option<i64>,
+    /// `_default_message_delay`, when set (non-zero makes a delay queue).
+    pub default_delay: Option<i64>,
+    /// Dead-letter policy, when both keys are set.
+    pub dead_letter: Option<DeadLetter>,
+}
+
+impl QueuePolicy {
+    /// Reads the policy from stored metadata (only truthy integer values count).
+    pub fn from_metadata(m: &Metadata) -> Self {
+        let int = |k: &str| m.get(k).filter(|v| truthy(v)).and_then(as_int);
+        let dead_letter = match (int("_max_claim_count"), m.get("_dead_letter_queue")) {
+            (Some(max), Some(Value::String(queue))) if !queue.is_empty() => Some(DeadLetter {
+                max_claim_count: max,
+                queue: queue.clone(),
+                ttl: int("_dead_letter_queue_messages_ttl"),
+            }),
+            _ => None,
+        };
+        QueuePolicy {
+            max_post_size: int("_max_messages_post_size"),
+            default_ttl: int("_default_message_ttl"),
+            default_delay: int("_default_message_delay"),
+            dead_letter,
+        }
+    }
+}
+
+/// Checks an integer reserved key: `None` (JSON null or absent) passes; a
+/// non-integer fails with `<key> must be integer.`; the range is checked with
+/// `range_text` as the message.
+fn check_int(
+    m: &Metadata,
+    key: &str,
+    range: Option<(i64, i64)>,
+    range_text: impl FnOnce() -> String,
+) -> ApiResult<()> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(()),
+        Some(v) => {
+            let n =
+                as_int(v).ok_or_else(|| ApiError::invalid(format!("{key} must be integer.")))?;
+            match range {
+                Some((lo, hi)) if !(lo..=hi).contains(&n) => Err(ApiError::invalid(range_text())),
+                _ => Ok(()),
+            }
+        }
+    }
+}
+
+/// Validates the reserved keys of queue metadata (PUT and PATCH).
+pub fn validate(m: &Metadata, limits: &TransportConfig) -> ApiResult<()> {
+    check_int(
+        m,
+        "_default_message_ttl",
+        Some((MIN_MESSAGE_TTL, limits.max_message_ttl)),
+        || {
+            format!(
+            "_default_message_ttl can not exceed {} seconds, and must be at least {MIN_MESSAGE_TTL} seconds long.",
+            limits.max_message_ttl
+        )
+        },
+    )?;
+    check_int(
+        m,
+        "_max_messages_post_size",
+        Some((1, limits.max_messages_post_size)),
+        || {
+            format!(
+                "_max_messages_post_size can not exceed {},  and must be at least greater than 0.",
+                limits.max_messages_post_size
+            )
+        },
+    )?;
+    check_int(m, "_max_claim_count", None, String::new)?;
+    check_int(
+        m,
+        "_dead_letter_queue_messages_ttl",
+        Some((MIN_MESSAGE_TTL, limits.max_message_ttl)),
+        || message_ttl_text(limits),
+    )?;
+    check_int(
+        m,
+        "_default_message_delay",
+        Some((0, limits.max_message_delay)),
+        || {
+            format!(
+                "The TTL can not exceed {} seconds, and must be at least 0 seconds long.",
+                limits.max_message_delay
+            )
+        },
+    )?;
+    if let Some(v) = m.get("_enable_encrypt_messages") {
+        if truthy(v) && !v.is_boolean() {
+            return Err(ApiError::invalid(
+                "_enable_encrypt_messages must be boolean.",
+            ));
+        }
+    }
+    validate_retry_policy(m.get("_retry_policy"))
+}
+
+/// Backoff functions a retry policy may name.
+pub const RETRY_BACKOFF_FUNCTIONS: [&str; 4] = ["linear", "arithmetic", "geometric", "exponential"];
+/// Default shortest delay between webhook retries (seconds).
+pub const MINIMUM_DELAY: i64 = 5;
+/// Default longest delay between webhook retries (seconds).
+pub const MAXIMUM_DELAY: i64 = 30;
+/// Step of the linear backoff (seconds).
+pub const LINEAR_INTERVAL: i64 = 5;
+
+/// Validates a `_retry_policy` (queue metadata or subscription options).
+pub fn validate_retry_policy(policy: Option<&Value>) -> ApiResult<()> {
+    let Some(policy) = policy.filter(|p| truthy(p)) else {
+        return Ok(());
+    };
+    let Value::Object(p) = policy else {
+        return Err(ApiError::invalid("retry_policy must be a dict."));
+    };
+    for key in [
+        "retries_with_no_delay",
+        "minimum_delay_retries",
+        "minimum_delay",
+        "maximum_delay",
+        "maximum_delay_retries",
+        "retry_backoff_function",
+        "ignore_subscription_override",
+    ] {
+        let Some(v) = p.get(key).filter(|v| truthy(v)) else {
+            continue;
+        };
+        match key {
+            "retry_backoff_function" => match v {
+                Value::String(s) if RETRY_BACKOFF_FUNCTIONS.contains(&s.as_str()) => {}
+                Value::String(_) => {
+                    return Err(ApiError::invalid("invalid retry_backoff_function."))
+                }
+                _ => {
+                    return Err(ApiError::invalid(
+                        "retry_backoff_function must be a string.",
+                    ))
+                }
+            },
+            "ignore_subscription_override" => {
+                if !v.is_boolean() {
+                    return Err(ApiError::invalid(
+                        "ignore_subscription_override must be a boolean.",
+                    ));
+                }
+            }
+            _ => {
+                if as_int(v).is_none() {
+                    return Err(ApiError::invalid(format!(
+                        "Retry policy: {key} must be a integer."
+                    )));
+                }
+            }
+        }
+    }
+    let delay = |k: &str, d: i64| -> ApiResult<i64> {
+        match p.get(k) {
+            None => Ok(d),
+            Some(v) => as_int(v)
+                .ok_or_else(|| ApiError::invalid(format!("Retry policy: {k} must be a integer."))),
+        }
+    };
+    let min = delay("minimum_delay", MINIMUM_DELAY)?;
+    let max = delay("maximum_delay", MAXIMUM_DELAY)?;
+    if max < min {
+        return Err(ApiError::invalid(
+            "minimum_delay must less than maximum_delay.",
+        ));
+    }
+    if max - min < 2 * LINEAR_INTERVAL {
+        return Err(ApiError::invalid(
+            "invalid minimum_delay and maximum_delay.",
+        ));
+    }
+    Ok(())
+}
+
+/// One validated JSON-patch operation on queue metadata.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PatchOp {
+    /// Set a key.
+    Add(String, Value),
+    /// Set a key that exists (or is reserved).
+    Replace(String, Value),
+    /// Delete a key.
+    Remove(String),
+}
+
+/// Parses the body of a metadata PATCH (already parsed JSON).
+pub fn parse_patch(doc: &Value) -> ApiResult<Vec<PatchOp>> {
+    let Value::Array(changes) = doc else {
+        return Err(super::body::document_type_not_supported());
+    };
+    let mut ops = Vec::with_capacity(changes.len());
+    for change in changes {
+        let Value::Object(change) = change else {
+            return Err(ApiError::invalid("Operations must be JSON objects."));
+        };
+        let op = match change.get("op") {
+            None => {
+                return Err(ApiError::invalid(
+                    "Unable to find `op` in JSON Schema change. It must be one of the following: add, remove, replace.",
+                ))
+            }
+            Some(Value::String(s)) if matches!(s.as_str(), "add" | "remove" | "replace") => s.as_str(),
+            Some(other) => {
+                let shown = match other {
+                    Value::String(s) => s.clone(),
+                    v => v.to_string(),
+                };
+                return Err(ApiError::invalid(format!(
+                    "Invalid operation: `{shown}`. It must be one of the following: add, remove, replace."
+                )));
+            }
+        };
+        let path = match change.get("path") {
+            None => {
+                return Err(ApiError::invalid(
+                    "Unable to find 'path' in JSON Schema change",
+                ))
+            }
+            Some(Value::String(p)) => p,
+            Some(_) => {
+                return Err(ApiError::invalid(
+                    "The value of 'path' must be a JSON pointer string.",
+                ))
+            }
+        };
+        let tokens = decode_pointer(path)?;
+        if tokens.len() != 2 {
+            return Err(ApiError::invalid(format!(
+                "Invalid JSON pointer for this resource: '/{}, e.g /metadata/key'",
+                tokens.join("/")
+            )));
+        }
+        let value = if op == "remove" {
+            None
+        } else {
+            Some(change.get("value").cloned().ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "Operation \"{op}\" requires a member named \"value\"."
+                ))
+            })?)
+        };
+        // The reference skips this check for remove; we do not let a remove
+        // aimed at another root silently act on the metadata.
+        if !tokens[0].eq_ignore_ascii_case("metadata") {
+            return Err(ApiError::invalid(
+                "The root of path must be metadata, e.g /metadata/key.",
+            ));
+        }
+        let key = tokens[1].clone();
+        ops.push(match (op, value) {
+            ("add", Some(v)) => PatchOp::Add(key, v),
+            ("replace", Some(v)) => PatchOp::Replace(key, v),
+            _ => PatchOp::Remove(key),
+        });
+    }
+    Ok(ops)
+}
+
+/// Splits a JSON pointer into tokens, with the reference's restrictions.
+fn decode_pointer(pointer: &str) -> ApiResult<Vec<String>> {
+    if !pointer.starts_with('/') {
+        return Err(ApiError::invalid(format!(
+            "Pointer `{pointer}` does not start with \"/\"."
+        )));
+    }
+    let rest = &pointer[1..];
+    let segments: Vec<&str> = rest.split('/').collect();
+    let inner = segments.len().saturating_sub(1);
+    if segments
+        .iter()
+        .take(inner)
+        .skip(1)
+        .any(|seg| seg.trim().is_empty())
+    {
+        return Err(ApiError::invalid(format!(
+            "Pointer `{pointer}` contains adjacent \"/\"."
+        )));
+    }
+    if pointer.len() > 1 && pointer.ends_with('/') {
+        return Err(ApiError::invalid(format!(
+            "Pointer `{pointer}` end with \"/\"."
+        )));
+    }
+    let bad_tilde = pointer.ends_with('~')
+        || pointer
+            .as_bytes()
+            .windows(2)
+            .any(|w| w[0] == b'~' && w[1] != b'0' && w[1] != b'1');
+    if bad_tilde {
+        return Err(ApiError::invalid(format!(
+            "Pointer `{pointer}` contains \"~\" not part of a recognized escape sequence."
+        )));
+    }
+    Ok(pointer
+        .trim_start_matches('/')
+        .split('/')
+        .map(|t| t.replace("~1", "/").replace("~0", "~").trim().to_owned())
+        .collect())
+}
+
+/// Applies validated operations to stored metadata.
+pub fn apply_patch(
+    metadata: &mut Map<String, Value>,
+    ops: Vec<PatchOp>,
+    limits: &TransportConfig,
+) -> ApiResult<()> {
+    let reserved = reserved_defaults(limits);
+    let is_reserved = |k: &str| reserved.iter().any(|(r, _)| *r == k);
+    for op in ops {
+        match op {
+            PatchOp::Add(k, v) => {
+                metadata.insert(k, v);
+            }
+            PatchOp::Replace(k, v) => {
+                if metadata.contains_key(&k) || is_reserved(&k) {
+                    metadata.insert(k, v);
+                } else {
+                    return Err(ApiError::Conflict(
+                        format!("Can't replace non-existent object {k}.").into(),
+                    ));
+                }
+            }
+            PatchOp::Remove(k) => {
+                if metadata.shift_remove(&k).is_none() && !is_reserved(&k) {
+                    return Err(ApiError::Conflict(
+                        format!("Can't remove non-existent object {k}.").into(),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn meta(v: Value) -> Metadata {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn reserved_values_are_checked() {
+        let l = TransportConfig::default();
+        assert!(validate(&meta(json!({"_default_message_ttl": 60, "x": "y"})), &l).is_ok());
+        assert!(validate(&meta(json!({"_default_message_ttl": null})), &l).is_ok());
+        for bad in [
+            json!(""),
+            json!([]),
+            json!({}),
+            json!("60"),
+            json!(1.5),
+            json!(0),
+            json!(59),
+        ] {
+            let e = validate(&meta(json!({ "_default_message_ttl": bad })), &l).unwrap_err();
+            assert_eq!(e.status(), http::StatusCode::BAD_REQUEST);
+        }
+        let e = validate(&meta(json!({"_max_messages_post_size": 0})), &l).unwrap_err();
+        assert!(e.description().unwrap().contains("262144,  and must"));
+        assert!(validate(&meta(json!({"_enable_encrypt_messages": "yes"})), &l).is_err());
+        assert!(validate(
+            &meta(json!({"_retry_policy": {"minimum_delay": 10, "maximum_delay": 15}})),
+            &l
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn defaults_fill_missing_and_falsy() {
+        let l = TransportConfig::default();
+        let m = with_defaults(meta(json!({"_default_message_ttl": 0, "a": 1})), &l);
+        assert_eq!(m["_default_message_ttl"], json!(3600));
+        assert_eq!(m["_max_messages_post_size"], json!(262144));
+        assert_eq!(m["_dead_letter_queue"], Value::Null);
+        assert_eq!(m["a"], json!(1));
+    }
+
+    #[test]
+    fn patch_rules() {
+        let l = TransportConfig::default();
+        let ops = parse_patch(&json!([{"op": "add", "path": "/metadata/k", "value": 1}])).unwrap();
+        let mut m = Map::new();
+        apply_patch(&mut m, ops, &l).unwrap();
+        assert_eq!(m["k"], json!(1));
+        let ops =
+            parse_patch(&json!([{"op": "replace", "path": "/metadata/nope", "value": 1}])).unwrap();
+        assert_eq!(
+            apply_patch(&mut m, ops, &l).unwrap_err().status(),
+            http::StatusCode::CONFLICT
+        );
+        let ops = parse_patch(&json!([{"op": "remove", "path": "/metadata/_default_message_ttl"}]))
+            .unwrap();
+        assert!(apply_patch(&mut m, ops, &l).is_ok());
+        assert!(parse_patch(&json!([{"op": "add", "path": "/a/b/c", "value": 1}])).is_err());
+        assert!(parse_patch(&json!([{"op": "add", "path": "/x/k", "value": 1}])).is_err());
+        assert!(parse_patch(&json!([{"op": "move", "path": "/metadata/k"}])).is_err());
+        assert!(parse_patch(&json!({"op": "add"})).is_err());
+        assert!(parse_patch(&json!([{"op": "add", "path": 3, "value": 1}])).is_err());
+    }
+}

@@ -1,0 +1,287 @@
+//! Queue operations: list, create, get, update metadata, delete, stats, purge.
+
+use serde_json::Value;
+
+use super::body::{self, document_type_not_supported};
+use super::metadata::{self, with_defaults};
+use super::validate::{self, no_greater_than};
+use super::{Api, Payload};
+use crate::context::RequestContext;
+use crate::error::{storage_error, ApiError, ApiResult};
+use crate::storage::{Metadata, QueueEntry, QueueStats, Scope, StorageError};
+
+/// Parameters of a queue listing.
+#[derive(Clone, Debug, Default)]
+pub struct QueueListParams {
+    /// Name of the last queue of the previous page.
+    pub marker: Option<String>,
+    /// Page size.
+    pub limit: Option<i64>,
+    /// Include each queue's metadata.
+    pub detailed: bool,
+    /// Include the number of queues of the project.
+    pub with_count: bool,
+}
+
+/// One page of queues.
+#[derive(Clone, Debug)]
+pub struct QueueListing {
+    /// The queues (metadata with reserved defaults when detailed).
+    pub queues: Vec<QueueEntry>,
+    /// Marker for the next page: the last name, else the given marker.
+    pub next_marker: String,
+    /// Number of queues of the project, when asked for.
+    pub count: Option<u64>,
+}
+
+/// Default queue page size.
+pub const DEFAULT_QUEUE_PAGE: usize = 10;
+
+/// What a purge removes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PurgeTargets {
+    /// Remove every message (and claim).
+    pub messages: bool,
+    /// Remove every subscription.
+    pub subscriptions: bool,
+}
+
+impl Api {
+    /// `GET /v2/queues`.
+    pub async fn queue_list(
+        &self,
+        ctx: &RequestContext,
+        params: QueueListParams,
+    ) -> ApiResult<QueueListing> {
+        let limit = validate::limit(
+            params.limit,
+            self.limits().max_queues_per_page,
+            no_greater_than,
+        )?
+        .unwrap_or(DEFAULT_QUEUE_PAGE);
+        let err = storage_error("Queues could not be listed.");
+        let mut queues = self
+            .storage
+            .queues
+            .list(
+                &ctx.project_id,
+                params.marker.as_deref(),
+                limit,
+                params.detailed,
+            )
+            .await
+            .map_err(&err)?;
+        if params.detailed {
+            for q in &mut queues {
+                let m = q.metadata.take().unwrap_or_default();
+                q.metadata = Some(with_defaults(m, self.limits()));
+            }
+        }
+        let count = if params.with_count {
+            Some(
+                self.storage
+                    .queues
+                    .count(&ctx.project_id)
+                    .await
+                    .map_err(&err)?,
+            )
+        } else {
+            None
+        };
+        let next_marker = match queues.last() {
+            Some(q) => q.name.clone(),
+            None => params.marker.unwrap_or_default(),
+        };
+        Ok(QueueListing {
+            queues,
+            next_marker,
+            count,
+        })
+    }
+
+    /// `PUT /v2/queues/{q}`: `true` when created, `false` when it existed.
+    pub async fn queue_create(
+        &self,
+        ctx: &RequestContext,
+        queue: &str,
+        payload: &Payload,
+    ) -> ApiResult<bool> {
+        let metadata = self.metadata_document(payload, |doc| match doc {
+            Value::Object(m) => Ok(m),
+            _ => Err(document_type_not_supported()),
+        })?;
+        metadata::validate(&metadata, self.limits())?;
+        self.storage
+            .queues
+            .create(&scope(ctx, queue), &metadata)
+            .await
+            .map_err(storage_error("Queue could not be created."))
+    }
+
+    /// `GET /v2/queues/{q}`: stored metadata with reserved defaults (also
+    /// for a queue that does not exist, as the reference answers).
+    pub async fn queue_get(&self, ctx: &RequestContext, queue: &str) -> ApiResult<Metadata> {
+        let stored = self
+            .storage
+            .queues
+            .get(&scope(ctx, queue))
+            .await
+            .map_err(storage_error("Queue metadata could not be retrieved."))?;
+        Ok(with_defaults(stored.unwrap_or_default(), self.limits()))
+    }
+
+    /// `PATCH /v2/queues/{q}`: applies a JSON-patch to the metadata and
+    /// returns the result with reserved defaults.
+    pub async fn queue_update(
+        &self,
+        ctx: &RequestContext,
+        queue: &str,
+        content_type: Option<&str>,
+        payload: &Payload,
+    ) -> ApiResult<Metadata> {
+        const PATCH_TYPE: &str = "application/openstack-messaging-v2.0-json-patch";
+        if content_type.map(|c| c.split(';').next().unwrap_or("").trim()) != Some(PATCH_TYPE) {
+            return Err(ApiError::UnsupportedMediaType(
+                format!("Accepted media type for PATCH: {{'Accept-Patch': '{PATCH_TYPE}'}}.")
+                    .into(),
+            ));
+        }
+        if payload.is_empty() {
+            return Err(ApiError::invalid_body(
+                "PATCH body could not be empty for update.",
+            ));
+        }
+        let ops = self.metadata_document(payload, |doc| metadata::parse_patch(&doc))?;
+        let scope = scope(ctx, queue);
+        let err = storage_error("Queue could not be updated.");
+        let mut stored = self
+            .storage
+            .queues
+            .get(&scope)
+            .await
+            .map_err(&err)?
+            .ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "Queue {queue} does not exist for project {}",
+                    ctx.project_id
+                ))
+            })?;
+        metadata::apply_patch(&mut stored, ops, self.limits())?;
+        metadata::validate(&stored, self.limits())?;
+        match self.storage.queues.set_metadata(&scope, &stored).await {
+            Ok(()) => Ok(with_defaults(stored, self.limits())),
+            Err(StorageError::QueueNotFound) => Err(ApiError::not_found(format!(
+                "Queue {queue} does not exist for project {}",
+                ctx.project_id
+            ))),
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    /// `DELETE /v2/queues/{q}` (missing queues too).
+    pub async fn queue_delete(&self, ctx: &RequestContext, queue: &str) -> ApiResult<()> {
+        self.storage
+            .queues
+            .delete(&scope(ctx, queue))
+            .await
+            .map_err(storage_error("Queue could not be deleted."))
+    }
+
+    /// `GET /v2/queues/{q}/stats` (zeros for a missing queue).
+    pub async fn queue_stats(&self, ctx: &RequestContext, queue: &str) -> ApiResult<QueueStats> {
+        self.storage
+            .messages
+            .stats(&scope(ctx, queue))
+            .await
+            .map_err(storage_error("Queue stats could not be read."))
+    }
+
+    /// Reads the body of `POST /v2/queues/{q}/purge`.
+    pub fn purge_targets(&self, payload: &Payload) -> ApiResult<PurgeTargets> {
+        if payload.is_empty() {
+            return Ok(PurgeTargets {
+                messages: true,
+                subscriptions: true,
+            });
+        }
+        let doc = self.body_document(payload)?;
+        let Value::Object(doc) = doc else {
+            return Err(document_type_not_supported());
+        };
+        let Some(types) = doc.get("resource_types") else {
+            return Err(ApiError::invalid(
+                "Post body must contain key \"resource_types\".",
+            ));
+        };
+        let subset_error = || {
+            ApiError::invalid("Resource types must be a sub set of {'messages', 'subscriptions'}.")
+        };
+        let Value::Array(types) = types else {
+            return Err(subset_error());
+        };
+        let mut targets = PurgeTargets {
+            messages: false,
+            subscriptions: false,
+        };
+        for t in types {
+            match t.as_str() {
+                Some("messages") => targets.messages = true,
+                Some("subscriptions") => targets.subscriptions = true,
+                _ => return Err(subset_error()),
+            }
+        }
+        Ok(targets)
+    }
+
+    /// `POST /v2/queues/{q}/purge`.
+    pub async fn queue_purge(
+        &self,
+        ctx: &RequestContext,
+        queue: &str,
+        payload: &Payload,
+    ) -> ApiResult<()> {
+        let targets = self.purge_targets(payload)?;
+        if targets.messages {
+            self.storage
+                .messages
+                .purge(&scope(ctx, queue))
+                .await
+                .map_err(storage_error("Queue could not be purged."))?;
+        }
+        Ok(())
+    }
+
+    /// Parses a metadata-sized body (queue PUT/PATCH) into `T`.
+    fn metadata_document<T>(
+        &self,
+        payload: &Payload,
+        read: impl FnOnce(Value) -> ApiResult<T>,
+    ) -> ApiResult<T>
+    where
+        T: Default,
+    {
+        let max = self.limits().max_queue_metadata;
+        if payload.len().is_some_and(|n| n > max as u64) {
+            return Err(ApiError::invalid_body(format!(
+                "Queue metadata is too large. Max size: {max}"
+            )));
+        }
+        if payload.is_empty() {
+            return Ok(T::default());
+        }
+        read(self.body_document(payload)?)
+    }
+
+    /// Parses a JSON body (object or array) within the transport's cap.
+    pub(crate) fn body_document(&self, payload: &Payload) -> ApiResult<Value> {
+        match payload {
+            Payload::Oversized(_) => Err(ApiError::invalid_body("Request body is too large.")),
+            other => body::parse(other.bytes()),
+        }
+    }
+}
+
+/// The scope of a request on one queue.
+pub(crate) fn scope(ctx: &RequestContext, queue: &str) -> Scope {
+    Scope::new(ctx.project_id.as_str(), queue)
+}

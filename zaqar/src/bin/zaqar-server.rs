@@ -1,0 +1,69 @@
+//! `zaqar-server`: runs the Zaqar v2 API (HTTP and WebSocket) from a `zaqar.conf`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+/// Command-line options (the reference's names).
+#[derive(Parser, Debug)]
+#[command(name = "zaqar-server", version, about = "OpenStack Zaqar messaging service")]
+struct Cli {
+    /// Path to zaqar.conf; without it the defaults run (embedded store, no auth).
+    #[arg(long = "config-file")]
+    config_file: Option<PathBuf>,
+    /// Serve the admin routes (overrides `[DEFAULT] admin_mode`).
+    #[arg(long = "admin_mode", alias = "admin-mode")]
+    admin_mode: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let config = match &cli.config_file {
+        Some(path) => zaqar::config::Config::load(path),
+        None => zaqar::config::Config::parse(""),
+    };
+    let mut config = match config {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("zaqar-server: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    config.admin_mode |= cli.admin_mode;
+    match zaqar::server::run(config, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("zaqar-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown requested: finishing in-flight requests");
+}

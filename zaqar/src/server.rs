@@ -1,0 +1,107 @@
+//! The server: builds the stores and the api core from a [`Config`], binds
+//! the listeners and serves until a shutdown signal.
+//!
+//! [`serve`] takes listeners that are already bound and a shutdown future,
+//! so tests can run a whole server on port 0 in-process and stop it.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::api::policy::Policy;
+use crate::api::Api;
+use crate::config::{AuthStrategy, Config};
+use crate::storage::clock::SharedClock;
+use crate::storage::pipeline::{Backend, StageRegistry};
+use crate::storage::sqlite::SqliteStore;
+use crate::storage::SystemClock;
+use crate::transport::http::{self, HttpState};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The store could not be opened.
+    #[error("storage: {0}")]
+    Storage(#[from] crate::storage::StorageError),
+    /// A pipeline names an unknown stage.
+    #[error(transparent)]
+    Pipeline(#[from] crate::storage::pipeline::UnknownStage),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Something the configuration asks for is not available in this build.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// Opens the configured driver.
+///
+/// # Errors
+/// The store cannot be opened.
+pub fn open_backend(config: &Config, clock: SharedClock) -> Result<Backend, StartError> {
+    match config.message_store.as_str() {
+        "sqlite" => {
+            if let Some(dir) = config.sqlite_path.parent() {
+                if !dir.as_os_str().is_empty() {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        crate::storage::StorageError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+                    })?;
+                }
+            }
+            Ok(SqliteStore::open(&config.sqlite_path, clock)?.backend())
+        }
+        other => Err(StartError::Unsupported(format!("message store {other:?} is not in this build"))),
+    }
+}
+
+/// Builds the api core from the configuration (stores, pipelines).
+///
+/// # Errors
+/// The store cannot be opened or a pipeline names an unknown stage.
+pub fn build_api(config: Arc<Config>) -> Result<Api, StartError> {
+    let clock: SharedClock = Arc::new(SystemClock);
+    let backend = open_backend(&config, clock.clone())?;
+    let storage = StageRegistry::with_builtin_stages().assemble(backend, &config.pipeline)?;
+    Ok(Api::new(storage, config, clock))
+}
+
+/// Serves the HTTP API on `http` until `shutdown` completes, then lets
+/// in-flight requests finish.
+///
+/// # Errors
+/// A listener fails fatally.
+pub async fn serve(api: Api, http: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) {
+    if api.config().auth_strategy == AuthStrategy::None {
+        tracing::warn!(
+            "auth_strategy is empty (noauth): X-Project-ID and X-Roles are trusted, so any client can act for any \
+             project and as admin"
+        );
+    }
+    let state = Arc::new(HttpState { api, policy: Policy });
+    let routes = http::routes(state);
+    warp::serve(routes).incoming(http).graceful(shutdown).run().await;
+}
+
+/// Binds the configured listeners and serves until `shutdown`.
+///
+/// # Errors
+/// The store cannot be opened, a pipeline is wrong, or a port cannot be bound.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
+    let config = Arc::new(config);
+    let api = build_api(config.clone())?;
+    let addr = std::net::SocketAddr::new(config.http.bind, config.http.port);
+    let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind {
+        addr: addr.to_string(),
+        source,
+    })?;
+    tracing::info!(%addr, store = %config.message_store, "serving the Zaqar v2 HTTP API");
+    serve(api, listener, shutdown).await;
+    tracing::info!("stopped");
+    Ok(())
+}

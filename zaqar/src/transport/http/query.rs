@@ -1,0 +1,99 @@
+//! Query strings the way the reference's framework reads them: blank values
+//! dropped, comma-separated lists, its boolean words and its error texts.
+
+use crate::error::{ApiError, ApiResult};
+
+/// Parsed query parameters, in the order they were given.
+#[derive(Clone, Debug, Default)]
+pub struct Query {
+    params: Vec<(String, String)>,
+}
+
+impl Query {
+    /// Parses a raw query string (without `?`).
+    pub fn parse(raw: &str) -> Self {
+        let params = form_urlencoded::parse(raw.as_bytes())
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        Query { params }
+    }
+
+    /// The last value given for `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.params.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// A comma-separated list (every occurrence of `name` joined).
+    pub fn list(&self, name: &str) -> Option<Vec<String>> {
+        let mut out: Option<Vec<String>> = None;
+        for (k, v) in &self.params {
+            if k == name {
+                out.get_or_insert_with(Vec::new)
+                    .extend(v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from));
+            }
+        }
+        out
+    }
+
+    /// An integer parameter.
+    pub fn int(&self, name: &str) -> ApiResult<Option<i64>> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(v) => v.trim().trim_start_matches('+').parse::<i64>().map(Some).map_err(|_| {
+                ApiError::bad_request(
+                    "Invalid parameter",
+                    format!("The \"{name}\" parameter is invalid. The value must be an integer."),
+                )
+            }),
+        }
+    }
+
+    /// A boolean parameter (`true True t yes y 1 on` / `false False f no n 0 off`).
+    pub fn bool(&self, name: &str) -> ApiResult<Option<bool>> {
+        match self.get(name) {
+            None => Ok(None),
+            Some("true" | "True" | "t" | "yes" | "y" | "1" | "on") => Ok(Some(true)),
+            Some("false" | "False" | "f" | "no" | "n" | "0" | "off") => Ok(Some(false)),
+            Some(_) => Err(ApiError::bad_request(
+                "Invalid parameter",
+                format!(
+                    "The \"{name}\" parameter is invalid. The value of the parameter must be \"true\" or \"false\"."
+                ),
+            )),
+        }
+    }
+}
+
+/// Builds `?k=v&...` from ordered pairs, as the reference renders next links.
+pub fn to_query_string(pairs: &[(&str, String)]) -> String {
+    if pairs.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("?");
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        out.push_str(k);
+        out.push('=');
+        out.extend(form_urlencoded::byte_serialize(v.as_bytes()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blanks_lists_and_booleans() {
+        let q = Query::parse("ids=a,b&ids=c&marker=&detailed&echo=yes&limit=x");
+        assert_eq!(q.list("ids").unwrap(), vec!["a", "b", "c"]);
+        assert_eq!(q.get("marker"), None);
+        assert_eq!(q.bool("detailed").unwrap(), None);
+        assert_eq!(q.bool("echo").unwrap(), Some(true));
+        assert!(q.int("limit").is_err());
+        assert!(Query::parse("echo=maybe").bool("echo").is_err());
+    }
+}

@@ -1,0 +1,344 @@
+//! Responses of the HTTP transport: bodies, hrefs, headers and error bodies
+//! exactly as the reference's clients expect them.
+
+use bytes::Bytes;
+use http::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE, LOCATION};
+use http::{Method, StatusCode};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use warp::reply::Response;
+
+use super::query::{to_query_string, Query};
+use crate::api::messages::MessageListing;
+use crate::api::queues::QueueListing;
+use crate::error::ApiError;
+use crate::storage::{ClaimInfo, Message, MessageStamp, NewClaim, QueueStats};
+
+/// A body serialised as JSON (a thin wrapper so any `Serialize` can be rendered).
+pub struct Json<T>(pub T);
+
+impl<T> From<T> for Json<T> {
+    fn from(v: T) -> Self {
+        Json(v)
+    }
+}
+
+impl<T: Serialize> Serialize for Json<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+/// A response with no body.
+pub fn empty(status: StatusCode) -> Response {
+    let mut r = Response::new(Bytes::new().into());
+    *r.status_mut() = status;
+    r
+}
+
+/// A 200 JSON response.
+pub fn json<T: Serialize + ?Sized>(value: &T) -> Response {
+    json_with(StatusCode::OK, value)
+}
+
+/// A JSON response with the given status.
+pub fn json_with<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => {
+            let mut r = Response::new(Bytes::from(body).into());
+            *r.status_mut() = status;
+            r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r
+        }
+        Err(e) => error(&ApiError::Internal(e.to_string()), &Method::GET),
+    }
+}
+
+/// Adds a `Location` header.
+pub fn with_location(mut r: Response, location: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(location) {
+        r.headers_mut().insert(LOCATION, v);
+    }
+    r
+}
+
+/// Renders an error: status, `{"title", "description"}`, and the headers
+/// some statuses carry.
+pub fn error(e: &ApiError, method: &Method) -> Response {
+    let mut body = e.body();
+    if let (ApiError::NotAcceptable, serde_json::Value::Object(map)) = (e, &mut body) {
+        map.insert(
+            "link".into(),
+            serde_json::json!({
+                "text": "14.1 Accept, Hypertext Transfer Protocol -- HTTP/1.1",
+                "href": "http://www.w3.org/Protocols/rfc2616/rfc2616-sec14.html",
+                "rel": "help",
+            }),
+        );
+    }
+    let mut r = if method == Method::HEAD {
+        empty(e.status())
+    } else {
+        json_with(e.status(), &body)
+    };
+    if let ApiError::MethodNotAllowed(allowed) = e {
+        if let Ok(v) = HeaderValue::from_str(&allowed.join(", ")) {
+            r.headers_mut().insert(ALLOW, v);
+        }
+    }
+    if let ApiError::Internal(detail) = e {
+        tracing::error!(%detail, "internal error");
+    }
+    r
+}
+
+/// `GET /v2/`.
+pub fn home(admin_mode: bool) -> Response {
+    let body = serde_json::to_string_pretty(&super::home::document(admin_mode)).unwrap_or_default();
+    let mut r = Response::new(Bytes::from(body).into());
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json-home"));
+    r.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("max-age=86400"));
+    r
+}
+
+/// A message as the HTTP API shows it.
+#[derive(Serialize)]
+pub struct MessageView<'a> {
+    id: &'a str,
+    href: String,
+    ttl: i64,
+    age: i64,
+    body: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checksum: Option<&'a str>,
+}
+
+/// The view of `m` in `queue`; `claim_id` overrides the message's own claim
+/// (claim responses name the new claim).
+pub fn message_view<'a>(queue: &str, m: &'a Message, claim_id: Option<&str>, now: i64) -> MessageView<'a> {
+    let mut href = format!("/v2/queues/{queue}/messages/{}", m.id);
+    if let Some(cid) = claim_id.or(m.claim_id.as_deref()) {
+        href.push_str("?claim_id=");
+        href.push_str(cid);
+    }
+    MessageView {
+        id: &m.id,
+        href,
+        ttl: m.ttl,
+        age: m.age(now),
+        body: &m.body,
+        checksum: m.checksum.as_deref(),
+    }
+}
+
+/// `{"messages": [...]}`.
+#[derive(Serialize)]
+pub struct MessagesOnly<'a> {
+    /// The messages.
+    pub messages: Vec<MessageView<'a>>,
+}
+
+#[derive(Serialize)]
+struct Link {
+    rel: &'static str,
+    href: String,
+}
+
+/// `GET /v2/queues`.
+pub fn queue_listing(path: &str, query: &Query, listing: &QueueListing) -> Response {
+    #[derive(Serialize)]
+    struct Entry<'a> {
+        name: &'a str,
+        href: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        metadata: Option<&'a crate::storage::Metadata>,
+    }
+    #[derive(Serialize)]
+    struct Body<'a> {
+        queues: Vec<Entry<'a>>,
+        links: Vec<Link>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        count: Option<u64>,
+    }
+    let queues: Vec<Entry> = listing
+        .queues
+        .iter()
+        .map(|q| Entry {
+            name: &q.name,
+            href: format!("{path}/{}", q.name),
+            metadata: q.metadata.as_ref(),
+        })
+        .collect();
+    let mut links = Vec::new();
+    if !queues.is_empty() {
+        let mut pairs = supplied(query, &["marker", "limit", "detailed", "name", "with_count"]);
+        set_marker(&mut pairs, &listing.next_marker);
+        links.push(Link {
+            rel: "next",
+            href: format!("{path}{}", to_query_string(&pairs)),
+        });
+    }
+    json(&Body {
+        queues,
+        links,
+        count: listing.count.filter(|&c| c > 0),
+    })
+}
+
+/// The supplied parameters among `names`, in that order, normalised as the
+/// reference echoes them (booleans as `true`/`false`).
+fn supplied<'a>(query: &Query, names: &[&'a str]) -> Vec<(&'a str, String)> {
+    let mut pairs = Vec::new();
+    for &name in names {
+        let Some(value) = query.get(name) else { continue };
+        let value = match query.bool(name) {
+            Ok(Some(b)) if !matches!(name, "marker" | "limit" | "name") => b.to_string(),
+            _ => value.to_owned(),
+        };
+        pairs.push((name, value));
+    }
+    pairs
+}
+
+fn set_marker(pairs: &mut Vec<(&str, String)>, marker: &str) {
+    match pairs.iter_mut().find(|(k, _)| *k == "marker") {
+        Some(p) => p.1 = marker.to_owned(),
+        None => pairs.push(("marker", marker.to_owned())),
+    }
+}
+
+/// `GET /v2/queues/{q}/messages`.
+pub fn message_listing(path: &str, queue: &str, query: &Query, listing: &MessageListing, now: i64) -> Response {
+    #[derive(Serialize)]
+    struct Body<'a> {
+        messages: Vec<MessageView<'a>>,
+        links: Vec<Link>,
+    }
+    let messages: Vec<MessageView> = listing.messages.iter().map(|m| message_view(queue, m, None, now)).collect();
+    let mut links = Vec::new();
+    if let (false, Some(marker)) = (messages.is_empty(), &listing.next_marker) {
+        let mut pairs = supplied(query, &["marker", "limit", "echo", "include_claimed", "include_delayed"]);
+        if listing.include_delayed_forced {
+            match pairs.iter_mut().find(|(k, _)| *k == "include_delayed") {
+                Some(p) => p.1 = "true".into(),
+                None => pairs.push(("include_delayed", "true".into())),
+            }
+        }
+        set_marker(&mut pairs, marker);
+        links.push(Link {
+            rel: "next",
+            href: format!("{path}{}", to_query_string(&pairs)),
+        });
+    }
+    json(&Body { messages, links })
+}
+
+/// `POST /v2/queues/{q}/messages`: 201, Location and the new hrefs.
+pub fn posted(path: &str, ids: &[String]) -> Response {
+    #[derive(Serialize)]
+    struct Body {
+        resources: Vec<String>,
+    }
+    let resources = ids.iter().map(|id| format!("{path}/{id}")).collect();
+    let r = json_with(StatusCode::CREATED, &Body { resources });
+    with_location(r, &format!("{path}?ids={}", ids.join(",")))
+}
+
+/// `DELETE /v2/queues/{q}/messages?pop=N`: the popped messages, no hrefs.
+pub fn popped(messages: &[Message], now: i64) -> Response {
+    #[derive(Serialize)]
+    struct Popped<'a> {
+        id: &'a str,
+        age: i64,
+        ttl: i64,
+        body: &'a RawValue,
+        claim_id: Option<&'a str>,
+        claim_count: i64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        checksum: Option<&'a str>,
+    }
+    #[derive(Serialize)]
+    struct Body<'a> {
+        messages: Vec<Popped<'a>>,
+    }
+    let messages = messages
+        .iter()
+        .map(|m| Popped {
+            id: &m.id,
+            age: m.age(now),
+            ttl: m.ttl,
+            body: &m.body,
+            claim_id: None,
+            claim_count: m.claim_count,
+            checksum: m.checksum.as_deref(),
+        })
+        .collect();
+    json(&Body { messages })
+}
+
+/// `GET /v2/queues/{q}/stats`.
+pub fn stats(queue: &str, s: &QueueStats, now: i64) -> Response {
+    #[derive(Serialize)]
+    struct Stamp {
+        age: i64,
+        created: String,
+        href: String,
+    }
+    #[derive(Serialize)]
+    struct Counts {
+        claimed: u64,
+        free: u64,
+        total: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        oldest: Option<Stamp>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        newest: Option<Stamp>,
+    }
+    #[derive(Serialize)]
+    struct Body {
+        messages: Counts,
+    }
+    let stamp = |m: &Option<MessageStamp>| {
+        m.as_ref().filter(|_| s.total > 0).map(|m| Stamp {
+            age: ((now - m.created_ms) / 1000).max(0),
+            created: chrono::DateTime::from_timestamp_millis(m.created_ms)
+                .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                .unwrap_or_default(),
+            href: format!("/v2/queues/{queue}/messages/{}", m.id),
+        })
+    };
+    json(&Body {
+        messages: Counts {
+            claimed: s.claimed,
+            free: s.free,
+            total: s.total,
+            oldest: stamp(&s.oldest),
+            newest: stamp(&s.newest),
+        },
+    })
+}
+
+/// `POST /v2/queues/{q}/claims`: 201, Location and the claimed messages.
+pub fn claim_created(path: &str, queue: &str, claim: &NewClaim, now: i64) -> Response {
+    let body = MessagesOnly {
+        messages: claim.messages.iter().map(|m| message_view(queue, m, Some(&claim.id), now)).collect(),
+    };
+    with_location(json_with(StatusCode::CREATED, &body), &format!("{path}/{}", claim.id))
+}
+
+/// `GET /v2/queues/{q}/claims/{id}`.
+pub fn claim(path: &str, queue: &str, claim: &ClaimInfo, now: i64) -> Response {
+    #[derive(Serialize)]
+    struct Body<'a> {
+        age: i64,
+        ttl: i64,
+        messages: Vec<MessageView<'a>>,
+        href: &'a str,
+    }
+    json(&Body {
+        age: ((now - claim.updated_ms) / 1000).max(0),
+        ttl: claim.ttl,
+        messages: claim.messages.iter().map(|m| message_view(queue, m, Some(&claim.id), now)).collect(),
+        href: path,
+    })
+}

@@ -1,0 +1,3 @@
+//! Transports: thin adapters between the wire and the [`api`](crate::api) core.
+
+pub mod http;
