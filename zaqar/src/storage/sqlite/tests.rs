@@ -1,1 +1,168 @@
-//! The conformance suite against the SQLite driver, plus driver-specific tests.
+//! The conformance suite against the SQLite driver, plus what only this
+//! driver has: persistence across reopening and the reaper.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::SqliteStore;
+use crate::storage::clock::ManualClock;
+use crate::storage::conformance::{conformance_tests, project, Keep};
+use crate::storage::pipeline::Backend;
+use crate::storage::{ClaimRequest, ListQuery, Metadata, NewMessage, Scope};
+
+async fn open(clock: ManualClock) -> (Backend, Keep) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = SqliteStore::open(&dir.path().join("zaqar.sqlite"), Arc::new(clock)).expect("open");
+    (store.backend(), Box::new(dir))
+}
+
+conformance_tests!(open);
+
+fn message(ttl: i64) -> NewMessage {
+    NewMessage {
+        ttl,
+        delay: 0,
+        body: serde_json::value::to_raw_value(&json!({"persist": true})).expect("json"),
+        checksum: None,
+    }
+}
+
+fn everything() -> ListQuery {
+    ListQuery {
+        marker: None,
+        limit: 20,
+        echo: true,
+        client_id: String::new(),
+        include_claimed: true,
+        include_delayed: true,
+    }
+}
+
+#[tokio::test]
+async fn data_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("zaqar.sqlite");
+    let clock = ManualClock::new();
+    let s = Scope::new(project(), "durable");
+    let metadata: Metadata = serde_json::from_value(json!({"_default_message_ttl": 120})).unwrap();
+
+    let (posted, claim_id, marker) = {
+        let store = SqliteStore::open(&path, Arc::new(clock.clone())).unwrap();
+        let b = store.backend();
+        b.queues.create(&s, &metadata).await.unwrap();
+        let posted = b
+            .messages
+            .post(&s, "c", vec![message(600), message(600)])
+            .await
+            .unwrap();
+        let claim = ClaimRequest {
+            ttl: 300,
+            grace: 60,
+            limit: 1,
+            dead_letter: None,
+        };
+        let c = b.claims.create(&s, &claim).await.unwrap().unwrap();
+        let marker = b
+            .messages
+            .list(&s, &everything())
+            .await
+            .unwrap()
+            .next_marker;
+        (posted, c.id, marker)
+    };
+
+    let store = SqliteStore::open(&path, Arc::new(clock.clone())).unwrap();
+    let b = store.backend();
+    assert_eq!(b.queues.get(&s).await.unwrap(), Some(metadata));
+    let page = b.messages.list(&s, &everything()).await.unwrap();
+    assert_eq!(
+        page.messages
+            .iter()
+            .map(|m| m.id.clone())
+            .collect::<Vec<_>>(),
+        posted
+    );
+    assert_eq!(
+        page.next_marker, marker,
+        "markers stay valid across restarts"
+    );
+    let info = b.claims.get(&s, &claim_id).await.unwrap().unwrap();
+    assert_eq!(info.messages[0].id, posted[0]);
+    // New ids keep growing after a restart: the marker of the old page
+    // does not hide new messages.
+    let more = b.messages.post(&s, "c", vec![message(600)]).await.unwrap();
+    let next = ListQuery {
+        marker,
+        ..everything()
+    };
+    let page = b.messages.list(&s, &next).await.unwrap();
+    assert_eq!(
+        page.messages
+            .iter()
+            .map(|m| m.id.clone())
+            .collect::<Vec<_>>(),
+        more
+    );
+}
+
+#[tokio::test]
+async fn reaper_deletes_expired_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new();
+    let store = SqliteStore::open(&dir.path().join("db"), Arc::new(clock.clone())).unwrap();
+    let b = store.backend();
+    let s = Scope::new(project(), "reap");
+    let batch = (0..super::REAP_BATCH + 10).map(|_| message(60)).collect();
+    b.messages.post(&s, "c", batch).await.unwrap();
+    b.messages.post(&s, "c", vec![message(600)]).await.unwrap();
+    let claim = ClaimRequest {
+        ttl: 60,
+        grace: 0,
+        limit: 1,
+        dead_letter: None,
+    };
+    b.claims.create(&s, &claim).await.unwrap().unwrap();
+
+    assert_eq!(
+        store.reap_expired().await.unwrap(),
+        super::Reaped::default()
+    );
+    clock.advance_secs(61);
+    let reaped = store.reap_expired().await.unwrap();
+    assert_eq!(reaped.messages, super::REAP_BATCH as u64 + 10);
+    assert_eq!(reaped.claims, 1);
+    let rows: i64 = store
+        .read("count", |conn, _| {
+            Ok(conn.query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))?)
+        })
+        .await
+        .unwrap();
+    assert_eq!(rows, 1);
+}
+
+#[tokio::test]
+async fn reaper_stops_when_the_store_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("db"), Arc::new(ManualClock::new())).unwrap();
+    let backend = store.backend();
+    let reaper = store.spawn_reaper();
+    drop(store);
+    assert!(!reaper.is_finished(), "the backend still holds the store");
+    drop(backend);
+    tokio::time::timeout(std::time::Duration::from_secs(5), reaper)
+        .await
+        .expect("reaper stopped")
+        .expect("reaper did not panic");
+}
+
+#[test]
+fn open_outside_a_runtime_and_reject_garbage() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    assert!(SqliteStore::open(&path, Arc::new(ManualClock::new())).is_ok());
+    let garbage = dir.path().join("garbage");
+    std::fs::write(&garbage, vec![0x5a; 8192]).unwrap();
+    let err = SqliteStore::open(&garbage, Arc::new(ManualClock::new())).unwrap_err();
+    assert!(err.to_string().contains("sqlite"), "{err}");
+}
