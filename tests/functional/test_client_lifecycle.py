@@ -62,11 +62,11 @@ def test_queue_create_list_delete(client):
 
     # paging through next links with a small limit
     queues, _ = client.queues(limit=2)
-    assert [q.name for q in queues] == names
+    assert [q.name for q in queues.stream()] == names
 
     queues, _ = client.queues(detailed=True)
     for q in queues:
-        assert q.metadata == RESERVED_DEFAULTS
+        assert q.metadata() == RESERVED_DEFAULTS
 
     client.queue(names[0]).delete()
     queues, count = client.queues(with_count=True)
@@ -183,7 +183,7 @@ def test_message_list_and_echo(client, other_client, qname):
 def test_message_list_follows_next_links(client, qname):
     queue = client.queue(qname)
     queue.post([{"ttl": 120, "body": i} for i in range(25)])
-    got = [m.body for m in queue.messages(echo=True, limit=4)]
+    got = [m.body for m in queue.messages(echo=True, limit=4).stream()]
     assert got == list(range(25))
 
 
@@ -293,7 +293,7 @@ def test_claim_delete_releases(client, qname):
     cid = created.id
     created.delete()
     with pytest.raises(transport_errors.ResourceNotFound):
-        queue.claim(id=cid)
+        queue.claim(id=cid).age  # Claim(id=...) is lazy: age fetches it
     assert len(list(queue.messages(echo=True))) == 3
 
 
@@ -324,7 +324,7 @@ def test_client_error_mapping(client, qname):
     with pytest.raises(transport_errors.MalformedRequest):
         queue.claim(ttl=10, grace=60)
     with pytest.raises(transport_errors.ResourceNotFound):
-        queue.claim(id=str(uuid.uuid4()))
+        queue.claim(id=str(uuid.uuid4())).age
 
 
 def test_full_lifecycle(client, other_client, qname):

@@ -14,7 +14,7 @@ from collections import namedtuple
 import pytest
 import requests
 
-from zaqar_testlib import ABSENT, Api, assert_error
+from zaqar_testlib import Api, assert_error
 
 BAD_BODY = "Invalid request body"
 BAD_API = "Invalid API request"
@@ -235,10 +235,6 @@ CASES = [
     Case("form-urlencoded-put", "PUT", "/v2/queues/{q}",
          {"data": "a=1", "headers": {"Content-Type": "application/x-www-form-urlencoded"}},
          400, "Invalid Content-Type", ANY),
-    Case("accept-json-only", "GET", "/v2/queues", {"headers": {"Accept": "application/xml"}},
-         406, "406 Not Acceptable",
-         'Endpoint only serves `application/json`; specify client-side media type support '
-         'with the "Accept" header.'),
 ]
 
 
@@ -408,10 +404,12 @@ def test_uuid_forms_accepted(api, qname, client_id):
 
 def test_client_id_off_mode(server_factory, project, qname):
     srv = server_factory({"transport": {"client_id_uuid_safe": "off"}})
-    title = "Length of client id must be at least 10 and no greater than 36."
+    # The notes read "Length of client id must be ..." from validation.py, but the
+    # running reference wraps that error like a bad UUID (its hook catches
+    # ValueError): 400 {"title": "Wrong UUID value", ...}.
     for cid in ("short", "x" * 9, "y" * 37):
         resp = Api(srv.url, project, client_id=cid).get("/v2/queues")
-        assert_error(resp, 400, title, ABSENT)
+        assert_error(resp, 400, *BAD_UUID)
     # any 10..36 character string is fine, posting included (the reference's
     # Redis driver breaks on non-UUID ids; ours must not)
     for cid in ("x" * 10, "my-client-is-not-a-uuid", "z" * 36):
@@ -580,7 +578,7 @@ def test_wrong_method_is_405(api, method, path):
     assert "Allow" in resp.headers
 
 
-@pytest.mark.parametrize("accept", ["text/xml", "text/plain", "image/png"])
+@pytest.mark.parametrize("accept", ["text/xml", "text/plain", "image/png", "application/xml"])
 def test_unacceptable_accept_is_406(api, accept):
     resp = api.get("/v2/queues", headers={"Accept": accept})
     # errata 4: the body depends on the Accept header; match the status
@@ -609,7 +607,7 @@ def test_claim_update_validation(api, qname):
     api.post_messages(qname, [{"body": 1}])
     loc = api.claim(qname).headers["Location"]
     assert_error(api.patch(loc, json={"ttl": 30}), 400, BAD_API, CLAIM_TTL)
-    assert_error(api.patch(loc, json={"ttl": 60, "grace": 43201}), 400, BAD_API, CLAIM_GRACE)
+    # (the reference does not range-check grace on update: 204 for grace 43201)
     assert_error(api.patch(loc, json={"ttl": "x"}), 400, BAD_BODY,
                  'The value of the "ttl" field must be a int.')
     assert_error(api.patch(loc, data="{"), 400, BAD_BODY, "Request body could not be parsed.")

@@ -147,7 +147,9 @@ def test_dotted_names_do_not_collide(make_api):
 
 def test_odd_project_ids(make_api):
     # project ids are opaque strings: separators and unicode must not confuse the store
+    tag = uuid.uuid4().hex[:6]
     for pid in ("a/b", "a:b", "x y", "..", "%", "a\\b", "a.b.c", "'; --"):
+        pid = f"{pid}-{tag}"
         api = make_api(project_id=pid)
         api.post_messages("q", [{"body": pid}])
         assert [m["body"] for m in api.list_messages("q", echo="true")] == [pid]

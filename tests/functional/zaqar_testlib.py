@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.parse
 import uuid
 
 import requests
@@ -79,6 +80,16 @@ class ZaqarServer:
 
     # -- config -----------------------------------------------------------
     def write_config(self):
+        # Comparing with the Python reference (which has no sqlite store): point
+        # ZAQAR_SERVER_BIN at its zaqar-server and set ZAQAR_TEST_REDIS_STORE to a
+        # redis:// URI; both stores then use that Redis.
+        redis_uri = os.environ.get("ZAQAR_TEST_REDIS_STORE")
+        if redis_uri:
+            self.options = merge_options(self.options, {
+                "drivers": {"message_store": "redis", "management_store": "redis"},
+                "drivers:message_store:redis": {"uri": redis_uri},
+                "drivers:management_store:redis": {"uri": redis_uri},
+            })
         cp = configparser.ConfigParser(interpolation=None)
         cp.optionxform = str  # keep option names as written
         for section, opts in self.options.items():
@@ -223,6 +234,12 @@ class Api:
         hdrs.update(headers or {})
         kwargs.setdefault("timeout", 30)
         url = path if path.startswith("http") else self.base_url + path
+        params = kwargs.pop("params", None)
+        if params:
+            # Keep commas literal (ids=a,b) as Zaqar clients and hrefs do: the
+            # reference splits lists on literal commas only, not on %2C.
+            sep = "&" if "?" in url else "?"
+            url += sep + urllib.parse.urlencode(params, doseq=True, safe=",")
         resp = self.session.request(method, url, headers=hdrs, **kwargs)
         check_response(resp, allow_5xx=allow_5xx)
         return resp
