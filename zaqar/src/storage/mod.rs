@@ -15,6 +15,8 @@
 
 pub mod clock;
 pub mod pipeline;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod sqlite;
 
 #[cfg(test)]

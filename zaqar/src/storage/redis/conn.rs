@@ -1,0 +1,304 @@
+//! The connection to Redis: one multiplexed connection (or a Cluster
+//! connection) shared by every request, made lazily, remade after a failure.
+//!
+//! Each storage operation runs under a deadline (`request_timeout`). If
+//! there is no connection, the operation tries to connect, up to
+//! `max_reconnect_attempts` times with `reconnect_sleep·2^n` pauses, as long
+//! as the deadline allows. Once a command has been sent it is never retried
+//! (a script that may have run must not run twice): a failure drops the
+//! connection, so that the next operation reconnects, and the operation
+//! answers [`StorageError::Unavailable`]. With Sentinel, reconnecting asks
+//! the sentinels for the current master, which is how a failover is
+//! followed (the old master answers `READONLY` or drops the connection).
+
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use ::redis::aio::{ConnectionLike, MultiplexedConnection};
+use ::redis::cluster::ClusterClient;
+use ::redis::cluster_async::ClusterConnection;
+use ::redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use ::redis::{
+    AsyncConnectionConfig, Client, Cmd, ConnectionAddr, ConnectionInfo, ErrorKind,
+    IntoConnectionInfo, Pipeline, RedisConnectionInfo, RedisError, RedisFuture, RedisResult,
+    ServerErrorKind, TlsMode, Value,
+};
+use tokio::time::{sleep, timeout_at, Instant};
+
+use super::options::{HostPort, RedisOptions, RedisTopology};
+use crate::storage::{StorageError, StorageResult};
+
+/// A live connection of either kind; cheap to clone.
+#[derive(Clone)]
+pub(crate) enum Conn {
+    /// One server (standalone, unix socket or Sentinel's master).
+    Single(MultiplexedConnection),
+    /// A Redis Cluster.
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+enum Target {
+    Single(Client),
+    Sentinel(tokio::sync::Mutex<SentinelClient>),
+    Cluster(ClusterClient),
+}
+
+/// Makes, keeps and remakes the connection (see the module docs).
+pub(crate) struct Connector {
+    target: Target,
+    config: AsyncConnectionConfig,
+    current: Mutex<Option<Conn>>,
+    connecting: tokio::sync::Mutex<()>,
+    request_timeout: Duration,
+    max_attempts: u32,
+    reconnect_sleep: Duration,
+}
+
+fn tcp_addr(hp: &HostPort, tls: bool) -> ConnectionAddr {
+    if tls {
+        ConnectionAddr::TcpTls {
+            host: hp.host.clone(),
+            port: hp.port,
+            insecure: false,
+            tls_params: None,
+        }
+    } else {
+        ConnectionAddr::Tcp(hp.host.clone(), hp.port)
+    }
+}
+
+fn config_error(e: RedisError) -> StorageError {
+    StorageError::Unavailable(format!("invalid Redis configuration: {e}"))
+}
+
+impl Connector {
+    /// Builds the connector; no connection is made yet.
+    pub(crate) fn new(options: &RedisOptions) -> StorageResult<Self> {
+        let mut redis_info = RedisConnectionInfo::default().set_db(options.db);
+        if let Some(user) = &options.username {
+            redis_info = redis_info.set_username(user);
+        }
+        if let Some(pass) = &options.password {
+            redis_info = redis_info.set_password(pass);
+        }
+        let info = |addr: ConnectionAddr| -> StorageResult<ConnectionInfo> {
+            Ok(addr
+                .into_connection_info()
+                .map_err(config_error)?
+                .set_redis_settings(redis_info.clone()))
+        };
+        let target = match &options.topology {
+            RedisTopology::Server(hp) => Target::Single(
+                Client::open(info(tcp_addr(hp, options.tls))?).map_err(config_error)?,
+            ),
+            RedisTopology::Unix(path) => Target::Single(
+                Client::open(info(ConnectionAddr::Unix(path.clone()))?).map_err(config_error)?,
+            ),
+            RedisTopology::Sentinel {
+                sentinels,
+                master,
+                sentinel_username,
+                sentinel_password,
+            } => {
+                let mut sentinel_info = RedisConnectionInfo::default();
+                if let Some(user) = sentinel_username {
+                    sentinel_info = sentinel_info.set_username(user);
+                }
+                if let Some(pass) = sentinel_password {
+                    sentinel_info = sentinel_info.set_password(pass);
+                }
+                let nodes = sentinels
+                    .iter()
+                    .map(|hp| {
+                        Ok(tcp_addr(hp, options.tls)
+                            .into_connection_info()
+                            .map_err(config_error)?
+                            .set_redis_settings(sentinel_info.clone()))
+                    })
+                    .collect::<StorageResult<Vec<_>>>()?;
+                let mut node_info = SentinelNodeConnectionInfo::default()
+                    .set_redis_connection_info(redis_info.clone());
+                if options.tls {
+                    node_info = node_info.set_tls_mode(TlsMode::Secure);
+                }
+                let client = SentinelClient::build(
+                    nodes,
+                    master.clone(),
+                    Some(node_info),
+                    SentinelServerType::Master,
+                )
+                .map_err(config_error)?;
+                Target::Sentinel(tokio::sync::Mutex::new(client))
+            }
+            RedisTopology::Cluster(nodes) => {
+                let nodes = nodes
+                    .iter()
+                    .map(|hp| info(tcp_addr(hp, options.tls)))
+                    .collect::<StorageResult<Vec<_>>>()?;
+                let mut builder = ClusterClient::builder(nodes)
+                    .connection_timeout(options.socket_timeout)
+                    .response_timeout(options.socket_timeout)
+                    .retries(2);
+                if let Some(user) = &options.username {
+                    builder = builder.username(user);
+                }
+                if let Some(pass) = &options.password {
+                    builder = builder.password(pass);
+                }
+                if options.tls {
+                    builder = builder.tls(TlsMode::Secure);
+                }
+                Target::Cluster(builder.build().map_err(config_error)?)
+            }
+        };
+        Ok(Connector {
+            target,
+            config: AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(options.socket_timeout))
+                .set_response_timeout(Some(options.socket_timeout)),
+            current: Mutex::new(None),
+            connecting: tokio::sync::Mutex::new(()),
+            request_timeout: options.request_timeout,
+            max_attempts: options.max_reconnect_attempts.max(1),
+            reconnect_sleep: options.reconnect_sleep,
+        })
+    }
+
+    fn cached(&self) -> Option<Conn> {
+        self.current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn invalidate(&self) {
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    async fn open(&self) -> RedisResult<Conn> {
+        match &self.target {
+            Target::Single(client) => Ok(Conn::Single(
+                client
+                    .get_multiplexed_async_connection_with_config(&self.config)
+                    .await?,
+            )),
+            Target::Sentinel(sentinel) => {
+                let client = sentinel.lock().await.async_get_client().await?;
+                Ok(Conn::Single(
+                    client
+                        .get_multiplexed_async_connection_with_config(&self.config)
+                        .await?,
+                ))
+            }
+            Target::Cluster(client) => Ok(Conn::Cluster(client.get_async_connection().await?)),
+        }
+    }
+
+    /// The current connection, connecting (with retries) when there is none.
+    async fn connection(&self, deadline: Instant) -> StorageResult<Conn> {
+        if let Some(conn) = self.cached() {
+            return Ok(conn);
+        }
+        let unavailable =
+            |why: String| StorageError::Unavailable(format!("cannot connect to Redis: {why}"));
+        let _guard = timeout_at(deadline, self.connecting.lock())
+            .await
+            .map_err(|_| {
+                unavailable("timed out waiting for another connection attempt".to_owned())
+            })?;
+        // Someone else may have connected while we waited.
+        if let Some(conn) = self.cached() {
+            return Ok(conn);
+        }
+        let mut pause = self.reconnect_sleep;
+        let mut attempt = 1;
+        loop {
+            let error = match timeout_at(deadline, self.open()).await {
+                Ok(Ok(conn)) => {
+                    *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn.clone());
+                    return Ok(conn);
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "timed out".to_owned(),
+            };
+            if attempt >= self.max_attempts || Instant::now() + pause >= deadline {
+                tracing::warn!(attempt, error = %error, "Redis connection failed");
+                return Err(unavailable(error));
+            }
+            sleep(pause).await;
+            pause *= 2;
+            attempt += 1;
+        }
+    }
+
+    /// Runs `op` (named `what` in errors) on the connection within the deadline.
+    pub(crate) async fn run<T, F, Fut>(&self, what: &'static str, op: F) -> StorageResult<T>
+    where
+        F: FnOnce(Conn) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let deadline = Instant::now() + self.request_timeout;
+        let conn = self.connection(deadline).await?;
+        match timeout_at(deadline, op(conn)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => {
+                if drops_connection(&e) {
+                    self.invalidate();
+                }
+                tracing::warn!(operation = what, error = %e, "Redis operation failed");
+                Err(StorageError::Unavailable(format!(
+                    "Redis {what} failed: {e}"
+                )))
+            }
+            Err(_) => {
+                self.invalidate();
+                tracing::warn!(operation = what, "Redis operation timed out");
+                Err(StorageError::Unavailable(format!(
+                    "Redis did not complete {what} within {:?}",
+                    self.request_timeout
+                )))
+            }
+        }
+    }
+}
+
+/// Errors after which the connection is not trusted any more. A script's
+/// own error reply is the one kind that leaves it usable.
+fn drops_connection(e: &RedisError) -> bool {
+    !matches!(
+        e.kind(),
+        ErrorKind::Server(ServerErrorKind::ResponseError)
+            | ErrorKind::Server(ServerErrorKind::NoScript)
+            | ErrorKind::UnexpectedReturnType
+            | ErrorKind::Parse
+    )
+}

@@ -1,0 +1,19 @@
+-- Delete one message: ARGV[3] = id, ARGV[4] = 1 when a claim id is given,
+-- ARGV[5] = claim id. Returns 'ok', 'is_claimed', 'not_claimed' or 'no_claim'.
+normalize()
+local id = ARGV[3]
+local m = load(id)
+if not m then return 'ok' end
+if ARGV[4] ~= '1' then
+  if m.c ~= '' then return 'is_claimed' end
+  remove_message(id)
+  return 'ok'
+end
+local cid = ARGV[5]
+if m.c == '' then return 'not_claimed' end
+if m.c == cid then
+  remove_message(id)
+  return 'ok'
+end
+if redis.call('ZSCORE', K_CLAIMS, cid) then return 'is_claimed' end
+return 'no_claim'

@@ -1,0 +1,62 @@
+//! Key layout: where a project's queue records and a queue's messages live.
+//!
+//! Every key of one queue starts with the same prefix carrying a Redis
+//! Cluster hash tag, `<ns>:q{<plen>:<project>:<qlen>:<queue>}`, so every
+//! script touching one queue runs in one slot. The lengths (in bytes) make
+//! the tag unambiguous whatever the names contain: project `p.sub` + queue
+//! `zq` and project `p` + queue `sub.zq` give different keys. The queue
+//! records of a project live under `<ns>:p{<plen>:<project>}`, another slot.
+//!
+//! Should a name contain `}`, Redis takes the tag up to it: the tag then is
+//! a prefix of ours, still the same for every key of that queue, so the
+//! keys stay together and distinct.
+
+use crate::storage::Scope;
+
+/// The key prefix of one queue's keys (see the module docs).
+pub(crate) fn queue_prefix(ns: &str, scope: &Scope) -> String {
+    format!(
+        "{ns}:q{{{}:{}:{}:{}}}",
+        scope.project.len(),
+        scope.project,
+        scope.queue.len(),
+        scope.queue
+    )
+}
+
+/// The key routing a queue script: the queue's message index.
+pub(crate) fn queue_route_key(prefix: &str) -> String {
+    format!("{prefix}:msgs")
+}
+
+/// The key prefix of one project's queue records.
+pub(crate) fn project_prefix(ns: &str, project: &str) -> String {
+    format!("{ns}:p{{{}:{}}}", project.len(), project)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dotted_names_do_not_collide() {
+        let a = queue_prefix("zq", &Scope::new("p.sub", "zq"));
+        let b = queue_prefix("zq", &Scope::new("p", "sub.zq"));
+        assert_ne!(a, b);
+        assert_eq!(a, "zq:q{5:p.sub:2:zq}");
+    }
+
+    #[test]
+    fn separators_in_names_do_not_collide() {
+        let a = queue_prefix("zq", &Scope::new("a:1:b", "c"));
+        let b = queue_prefix("zq", &Scope::new("a", "b:1:c"));
+        assert_ne!(a, b);
+        assert_ne!(project_prefix("zq", "a"), project_prefix("zq", "a}"));
+    }
+
+    #[test]
+    fn project_and_queue_keys_differ() {
+        assert_eq!(project_prefix("zq", "p"), "zq:p{1:p}");
+        assert!(queue_prefix("zq", &Scope::new("p", "q")).starts_with("zq:q{"));
+    }
+}

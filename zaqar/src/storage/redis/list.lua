@@ -1,0 +1,31 @@
+-- List: ARGV[3] = marker ('' or the rank of the last message of the previous
+-- page), ARGV[4] = limit, ARGV[5] = echo (1/0), ARGV[6] = client id,
+-- ARGV[7] = include_claimed (1/0), ARGV[8] = include_delayed (1/0).
+-- Returns {next_marker|'', {message...}}; pages are full unless the queue ends.
+normalize()
+local marker = ARGV[3]
+local limit = tonumber(ARGV[4])
+local echo = ARGV[5] == '1'
+local client = ARGV[6]
+local include_delayed = ARGV[8] == '1'
+local source = K_FREE
+if ARGV[7] == '1' then source = K_MSGS end
+local start = '-inf'
+if string.match(marker, '^%d+$') then start = '(' .. marker end
+local out = {}
+local last = ''
+while #out < limit do
+  local batch = redis.call('ZRANGEBYSCORE', source, start, '+inf', 'WITHSCORES', 'LIMIT', 0, 100)
+  if #batch == 0 then break end
+  for i = 1, #batch, 2 do
+    local id = batch[i]
+    start = '(' .. batch[i + 1]
+    local m = load(id)
+    if m and (include_delayed or m.d <= NOW) and (echo or m.u ~= client) then
+      out[#out + 1] = render(id, m)
+      last = m.r
+      if #out == limit then break end
+    end
+  end
+end
+return {last, out}

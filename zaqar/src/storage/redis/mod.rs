@@ -1,0 +1,706 @@
+//! The Redis driver: queues, messages and claims in Redis, from one server
+//! to Sentinel and Redis Cluster.
+//!
+//! # Layout
+//!
+//! A project's queue records (a lexicographic index and a hash of metadata
+//! JSON) live under one hash tag, `<ns>:p{<plen>:<project>}`; each queue's
+//! messages and claims under another, `<ns>:q{<plen>:<project>:<qlen>:<queue>}`
+//! (see [`keys`] and the table at the top of `common.lua`). Message and claim
+//! keys are scoped by that prefix, so a message id only ever resolves inside
+//! its own project and queue.
+//!
+//! Queue records and messages never need one atomic step together: the api
+//! core creates a queue (one script on the project slot) before posting to
+//! it, and deleting a queue is the pipeline's purge (queue slot) followed by
+//! the record's removal (project slot). Neither step can leave a message
+//! visible through another queue; a failure between the two leaves at worst
+//! an empty queue record, removed by retrying the delete.
+//!
+//! # Atomicity and time
+//!
+//! Every operation on a queue is one Lua script (loaded once, then called by
+//! SHA; `redis::Script` falls back to loading it when Redis lost it). Each
+//! script first brings the queue to "now" (`normalize` in `common.lua`):
+//! expired claims give their messages back, expired messages are removed, each
+//! entry once in its life, so cleaning needs no `KEYS` or keyspace `SCAN`.
+//! "Now" is the injected [`Clock`](crate::storage::Clock)'s, passed as an
+//! argument; Redis' clock is never read, and `PEXPIRE` (logical expiry plus
+//! an hour) only lets Redis drop keys of queues nobody touches any more.
+//!
+//! A claim takes the oldest messages that no live claim holds and that are
+//! not delayed; since the script runs alone on the queue's slot, two claims
+//! can never take the same message, whatever the number of API servers.
+//!
+//! # Dead letters on Cluster
+//!
+//! The dead-letter queue is another queue, so another slot. A claim moves a
+//! message in three calls, each atomic on its own queue: the claim script
+//! takes the message out of its queue into an outbox (`<Q>:dead`) with a
+//! lease and returns its record; `dlq_insert` adds it to the DLQ unless that
+//! id is already there; `dlq_ack` deletes it from the outbox. If the server
+//! dies in between, the next claim on the source queue finds the entry with
+//! its lease run out and hands it over again, so the message is never lost;
+//! the insert is idempotent, so it is not duplicated (unless the DLQ copy was
+//! consumed and deleted before a late retry re-adds it: the lease, 30 s,
+//! makes that a window only for a server that stalls that long mid-move).
+//!
+//! # Round trips per operation
+//!
+//! | Operation | Round trips |
+//! |---|---|
+//! | queue create, get, set_metadata, delete (record), list, count | 1 |
+//! | message post (any batch size), list, get, bulk_get, delete, bulk_delete, pop, stats, purge | 1 |
+//! | claim create | 1, or 3 when messages move to a dead-letter queue |
+//! | claim get, update, delete | 1 |
+//! | ping (`is_alive`) | 1 |
+//! | `DELETE /v2/queues/{q}` through the pipeline | 2 (purge + record) |
+//!
+//! Plus, once per script and Redis node, one `SCRIPT LOAD` after a
+//! `NOSCRIPT` reply. The work Redis does inside a script grows with what it
+//! must skip (listing past many filtered messages, claiming behind many
+//! delayed ones) and with the garbage it collects, never the round trips.
+//!
+//! # Failure
+//!
+//! See [`conn`]: every operation finishes within `request_timeout` with
+//! [`StorageError::Unavailable`] when Redis cannot be reached, and the next
+//! operation reconnects by itself (following Sentinel to a new master).
+//! Writes are acknowledged by the master; with Sentinel, a failover can lose
+//! the writes its replica had not yet received (asynchronous replication).
+
+mod conn;
+pub mod keys;
+pub mod options;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use ::redis::{FromRedisValue, Script};
+use async_trait::async_trait;
+use serde_json::value::RawValue;
+
+use self::conn::Connector;
+pub use self::options::{HostPort, RedisOptions, RedisTopology};
+use super::clock::SharedClock;
+use super::pipeline::Backend;
+use super::{
+    ClaimInfo, ClaimRequest, ClaimStore, ListQuery, Message, MessagePage, MessageStamp,
+    MessageStore, Metadata, NewClaim, NewMessage, QueueEntry, QueueStats, QueueStore, Scope,
+    StorageError, StorageResult,
+};
+
+/// How long a claim's dead-letter hand-over may take before another server
+/// finishes it (ms).
+const DLQ_LEASE_MS: i64 = 30_000;
+
+macro_rules! queue_script {
+    ($file:literal) => {
+        Script::new(concat!(
+            include_str!("common.lua"),
+            "\n",
+            include_str!($file)
+        ))
+    };
+}
+
+struct Scripts {
+    queue: Script,
+    post: Script,
+    list: Script,
+    get: Script,
+    delete: Script,
+    bulk_delete: Script,
+    pop: Script,
+    stats: Script,
+    purge: Script,
+    claim_create: Script,
+    claim_get: Script,
+    claim_update: Script,
+    claim_delete: Script,
+    dlq_insert: Script,
+    dlq_ack: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Scripts {
+            queue: Script::new(include_str!("queue.lua")),
+            post: queue_script!("post.lua"),
+            list: queue_script!("list.lua"),
+            get: queue_script!("get.lua"),
+            delete: queue_script!("delete.lua"),
+            bulk_delete: queue_script!("bulk_delete.lua"),
+            pop: queue_script!("pop.lua"),
+            stats: queue_script!("stats.lua"),
+            purge: queue_script!("purge.lua"),
+            claim_create: queue_script!("claim_create.lua"),
+            claim_get: queue_script!("claim_get.lua"),
+            claim_update: queue_script!("claim_update.lua"),
+            claim_delete: queue_script!("claim_delete.lua"),
+            dlq_insert: queue_script!("dlq_insert.lua"),
+            dlq_ack: queue_script!("dlq_ack.lua"),
+        }
+    }
+}
+
+struct Inner {
+    conn: Connector,
+    clock: SharedClock,
+    scripts: Scripts,
+    ns: String,
+}
+
+/// The Redis store: implements the queue, message and claim stores. Cheap
+/// to clone; all clones share one connection.
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+/// A message as the scripts render it:
+/// (id, ttl, created ms, body, claim id or "", claim count, checksum or "").
+type MessageRow = (String, i64, i64, String, String, i64, String);
+
+/// A message leaving for the dead-letter queue, as `claim_create` returns it:
+/// (id, ttl, expiry ms, created ms, client id, body, checksum, claim count).
+type DeadRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+);
+
+fn to_message(row: MessageRow) -> StorageResult<Message> {
+    let (id, ttl, created_ms, body, claim_id, claim_count, checksum) = row;
+    let body = RawValue::from_string(body).map_err(|e| {
+        StorageError::Unavailable(format!("message {id} has a corrupt body in Redis: {e}"))
+    })?;
+    Ok(Message {
+        id,
+        ttl,
+        created_ms,
+        body,
+        claim_id: Some(claim_id).filter(|c| !c.is_empty()),
+        claim_count,
+        checksum: Some(checksum).filter(|c| !c.is_empty()),
+    })
+}
+
+fn to_messages(rows: Vec<MessageRow>) -> StorageResult<Vec<Message>> {
+    rows.into_iter().map(to_message).collect()
+}
+
+fn flag(b: bool) -> &'static str {
+    if b {
+        "1"
+    } else {
+        "0"
+    }
+}
+
+impl RedisStore {
+    /// Prepares the store. No connection is made here: the first operation
+    /// connects, so the server starts (and answers 503) while Redis is down.
+    ///
+    /// # Errors
+    /// [`StorageError::Unavailable`] when the options cannot make a client
+    /// (e.g. TLS asked for with an unusable configuration, or a key prefix with braces).
+    pub fn connect(options: RedisOptions, clock: SharedClock) -> StorageResult<RedisStore> {
+        if options.key_prefix.contains(['{', '}']) || options.key_prefix.is_empty() {
+            return Err(StorageError::Unavailable(format!(
+                "invalid Redis key prefix {:?}: it must be non-empty, without braces",
+                options.key_prefix
+            )));
+        }
+        Ok(RedisStore {
+            inner: Arc::new(Inner {
+                conn: Connector::new(&options)?,
+                clock,
+                scripts: Scripts::new(),
+                ns: options.key_prefix,
+            }),
+        })
+    }
+
+    /// The driver's three stores.
+    pub fn backend(&self) -> Backend {
+        Backend {
+            queues: Arc::new(self.clone()),
+            messages: Arc::new(self.clone()),
+            claims: Arc::new(self.clone()),
+        }
+    }
+
+    /// Runs a per-queue script with `args` after the common (prefix, now) pair.
+    async fn eval_queue<T>(
+        &self,
+        what: &'static str,
+        script: &Script,
+        scope: &Scope,
+        args: Vec<String>,
+    ) -> StorageResult<T>
+    where
+        T: FromRedisValue + Send,
+    {
+        let prefix = keys::queue_prefix(&self.inner.ns, scope);
+        let now = self.inner.clock.now_ms();
+        self.inner
+            .conn
+            .run(what, |mut conn| async move {
+                let mut call = script.key(keys::queue_route_key(&prefix));
+                call.arg(&prefix).arg(now);
+                for a in &args {
+                    call.arg(a);
+                }
+                call.invoke_async(&mut conn).await
+            })
+            .await
+    }
+
+    /// Runs the project-slot queue script.
+    async fn eval_project<T>(
+        &self,
+        what: &'static str,
+        project: &str,
+        args: &[&str],
+    ) -> StorageResult<T>
+    where
+        T: FromRedisValue + Send,
+    {
+        let prefix = keys::project_prefix(&self.inner.ns, project);
+        let script = &self.inner.scripts.queue;
+        self.inner
+            .conn
+            .run(what, |mut conn| async move {
+                let mut call = script.key(format!("{prefix}:queues"));
+                call.key(format!("{prefix}:meta"));
+                for a in args {
+                    call.arg(*a);
+                }
+                call.invoke_async(&mut conn).await
+            })
+            .await
+    }
+
+    /// Moves dead-lettered messages into the DLQ, then out of the outbox.
+    async fn dead_letter(
+        &self,
+        scope: &Scope,
+        request: &ClaimRequest,
+        dead: Vec<DeadRow>,
+    ) -> StorageResult<()> {
+        let Some(policy) = &request.dead_letter else {
+            // claim_create hands out dead letters only under a policy.
+            return Ok(());
+        };
+        let dlq = Scope::new(scope.project.clone(), policy.queue.clone());
+        self.hand_over(scope, &dlq, policy.ttl.unwrap_or(-1), dead)
+            .await
+    }
+
+    async fn hand_over(
+        &self,
+        from: &Scope,
+        to: &Scope,
+        ttl: i64,
+        dead: Vec<DeadRow>,
+    ) -> StorageResult<()> {
+        let ids: Vec<String> = dead.iter().map(|d| d.0.clone()).collect();
+        let mut args = vec![ttl.to_string()];
+        for (id, t, e, cr, u, b, k, n) in dead {
+            args.extend([id, t, e, cr, u, b, k, n]);
+        }
+        let s = &self.inner.scripts;
+        let _: String = self
+            .eval_queue("dead-letter insert", &s.dlq_insert, to, args)
+            .await?;
+        let _: String = self
+            .eval_queue("dead-letter acknowledge", &s.dlq_ack, from, ids)
+            .await?;
+        Ok(())
+    }
+}
+
+fn metadata_json(metadata: &Metadata) -> StorageResult<String> {
+    serde_json::to_string(metadata)
+        .map_err(|e| StorageError::Unavailable(format!("cannot encode metadata: {e}")))
+}
+
+fn parse_metadata(json: &str) -> StorageResult<Metadata> {
+    serde_json::from_str(json)
+        .map_err(|e| StorageError::Unavailable(format!("corrupt queue metadata in Redis: {e}")))
+}
+
+#[async_trait]
+impl QueueStore for RedisStore {
+    async fn create(&self, scope: &Scope, metadata: &Metadata) -> StorageResult<bool> {
+        let json = metadata_json(metadata)?;
+        let created: i64 = self
+            .eval_project(
+                "queue create",
+                &scope.project,
+                &["create", &scope.queue, &json],
+            )
+            .await?;
+        Ok(created == 1)
+    }
+
+    async fn get(&self, scope: &Scope) -> StorageResult<Option<Metadata>> {
+        let key = format!(
+            "{}:meta",
+            keys::project_prefix(&self.inner.ns, &scope.project)
+        );
+        let json: Option<String> = self
+            .inner
+            .conn
+            .run("queue get", |mut conn| async move {
+                ::redis::cmd("HGET")
+                    .arg(&key)
+                    .arg(&scope.queue)
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        json.as_deref().map(parse_metadata).transpose()
+    }
+
+    async fn set_metadata(&self, scope: &Scope, metadata: &Metadata) -> StorageResult<()> {
+        let json = metadata_json(metadata)?;
+        let updated: i64 = self
+            .eval_project(
+                "queue update",
+                &scope.project,
+                &["set", &scope.queue, &json],
+            )
+            .await?;
+        if updated == 1 {
+            Ok(())
+        } else {
+            Err(StorageError::QueueNotFound)
+        }
+    }
+
+    async fn delete(&self, scope: &Scope) -> StorageResult<()> {
+        let _: String = self
+            .eval_project("queue delete", &scope.project, &["delete", &scope.queue])
+            .await?;
+        Ok(())
+    }
+
+    async fn list(
+        &self,
+        project: &str,
+        marker: Option<&str>,
+        limit: usize,
+        detailed: bool,
+    ) -> StorageResult<Vec<QueueEntry>> {
+        let limit = limit.to_string();
+        let (names, metas): (Vec<String>, Vec<String>) = self
+            .eval_project(
+                "queue list",
+                project,
+                &["list", marker.unwrap_or(""), &limit, flag(detailed)],
+            )
+            .await?;
+        let mut metas = metas.into_iter();
+        names
+            .into_iter()
+            .map(|name| {
+                let metadata = match detailed {
+                    true => Some(parse_metadata(
+                        &metas.next().unwrap_or_else(|| "{}".to_owned()),
+                    )?),
+                    false => None,
+                };
+                Ok(QueueEntry { name, metadata })
+            })
+            .collect()
+    }
+
+    async fn count(&self, project: &str) -> StorageResult<u64> {
+        let key = format!("{}:queues", keys::project_prefix(&self.inner.ns, project));
+        self.inner
+            .conn
+            .run("queue count", |mut conn| async move {
+                ::redis::cmd("ZCARD").arg(&key).query_async(&mut conn).await
+            })
+            .await
+    }
+
+    async fn is_alive(&self) -> bool {
+        self.inner
+            .conn
+            .run("ping", |mut conn| async move {
+                ::redis::cmd("PING").query_async::<String>(&mut conn).await
+            })
+            .await
+            .is_ok()
+    }
+}
+
+#[async_trait]
+impl MessageStore for RedisStore {
+    async fn post(
+        &self,
+        scope: &Scope,
+        client_id: &str,
+        messages: Vec<NewMessage>,
+    ) -> StorageResult<Vec<String>> {
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = messages
+            .iter()
+            .map(|_| uuid::Uuid::new_v4().to_string())
+            .collect();
+        let mut args = Vec::with_capacity(1 + messages.len() * 5);
+        args.push(client_id.to_owned());
+        for (id, m) in ids.iter().zip(messages) {
+            args.extend([
+                id.clone(),
+                m.ttl.to_string(),
+                m.delay.max(0).to_string(),
+                m.body.get().to_owned(),
+                m.checksum.unwrap_or_default(),
+            ]);
+        }
+        let _: i64 = self
+            .eval_queue("message post", &self.inner.scripts.post, scope, args)
+            .await?;
+        Ok(ids)
+    }
+
+    async fn list(&self, scope: &Scope, query: &ListQuery) -> StorageResult<MessagePage> {
+        let args = vec![
+            query.marker.clone().unwrap_or_default(),
+            query.limit.to_string(),
+            flag(query.echo).to_owned(),
+            query.client_id.clone(),
+            flag(query.include_claimed).to_owned(),
+            flag(query.include_delayed).to_owned(),
+        ];
+        let (marker, rows): (String, Vec<MessageRow>) = self
+            .eval_queue("message list", &self.inner.scripts.list, scope, args)
+            .await?;
+        let messages = to_messages(rows)?;
+        Ok(MessagePage {
+            next_marker: Some(marker).filter(|m| !m.is_empty() && !messages.is_empty()),
+            messages,
+        })
+    }
+
+    async fn get(&self, scope: &Scope, id: &str) -> StorageResult<Option<Message>> {
+        let rows: Vec<MessageRow> = self
+            .eval_queue(
+                "message get",
+                &self.inner.scripts.get,
+                scope,
+                vec![id.to_owned()],
+            )
+            .await?;
+        Ok(to_messages(rows)?.into_iter().next())
+    }
+
+    async fn bulk_get(&self, scope: &Scope, ids: &[String]) -> StorageResult<Vec<Message>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut unique = ids.to_vec();
+        unique.sort();
+        unique.dedup();
+        let rows: Vec<MessageRow> = self
+            .eval_queue("message bulk get", &self.inner.scripts.get, scope, unique)
+            .await?;
+        to_messages(rows)
+    }
+
+    async fn delete(&self, scope: &Scope, id: &str, claim_id: Option<&str>) -> StorageResult<()> {
+        let args = vec![
+            id.to_owned(),
+            flag(claim_id.is_some()).to_owned(),
+            claim_id.unwrap_or("").to_owned(),
+        ];
+        let outcome: String = self
+            .eval_queue("message delete", &self.inner.scripts.delete, scope, args)
+            .await?;
+        match outcome.as_str() {
+            "ok" => Ok(()),
+            "is_claimed" => Err(StorageError::MessageIsClaimed),
+            "not_claimed" => Err(StorageError::MessageNotClaimed),
+            "no_claim" => Err(StorageError::ClaimNotFound),
+            other => Err(StorageError::Unavailable(format!(
+                "unexpected delete outcome {other:?}"
+            ))),
+        }
+    }
+
+    async fn bulk_delete(
+        &self,
+        scope: &Scope,
+        ids: &[String],
+        claim_ids: Option<&[String]>,
+    ) -> StorageResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let claims = claim_ids.unwrap_or(&[]);
+        let mut args = vec![
+            flag(claim_ids.is_some()).to_owned(),
+            claims.len().to_string(),
+        ];
+        args.extend(claims.iter().cloned());
+        args.extend(ids.iter().cloned());
+        let outcome: String = self
+            .eval_queue(
+                "message bulk delete",
+                &self.inner.scripts.bulk_delete,
+                scope,
+                args,
+            )
+            .await?;
+        match outcome.as_str() {
+            "ok" => Ok(()),
+            _ => Err(StorageError::ClaimMismatch),
+        }
+    }
+
+    async fn pop(&self, scope: &Scope, limit: usize) -> StorageResult<Vec<Message>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<MessageRow> = self
+            .eval_queue(
+                "message pop",
+                &self.inner.scripts.pop,
+                scope,
+                vec![limit.to_string()],
+            )
+            .await?;
+        to_messages(rows)
+    }
+
+    async fn stats(&self, scope: &Scope) -> StorageResult<QueueStats> {
+        let (total, free, oid, ocr, nid, ncr): (u64, u64, String, i64, String, i64) = self
+            .eval_queue("queue stats", &self.inner.scripts.stats, scope, Vec::new())
+            .await?;
+        let stamp = |id: String, created_ms: i64| {
+            (!id.is_empty()).then_some(MessageStamp { id, created_ms })
+        };
+        Ok(QueueStats {
+            claimed: total.saturating_sub(free),
+            free,
+            total,
+            oldest: stamp(oid, ocr),
+            newest: stamp(nid, ncr),
+        })
+    }
+
+    async fn purge(&self, scope: &Scope) -> StorageResult<()> {
+        let _: String = self
+            .eval_queue("queue purge", &self.inner.scripts.purge, scope, Vec::new())
+            .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ClaimStore for RedisStore {
+    async fn create(
+        &self,
+        scope: &Scope,
+        request: &ClaimRequest,
+    ) -> StorageResult<Option<NewClaim>> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let max = request
+            .dead_letter
+            .as_ref()
+            .map_or(-1, |d| d.max_claim_count.max(0));
+        let args = vec![
+            id.clone(),
+            request.ttl.to_string(),
+            request.grace.to_string(),
+            request.limit.to_string(),
+            max.to_string(),
+            DLQ_LEASE_MS.to_string(),
+        ];
+        let (rows, dead): (Vec<MessageRow>, Vec<DeadRow>) = self
+            .eval_queue(
+                "claim create",
+                &self.inner.scripts.claim_create,
+                scope,
+                args,
+            )
+            .await?;
+        let messages = to_messages(rows)?;
+        if !dead.is_empty() {
+            self.dead_letter(scope, request, dead).await?;
+        }
+        Ok((!messages.is_empty()).then_some(NewClaim { id, messages }))
+    }
+
+    async fn get(&self, scope: &Scope, claim_id: &str) -> StorageResult<Option<ClaimInfo>> {
+        let reply: ::redis::Value = self
+            .eval_queue(
+                "claim get",
+                &self.inner.scripts.claim_get,
+                scope,
+                vec![claim_id.to_owned()],
+            )
+            .await?;
+        let parts: Vec<::redis::Value> = FromRedisValue::from_redis_value(reply)
+            .map_err(|e| StorageError::Unavailable(format!("unexpected claim reply: {e}")))?;
+        if parts.is_empty() {
+            return Ok(None);
+        }
+        let (ttl, updated_ms, rows): (i64, i64, Vec<MessageRow>) =
+            FromRedisValue::from_redis_value(::redis::Value::Array(parts))
+                .map_err(|e| StorageError::Unavailable(format!("unexpected claim reply: {e}")))?;
+        Ok(Some(ClaimInfo {
+            id: claim_id.to_owned(),
+            ttl,
+            updated_ms,
+            messages: to_messages(rows)?,
+        }))
+    }
+
+    async fn update(
+        &self,
+        scope: &Scope,
+        claim_id: &str,
+        ttl: i64,
+        grace: i64,
+    ) -> StorageResult<()> {
+        let args = vec![claim_id.to_owned(), ttl.to_string(), grace.to_string()];
+        let outcome: String = self
+            .eval_queue(
+                "claim update",
+                &self.inner.scripts.claim_update,
+                scope,
+                args,
+            )
+            .await?;
+        match outcome.as_str() {
+            "ok" => Ok(()),
+            _ => Err(StorageError::ClaimNotFound),
+        }
+    }
+
+    async fn delete(&self, scope: &Scope, claim_id: &str) -> StorageResult<()> {
+        let _: String = self
+            .eval_queue(
+                "claim delete",
+                &self.inner.scripts.claim_delete,
+                scope,
+                vec![claim_id.to_owned()],
+            )
+            .await?;
+        Ok(())
+    }
+}

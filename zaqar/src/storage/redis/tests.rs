@@ -1,0 +1,307 @@
+//! The conformance suite and the driver's own tests against real Redis.
+//!
+//! Each topology is read from an environment variable (set by
+//! `eval "$(tests/redis/start.sh all)"`): `ZAQAR_TEST_REDIS_URL` (one
+//! server), `ZAQAR_TEST_REDIS_CLUSTER_URL` (three-master Cluster),
+//! `ZAQAR_TEST_REDIS_SENTINEL_URL` (Sentinel). A test whose variable is
+//! unset prints why and passes. Every store gets a key prefix of its own,
+//! so tests run in parallel on one Redis without seeing each other.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::{RedisOptions, RedisStore};
+use crate::storage::clock::ManualClock;
+use crate::storage::pipeline::Backend;
+use crate::storage::{ClaimRequest, DeadLetter, ListQuery, NewMessage, Scope, StorageError};
+
+/// The URL in `var`, or `None` after printing a skip notice.
+fn test_url(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            eprintln!("skipped: {var} is not set (eval \"$(tests/redis/start.sh all)\" to run Redis tests)");
+            None
+        }
+    }
+}
+
+fn options(url: &str) -> RedisOptions {
+    let mut options = RedisOptions::from_uri(url).expect("test URL parses");
+    options.key_prefix = format!("zqt-{}", uuid::Uuid::new_v4().simple());
+    options
+}
+
+fn open(url: &str, clock: ManualClock) -> Backend {
+    RedisStore::connect(options(url), Arc::new(clock))
+        .expect("store")
+        .backend()
+}
+
+/// Instantiates the shared conformance suite for one topology.
+macro_rules! redis_conformance {
+    ($var:literal; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let Some(url) = test_url($var) else { return };
+                let clock = ManualClock::new();
+                let backend = open(&url, clock.clone());
+                crate::storage::conformance::$name(backend, clock).await;
+            }
+        )*
+    };
+}
+
+/// Every behaviour of the conformance suite, for one topology. (The
+/// suite's own `conformance_tests!` cannot skip when Redis is not
+/// configured, hence this list; keep it in step with conformance.rs.)
+macro_rules! all_conformance {
+    ($var:literal) => {
+        redis_conformance!($var;
+            queue_create_get_and_metadata,
+            queue_list_paging_and_count,
+            queue_delete,
+            queue_is_alive,
+            post_keeps_input_order,
+            list_markers_and_paging,
+            list_echo_filter,
+            list_include_claimed,
+            list_include_delayed,
+            messages_are_scoped_to_project_and_queue,
+            claims_are_scoped_to_project_and_queue,
+            message_ttl_expiry,
+            post_and_claim_without_queue_record,
+            claim_lifecycle,
+            claim_extends_short_lived_messages,
+            claim_expiry_releases_messages,
+            claim_renew_extends_message_life,
+            live_claim_messages_never_taken_by_another,
+            claims_are_exclusive_under_concurrency,
+            delayed_messages_not_claimed_nor_popped,
+            dead_letter_moves_after_max_claims,
+            claim_count_stays_zero_without_dead_letter,
+            delete_honours_claim_rules,
+            bulk_delete_and_claim_mismatch,
+            pop_takes_oldest_claimable,
+            stats_counts_and_stamps,
+            purge_removes_messages_and_claims,
+        );
+    };
+}
+
+/// One Redis server.
+mod standalone {
+    use super::*;
+    all_conformance!("ZAQAR_TEST_REDIS_URL");
+}
+
+/// A three-master Redis Cluster.
+mod cluster {
+    use super::*;
+    all_conformance!("ZAQAR_TEST_REDIS_CLUSTER_URL");
+}
+
+/// A Sentinel-watched master with a replica.
+mod sentinel {
+    use super::*;
+    all_conformance!("ZAQAR_TEST_REDIS_SENTINEL_URL");
+}
+
+// ------------------------------------------------ driver-specific behaviour
+
+fn msg(n: i64, ttl: i64) -> NewMessage {
+    NewMessage {
+        ttl,
+        delay: 0,
+        body: serde_json::value::to_raw_value(
+            &json!({ "n": n, "big": 12345678901234567890u64, "f": 0.1 }),
+        )
+        .expect("json"),
+        checksum: None,
+    }
+}
+
+fn everything() -> ListQuery {
+    ListQuery {
+        marker: None,
+        limit: 20,
+        echo: true,
+        client_id: String::new(),
+        include_claimed: true,
+        include_delayed: true,
+    }
+}
+
+/// Bodies come back byte for byte (no re-encoding by Lua's cjson), and one
+/// post of many messages is one script call.
+#[tokio::test]
+async fn bodies_are_stored_verbatim() {
+    let Some(url) = test_url("ZAQAR_TEST_REDIS_URL") else {
+        return;
+    };
+    let backend = open(&url, ManualClock::new());
+    let scope = Scope::new("p", "q");
+    let ids = backend
+        .messages
+        .post(&scope, "c", (0..50).map(|n| msg(n, 60)).collect())
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 50);
+    let got = backend
+        .messages
+        .get(&scope, &ids[7])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        got.body.get(),
+        r#"{"n":7,"big":12345678901234567890,"f":0.1}"#
+    );
+}
+
+/// Project `p.sub` + queue `zq` and project `p` + queue `sub.zq` are two queues.
+#[tokio::test]
+async fn dotted_names_are_distinct_queues() {
+    let Some(url) = test_url("ZAQAR_TEST_REDIS_URL") else {
+        return;
+    };
+    let backend = open(&url, ManualClock::new());
+    let a = Scope::new("p.sub", "zq");
+    let b = Scope::new("p", "sub.zq");
+    let ids = backend
+        .messages
+        .post(&a, "c", vec![msg(1, 60)])
+        .await
+        .unwrap();
+    assert!(backend.messages.get(&b, &ids[0]).await.unwrap().is_none());
+    assert_eq!(backend.messages.stats(&b).await.unwrap().total, 0);
+    backend
+        .queues
+        .create(&a, &Default::default())
+        .await
+        .unwrap();
+    assert!(backend.queues.get(&b).await.unwrap().is_none());
+    assert_eq!(backend.queues.count("p").await.unwrap(), 0);
+}
+
+/// A dead letter that left its queue but never reached the DLQ (the server
+/// died between the steps) is handed over by a later claim once its lease
+/// runs out: not lost, not duplicated.
+#[tokio::test]
+async fn interrupted_dead_letter_move_is_finished_later() {
+    let Some(url) = test_url("ZAQAR_TEST_REDIS_URL") else {
+        return;
+    };
+    let clock = ManualClock::new();
+    let store = RedisStore::connect(options(&url), Arc::new(clock.clone())).unwrap();
+    let backend = store.backend();
+    let src = Scope::new("p", "src");
+    let dlq = Scope::new("p", "dlq");
+    let ids = backend
+        .messages
+        .post(&src, "c", vec![msg(1, 3600)])
+        .await
+        .unwrap();
+    let request = ClaimRequest {
+        ttl: 60,
+        grace: 60,
+        limit: 10,
+        dead_letter: Some(DeadLetter {
+            max_claim_count: 1,
+            queue: "dlq".into(),
+            ttl: None,
+        }),
+    };
+    let claim = backend
+        .claims
+        .create(&src, &request)
+        .await
+        .unwrap()
+        .unwrap();
+    backend.claims.delete(&src, &claim.id).await.unwrap();
+    // Simulate a server dying after the claim script: run only step one.
+    let args = vec![
+        "x".to_owned(),
+        "60".to_owned(),
+        "60".to_owned(),
+        "10".to_owned(),
+        "1".to_owned(),
+        super::DLQ_LEASE_MS.to_string(),
+    ];
+    let (rows, dead): (Vec<super::MessageRow>, Vec<super::DeadRow>) = store
+        .eval_queue(
+            "claim create",
+            &store.inner.scripts.claim_create,
+            &src,
+            args,
+        )
+        .await
+        .unwrap();
+    assert!(rows.is_empty());
+    assert_eq!(dead.len(), 1);
+    assert_eq!(backend.messages.stats(&src).await.unwrap().total, 0);
+    assert_eq!(backend.messages.stats(&dlq).await.unwrap().total, 0);
+    // Within the lease nobody else hands it over.
+    assert!(backend
+        .claims
+        .create(&src, &request)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(backend.messages.stats(&dlq).await.unwrap().total, 0);
+    clock.advance_secs(31);
+    assert!(backend
+        .claims
+        .create(&src, &request)
+        .await
+        .unwrap()
+        .is_none());
+    let moved = backend
+        .messages
+        .list(&dlq, &everything())
+        .await
+        .unwrap()
+        .messages;
+    assert_eq!(moved.iter().map(|m| m.id.clone()).collect::<Vec<_>>(), ids);
+    assert!(moved[0].claim_id.is_none());
+    clock.advance_secs(31);
+    assert!(backend
+        .claims
+        .create(&src, &request)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(backend.messages.stats(&dlq).await.unwrap().total, 1);
+}
+
+/// Redis unreachable: every operation fails with Unavailable within the
+/// configured time, and ping says false; nothing hangs or panics.
+#[tokio::test]
+async fn unreachable_redis_is_unavailable_quickly() {
+    // A loopback port nobody listens on.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let mut options = RedisOptions::from_uri(&format!("redis://127.0.0.1:{port}")).unwrap();
+    options.request_timeout = Duration::from_millis(800);
+    options.reconnect_sleep = Duration::from_millis(100);
+    let backend = RedisStore::connect(options, Arc::new(ManualClock::new()))
+        .unwrap()
+        .backend();
+    let started = std::time::Instant::now();
+    assert!(!backend.queues.is_alive().await);
+    let err = backend
+        .messages
+        .stats(&Scope::new("p", "q"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::Unavailable(_)), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+}
