@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use super::body::{self, document_type_not_supported};
-use super::metadata::{self, with_defaults};
+use super::metadata::{self, with_defaults, QueuePolicy};
 use super::validate::{self, no_greater_than};
 use super::{Api, Payload};
 use crate::context::RequestContext;
@@ -111,11 +111,32 @@ impl Api {
             _ => Err(document_type_not_supported()),
         })?;
         metadata::validate(&metadata, self.limits())?;
-        self.storage
+        let created = self
+            .storage
             .queues
             .create(&scope(ctx, queue), &metadata)
             .await
-            .map_err(storage_error("Queue could not be created."))
+            .map_err(storage_error("Queue could not be created."))?;
+        if created {
+            self.ensure_dead_letter_queue(ctx, &metadata).await?;
+        }
+        Ok(created)
+    }
+
+    /// Creates the dead-letter queue a queue's metadata names, so that the
+    /// messages moved there can be listed and claimed (the reference leaves
+    /// them in a queue that may not exist).
+    async fn ensure_dead_letter_queue(&self, ctx: &RequestContext, metadata: &Metadata) -> ApiResult<()> {
+        if let Some(dlq) = QueuePolicy::from_metadata(metadata).dead_letter {
+            if validate::queue_identification_problem(&dlq.queue, &ctx.project_id).is_none() {
+                self.storage
+                    .queues
+                    .create(&scope(ctx, &dlq.queue), &Metadata::new())
+                    .await
+                    .map_err(storage_error("Queue could not be created."))?;
+            }
+        }
+        Ok(())
     }
 
     /// `GET /v2/queues/{q}`: stored metadata with reserved defaults (also
@@ -140,18 +161,24 @@ impl Api {
         payload: &Payload,
     ) -> ApiResult<Metadata> {
         const PATCH_TYPE: &str = "application/openstack-messaging-v2.0-json-patch";
+        // The reference answers every PATCH validation failure as a body error.
+        let as_body_error = |e: ApiError| match e {
+            ApiError::InvalidRequest(d) => ApiError::InvalidBody(d),
+            other => other,
+        };
+        let max = self.limits().max_queue_metadata;
+        if payload.len().is_some_and(|n| n > max as u64) {
+            return Err(ApiError::invalid_body(format!("Queue metadata is too large. Max size: {max}")));
+        }
         if content_type.map(|c| c.split(';').next().unwrap_or("").trim()) != Some(PATCH_TYPE) {
             return Err(ApiError::UnsupportedMediaType(
-                format!("Accepted media type for PATCH: {{'Accept-Patch': '{PATCH_TYPE}'}}.")
-                    .into(),
+                format!("Accepted media type for PATCH: {{'Accept-Patch': '{PATCH_TYPE}'}}.").into(),
             ));
         }
         if payload.is_empty() {
-            return Err(ApiError::invalid_body(
-                "PATCH body could not be empty for update.",
-            ));
+            return Err(ApiError::invalid_body("PATCH body could not be empty for update."));
         }
-        let ops = self.metadata_document(payload, |doc| metadata::parse_patch(&doc))?;
+        let ops = metadata::parse_patch(&self.body_document(payload)?).map_err(as_body_error)?;
         let scope = scope(ctx, queue);
         let err = storage_error("Queue could not be updated.");
         let mut stored = self
@@ -167,7 +194,8 @@ impl Api {
                 ))
             })?;
         metadata::apply_patch(&mut stored, ops, self.limits())?;
-        metadata::validate(&stored, self.limits())?;
+        metadata::validate(&stored, self.limits()).map_err(as_body_error)?;
+        self.ensure_dead_letter_queue(ctx, &stored).await?;
         match self.storage.queues.set_metadata(&scope, &stored).await {
             Ok(()) => Ok(with_defaults(stored, self.limits())),
             Err(StorageError::QueueNotFound) => Err(ApiError::not_found(format!(
@@ -262,9 +290,7 @@ impl Api {
     {
         let max = self.limits().max_queue_metadata;
         if payload.len().is_some_and(|n| n > max as u64) {
-            return Err(ApiError::invalid_body(format!(
-                "Queue metadata is too large. Max size: {max}"
-            )));
+            return Err(ApiError::invalid(format!("Queue metadata is too large. Max size: {max}")));
         }
         if payload.is_empty() {
             return Ok(T::default());

@@ -75,16 +75,10 @@ pub fn client_id(raw: Option<&str>, limits: &TransportConfig) -> ApiResult<Strin
             }
         }
         ClientIdMode::Off => {
+            // The reference's hook reports this failure like a bad UUID.
             let n = raw.chars().count();
             if n < limits.min_length_client_id || n > limits.max_length_client_id {
-                Err(ApiError::BadRequest {
-                    title: format!(
-                        "Length of client id must be at least {} and no greater than {}.",
-                        limits.min_length_client_id, limits.max_length_client_id
-                    )
-                    .into(),
-                    description: None,
-                })
+                Err(ApiError::bad_request("Wrong UUID value", "Malformed hexadecimal UUID."))
             } else {
                 Ok(raw.to_owned())
             }
