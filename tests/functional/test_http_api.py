@@ -919,3 +919,34 @@ class TestConfig:
         every = api.list_messages(qname, echo="true", include_claimed="true")
         assert [m["id"] for m in every] == ids
         assert api.get(f"/v2/queues/{qname}/claims/{cid}").status_code == 200
+
+
+class TestAdminMode:
+
+    def test_health_needs_admin_role(self, server_factory, project):
+        srv = server_factory({"DEFAULT": {"admin_mode": "true"}})
+        api = Api(srv.url, project)
+        assert_error(api.get("/v2/health"), 403, "Not authorized",
+                     "You are not authorized to complete this action.")
+        resp = api.get("/v2/health", headers={"X-Roles": "admin"})
+        assert resp.status_code == 200
+        assert is_json(resp)
+        body = resp.json()
+        assert body["storage_reachable"] is True
+        ops = body["operation_status"]
+        for op in ("create_queue", "post_messages", "claim_messages", "list_messages",
+                   "delete_messages", "delete_claim", "bulk_delete_messages", "delete_queue"):
+            assert ops[op]["succeeded"] is True, (op, ops[op])
+            assert isinstance(ops[op]["seconds"], (int, float))
+        # the probe cleans up after itself: nothing left in the caller's project
+        assert api.get("/v2/queues").json()["queues"] == []
+
+    def test_home_document_in_admin_mode(self, server_factory, project):
+        srv = server_factory({"DEFAULT": {"admin_mode": "true"}})
+        res = Api(srv.url, project).get("/v2/").json()["resources"]
+        assert res["rel/health"]["href"] == "/v2/health"
+        assert "rel/queues" in res
+
+    def test_ping_still_open_in_admin_mode(self, server_factory, project):
+        srv = server_factory({"DEFAULT": {"admin_mode": "true"}})
+        assert Api(srv.url, project).get("/v2/ping").status_code == 204
