@@ -15,11 +15,12 @@ use crate::storage::{
     ClaimInfo, ClaimRequest, ClaimStore, DeadLetter, NewClaim, Scope, StorageError, StorageResult,
 };
 
-/// Live messages of a claim, oldest first.
-const CLAIM_MESSAGES: &str = concat!(
+/// Live messages of a claim, oldest first. (The unary `+` keeps the planner
+/// on `messages_by_claim` rather than scanning the queue.)
+pub(super) const CLAIM_MESSAGES: &str = concat!(
     "SELECT ",
     message_columns!(),
-    " FROM messages WHERE claim_id = ?1 AND project = ?2 AND queue = ?3 \
+    " FROM messages WHERE claim_id = ?1 AND +project = ?2 AND +queue = ?3 \
      AND claim_expires_ms > ?4 AND expires_ms > ?4 ORDER BY seq"
 );
 
@@ -231,7 +232,7 @@ impl ClaimStore for SqliteStore {
                 "UPDATE messages SET claim_expires_ms = ?5, \
                  ttl = CASE WHEN expires_ms < ?5 THEN ?6 ELSE ttl END, \
                  expires_ms = CASE WHEN expires_ms < ?5 THEN ?7 ELSE expires_ms END \
-                 WHERE claim_id = ?1 AND project = ?2 AND queue = ?3 \
+                 WHERE claim_id = ?1 AND +project = ?2 AND +queue = ?3 \
                  AND claim_expires_ms > ?4 AND expires_ms > ?4",
             )?
             .execute(params![
@@ -256,7 +257,7 @@ impl ClaimStore for SqliteStore {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.prepare_cached(
                 "UPDATE messages SET claim_id = NULL, claim_expires_ms = 0 \
-                 WHERE claim_id = ?1 AND project = ?2 AND queue = ?3",
+                 WHERE claim_id = ?1 AND +project = ?2 AND +queue = ?3",
             )?
             .execute(params![claim_id, scope.project, scope.queue])?;
             tx.prepare_cached("DELETE FROM claims WHERE id = ?1 AND project = ?2 AND queue = ?3")?

@@ -61,6 +61,22 @@ fn placeholders(n: usize) -> String {
     s
 }
 
+/// Live messages of one queue among `n` ids; parameters: project, queue,
+/// now, then the ids.
+///
+/// The unary `+` keeps the planner off `messages_by_queue` (which would scan
+/// the whole queue) and on the unique index of `id`.
+pub(super) fn bulk_get_sql(n: usize) -> String {
+    format!(
+        concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages WHERE +project = ? AND +queue = ? AND expires_ms > ? AND id IN ({})"
+        ),
+        placeholders(n)
+    )
+}
+
 /// Clamps a page size to what SQLite's LIMIT takes.
 pub(super) fn sql_limit(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
@@ -196,14 +212,7 @@ impl MessageStore for SqliteStore {
         self.read("message bulk_get", move |conn, now| {
             let mut found = Vec::new();
             for chunk in ids.chunks(IDS_PER_STATEMENT) {
-                let sql = format!(
-                    concat!(
-                        "SELECT ",
-                        message_columns!(),
-                        " FROM messages WHERE project = ? AND queue = ? AND expires_ms > ? AND id IN ({})"
-                    ),
-                    placeholders(chunk.len())
-                );
+                let sql = bulk_get_sql(chunk.len());
                 let mut stmt = conn.prepare(&sql)?;
                 let rows = stmt.query_map(
                     params_from_iter(
@@ -287,7 +296,7 @@ impl MessageStore for SqliteStore {
                 if let Some(claim_ids) = &claim_ids {
                     let sql = format!(
                         "SELECT claim_id, claim_expires_ms FROM messages \
-                         WHERE project = ? AND queue = ? AND expires_ms > ? AND id IN ({in_list})"
+                         WHERE +project = ? AND +queue = ? AND expires_ms > ? AND id IN ({in_list})"
                     );
                     let mut stmt = tx.prepare(&sql)?;
                     let rows = stmt.query_map(

@@ -166,3 +166,49 @@ fn open_outside_a_runtime_and_reject_garbage() {
     let err = SqliteStore::open(&garbage, Arc::new(ManualClock::new())).unwrap_err();
     assert!(err.to_string().contains("sqlite"), "{err}");
 }
+
+/// The hot statements use the index meant for them, never a table scan.
+#[tokio::test]
+async fn hot_queries_use_their_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("db"), Arc::new(ManualClock::new())).unwrap();
+    let cases: Vec<(String, &str)> = vec![
+        (super::messages::CLAIMABLE.to_owned(), "messages_by_queue"),
+        (
+            super::claims::CLAIM_MESSAGES.to_owned(),
+            "messages_by_claim",
+        ),
+        (
+            super::messages::bulk_get_sql(3),
+            "sqlite_autoindex_messages_1",
+        ),
+        (
+            super::schema::REAP_MESSAGES.to_owned(),
+            "messages_by_expiry",
+        ),
+        (super::schema::REAP_CLAIMS.to_owned(), "claims_by_expiry"),
+    ];
+    let plans = store
+        .read("explain", move |conn, _| {
+            let mut plans = Vec::new();
+            for (sql, index) in cases {
+                let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+                let mut rows = stmt.raw_query();
+                let mut steps = Vec::new();
+                while let Some(row) = rows.next()? {
+                    steps.push(row.get::<_, String>(3)?);
+                }
+                plans.push((sql, index, steps));
+            }
+            Ok(plans)
+        })
+        .await
+        .unwrap();
+    for (sql, index, steps) in plans {
+        assert!(
+            steps.iter().all(|s| !s.starts_with("SCAN")),
+            "{sql}: {steps:?}"
+        );
+        assert!(steps.iter().any(|s| s.contains(index)), "{sql}: {steps:?}");
+    }
+}
