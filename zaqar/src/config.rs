@@ -131,6 +131,111 @@ impl Default for TransportConfig {
     }
 }
 
+/// `[notification] smtp_mode`: how e-mail notifications leave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SmtpMode {
+    /// `third_part`: pipe an RFC 822 message to `smtp_command`.
+    ThirdPart,
+    /// `self_local`: speak SMTP over TLS to `smtp_host:smtp_port`.
+    SelfLocal,
+}
+
+/// An e-mail template (`topic`, `body`, `sender`); `{0}`, `{1}`, `{2}` in
+/// the body stand for the queue, the project and the confirmation link.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EmailTemplate {
+    /// Subject line.
+    pub topic: String,
+    /// Body text.
+    pub body: String,
+    /// `From:` address.
+    pub sender: String,
+}
+
+/// `[notification]`: how subscribers are notified.
+#[derive(Clone, Debug)]
+pub struct NotificationConfig {
+    /// `smtp_mode` (default `third_part`).
+    pub smtp_mode: SmtpMode,
+    /// `smtp_host`, for `self_local`.
+    pub smtp_host: Option<String>,
+    /// `smtp_port`, for `self_local` (default 465, SMTP over TLS).
+    pub smtp_port: u16,
+    /// `smtp_user_name`, for `self_local`.
+    pub smtp_user_name: Option<String>,
+    /// `smtp_user_password`, for `self_local`.
+    pub smtp_user_password: Option<String>,
+    /// `smtp_command`: program and arguments (split on spaces) reading the
+    /// message on stdin, for `third_part`.
+    pub smtp_command: Vec<String>,
+    /// `max_notifier_workers`: deliveries in flight at once (default 10).
+    pub max_notifier_workers: usize,
+    /// `require_confirmation`: only confirmed subscriptions are notified,
+    /// and new ones are sent a confirmation request.
+    pub require_confirmation: bool,
+    /// `external_confirmation_url`: page linked from confirmation e-mails.
+    pub external_confirmation_url: Option<String>,
+    /// `subscription_confirmation_email_template`.
+    pub subscription_confirmation_email_template: EmailTemplate,
+    /// `unsubscribe_confirmation_email_template`.
+    pub unsubscribe_confirmation_email_template: EmailTemplate,
+    /// `webhook_timeout` (ours): seconds one webhook request may take
+    /// (connect + answer) before it counts as failed (default 10).
+    pub webhook_timeout_secs: u64,
+    /// `allowed_subscriber_networks` (ours): CIDRs that webhook and trust+
+    /// subscribers may resolve to although they are loopback, private,
+    /// link-local, unique-local or metadata addresses (empty by default:
+    /// such subscribers are refused).
+    pub allowed_subscriber_networks: Vec<ipnet::IpNet>,
+}
+
+impl Default for NotificationConfig {
+    fn default() -> Self {
+        NotificationConfig {
+            smtp_mode: SmtpMode::ThirdPart,
+            smtp_host: None,
+            smtp_port: 465,
+            smtp_user_name: None,
+            smtp_user_password: None,
+            smtp_command: split_command(DEFAULT_SMTP_COMMAND),
+            max_notifier_workers: 10,
+            require_confirmation: false,
+            external_confirmation_url: None,
+            subscription_confirmation_email_template: EmailTemplate {
+                topic: "Zaqar Notification - Subscription Confirmation".into(),
+                body: "You have chosen to subscribe to the queue: {0}. This queue belongs to project: {1}. To \
+                       confirm this subscription, click or visit this link below: {2}"
+                    .into(),
+                sender: DEFAULT_SENDER.into(),
+            },
+            unsubscribe_confirmation_email_template: EmailTemplate {
+                topic: "Zaqar Notification - Unsubscribe Confirmation".into(),
+                body: "You have unsubscribed successfully to the queue: {0}. This queue belongs to project: {1}. \
+                       To resubscribe this subscription, click or visit this link below: {2}"
+                    .into(),
+                sender: DEFAULT_SENDER.into(),
+            },
+            webhook_timeout_secs: 10,
+            allowed_subscriber_networks: Vec::new(),
+        }
+    }
+}
+
+const DEFAULT_SMTP_COMMAND: &str = "/usr/sbin/sendmail -t -oi";
+const DEFAULT_SENDER: &str = "Zaqar Notifications <no-reply@openstack.org>";
+
+fn split_command(v: &str) -> Vec<String> {
+    v.split(' ').filter(|s| !s.is_empty()).map(String::from).collect()
+}
+
+/// `[signed_url]`: pre-signed URLs.
+#[derive(Clone, Debug, Default)]
+pub struct SignedUrlConfig {
+    /// `secret_key`: the HMAC key; without it no URL can be signed (share
+    /// answers 400) and no confirmation is sent.
+    pub secret_key: Option<String>,
+}
+
 /// A listener address (`bind` + `port`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Listen {
@@ -176,6 +281,10 @@ pub struct Config {
     pub transport: TransportConfig,
     /// `[storage] *_pipeline`.
     pub pipeline: PipelineConfig,
+    /// `[notification]`.
+    pub notification: NotificationConfig,
+    /// `[signed_url]`.
+    pub signed_url: SignedUrlConfig,
     /// Every section as read, for the parts of the server (and its
     /// libraries) that read their own sections (`[keystone_authtoken]`, ...).
     pub sections: BTreeMap<String, HashMap<String, String>>,
@@ -200,8 +309,6 @@ const FOREIGN_SECTIONS: &[&str] = &[
     "oslo_middleware",
     "healthcheck",
     "oslo_reports",
-    "notification",
-    "signed_url",
     "pooling:catalog",
 ];
 
@@ -298,6 +405,7 @@ impl Reader {
         for (section, options) in &self.sections {
             if FOREIGN_SECTIONS.contains(&section.as_str())
                 || section.starts_with("drivers:management_store:")
+                || section.starts_with("stages:")
             {
                 continue;
             }
@@ -365,9 +473,11 @@ impl Config {
     /// # Errors
     /// Malformed INI or an invalid value.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let mut opts = ini::ParseOption::default();
-        opts.enabled_escape = false;
-        opts.enabled_quote = false;
+        let opts = ini::ParseOption {
+            enabled_escape: false,
+            enabled_quote: false,
+            ..Default::default()
+        };
         let ini = ini::Ini::load_from_str_opt(text, opts).map_err(|e| ConfigError::Read {
             path: PathBuf::from("<config>"),
             reason: e.to_string(),
@@ -543,8 +653,12 @@ impl Config {
             queue: r.list("storage", "queue_pipeline", &[]),
             message: r.list("storage", "message_pipeline", &[]),
             claim: r.list("storage", "claim_pipeline", &[]),
+            subscription: r.list("storage", "subscription_pipeline", &[]),
         };
-        let _ = r.raw("storage", "subscription_pipeline");
+        let notification = read_notification(&mut r)?;
+        let signed_url = SignedUrlConfig {
+            secret_key: r.raw("signed_url", "secret_key").filter(|k| !k.is_empty()),
+        };
         let _ = r.raw("storage", "topic_pipeline");
 
         for unused in r.unused() {
@@ -563,9 +677,108 @@ impl Config {
             sqlite_path,
             transport,
             pipeline,
+            notification,
+            signed_url,
             sections: r.sections,
         })
     }
+}
+
+/// Reads `[notification]`.
+fn read_notification(r: &mut Reader) -> Result<NotificationConfig, ConfigError> {
+    let s = "notification";
+    let d = NotificationConfig::default();
+    let smtp_mode = match r.string(s, "smtp_mode", "third_part").as_str() {
+        "third_part" => SmtpMode::ThirdPart,
+        "self_local" => SmtpMode::SelfLocal,
+        other => {
+            return Err(invalid(
+                s,
+                "smtp_mode",
+                format!("{other:?} is not one of third_part, self_local"),
+            ))
+        }
+    };
+    let smtp_command = split_command(&r.string(s, "smtp_command", DEFAULT_SMTP_COMMAND));
+    if smtp_command.is_empty() {
+        return Err(invalid(s, "smtp_command", "the command is empty".into()));
+    }
+    let optional = |r: &mut Reader, o: &str| r.raw(s, o).filter(|v| !v.is_empty());
+    let smtp_host = optional(r, "smtp_host");
+    if smtp_mode == SmtpMode::SelfLocal && smtp_host.is_none() {
+        return Err(invalid(s, "smtp_host", "required when smtp_mode = self_local".into()));
+    }
+    let max_notifier_workers = r.int(s, "max_notifier_workers", 10, 1)?;
+    let webhook_timeout = r.int(s, "webhook_timeout", d.webhook_timeout_secs as i64, 1)?;
+    let mut allowed_subscriber_networks = Vec::new();
+    for net in r.list(s, "allowed_subscriber_networks", &[]) {
+        let parsed = net
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| net.parse::<IpAddr>().map(ipnet::IpNet::from))
+            .map_err(|e| invalid(s, "allowed_subscriber_networks", format!("{net:?}: {e}")))?;
+        allowed_subscriber_networks.push(parsed);
+    }
+    let subscription_confirmation_email_template = email_template(
+        r,
+        "subscription_confirmation_email_template",
+        &d.subscription_confirmation_email_template,
+    )?;
+    let unsubscribe_confirmation_email_template = email_template(
+        r,
+        "unsubscribe_confirmation_email_template",
+        &d.unsubscribe_confirmation_email_template,
+    )?;
+    Ok(NotificationConfig {
+        smtp_mode,
+        smtp_host,
+        smtp_port: r.parse(s, "smtp_port", d.smtp_port)?,
+        smtp_user_name: optional(r, "smtp_user_name"),
+        smtp_user_password: optional(r, "smtp_user_password"),
+        smtp_command,
+        max_notifier_workers: max_notifier_workers as usize,
+        require_confirmation: r.boolean(s, "require_confirmation", false)?,
+        external_confirmation_url: optional(r, "external_confirmation_url"),
+        subscription_confirmation_email_template,
+        unsubscribe_confirmation_email_template,
+        webhook_timeout_secs: webhook_timeout as u64,
+        allowed_subscriber_networks,
+    })
+}
+
+/// Reads an oslo.config dict option `topic:…,body:…,sender:…`. Values may
+/// contain commas: a comma only separates entries when a known key follows.
+fn email_template(r: &mut Reader, option: &str, default: &EmailTemplate) -> Result<EmailTemplate, ConfigError> {
+    let Some(raw) = r.raw("notification", option).filter(|v| !v.is_empty()) else {
+        return Ok(default.clone());
+    };
+    let mut t = default.clone();
+    let mut rest = raw.as_str();
+    while !rest.is_empty() {
+        let (key, after) = rest
+            .split_once(':')
+            .ok_or_else(|| invalid("notification", option, format!("{rest:?} is not key:value")))?;
+        let mut end = after.len();
+        for k in [",topic:", ",body:", ",sender:"] {
+            if let Some(i) = after.find(k) {
+                end = end.min(i);
+            }
+        }
+        let value = after[..end].trim().to_owned();
+        match key.trim() {
+            "topic" => t.topic = value,
+            "body" => t.body = value,
+            "sender" => t.sender = value,
+            other => {
+                return Err(invalid(
+                    "notification",
+                    option,
+                    format!("unknown key {other:?} (known: topic, body, sender)"),
+                ))
+            }
+        }
+        rest = after[end..].strip_prefix(',').unwrap_or("");
+    }
+    Ok(t)
 }
 
 /// Where the embedded store keeps its file when no `uri` is set:
@@ -618,6 +831,40 @@ mod tests {
         assert_eq!(c.transport.max_messages_per_page, 5);
         assert_eq!(c.transport.client_id_uuid_safe, ClientIdMode::Off);
         assert_eq!(c.pipeline.message, vec!["a", "b"]);
+    }
+
+    #[test]
+    fn notification_and_signed_url_sections() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.notification.max_notifier_workers, 10);
+        assert_eq!(c.notification.smtp_command, vec!["/usr/sbin/sendmail", "-t", "-oi"]);
+        assert!(c.notification.allowed_subscriber_networks.is_empty());
+        assert!(c.signed_url.secret_key.is_none());
+        let c = Config::parse(
+            "[notification]\nmax_notifier_workers = 3\nrequire_confirmation = true\n\
+             allowed_subscriber_networks = 127.0.0.0/8, ::1\nsmtp_command = /bin/cat -u\n\
+             subscription_confirmation_email_template = topic:Hi, there,body:Go {2}, now,sender:me@x\n\
+             [signed_url]\nsecret_key = s3cret\n\
+             [storage]\nsubscription_pipeline = x\n",
+        )
+        .unwrap();
+        assert_eq!(c.notification.max_notifier_workers, 3);
+        assert!(c.notification.require_confirmation);
+        assert_eq!(c.notification.allowed_subscriber_networks.len(), 2);
+        assert_eq!(c.notification.smtp_command, vec!["/bin/cat", "-u"]);
+        let t = &c.notification.subscription_confirmation_email_template;
+        assert_eq!((t.topic.as_str(), t.body.as_str(), t.sender.as_str()), ("Hi, there", "Go {2}, now", "me@x"));
+        assert_eq!(c.signed_url.secret_key.as_deref(), Some("s3cret"));
+        assert_eq!(c.pipeline.subscription, vec!["x"]);
+        for (text, option) in [
+            ("[notification]\nmax_notifier_workers = 0\n", "[notification] max_notifier_workers:"),
+            ("[notification]\nallowed_subscriber_networks = nope\n", "[notification] allowed_subscriber_networks:"),
+            ("[notification]\nsmtp_mode = carrier_pigeon\n", "[notification] smtp_mode:"),
+            ("[notification]\nsmtp_mode = self_local\n", "[notification] smtp_host:"),
+        ] {
+            let e = Config::parse(text).unwrap_err();
+            assert!(e.to_string().starts_with(option), "{e}");
+        }
     }
 
     #[test]

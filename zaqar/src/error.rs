@@ -171,6 +171,7 @@ pub fn storage_error(what: &'static str) -> impl Fn(StorageError) -> ApiError {
             ApiError::Unavailable(what.into())
         }
         StorageError::NotImplemented(op) => ApiError::Internal(format!("{op} is not implemented")),
+        StorageError::Rejected(why) => ApiError::invalid(why),
         other => {
             tracing::warn!(error = %other, "{what}");
             ApiError::Unavailable(what.into())

@@ -8,6 +8,7 @@ pub mod api;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod notification;
 pub mod storage;
 pub mod server;
 pub mod transport;

@@ -67,7 +67,8 @@ pub fn open_backend(config: &Config, clock: SharedClock) -> Result<Backend, Star
 pub fn build_api(config: Arc<Config>) -> Result<Api, StartError> {
     let clock: SharedClock = Arc::new(SystemClock);
     let backend = open_backend(&config, clock.clone())?;
-    let storage = StageRegistry::with_builtin_stages().assemble(backend, &config.pipeline)?;
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let storage = StageRegistry::with_builtin_stages().assemble_with(backend, config.clone(), wake)?;
     Ok(Api::new(storage, config, clock))
 }
 
@@ -83,9 +84,24 @@ pub async fn serve(api: Api, http: TcpListener, shutdown: impl Future<Output = (
              project and as admin"
         );
     }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    if let Some(outbox) = api.storage().outbox.clone() {
+        let config = Arc::new(api.config().clone());
+        let wake = api.storage().outbox_wake.clone();
+        match crate::notification::Notifier::new(outbox, config, api.clock(), wake) {
+            Ok(notifier) => {
+                let mut stop = stop_rx.clone();
+                tokio::spawn(notifier.run(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                }));
+            }
+            Err(e) => tracing::error!(error = %e, "notifications are disabled"),
+        }
+    }
     let state = Arc::new(HttpState { api, policy: Policy });
     let routes = http::routes(state);
     warp::serve(routes).incoming(http).graceful(shutdown).run().await;
+    let _ = stop_tx.send(true);
 }
 
 /// Binds the configured listeners and serves until `shutdown`.

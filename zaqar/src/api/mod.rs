@@ -13,6 +13,8 @@ pub mod messages;
 pub mod metadata;
 pub mod policy;
 pub mod queues;
+pub mod signed_url;
+pub mod subscriptions;
 pub mod validate;
 
 use std::sync::Arc;
@@ -89,6 +91,11 @@ impl Api {
     /// The storage pipelines.
     pub fn storage(&self) -> &Storage {
         &self.storage
+    }
+
+    /// The clock the api core and its stores read.
+    pub fn clock(&self) -> SharedClock {
+        self.clock.clone()
     }
 
     /// Current time, milliseconds since the epoch.

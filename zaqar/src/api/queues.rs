@@ -276,6 +276,13 @@ impl Api {
                 .await
                 .map_err(storage_error("Queue could not be purged."))?;
         }
+        if targets.subscriptions {
+            match self.storage.subscriptions.purge(&scope(ctx, queue)).await {
+                // A store without subscriptions has none to purge.
+                Ok(()) | Err(StorageError::NotImplemented(_)) => {}
+                Err(e) => return Err(storage_error("Queue could not be purged.")(e)),
+            }
+        }
         Ok(())
     }
 

@@ -1,7 +1,7 @@
 //! Storage: the traits every driver implements and the records they exchange.
 //!
-//! There is one trait per resource (queues, messages, claims), as in the
-//! reference. Each trait is also the shape of a *pipeline stage*: a stage is a
+//! There is one trait per resource (queues, messages, claims,
+//! subscriptions), as in the reference. Each trait is also the shape of a *pipeline stage*: a stage is a
 //! type that implements the same trait, returns the store after it from
 //! [`QueueStore::next`] (and friends), and overrides only the operations it
 //! cares about. Every method has a default body that forwards to `next()`,
@@ -14,13 +14,17 @@
 //! must never let one project see another's queue, message or claim.
 
 pub mod clock;
+pub mod outbox;
 pub mod pipeline;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod sqlite;
+pub mod stages;
 
 #[cfg(test)]
 pub(crate) mod conformance;
+#[cfg(test)]
+pub(crate) mod subscription_conformance;
 
 use async_trait::async_trait;
 use serde_json::value::RawValue;
@@ -195,6 +199,56 @@ pub struct ClaimInfo {
     pub messages: Vec<Message>,
 }
 
+/// A subscription as stored: who gets the messages posted to a queue.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Subscription {
+    /// Subscription id (a UUID).
+    pub id: String,
+    /// The queue it listens to (the reference calls it `source`).
+    pub source: String,
+    /// Where notifications go: `http(s)://…`, `mailto:…`, `trust+http(s)://…`.
+    pub subscriber: String,
+    /// Lifetime in seconds, as last set.
+    pub ttl: i64,
+    /// When the subscription ends, ms since the epoch (`ttl` after it was
+    /// created or its ttl last changed).
+    pub expires_ms: i64,
+    /// Options (`post_data`, `post_headers`, `_retry_policy`, `from`, ...).
+    pub options: Metadata,
+    /// Whether the subscriber confirmed (always false when created).
+    pub confirmed: bool,
+}
+
+impl Subscription {
+    /// Seconds since the subscription started (or its ttl was last reset),
+    /// as the reference computes it: `now - (expires - ttl)`.
+    pub fn age(&self, now_ms: i64) -> i64 {
+        ((now_ms - (self.expires_ms - self.ttl.saturating_mul(1000))) / 1000).max(0)
+    }
+}
+
+/// A subscription to be created, after validation.
+#[derive(Clone, Debug)]
+pub struct NewSubscription {
+    /// Subscriber URI.
+    pub subscriber: String,
+    /// Lifetime in seconds (at least 60).
+    pub ttl: i64,
+    /// Options object.
+    pub options: Metadata,
+}
+
+/// The fields a PATCH changes; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default)]
+pub struct SubscriptionUpdate {
+    /// New subscriber URI (must stay unique in the queue).
+    pub subscriber: Option<String>,
+    /// New ttl; the subscription then ends `ttl` seconds from now.
+    pub ttl: Option<i64>,
+    /// New options object (replaces the old one).
+    pub options: Option<Metadata>,
+}
+
 /// Everything that can go wrong in storage, in terms the api core can answer.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -213,6 +267,16 @@ pub enum StorageError {
     /// `bulk_delete` with claim ids that do not hold the messages.
     #[error("claim ids do not match the messages' claims")]
     ClaimMismatch,
+    /// The subscription does not exist (or has expired).
+    #[error("subscription does not exist")]
+    SubscriptionNotFound,
+    /// Another live subscription of the queue has the same subscriber URI.
+    #[error("such subscription already exists")]
+    SubscriptionExists,
+    /// A pipeline stage refused the operation; the text says why and is
+    /// shown to the client (400 "Invalid API request").
+    #[error("rejected: {0}")]
+    Rejected(String),
     /// The backend cannot be reached or failed; try again later.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
@@ -388,5 +452,61 @@ pub trait ClaimStore: Send + Sync {
     /// Releases the claim's messages and forgets it; missing claims are ignored.
     async fn delete(&self, scope: &Scope, claim_id: &str) -> StorageResult<()> {
         forward!(self, "claim delete", n, n.delete(scope, claim_id))
+    }
+}
+
+/// Subscriptions of queues. A subscription is live until `expires_ms`;
+/// expired ones are invisible to every method.
+#[async_trait]
+pub trait SubscriptionStore: Send + Sync {
+    /// The store after this one in the pipeline; `None` for a driver.
+    fn next(&self) -> Option<&dyn SubscriptionStore> {
+        None
+    }
+
+    /// Live subscriptions of the queue in creation order, after the one
+    /// whose id is `marker` (exclusive; an unknown marker starts from the
+    /// first).
+    async fn list(&self, scope: &Scope, marker: Option<&str>, limit: usize) -> StorageResult<Vec<Subscription>> {
+        forward!(self, "subscription list", n, n.list(scope, marker, limit))
+    }
+
+    /// One live subscription of the queue, `None` when missing or expired.
+    async fn get(&self, scope: &Scope, id: &str) -> StorageResult<Option<Subscription>> {
+        forward!(self, "subscription get", n, n.get(scope, id))
+    }
+
+    /// The live subscription of the queue with this subscriber URI.
+    async fn get_with_subscriber(&self, scope: &Scope, subscriber: &str) -> StorageResult<Option<Subscription>> {
+        forward!(self, "subscription get_with_subscriber", n, n.get_with_subscriber(scope, subscriber))
+    }
+
+    /// Creates an unconfirmed subscription and returns its id; `None` when a
+    /// live subscription of the queue already has that subscriber URI
+    /// (subscriptions are unique by project + queue + subscriber).
+    async fn create(&self, scope: &Scope, subscription: &NewSubscription) -> StorageResult<Option<String>> {
+        forward!(self, "subscription create", n, n.create(scope, subscription))
+    }
+
+    /// Changes the given fields. [`StorageError::SubscriptionNotFound`] when
+    /// missing; [`StorageError::SubscriptionExists`] when the new subscriber
+    /// is already another live subscription's.
+    async fn update(&self, scope: &Scope, id: &str, update: &SubscriptionUpdate) -> StorageResult<()> {
+        forward!(self, "subscription update", n, n.update(scope, id, update))
+    }
+
+    /// Deletes one subscription; a missing one is not an error.
+    async fn delete(&self, scope: &Scope, id: &str) -> StorageResult<()> {
+        forward!(self, "subscription delete", n, n.delete(scope, id))
+    }
+
+    /// Sets the `confirmed` flag ([`StorageError::SubscriptionNotFound`] when missing).
+    async fn confirm(&self, scope: &Scope, id: &str, confirmed: bool) -> StorageResult<()> {
+        forward!(self, "subscription confirm", n, n.confirm(scope, id, confirmed))
+    }
+
+    /// Deletes every subscription of the queue.
+    async fn purge(&self, scope: &Scope) -> StorageResult<()> {
+        forward!(self, "subscription purge", n, n.purge(scope))
     }
 }

@@ -235,6 +235,11 @@ impl RedisStore {
             queues: Arc::new(self.clone()),
             messages: Arc::new(self.clone()),
             claims: Arc::new(self.clone()),
+            // Subscriptions and the notification outbox on Redis are a
+            // follow-up: until then subscriptions answer "not implemented"
+            // and the notifier is off with this driver.
+            subscriptions: Arc::new(super::pipeline::SubscriptionsUnsupported),
+            outbox: None,
         }
     }
 

@@ -10,6 +10,7 @@
 //!
 //! - `schema`: the tables and the index behind every access path.
 //! - `queues`, `messages`, `claims`: one trait implementation each.
+//! - `subscriptions`: the subscription store and the notification outbox.
 //! - this module: opening, the connection pool, the blocking-call helpers and
 //!   the expiry reaper.
 //!
@@ -41,6 +42,7 @@ mod claims;
 mod messages;
 mod queues;
 mod schema;
+mod subscriptions;
 #[cfg(test)]
 mod tests;
 
@@ -188,12 +190,14 @@ impl SqliteStore {
         Ok(store)
     }
 
-    /// The driver's three stores, sharing this store's connections.
+    /// The driver's stores (and its outbox), sharing this store's connections.
     pub fn backend(&self) -> Backend {
         Backend {
             queues: Arc::new(self.clone()),
             messages: Arc::new(self.clone()),
             claims: Arc::new(self.clone()),
+            subscriptions: Arc::new(self.clone()),
+            outbox: Some(Arc::new(self.clone())),
         }
     }
 

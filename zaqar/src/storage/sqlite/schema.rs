@@ -1,6 +1,7 @@
 //! The database schema and the statements shared by several modules.
 //!
-//! Three tables, every row scoped by `(project, queue)`:
+//! Three tables, every row scoped by `(project, queue)` (version 2 adds
+//! `subscriptions` and `outbox`, described in the `subscriptions` module):
 //!
 //! - `queues`: the queue records, keyed by `(project, name)` (listing in name
 //!   order is a range scan of the key).
@@ -32,7 +33,7 @@ use rusqlite::Connection;
 use super::OpenError;
 
 /// The schema version this build writes.
-pub(super) const VERSION: i64 = 1;
+pub(super) const VERSION: i64 = 2;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS queues (
@@ -104,7 +105,8 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), OpenError> {
     }
     if version < VERSION {
         conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {SCHEMA_V1} PRAGMA user_version = {VERSION}; COMMIT;"
+            "BEGIN IMMEDIATE; {SCHEMA_V1} {v2} PRAGMA user_version = {VERSION}; COMMIT;",
+            v2 = super::subscriptions::SCHEMA_V2
         ))?;
     }
     Ok(())

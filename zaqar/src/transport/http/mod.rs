@@ -25,6 +25,8 @@ use warp::Filter;
 use crate::api::messages::{BulkDeleteOutcome, BulkDeleteParams, MessageListParams};
 use crate::api::policy::Policy;
 use crate::api::queues::QueueListParams;
+use crate::api::signed_url::{self, SignedHeaders};
+use crate::api::subscriptions::SubscriptionListParams;
 use crate::api::{validate, Api, Payload};
 use crate::context::RequestContext;
 use crate::error::{ApiError, ApiResult};
@@ -110,6 +112,20 @@ where
     }
     if !endpoint.allows(method) {
         return Err(ApiError::MethodNotAllowed(endpoint.allowed()));
+    }
+    // Pre-signed request (reference hook 1): a request carrying
+    // URL-Signature is authorised by its signature alone (no token needed),
+    // and any mismatch is a bare 404.
+    if let Some(signature) = header(headers, "url-signature") {
+        let signed = SignedHeaders {
+            signature,
+            expires: header(headers, "url-expires"),
+            methods: header(headers, "url-methods"),
+            paths: header(headers, "url-paths"),
+            project: header(headers, "x-project-id"),
+        };
+        let key = api.config().signed_url.secret_key.as_deref();
+        signed_url::verify(key, &signed, method.as_str(), path, api.now_ms())?;
     }
     let payload = read_body(headers, body, api.max_body_size()).await?;
     let content_type = header(headers, "content-type");
@@ -264,13 +280,36 @@ async fn handle_endpoint(
             api.claim_delete(ctx, &q, &id).await?;
             Ok(empty(StatusCode::NO_CONTENT))
         }
-        (
-            Endpoint::QueueShare(_)
-            | Endpoint::Subscriptions(_)
-            | Endpoint::Subscription(_, _)
-            | Endpoint::SubscriptionConfirm(_, _),
-            _,
-        ) => Err(ApiError::RouteNotFound),
+        (Endpoint::QueueShare(q), _) => Ok(json(&api.queue_share(ctx, &q, payload)?)),
+        (Endpoint::Subscriptions(q), "POST") => match api.subscription_create(ctx, &q, payload).await {
+            Ok(id) => Ok(render::subscription_created(path, &id)),
+            Err(e @ ApiError::Conflict(_)) => Ok(render::with_location(render::error(&e, method), path)),
+            Err(e) => Err(e),
+        },
+        (Endpoint::Subscriptions(q), _) => {
+            let params = SubscriptionListParams {
+                marker: query.get("marker").map(String::from),
+                limit: query.int("limit")?,
+            };
+            let listing = api.subscription_list(ctx, &q, params).await?;
+            Ok(render::subscription_listing(path, query, &listing, now))
+        }
+        (Endpoint::Subscription(q, id), "GET") => {
+            let subscription = api.subscription_get(ctx, &q, &id).await?;
+            Ok(json(&render::subscription_view(&subscription, now)))
+        }
+        (Endpoint::Subscription(q, id), "PATCH") => {
+            api.subscription_update(ctx, &q, &id, payload).await?;
+            Ok(render::with_location(empty(StatusCode::NO_CONTENT), path))
+        }
+        (Endpoint::Subscription(q, id), _) => {
+            api.subscription_delete(ctx, &q, &id).await?;
+            Ok(empty(StatusCode::NO_CONTENT))
+        }
+        (Endpoint::SubscriptionConfirm(q, id), _) => {
+            api.subscription_confirm(ctx, &q, &id, payload).await?;
+            Ok(render::with_location(empty(StatusCode::NO_CONTENT), path))
+        }
         (Endpoint::Versions, _) => Ok(json_with(StatusCode::MULTIPLE_CHOICES, &home::versions())),
     }
 }

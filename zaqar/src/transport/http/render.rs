@@ -11,8 +11,9 @@ use warp::reply::Response;
 use super::query::{to_query_string, Query};
 use crate::api::messages::MessageListing;
 use crate::api::queues::QueueListing;
+use crate::api::subscriptions::SubscriptionListing;
 use crate::error::ApiError;
-use crate::storage::{ClaimInfo, Message, MessageStamp, NewClaim, QueueStats};
+use crate::storage::{ClaimInfo, Message, MessageStamp, Metadata, NewClaim, QueueStats, Subscription};
 
 /// A body serialised as JSON (a thin wrapper so any `Serialize` can be rendered).
 pub struct Json<T>(pub T);
@@ -341,4 +342,60 @@ pub fn claim(path: &str, queue: &str, claim: &ClaimInfo, now: i64) -> Response {
         messages: claim.messages.iter().map(|m| message_view(queue, m, Some(&claim.id), now)).collect(),
         href: path,
     })
+}
+
+/// A subscription as the HTTP API shows it.
+#[derive(Serialize)]
+pub struct SubscriptionView<'a> {
+    id: &'a str,
+    source: &'a str,
+    subscriber: &'a str,
+    ttl: i64,
+    age: i64,
+    options: &'a Metadata,
+    confirmed: bool,
+}
+
+/// The view of one subscription.
+pub fn subscription_view(s: &Subscription, now: i64) -> SubscriptionView<'_> {
+    SubscriptionView {
+        id: &s.id,
+        source: &s.source,
+        subscriber: &s.subscriber,
+        ttl: s.ttl,
+        age: s.age(now),
+        options: &s.options,
+        confirmed: s.confirmed,
+    }
+}
+
+/// `POST /v2/queues/{q}/subscriptions`: 201, Location and the id.
+pub fn subscription_created(path: &str, id: &str) -> Response {
+    #[derive(Serialize)]
+    struct Body<'a> {
+        subscription_id: &'a str,
+    }
+    with_location(json_with(StatusCode::CREATED, &Body { subscription_id: id }), path)
+}
+
+/// `GET /v2/queues/{q}/subscriptions`: the page and a `next` link (none
+/// for an empty page); the link carries the given marker and limit.
+pub fn subscription_listing(path: &str, query: &Query, listing: &SubscriptionListing, now: i64) -> Response {
+    #[derive(Serialize)]
+    struct Body<'a> {
+        subscriptions: Vec<SubscriptionView<'a>>,
+        links: Vec<Link>,
+    }
+    let subscriptions: Vec<SubscriptionView> =
+        listing.subscriptions.iter().map(|s| subscription_view(s, now)).collect();
+    let mut links = Vec::new();
+    if !subscriptions.is_empty() {
+        let mut pairs = supplied(query, &["marker", "limit"]);
+        set_marker(&mut pairs, &listing.next_marker);
+        links.push(Link {
+            rel: "next",
+            href: format!("{path}{}", to_query_string(&pairs)),
+        });
+    }
+    json(&Body { subscriptions, links })
 }

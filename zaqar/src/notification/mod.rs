@@ -1,0 +1,412 @@
+//! Notifications: the notifier stage, the durable outbox it feeds, and the
+//! delivery workers that drain it.
+//!
+//! # Flow
+//!
+//! 1. [`NotifierStage`] (registered as `zaqar.notification.notifier`, on by
+//!    default, see [`crate::storage::pipeline`]) wraps message `post`. When
+//!    the queue has live subscriptions it lets the post through, and once
+//!    the messages are stored it writes one outbox row per (message,
+//!    subscriber) and wakes the workers. The post never waits for a
+//!    delivery. (The reference notifies *before* storing and from an
+//!    in-memory thread pool, so a restart loses what was pending.)
+//! 2. [`Notifier`] leases due rows and delivers each on its channel, at
+//!    most `[notification] max_notifier_workers` at a time. A row is deleted
+//!    only when delivered or given up, so each delivery happens at least
+//!    once, across restarts too.
+//!
+//! # Channels
+//!
+//! - `http`, `https` ([`webhook`]): `POST` of the payload as JSON (or of
+//!   `options.post_data` with `"$zaqar_message$"` replaced by it), with
+//!   `Content-Type: application/json` plus `options.post_headers`. Retries
+//!   follow the retry policy ([`retry`]) on connection errors, timeouts
+//!   **and 5xx answers**; the reference only retries on connection errors.
+//!   A 4xx is final. Targets are guarded by [`ssrf`].
+//! - `trust+http`, `trust+https` ([`trust`]): a webhook carrying an
+//!   `X-Auth-Token` obtained from the Keystone trust in `options.trust_id`.
+//! - `mailto:` ([`mailto`]): an RFC 822 message piped to `smtp_command`
+//!   (`smtp_mode = third_part`).
+//!
+//! # Payload
+//!
+//! The reference's: the posted message (`ttl`, `body`, and `delay` when it
+//! has one) plus `"Message_Type": "Notification"` and `"queue_name"`.
+//! Confirmation requests ([`confirmation_payload`]) have their own keys.
+
+pub mod mailto;
+pub mod retry;
+pub mod ssrf;
+pub mod trust;
+pub mod webhook;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+use tokio::sync::{Notify, Semaphore};
+
+use crate::config::Config;
+use crate::storage::clock::SharedClock;
+use crate::storage::outbox::{Delivery, NewDelivery, Outbox};
+use crate::storage::pipeline::StageContext;
+use crate::storage::{
+    MessageStore, NewMessage, QueueStore, Scope, StorageResult, Subscription, SubscriptionStore,
+};
+
+/// The stage name, as reference configurations spell it.
+pub const NOTIFIER_STAGE: &str = "zaqar.notification.notifier";
+
+/// Subscriptions read per page when fanning a post out.
+const FANOUT_PAGE: usize = 100;
+/// Longest sleep of the dispatcher between two looks at the outbox.
+const MAX_IDLE: Duration = Duration::from_secs(2);
+/// Extra lease time beyond the per-request timeout.
+const LEASE_MARGIN_MS: i64 = 30_000;
+
+/// The stage constructor registered under [`NOTIFIER_STAGE`].
+pub fn notifier_stage(next: Arc<dyn MessageStore>, ctx: &StageContext) -> Arc<dyn MessageStore> {
+    if ctx.backend.outbox.is_none() {
+        tracing::warn!("{NOTIFIER_STAGE}: this store keeps no outbox; notifications are disabled");
+    }
+    Arc::new(NotifierStage {
+        next,
+        subscriptions: ctx.backend.subscriptions.clone(),
+        queues: ctx.backend.queues.clone(),
+        outbox: ctx.backend.outbox.clone(),
+        wake: ctx.outbox_wake.clone(),
+        require_confirmation: ctx.config.notification.require_confirmation,
+    })
+}
+
+/// The message stage that queues a delivery per subscriber for each post.
+pub struct NotifierStage {
+    next: Arc<dyn MessageStore>,
+    subscriptions: Arc<dyn SubscriptionStore>,
+    queues: Arc<dyn QueueStore>,
+    outbox: Option<Arc<dyn Outbox>>,
+    wake: Arc<Notify>,
+    require_confirmation: bool,
+}
+
+impl NotifierStage {
+    /// Every live subscription of the queue that should be notified.
+    async fn targets(&self, scope: &Scope) -> StorageResult<Vec<Subscription>> {
+        let mut out = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let page = self
+                .subscriptions
+                .list(scope, marker.as_deref(), FANOUT_PAGE)
+                .await?;
+            let full = page.len() == FANOUT_PAGE;
+            marker = page.last().map(|s| s.id.clone());
+            out.extend(
+                page.into_iter()
+                    .filter(|s| !self.require_confirmation || s.confirmed),
+            );
+            if !full {
+                return Ok(out);
+            }
+        }
+    }
+}
+
+/// The notification document for one posted message.
+pub fn notification_payload(queue: &str, message: &NewMessage) -> Value {
+    let mut m = Map::new();
+    m.insert("ttl".into(), message.ttl.into());
+    let body = serde_json::from_str(message.body.get()).unwrap_or(Value::Null);
+    m.insert("body".into(), body);
+    if message.delay > 0 {
+        m.insert("delay".into(), message.delay.into());
+    }
+    m.insert("Message_Type".into(), "Notification".into());
+    m.insert("queue_name".into(), queue.into());
+    Value::Object(m)
+}
+
+#[async_trait]
+impl MessageStore for NotifierStage {
+    fn next(&self) -> Option<&dyn MessageStore> {
+        Some(self.next.as_ref())
+    }
+
+    async fn post(
+        &self,
+        scope: &Scope,
+        client_id: &str,
+        messages: Vec<NewMessage>,
+    ) -> StorageResult<Vec<String>> {
+        let Some(outbox) = &self.outbox else {
+            return self.next.post(scope, client_id, messages).await;
+        };
+        let targets = match self.targets(scope).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(queue = %scope.queue, error = %e, "cannot read subscriptions: not notifying");
+                Vec::new()
+            }
+        };
+        if targets.is_empty() {
+            return self.next.post(scope, client_id, messages).await;
+        }
+        let payloads: Vec<Value> = messages
+            .iter()
+            .map(|m| notification_payload(&scope.queue, m))
+            .collect();
+        let ids = self.next.post(scope, client_id, messages).await?;
+        let queue_retry_policy = match self.queues.get(scope).await {
+            Ok(m) => m.and_then(|m| m.get("_retry_policy").cloned()),
+            Err(e) => {
+                tracing::debug!(error = %e, "queue metadata unreadable: default retry policy");
+                None
+            }
+        };
+        let mut deliveries = Vec::with_capacity(targets.len() * payloads.len());
+        for sub in &targets {
+            for payload in &payloads {
+                deliveries.push(NewDelivery {
+                    project: scope.project.clone(),
+                    queue: scope.queue.clone(),
+                    subscription_id: sub.id.clone(),
+                    subscriber: sub.subscriber.clone(),
+                    options: sub.options.clone(),
+                    queue_retry_policy: queue_retry_policy.clone(),
+                    payload: payload.clone(),
+                });
+            }
+        }
+        match outbox.enqueue(deliveries).await {
+            Ok(()) => self.wake.notify_one(),
+            Err(e) => {
+                tracing::warn!(queue = %scope.queue, error = %e, "notifications could not be queued")
+            }
+        }
+        Ok(ids)
+    }
+}
+
+/// The kind of confirmation request sent to a subscriber.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfirmationKind {
+    /// Sent on subscription (`SubscriptionConfirmation`).
+    Subscribe,
+    /// Sent when a subscriber unconfirms (`UnsubscribeConfirmation`).
+    Unsubscribe,
+}
+
+/// The confirmation request document (reference keys): the pre-signed
+/// `PUT` of the confirm path and the bodies to send to it.
+pub fn confirmation_payload(
+    kind: ConfirmationKind,
+    queue: &str,
+    project: &str,
+    signed: &crate::api::signed_url::SignedUrl,
+) -> Value {
+    let (message_type, message) = match kind {
+        ConfirmationKind::Subscribe => (
+            "SubscriptionConfirmation",
+            format!("You have chosen to subscribe to the queue: {queue}"),
+        ),
+        ConfirmationKind::Unsubscribe => (
+            "UnsubscribeConfirmation",
+            format!(
+                "You have unsubscribed successfully to the queue: {queue}, you can resubscribe it by using \
+                 confirmed=True."
+            ),
+        ),
+    };
+    serde_json::json!({
+        "Message_Type": message_type,
+        "Message": message,
+        "URL-Signature": signed.signature,
+        "URL-Methods": signed.methods.first().cloned().unwrap_or_default(),
+        "URL-Paths": signed.paths.first().cloned().unwrap_or_default(),
+        "X-Project-ID": project,
+        "URL-Expires": signed.expires,
+        "SubscribeBody": {"confirmed": true},
+        "UnsubscribeBody": {"confirmed": false},
+        "queue_name": queue,
+    })
+}
+
+/// Whether a delivery attempt worked, may work later, or never will.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Delivered.
+    Delivered,
+    /// Failed in a way a retry may fix (connection error, timeout, 5xx).
+    Retry(String),
+    /// Failed for good (4xx, refused address, bad subscriber).
+    GiveUp(String),
+}
+
+/// The delivery workers: lease due outbox rows and deliver them.
+#[derive(Clone)]
+pub struct Notifier {
+    outbox: Arc<dyn Outbox>,
+    config: Arc<Config>,
+    clock: SharedClock,
+    wake: Arc<Notify>,
+    http: reqwest::Client,
+    policy: ssrf::AddressPolicy,
+    trusts: Option<Arc<dyn trust::TrustTokens>>,
+}
+
+impl Notifier {
+    /// A notifier draining `outbox`; `wake` is the handle the notifier
+    /// stage (and confirmations) notify after enqueuing.
+    ///
+    /// # Errors
+    /// The HTTP client cannot be built (TLS set-up).
+    pub fn new(
+        outbox: Arc<dyn Outbox>,
+        config: Arc<Config>,
+        clock: SharedClock,
+        wake: Arc<Notify>,
+    ) -> Result<Self, String> {
+        let n = &config.notification;
+        let policy = ssrf::AddressPolicy::new(n.allowed_subscriber_networks.clone());
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(n.webhook_timeout_secs))
+            .connect_timeout(Duration::from_secs(n.webhook_timeout_secs))
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(ssrf::GuardedResolver {
+                policy: policy.clone(),
+            }))
+            .user_agent(concat!("zaqar-rs/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the webhook HTTP client: {e}"))?;
+        let trusts = trust::KeystoneTrusts::from_config(&config, http.clone())
+            .map(|k| Arc::new(k) as Arc<dyn trust::TrustTokens>);
+        Ok(Notifier {
+            outbox,
+            config,
+            clock,
+            wake,
+            http,
+            policy,
+            trusts,
+        })
+    }
+
+    /// Runs the dispatcher until `shutdown` completes. Deliveries in flight
+    /// at shutdown are abandoned; their rows come back when the lease runs
+    /// out.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send) {
+        tokio::pin!(shutdown);
+        let workers = self.config.notification.max_notifier_workers.max(1);
+        let slots = Arc::new(Semaphore::new(workers));
+        let lease_ms =
+            (self.config.notification.webhook_timeout_secs as i64) * 1000 + LEASE_MARGIN_MS;
+        tracing::info!(workers, "notification delivery started");
+        loop {
+            let free = slots.available_permits();
+            let mut leased = 0;
+            if free > 0 {
+                match self.outbox.lease_due(free, lease_ms).await {
+                    Ok(batch) => {
+                        leased = batch.len();
+                        for d in batch {
+                            let Ok(permit) = slots.clone().acquire_owned().await else {
+                                return;
+                            };
+                            let me = self.clone();
+                            tokio::spawn(async move {
+                                me.deliver(d).await;
+                                drop(permit);
+                            });
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot read the notification outbox"),
+                }
+            }
+            if leased > 0 && leased == free {
+                // Maybe more is due: look again as soon as a slot frees up.
+                tokio::select! {
+                    _ = &mut shutdown => break,
+                    permit = slots.clone().acquire_owned() => drop(permit),
+                }
+                continue;
+            }
+            let idle = match self.outbox.next_due_ms().await {
+                Ok(Some(due)) => Duration::from_millis(
+                    (due - self.clock.now_ms()).clamp(20, MAX_IDLE.as_millis() as i64) as u64,
+                ),
+                _ => MAX_IDLE,
+            };
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(idle) => {}
+            }
+        }
+        tracing::info!("notification delivery stopped");
+    }
+
+    /// Tries one delivery and records the result in the outbox.
+    async fn deliver(&self, d: Delivery) {
+        let outcome = self.attempt(&d).await;
+        let sid = &d.delivery.subscription_id;
+        let result = match outcome {
+            Outcome::Delivered => {
+                tracing::debug!(subscription = %sid, attempts = d.attempts, "notification delivered");
+                self.outbox.complete(&d.id).await
+            }
+            Outcome::GiveUp(why) => {
+                tracing::warn!(subscription = %sid, subscriber = %d.delivery.subscriber, %why, "notification dropped");
+                self.outbox.complete(&d.id).await
+            }
+            Outcome::Retry(why) => {
+                let policy = retry::effective(
+                    d.delivery.options.get("_retry_policy"),
+                    d.delivery.queue_retry_policy.as_ref(),
+                );
+                let waits = retry::schedule(policy);
+                match waits.get(d.attempts as usize) {
+                    Some(wait) => {
+                        tracing::info!(subscription = %sid, attempt = d.attempts + 1, wait_secs = wait, %why, "notification will be retried");
+                        let due = self.clock.now_ms() + (*wait as i64) * 1000;
+                        self.outbox.retry_at(&d.id, d.attempts + 1, due).await
+                    }
+                    None => {
+                        tracing::warn!(subscription = %sid, attempts = d.attempts + 1, %why, "notification retries exhausted");
+                        self.outbox.complete(&d.id).await
+                    }
+                }
+            }
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "cannot update the notification outbox");
+        }
+    }
+
+    /// One attempt on the subscriber's channel.
+    async fn attempt(&self, d: &Delivery) -> Outcome {
+        let subscriber = d.delivery.subscriber.as_str();
+        let scheme = subscriber
+            .split_once(':')
+            .map(|(s, _)| s.to_ascii_lowercase())
+            .unwrap_or_default();
+        match scheme.as_str() {
+            "http" | "https" => {
+                webhook::post(&self.http, &self.policy, subscriber, &d.delivery, &[]).await
+            }
+            "trust+http" | "trust+https" => match &self.trusts {
+                Some(t) => trust::post(t.as_ref(), &self.http, &self.policy, &d.delivery).await,
+                None => Outcome::GiveUp(
+                    "trust+ subscriber but no [trustee] Keystone credentials are configured".into(),
+                ),
+            },
+            "mailto" => mailto::send(&self.config.notification, &d.delivery).await,
+            other => Outcome::GiveUp(format!("no channel for subscriber scheme {other:?}")),
+        }
+    }
+
+    /// Nudges the dispatcher (after something was enqueued elsewhere).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+}

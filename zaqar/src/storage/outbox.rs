@@ -1,0 +1,82 @@
+//! The notification outbox: deliveries waiting to reach a subscriber.
+//!
+//! The notifier stage writes one row per (posted message, subscriber) right
+//! after the messages are stored, and returns. Delivery workers
+//! ([`crate::notification`]) lease due rows, try them, and then either
+//! [`Outbox::complete`] them (delivered, or given up for good) or put them
+//! back with a later due time ([`Outbox::retry_at`]). A row leaves the outbox
+//! only through `complete`, so a delivery that was in flight when the server
+//! stopped is tried again after the restart: every delivery happens *at
+//! least once*.
+//!
+//! A lease makes a row invisible to other workers until it runs out; a
+//! worker that dies mid-delivery (or a process that is killed) therefore
+//! only delays the row by the lease time.
+//!
+//! The trait is small on purpose so that every backend can keep its
+//! deliveries where it keeps its messages (SQLite: a table; Redis: a sorted
+//! set by due time).
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use super::{Metadata, StorageResult};
+
+/// A delivery to be queued: what to send, to whom, with which options.
+///
+/// The subscription is copied in (subscriber and options as they were when
+/// the message was posted), so a delivery does not depend on the
+/// subscription still existing when it is tried.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewDelivery {
+    /// Project of the queue.
+    pub project: String,
+    /// Queue the message was posted to.
+    pub queue: String,
+    /// Id of the subscription it is for.
+    pub subscription_id: String,
+    /// Subscriber URI.
+    pub subscriber: String,
+    /// Subscription options (post_data, post_headers, _retry_policy, ...).
+    pub options: Metadata,
+    /// The queue's `_retry_policy`, when it has one.
+    pub queue_retry_policy: Option<Value>,
+    /// The notification document (see [`crate::notification`]).
+    pub payload: Value,
+}
+
+/// A leased delivery.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Delivery {
+    /// Outbox id (opaque).
+    pub id: String,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// When it was queued, ms since the epoch.
+    pub created_ms: i64,
+    /// What to deliver.
+    pub delivery: NewDelivery,
+}
+
+/// Durable queue of pending deliveries.
+#[async_trait]
+pub trait Outbox: Send + Sync {
+    /// Queues deliveries, due now.
+    async fn enqueue(&self, deliveries: Vec<NewDelivery>) -> StorageResult<()>;
+
+    /// Leases up to `limit` due deliveries (oldest due first) for
+    /// `lease_ms`: no other call returns them until the lease runs out or
+    /// the row is rescheduled.
+    async fn lease_due(&self, limit: usize, lease_ms: i64) -> StorageResult<Vec<Delivery>>;
+
+    /// Removes a delivery for good (delivered, or retries exhausted).
+    async fn complete(&self, id: &str) -> StorageResult<()>;
+
+    /// Records a failed attempt: the delivery is due again at `due_ms`
+    /// with `attempts` failed attempts, and its lease is dropped.
+    async fn retry_at(&self, id: &str, attempts: u32, due_ms: i64) -> StorageResult<()>;
+
+    /// When the next delivery becomes due (leases counted), `None` when the
+    /// outbox is empty.
+    async fn next_due_ms(&self) -> StorageResult<Option<i64>>;
+}

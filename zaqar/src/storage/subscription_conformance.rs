@@ -1,0 +1,424 @@
+//! The subscription part of the driver conformance suite: behaviour tests
+//! of [`SubscriptionStore`](super::SubscriptionStore), written once and run
+//! against every driver that keeps subscriptions.
+//!
+//! It follows the shape of [`super::conformance`]: each test is an
+//! `async fn(Backend, ManualClock)`, and a driver runs them all by invoking
+//! [`subscription_conformance_tests!`] with its `open` function (an
+//! `async fn(ManualClock) -> (Backend, Keep)`). Every test works in projects
+//! of its own, so drivers backed by a shared server can run them in
+//! parallel.
+
+use std::any::Any;
+
+use serde_json::json;
+
+use super::clock::{Clock, ManualClock};
+use super::pipeline::Backend;
+use super::{Metadata, NewSubscription, Scope, StorageError, SubscriptionUpdate};
+
+/// What a driver's fixture keeps alive for the duration of one test.
+pub(crate) type Keep = Box<dyn Any + Send>;
+
+/// Generates one `#[tokio::test]` per subscription behaviour for a driver.
+macro_rules! subscription_conformance_tests {
+    ($open:path) => {
+        $crate::storage::subscription_conformance::subscription_conformance_tests!(@each $open;
+            subscription_create_and_get,
+            subscription_list_paging,
+            subscription_update,
+            subscription_delete_and_purge,
+            subscription_confirm,
+            subscription_duplicate_subscriber_rule,
+            subscription_ttl_expiry,
+            subscription_project_isolation,
+        );
+    };
+    (@each $open:path; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let clock = $crate::storage::clock::ManualClock::new();
+                let (backend, _keep) = $open(clock.clone()).await;
+                $crate::storage::subscription_conformance::$name(backend, clock).await;
+            }
+        )*
+    };
+}
+pub(crate) use subscription_conformance_tests;
+
+fn scope(queue: &str) -> Scope {
+    Scope::new(format!("p-{}", uuid::Uuid::new_v4()), queue)
+}
+
+fn new(subscriber: &str, ttl: i64) -> NewSubscription {
+    let mut options = Metadata::new();
+    options.insert("post_data".into(), json!("{\"m\": \"$zaqar_message$\"}"));
+    NewSubscription {
+        subscriber: subscriber.into(),
+        ttl,
+        options,
+    }
+}
+
+pub(crate) async fn subscription_create_and_get(b: Backend, clock: ManualClock) {
+    let s = scope("q");
+    let id = b
+        .subscriptions
+        .create(&s, &new("http://a.example/", 600))
+        .await
+        .unwrap()
+        .unwrap();
+    clock.advance_secs(7);
+    let got = b
+        .subscriptions
+        .get(&s, &id)
+        .await
+        .unwrap()
+        .expect("created");
+    assert_eq!(got.id, id);
+    assert_eq!(got.source, "q");
+    assert_eq!(got.subscriber, "http://a.example/");
+    assert_eq!(got.ttl, 600);
+    assert_eq!(got.age(clock.now_ms()), 7);
+    assert!(!got.confirmed, "new subscriptions are unconfirmed");
+    assert_eq!(
+        got.options["post_data"],
+        json!("{\"m\": \"$zaqar_message$\"}")
+    );
+    assert!(b.subscriptions.get(&s, "nope").await.unwrap().is_none());
+    assert!(b
+        .subscriptions
+        .get(&Scope::new(s.project.clone(), "other"), &id)
+        .await
+        .unwrap()
+        .is_none());
+    let by_uri = b
+        .subscriptions
+        .get_with_subscriber(&s, "http://a.example/")
+        .await
+        .unwrap();
+    assert_eq!(by_uri.map(|x| x.id), Some(id));
+}
+
+pub(crate) async fn subscription_list_paging(b: Backend, _clock: ManualClock) {
+    let s = scope("q");
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let sub = new(&format!("http://h{i}.example/"), 600);
+        ids.push(b.subscriptions.create(&s, &sub).await.unwrap().unwrap());
+    }
+    let first = b.subscriptions.list(&s, None, 2).await.unwrap();
+    assert_eq!(
+        first.iter().map(|x| &x.id).collect::<Vec<_>>(),
+        vec![&ids[0], &ids[1]]
+    );
+    let second = b.subscriptions.list(&s, Some(&ids[1]), 2).await.unwrap();
+    assert_eq!(
+        second.iter().map(|x| &x.id).collect::<Vec<_>>(),
+        vec![&ids[2], &ids[3]]
+    );
+    let last = b.subscriptions.list(&s, Some(&ids[3]), 2).await.unwrap();
+    assert_eq!(last.len(), 1);
+    assert!(b
+        .subscriptions
+        .list(&s, Some(&ids[4]), 2)
+        .await
+        .unwrap()
+        .is_empty());
+    // An unknown marker starts from the first.
+    let restart = b.subscriptions.list(&s, Some("unknown"), 10).await.unwrap();
+    assert_eq!(restart.len(), 5);
+    assert!(b
+        .subscriptions
+        .list(&scope("q"), None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+pub(crate) async fn subscription_update(b: Backend, clock: ManualClock) {
+    let s = scope("q");
+    let id = b
+        .subscriptions
+        .create(&s, &new("http://a.example/", 100))
+        .await
+        .unwrap()
+        .unwrap();
+    let other = b
+        .subscriptions
+        .create(&s, &new("http://b.example/", 100))
+        .await
+        .unwrap()
+        .unwrap();
+    clock.advance_secs(90);
+    let mut options = Metadata::new();
+    options.insert("post_headers".into(), json!({"X-A": "1"}));
+    let update = SubscriptionUpdate {
+        subscriber: Some("http://c.example/".into()),
+        ttl: Some(200),
+        options: Some(options.clone()),
+    };
+    b.subscriptions.update(&s, &id, &update).await.unwrap();
+    let got = b.subscriptions.get(&s, &id).await.unwrap().unwrap();
+    assert_eq!(got.subscriber, "http://c.example/");
+    assert_eq!(got.ttl, 200);
+    assert_eq!(got.options, options);
+    assert_eq!(
+        got.age(clock.now_ms()),
+        0,
+        "a new ttl restarts the subscription's clock"
+    );
+    // The new ttl counts from now: alive past the old expiry.
+    clock.advance_secs(150);
+    assert!(b.subscriptions.get(&s, &id).await.unwrap().is_some());
+    assert!(b.subscriptions.get(&s, &other).await.unwrap().is_none());
+    // Fields left out stay.
+    let only_ttl = SubscriptionUpdate {
+        ttl: Some(300),
+        ..Default::default()
+    };
+    b.subscriptions.update(&s, &id, &only_ttl).await.unwrap();
+    let got = b.subscriptions.get(&s, &id).await.unwrap().unwrap();
+    assert_eq!(
+        (got.subscriber.as_str(), got.options == options),
+        ("http://c.example/", true)
+    );
+    let missing = b
+        .subscriptions
+        .update(&s, "nope", &only_ttl)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(missing, StorageError::SubscriptionNotFound),
+        "{missing:?}"
+    );
+    // Keeping its own subscriber is not a duplicate.
+    let same = SubscriptionUpdate {
+        subscriber: Some("http://c.example/".into()),
+        ..Default::default()
+    };
+    b.subscriptions.update(&s, &id, &same).await.unwrap();
+}
+
+pub(crate) async fn subscription_delete_and_purge(b: Backend, _clock: ManualClock) {
+    let s = scope("q");
+    let neighbour = Scope::new(s.project.clone(), "q2");
+    let id = b
+        .subscriptions
+        .create(&s, &new("http://a.example/", 600))
+        .await
+        .unwrap()
+        .unwrap();
+    b.subscriptions.delete(&s, &id).await.unwrap();
+    assert!(b.subscriptions.get(&s, &id).await.unwrap().is_none());
+    b.subscriptions.delete(&s, &id).await.unwrap();
+    b.subscriptions.delete(&s, "never-was").await.unwrap();
+    // After a delete the same subscriber may subscribe again.
+    assert!(b
+        .subscriptions
+        .create(&s, &new("http://a.example/", 600))
+        .await
+        .unwrap()
+        .is_some());
+    b.subscriptions
+        .create(&s, &new("http://b.example/", 600))
+        .await
+        .unwrap()
+        .unwrap();
+    let kept = b
+        .subscriptions
+        .create(&neighbour, &new("http://a.example/", 600))
+        .await
+        .unwrap()
+        .unwrap();
+    b.subscriptions.purge(&s).await.unwrap();
+    assert!(b.subscriptions.list(&s, None, 10).await.unwrap().is_empty());
+    assert!(b
+        .subscriptions
+        .get(&neighbour, &kept)
+        .await
+        .unwrap()
+        .is_some());
+}
+
+pub(crate) async fn subscription_confirm(b: Backend, _clock: ManualClock) {
+    let s = scope("q");
+    let id = b
+        .subscriptions
+        .create(&s, &new("mailto:a@example.com", 600))
+        .await
+        .unwrap()
+        .unwrap();
+    b.subscriptions.confirm(&s, &id, true).await.unwrap();
+    assert!(
+        b.subscriptions
+            .get(&s, &id)
+            .await
+            .unwrap()
+            .unwrap()
+            .confirmed
+    );
+    b.subscriptions.confirm(&s, &id, false).await.unwrap();
+    assert!(
+        !b.subscriptions
+            .get(&s, &id)
+            .await
+            .unwrap()
+            .unwrap()
+            .confirmed
+    );
+    let e = b.subscriptions.confirm(&s, "nope", true).await.unwrap_err();
+    assert!(matches!(e, StorageError::SubscriptionNotFound), "{e:?}");
+}
+
+pub(crate) async fn subscription_duplicate_subscriber_rule(b: Backend, _clock: ManualClock) {
+    let s = scope("q");
+    let first = b
+        .subscriptions
+        .create(&s, &new("http://a.example/", 600))
+        .await
+        .unwrap();
+    assert!(first.is_some());
+    assert_eq!(
+        b.subscriptions
+            .create(&s, &new("http://a.example/", 900))
+            .await
+            .unwrap(),
+        None
+    );
+    // Unique per queue (and project), not globally.
+    let other_queue = Scope::new(s.project.clone(), "q2");
+    assert!(b
+        .subscriptions
+        .create(&other_queue, &new("http://a.example/", 600))
+        .await
+        .unwrap()
+        .is_some());
+    // A PATCH may not take another subscription's subscriber.
+    let second = b
+        .subscriptions
+        .create(&s, &new("http://b.example/", 600))
+        .await
+        .unwrap()
+        .unwrap();
+    let steal = SubscriptionUpdate {
+        subscriber: Some("http://a.example/".into()),
+        ..Default::default()
+    };
+    let e = b
+        .subscriptions
+        .update(&s, &second, &steal)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StorageError::SubscriptionExists), "{e:?}");
+    assert_eq!(b.subscriptions.list(&s, None, 10).await.unwrap().len(), 2);
+}
+
+pub(crate) async fn subscription_ttl_expiry(b: Backend, clock: ManualClock) {
+    let s = scope("q");
+    let id = b
+        .subscriptions
+        .create(&s, &new("http://a.example/", 60))
+        .await
+        .unwrap()
+        .unwrap();
+    let long = b
+        .subscriptions
+        .create(&s, &new("http://b.example/", 120))
+        .await
+        .unwrap()
+        .unwrap();
+    clock.advance_secs(59);
+    assert!(b.subscriptions.get(&s, &id).await.unwrap().is_some());
+    clock.advance_secs(2);
+    assert!(b.subscriptions.get(&s, &id).await.unwrap().is_none());
+    let listed = b.subscriptions.list(&s, None, 10).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|x| &x.id).collect::<Vec<_>>(),
+        vec![&long]
+    );
+    assert!(b
+        .subscriptions
+        .get_with_subscriber(&s, "http://a.example/")
+        .await
+        .unwrap()
+        .is_none());
+    let e = b.subscriptions.confirm(&s, &id, true).await.unwrap_err();
+    assert!(matches!(e, StorageError::SubscriptionNotFound), "{e:?}");
+    let e = b
+        .subscriptions
+        .update(
+            &s,
+            &id,
+            &SubscriptionUpdate {
+                ttl: Some(600),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StorageError::SubscriptionNotFound), "{e:?}");
+    // An expired subscription does not block its subscriber.
+    let again = b
+        .subscriptions
+        .create(&s, &new("http://a.example/", 60))
+        .await
+        .unwrap();
+    assert!(again.is_some_and(|new_id| new_id != id));
+}
+
+pub(crate) async fn subscription_project_isolation(b: Backend, _clock: ManualClock) {
+    let mine = scope("shared");
+    let theirs = scope("shared");
+    let id = b
+        .subscriptions
+        .create(&mine, &new("http://a.example/", 600))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(b.subscriptions.get(&theirs, &id).await.unwrap().is_none());
+    assert!(b
+        .subscriptions
+        .list(&theirs, None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(b
+        .subscriptions
+        .get_with_subscriber(&theirs, "http://a.example/")
+        .await
+        .unwrap()
+        .is_none());
+    // Same subscriber in another project is no duplicate.
+    assert!(b
+        .subscriptions
+        .create(&theirs, &new("http://a.example/", 600))
+        .await
+        .unwrap()
+        .is_some());
+    // Nothing another project does reaches my subscription.
+    b.subscriptions.delete(&theirs, &id).await.unwrap();
+    let e = b
+        .subscriptions
+        .confirm(&theirs, &id, true)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StorageError::SubscriptionNotFound), "{e:?}");
+    let e = b
+        .subscriptions
+        .update(
+            &theirs,
+            &id,
+            &SubscriptionUpdate {
+                ttl: Some(999),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StorageError::SubscriptionNotFound), "{e:?}");
+    b.subscriptions.purge(&theirs).await.unwrap();
+    let got = b.subscriptions.get(&mine, &id).await.unwrap().unwrap();
+    assert_eq!((got.ttl, got.confirmed), (600, false));
+}
