@@ -17,6 +17,9 @@ use crate::storage::pipeline::{Backend, StageRegistry};
 use crate::storage::sqlite::SqliteStore;
 use crate::storage::SystemClock;
 use crate::transport::http::{self, HttpState};
+use crate::transport::websocket::auth::Authenticator;
+use crate::transport::websocket::hub::{Hub, PublishStage};
+use crate::transport::websocket::{self, WsLimits, WsState};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -50,13 +53,18 @@ pub fn open_backend(config: &Config, clock: SharedClock) -> Result<Backend, Star
             if let Some(dir) = config.sqlite_path.parent() {
                 if !dir.as_os_str().is_empty() {
                     std::fs::create_dir_all(dir).map_err(|e| {
-                        crate::storage::StorageError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+                        crate::storage::StorageError::Unavailable(format!(
+                            "cannot create {}: {e}",
+                            dir.display()
+                        ))
                     })?;
                 }
             }
             Ok(SqliteStore::open(&config.sqlite_path, clock)?.backend())
         }
-        other => Err(StartError::Unsupported(format!("message store {other:?} is not in this build"))),
+        other => Err(StartError::Unsupported(format!(
+            "message store {other:?} is not in this build"
+        ))),
     }
 }
 
@@ -65,19 +73,46 @@ pub fn open_backend(config: &Config, clock: SharedClock) -> Result<Backend, Star
 /// # Errors
 /// The store cannot be opened or a pipeline names an unknown stage.
 pub fn build_api(config: Arc<Config>) -> Result<Api, StartError> {
+    Ok(build(config)?.0)
+}
+
+/// Builds the api core and, when the WebSocket transport is on, the
+/// registry of WebSocket subscriptions whose publishing stage is put in
+/// front of the message pipeline (a built-in stage: it runs first, lets the
+/// post through, then pushes the stored messages to listening connections).
+///
+/// # Errors
+/// The store cannot be opened or a pipeline names an unknown stage.
+pub fn build(config: Arc<Config>) -> Result<(Api, Option<Arc<Hub>>), StartError> {
     let clock: SharedClock = Arc::new(SystemClock);
     let backend = open_backend(&config, clock.clone())?;
-    let wake = Arc::new(tokio::sync::Notify::new());
-    let storage = StageRegistry::with_builtin_stages().assemble_with(backend, config.clone(), wake)?;
-    Ok(Api::new(storage, config, clock))
+    let mut storage = StageRegistry::with_builtin_stages().assemble(backend, &config.pipeline)?;
+    let hub = config.serve_websocket.then(Hub::new);
+    if let Some(hub) = &hub {
+        storage.messages = PublishStage::wrap(storage.messages, hub.clone());
+    }
+    Ok((Api::new(storage, config, clock), hub))
 }
 
 /// Serves the HTTP API on `http` until `shutdown` completes, then lets
 /// in-flight requests finish.
-///
-/// # Errors
-/// A listener fails fatally.
-pub async fn serve(api: Api, http: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) {
+pub async fn serve(
+    api: Api,
+    http: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    serve_all(api, Some(http), None, shutdown).await;
+}
+
+/// Serves the HTTP API on `http` and the WebSocket API on `websocket` until
+/// `shutdown` completes (one signal stops both), then lets in-flight HTTP
+/// requests finish and closes WebSocket connections with 1001.
+pub async fn serve_all(
+    api: Api,
+    http: Option<TcpListener>,
+    websocket: Option<(TcpListener, Arc<Hub>)>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
     if api.config().auth_strategy == AuthStrategy::None {
         tracing::warn!(
             "auth_strategy is empty (noauth): X-Project-ID and X-Roles are trusted, so any client can act for any \
@@ -85,39 +120,86 @@ pub async fn serve(api: Api, http: TcpListener, shutdown: impl Future<Output = (
         );
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    if let Some(outbox) = api.storage().outbox.clone() {
-        let config = Arc::new(api.config().clone());
-        let wake = api.storage().outbox_wake.clone();
-        match crate::notification::Notifier::new(outbox, config, api.clock(), wake) {
-            Ok(notifier) => {
-                let mut stop = stop_rx.clone();
-                tokio::spawn(notifier.run(async move {
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let mut tasks = Vec::new();
+    if let Some((listener, hub)) = websocket {
+        // TODO(keystone): pass Authenticator::keystone(validator) once the
+        // middleware crate's Validator is wired in (see websocket::auth).
+        let auth = match api.config().auth_strategy {
+            AuthStrategy::None => Authenticator::NoAuth,
+            AuthStrategy::Keystone => Authenticator::Keystone(None),
+        };
+        let state = WsState::new(api.clone(), auth, hub, WsLimits::default());
+        tasks.push(tokio::spawn(websocket::serve(
+            state,
+            listener,
+            stop_rx.clone(),
+        )));
+    }
+    if let Some(listener) = http {
+        let state = Arc::new(HttpState {
+            api,
+            policy: Policy,
+        });
+        let routes = http::routes(state);
+        let mut stop = stop_rx.clone();
+        tasks.push(tokio::spawn(
+            warp::serve(routes)
+                .incoming(listener)
+                .graceful(async move {
                     let _ = stop.wait_for(|s| *s).await;
-                }));
-            }
-            Err(e) => tracing::error!(error = %e, "notifications are disabled"),
+                })
+                .run(),
+        ));
+    }
+    for task in tasks {
+        if let Err(e) = task.await {
+            tracing::error!(error = %e, "a transport task failed");
         }
     }
-    let state = Arc::new(HttpState { api, policy: Policy });
-    let routes = http::routes(state);
-    warp::serve(routes).incoming(http).graceful(shutdown).run().await;
-    let _ = stop_tx.send(true);
+}
+
+async fn bind(listen: &crate::config::Listen) -> Result<TcpListener, StartError> {
+    let addr = std::net::SocketAddr::new(listen.bind, listen.port);
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: addr.to_string(),
+            source,
+        })
 }
 
 /// Binds the configured listeners and serves until `shutdown`.
 ///
 /// # Errors
 /// The store cannot be opened, a pipeline is wrong, or a port cannot be bound.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
     let config = Arc::new(config);
-    let api = build_api(config.clone())?;
-    let addr = std::net::SocketAddr::new(config.http.bind, config.http.port);
-    let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind {
-        addr: addr.to_string(),
-        source,
-    })?;
-    tracing::info!(%addr, store = %config.message_store, "serving the Zaqar v2 HTTP API");
-    serve(api, listener, shutdown).await;
+    let (api, hub) = build(config.clone())?;
+    let http = if config.serve_http {
+        let listener = bind(&config.http).await?;
+        tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            store = %config.message_store, "serving the Zaqar v2 HTTP API");
+        Some(listener)
+    } else {
+        None
+    };
+    let websocket = match hub {
+        Some(hub) => {
+            let listener = bind(&config.websocket).await?;
+            tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+                "serving the Zaqar v2 WebSocket API");
+            Some((listener, hub))
+        }
+        None => None,
+    };
+    serve_all(api, http, websocket, shutdown).await;
     tracing::info!("stopped");
     Ok(())
 }

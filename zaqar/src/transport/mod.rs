@@ -1,3 +1,4 @@
 //! Transports: thin adapters between the wire and the [`api`](crate::api) core.
 
 pub mod http;
+pub mod websocket;

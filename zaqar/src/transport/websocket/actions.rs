@@ -1,0 +1,369 @@
+//! The action table: every action of the reference's request schema, with
+//! the shape its frame must have and the policy rule that guards it.
+//!
+//! The shape check is the reference's JSON-schema check, written out: the
+//! top-level keys a frame needs, the headers it needs (every known header
+//! is a string), and the type of each body field it reads. Anything past
+//! the shape (limits, names, values) is the api core's to judge.
+
+use serde_json::{Map, Value};
+
+use super::frame::FrameError;
+
+/// The JSON type a schema field must have (JSON-schema draft 4 names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldType {
+    /// `"string"`.
+    String,
+    /// `"integer"`: a whole number, not a float and not a boolean.
+    Integer,
+    /// `"boolean"`.
+    Boolean,
+    /// `"array"`.
+    Array,
+    /// `"object"`.
+    Object,
+}
+
+impl FieldType {
+    /// Whether `v` has this type.
+    pub fn admits(self, v: &Value) -> bool {
+        match self {
+            FieldType::String => v.is_string(),
+            FieldType::Integer => v.is_i64() || v.is_u64(),
+            FieldType::Boolean => v.is_boolean(),
+            FieldType::Array => v.is_array(),
+            FieldType::Object => v.is_object(),
+        }
+    }
+}
+
+/// The headers the schema knows; each must be a string when present.
+pub const KNOWN_HEADERS: &[&str] = &[
+    "User-Agent",
+    "Date",
+    "Accept",
+    "Client-ID",
+    "X-Project-ID",
+    "X-Auth-Token",
+];
+
+/// The headers every data action requires.
+const DATA_HEADERS: &[&str] = &["Client-ID", "X-Project-ID"];
+
+/// One action: its name, its frame's shape and its policy rule.
+#[derive(Debug)]
+pub struct ActionSpec {
+    /// The action name (`queue_list`, ...).
+    pub name: &'static str,
+    /// The action (typed).
+    pub action: Action,
+    /// Whether the frame must carry a `body`.
+    pub body_required: bool,
+    /// Headers that must be present.
+    pub headers_required: &'static [&'static str],
+    /// Body fields the action reads, with their types.
+    pub fields: &'static [(&'static str, FieldType)],
+    /// Body fields that must be present.
+    pub fields_required: &'static [&'static str],
+    /// The policy rule (the HTTP route's rule for the same operation).
+    pub policy: Option<&'static str>,
+}
+
+/// Every action of the WebSocket API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub enum Action {
+    GetHomeDoc,
+    CheckNodeHealth,
+    PingNode,
+    Authenticate,
+    QueueList,
+    QueueCreate,
+    QueueDelete,
+    QueueGet,
+    QueueGetStats,
+    QueuePurge,
+    MessageList,
+    MessageGet,
+    MessageGetMany,
+    MessagePost,
+    MessageDelete,
+    MessageDeleteMany,
+    ClaimCreate,
+    ClaimGet,
+    ClaimUpdate,
+    ClaimDelete,
+    PoolList,
+    PoolCreate,
+    PoolUpdate,
+    PoolGet,
+    PoolDelete,
+    FlavorList,
+    FlavorCreate,
+    FlavorUpdate,
+    FlavorGet,
+    FlavorDelete,
+    SubscriptionList,
+    SubscriptionCreate,
+    SubscriptionDelete,
+    SubscriptionGet,
+}
+
+use FieldType::{Array as A, Boolean as B, Integer as I, Object as O, String as S};
+
+const Q: (&str, FieldType) = ("queue_name", S);
+
+macro_rules! spec {
+    ($name:literal, $action:ident, body: $body:expr, headers: $h:expr, fields: [$($f:expr),*], required: [$($r:literal),*], policy: $p:expr) => {
+        ActionSpec {
+            name: $name,
+            action: Action::$action,
+            body_required: $body,
+            headers_required: $h,
+            fields: &[$($f),*],
+            fields_required: &[$($r),*],
+            policy: $p,
+        }
+    };
+}
+
+/// The table, in the reference schema's order.
+pub const ACTIONS: &[ActionSpec] = &[
+    spec!("get_home_doc", GetHomeDoc, body: false, headers: &[], fields: [], required: [], policy: None),
+    spec!("check_node_health", CheckNodeHealth, body: false, headers: &[], fields: [], required: [], policy: Some("health:get")),
+    spec!("ping_node", PingNode, body: false, headers: &[], fields: [], required: [], policy: Some("ping:get")),
+    spec!("authenticate", Authenticate, body: false, headers: &["X-Project-ID", "X-Auth-Token"], fields: [], required: [], policy: None),
+    spec!("queue_list", QueueList, body: false, headers: DATA_HEADERS, fields: [("marker", S), ("limit", I), ("detailed", B)], required: [], policy: Some("queues:get_all")),
+    spec!("queue_create", QueueCreate, body: true, headers: DATA_HEADERS, fields: [Q], required: ["queue_name"], policy: Some("queues:create")),
+    spec!("queue_delete", QueueDelete, body: true, headers: DATA_HEADERS, fields: [Q], required: ["queue_name"], policy: Some("queues:delete")),
+    spec!("queue_get", QueueGet, body: true, headers: DATA_HEADERS, fields: [Q], required: ["queue_name"], policy: Some("queues:get")),
+    spec!("queue_get_stats", QueueGetStats, body: true, headers: DATA_HEADERS, fields: [Q], required: ["queue_name"], policy: Some("queues:stats")),
+    spec!("queue_purge", QueuePurge, body: true, headers: DATA_HEADERS, fields: [Q, ("resource_types", A)], required: ["queue_name"], policy: Some("queues:purge")),
+    spec!("message_list", MessageList, body: true, headers: DATA_HEADERS, fields: [Q, ("marker", S), ("limit", I), ("echo", B), ("include_claimed", B)], required: ["queue_name"], policy: Some("messages:get_all")),
+    spec!("message_get", MessageGet, body: true, headers: DATA_HEADERS, fields: [Q, ("message_id", S)], required: ["queue_name", "message_id"], policy: Some("messages:get")),
+    spec!("message_get_many", MessageGetMany, body: true, headers: DATA_HEADERS, fields: [Q, ("message_ids", A)], required: ["queue_name", "message_ids"], policy: Some("messages:get_all")),
+    spec!("message_post", MessagePost, body: true, headers: DATA_HEADERS, fields: [Q, ("messages", A)], required: ["queue_name", "messages"], policy: Some("messages:create")),
+    spec!("message_delete", MessageDelete, body: true, headers: DATA_HEADERS, fields: [Q, ("message_id", S), ("claim_id", S)], required: ["queue_name", "message_id"], policy: Some("messages:delete")),
+    spec!("message_delete_many", MessageDeleteMany, body: true, headers: DATA_HEADERS, fields: [Q, ("message_ids", A), ("claim_ids", A), ("pop", I)], required: ["queue_name"], policy: Some("messages:delete_all")),
+    spec!("claim_create", ClaimCreate, body: true, headers: DATA_HEADERS, fields: [Q, ("limit", I), ("ttl", I), ("grace", I)], required: ["queue_name"], policy: Some("claims:create")),
+    spec!("claim_get", ClaimGet, body: true, headers: DATA_HEADERS, fields: [Q, ("claim_id", S)], required: ["queue_name", "claim_id"], policy: Some("claims:get")),
+    spec!("claim_update", ClaimUpdate, body: true, headers: DATA_HEADERS, fields: [Q, ("claim_id", S), ("ttl", I)], required: ["queue_name", "claim_id"], policy: Some("claims:update")),
+    spec!("claim_delete", ClaimDelete, body: true, headers: DATA_HEADERS, fields: [Q, ("claim_id", S)], required: ["queue_name", "claim_id"], policy: Some("claims:delete")),
+    spec!("pool_list", PoolList, body: true, headers: DATA_HEADERS, fields: [("pool_name", S), ("limit", I), ("marker", S)], required: ["pool_name"], policy: Some("pools:get_all")),
+    spec!("pool_create", PoolCreate, body: true, headers: DATA_HEADERS, fields: [("pool_name", S), ("weight", I), ("uri", S), ("options", O)], required: ["pool_name"], policy: Some("pools:create")),
+    spec!("pool_update", PoolUpdate, body: true, headers: DATA_HEADERS, fields: [("pool_name", S), ("weight", I), ("uri", S), ("options", O)], required: ["pool_name"], policy: Some("pools:update")),
+    spec!("pool_get", PoolGet, body: true, headers: DATA_HEADERS, fields: [("pool_name", S), ("detailed", B)], required: ["pool_name"], policy: Some("pools:get")),
+    spec!("pool_delete", PoolDelete, body: true, headers: DATA_HEADERS, fields: [("pool_name", S)], required: ["pool_name"], policy: Some("pools:delete")),
+    spec!("flavor_list", FlavorList, body: true, headers: DATA_HEADERS, fields: [("flavor_name", S), ("limit", I), ("marker", S)], required: ["flavor_name"], policy: Some("flavors:get_all")),
+    spec!("flavor_create", FlavorCreate, body: true, headers: DATA_HEADERS, fields: [("flavor_name", S), ("pool_name", S), ("capabilities", O)], required: ["flavor_name", "pool_name"], policy: Some("flavors:create")),
+    spec!("flavor_update", FlavorUpdate, body: true, headers: DATA_HEADERS, fields: [("flavor_name", S), ("pool_name", S), ("capabilities", O)], required: ["flavor_name"], policy: Some("flavors:update")),
+    spec!("flavor_get", FlavorGet, body: true, headers: DATA_HEADERS, fields: [("flavor_name", S), ("detailed", B)], required: ["flavor_name"], policy: Some("flavors:get")),
+    spec!("flavor_delete", FlavorDelete, body: true, headers: DATA_HEADERS, fields: [("flavor_name", S)], required: ["flavor_name"], policy: Some("flavors:delete")),
+    spec!("subscription_list", SubscriptionList, body: true, headers: DATA_HEADERS, fields: [Q], required: ["queue_name"], policy: Some("subscription:get_all")),
+    spec!("subscription_create", SubscriptionCreate, body: true, headers: DATA_HEADERS, fields: [Q, ("subscriber", S), ("ttl", I), ("options", O)], required: ["queue_name"], policy: Some("subscription:create")),
+    spec!("subscription_delete", SubscriptionDelete, body: true, headers: DATA_HEADERS, fields: [Q, ("subscription_id", S)], required: ["queue_name", "subscription_id"], policy: Some("subscription:delete")),
+    spec!("subscription_get", SubscriptionGet, body: true, headers: DATA_HEADERS, fields: [Q, ("subscription_id", S)], required: ["queue_name", "subscription_id"], policy: Some("subscription:get")),
+];
+
+/// Looks an action up by name.
+pub fn lookup(name: &str) -> Option<&'static ActionSpec> {
+    ACTIONS.iter().find(|a| a.name == name)
+}
+
+/// How the reference prints an action value it does not know (Python `str`).
+fn action_text(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => "None".into(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Bool(true)) => "True".into(),
+        Some(Value::Bool(false)) => "False".into(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// A frame that passed the shape check.
+#[derive(Debug)]
+pub struct Checked<'a> {
+    /// Its action.
+    pub spec: &'static ActionSpec,
+    /// Its headers (empty when absent).
+    pub headers: &'a Map<String, Value>,
+    /// Its body (empty when absent).
+    pub body: &'a Map<String, Value>,
+}
+
+impl Checked<'_> {
+    /// A string header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(Value::as_str)
+    }
+
+    /// A string body field.
+    pub fn str_field(&self, name: &str) -> Option<&str> {
+        self.body.get(name).and_then(Value::as_str)
+    }
+
+    /// An integer body field (the shape check typed it).
+    pub fn int_field(&self, name: &str) -> Option<i64> {
+        self.body.get(name).and_then(Value::as_i64)
+    }
+
+    /// The queue the frame names (validated by the caller).
+    pub fn queue(&self) -> Option<&str> {
+        self.str_field("queue_name")
+    }
+}
+
+static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
+
+/// Finds the frame's action and checks the frame against its shape.
+///
+/// # Errors
+/// [`FrameError::UnknownAction`] or [`FrameError::SchemaInvalid`] (with the
+/// reason, which is logged, not sent).
+pub fn check(doc: &Map<String, Value>) -> Result<Checked<'_>, FrameError> {
+    let spec = match doc.get("action") {
+        Some(Value::String(name)) => lookup(name),
+        _ => None,
+    }
+    .ok_or_else(|| FrameError::UnknownAction(action_text(doc.get("action"))))?;
+    let invalid = |why: String| FrameError::SchemaInvalid(why);
+    let empty = EMPTY.get_or_init(Map::new);
+    let headers = match doc.get("headers") {
+        Some(Value::Object(h)) => h,
+        Some(_) => return Err(invalid("headers is not an object".into())),
+        None => return Err(invalid("headers is required".into())),
+    };
+    for name in KNOWN_HEADERS {
+        if headers.get(*name).is_some_and(|v| !v.is_string()) {
+            return Err(invalid(format!("header {name} is not a string")));
+        }
+    }
+    if let Some(missing) = spec
+        .headers_required
+        .iter()
+        .find(|h| !headers.contains_key(**h))
+    {
+        return Err(invalid(format!("header {missing} is required")));
+    }
+    let body = match doc.get("body") {
+        Some(Value::Object(b)) => b,
+        Some(_) if spec.body_required || !spec.fields.is_empty() => {
+            return Err(invalid("body is not an object".into()))
+        }
+        Some(_) => empty,
+        None if spec.body_required => return Err(invalid("body is required".into())),
+        None => empty,
+    };
+    for (name, ty) in spec.fields {
+        if body.get(*name).is_some_and(|v| !ty.admits(v)) {
+            return Err(invalid(format!("body field {name} must be {ty:?}")));
+        }
+    }
+    if let Some(missing) = spec
+        .fields_required
+        .iter()
+        .find(|f| !body.contains_key(**f))
+    {
+        return Err(invalid(format!("body field {missing} is required")));
+    }
+    Ok(Checked {
+        spec,
+        headers,
+        body,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn check_json(v: Value) -> Result<&'static str, FrameError> {
+        let doc = v.as_object().unwrap().clone();
+        let doc: &'static Map<String, Value> = Box::leak(Box::new(doc));
+        check(doc).map(|c| c.spec.name)
+    }
+
+    const HDRS: fn() -> Value = || json!({"Client-ID": "c", "X-Project-ID": "p"});
+
+    #[test]
+    fn the_table_has_every_reference_action_once() {
+        assert_eq!(ACTIONS.len(), 34);
+        for a in ACTIONS {
+            assert_eq!(
+                ACTIONS
+                    .iter()
+                    .filter(|b| b.name == a.name || b.action == a.action)
+                    .count(),
+                1,
+                "{}",
+                a.name
+            );
+            for r in a.fields_required {
+                assert!(a.fields.iter().any(|(f, _)| f == r), "{}: {r}", a.name);
+            }
+        }
+        assert!(lookup("message_post").is_some());
+        assert!(lookup("topic_list").is_none());
+    }
+
+    #[test]
+    fn unknown_actions_are_named_as_the_reference_prints_them() {
+        let e = check_json(json!({"action": "nope", "headers": {}})).unwrap_err();
+        assert_eq!(e.to_string(), "nope is not a valid action");
+        let e = check_json(json!({"headers": {}})).unwrap_err();
+        assert_eq!(e.to_string(), "None is not a valid action");
+        let e = check_json(json!({"action": 5})).unwrap_err();
+        assert_eq!(e.to_string(), "5 is not a valid action");
+    }
+
+    #[test]
+    fn shape_checks() {
+        assert_eq!(
+            check_json(json!({"action": "queue_list", "headers": HDRS()})).unwrap(),
+            "queue_list"
+        );
+        assert_eq!(
+            check_json(json!({"action": "get_home_doc", "headers": {}})).unwrap(),
+            "get_home_doc"
+        );
+        let schema = |v: Value| matches!(check_json(v), Err(FrameError::SchemaInvalid(_)));
+        // missing headers, non-object headers, non-string known header
+        assert!(schema(json!({"action": "queue_list"})));
+        assert!(schema(json!({"action": "queue_list", "headers": []})));
+        assert!(schema(
+            json!({"action": "queue_list", "headers": {"Client-ID": 1, "X-Project-ID": "p"}})
+        ));
+        // required header / body / field
+        assert!(schema(
+            json!({"action": "queue_list", "headers": {"Client-ID": "c"}})
+        ));
+        assert!(schema(json!({"action": "queue_get", "headers": HDRS()})));
+        assert!(schema(
+            json!({"action": "queue_get", "headers": HDRS(), "body": {}})
+        ));
+        assert!(schema(
+            json!({"action": "queue_get", "headers": HDRS(), "body": []})
+        ));
+        // field types: integer is not float nor boolean
+        assert!(schema(
+            json!({"action": "queue_list", "headers": HDRS(), "body": {"limit": 1.5}})
+        ));
+        assert!(schema(
+            json!({"action": "queue_list", "headers": HDRS(), "body": {"limit": true}})
+        ));
+        assert!(schema(
+            json!({"action": "queue_list", "headers": HDRS(), "body": {"detailed": "yes"}})
+        ));
+        assert!(schema(
+            json!({"action": "message_post", "headers": HDRS(), "body": {"queue_name": "q", "messages": {}}})
+        ));
+        assert!(schema(
+            json!({"action": "authenticate", "headers": {"X-Project-ID": "p"}})
+        ));
+        // unknown fields and headers are allowed
+        assert!(check_json(json!({"action": "queue_get", "headers": {"Client-ID": "c", "X-Project-ID": "p", "X-Roles": ["a"]}, "body": {"queue_name": "q", "x": 1}})).is_ok());
+    }
+}
