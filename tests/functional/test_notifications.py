@@ -1,0 +1,211 @@
+"""Notifications delivered by the real binary to real receivers.
+
+Every server here allows 127.0.0.0/8 as subscriber network explicitly
+(``[notification] allowed_subscriber_networks``); by default such subscribers
+are refused (see test_subscriptions.py).  Receivers are small HTTP servers on
+loopback (receivers.py); e-mail goes through an ``smtp_command`` script that
+records what it reads, the mechanism the reference uses.
+"""
+
+import json
+import time
+
+import pytest
+import requests
+
+from receivers import Receiver, mail_recorder, read_mails, reserve_port
+from zaqar_testlib import Api, assert_error
+
+ALLOW_LOOPBACK = {"notification": {"allowed_subscriber_networks": "127.0.0.0/8"}}
+FAST_RETRIES = {"retries_with_no_delay": 0, "minimum_delay_retries": 120, "minimum_delay": 1,
+                "maximum_delay": 11, "maximum_delay_retries": 0}
+
+
+def merged(*dicts):
+    out = {}
+    for d in dicts:
+        for section, opts in d.items():
+            out.setdefault(section, {}).update(opts)
+    return out
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.close()
+
+
+def subscribe(api, q, subscriber, **extra):
+    resp = api.post(f"/v2/queues/{q}/subscriptions", json={"subscriber": subscriber, **extra})
+    assert resp.status_code == 201, resp.text
+    return resp.json()["subscription_id"]
+
+
+def test_every_posted_message_arrives(server_factory, receiver, project, qname):
+    srv = server_factory(ALLOW_LOOPBACK)
+    api = Api(srv.url, project)
+    subscribe(api, qname, receiver.url + "/hook")
+    api.post_messages(qname, [{"body": {"n": 1}, "ttl": 300}, {"body": "two", "ttl": 400}])
+    api.post_messages(qname, [{"body": [3], "ttl": 500}])
+    got = receiver.wait_for(3)
+    assert all(r["path"] == "/hook" for r in got)
+    assert all(r["headers"]["content-type"] == "application/json" for r in got)
+    bodies = sorted(receiver.json_bodies(), key=lambda b: b["ttl"])
+    assert bodies == [
+        {"ttl": 300, "body": {"n": 1}, "Message_Type": "Notification", "queue_name": qname},
+        {"ttl": 400, "body": "two", "Message_Type": "Notification", "queue_name": qname},
+        {"ttl": 500, "body": [3], "Message_Type": "Notification", "queue_name": qname},
+    ]
+    time.sleep(0.5)
+    assert len(receiver.requests) == 3, "each message is delivered once"
+
+
+def test_post_data_and_post_headers(server_factory, receiver, project, qname):
+    srv = server_factory(ALLOW_LOOPBACK)
+    api = Api(srv.url, project)
+    subscribe(api, qname, receiver.url + "/custom", options={
+        "post_data": '{"wrapped": "$zaqar_message$", "static": 1}',
+        "post_headers": {"X-Custom": "yes", "Content-Type": "application/vnd.test+json"},
+    })
+    api.post_messages(qname, [{"body": "payload", "ttl": 300}])
+    [req] = receiver.wait_for(1)
+    assert req["headers"]["x-custom"] == "yes"
+    assert req["headers"]["content-type"] == "application/vnd.test+json"
+    sent = json.loads(req["body"])
+    assert sent["static"] == 1
+    assert sent["wrapped"]["body"] == "payload" and sent["wrapped"]["queue_name"] == qname
+
+
+def test_5xx_answers_are_retried(server_factory, project, qname):
+    # The reference retries only on connection errors; we retry 5xx too.
+    receiver = Receiver(statuses=[503, 503])
+    try:
+        srv = server_factory(ALLOW_LOOPBACK)
+        api = Api(srv.url, project)
+        subscribe(api, qname, receiver.url + "/flaky")
+        api.post_messages(qname, [{"body": "persist", "ttl": 300}])
+        [ok] = receiver.wait_for(1)
+        assert [r["status"] for r in receiver.requests] == [503, 503, 200]
+        assert json.loads(ok["body"])["body"] == "persist"
+    finally:
+        receiver.close()
+
+
+def test_4xx_answers_are_final(server_factory, project, qname):
+    receiver = Receiver(statuses=[404])
+    try:
+        srv = server_factory(ALLOW_LOOPBACK)
+        api = Api(srv.url, project)
+        subscribe(api, qname, receiver.url + "/gone")
+        api.post_messages(qname, [{"body": 1, "ttl": 300}])
+        deadline = time.monotonic() + 10
+        while not receiver.requests and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.5)
+        assert [r["status"] for r in receiver.requests] == [404]
+    finally:
+        receiver.close()
+
+
+def test_receiver_down_across_a_server_restart(server_factory, project, qname):
+    port = reserve_port()
+    srv = server_factory(ALLOW_LOOPBACK)
+    api = Api(srv.url, project)
+    api.create_queue(qname, {"_retry_policy": FAST_RETRIES})
+    subscribe(api, qname, f"http://127.0.0.1:{port}/late")
+    api.post_messages(qname, [{"body": "survives", "ttl": 300}])
+    time.sleep(1.5)  # a few failed attempts while the receiver is down
+    srv.restart(graceful=False)
+    receiver = Receiver(port=port)
+    try:
+        [req] = receiver.wait_for(1, timeout=40)
+        assert json.loads(req["body"])["body"] == "survives"
+        time.sleep(1.5)
+        assert len(receiver.delivered()) == 1
+    finally:
+        receiver.close()
+
+
+def test_mailto_through_smtp_command(server_factory, tmp_path, project, qname):
+    command, mailbox = mail_recorder(tmp_path)
+    srv = server_factory(merged(ALLOW_LOOPBACK, {"notification": {"smtp_command": command}}))
+    api = Api(srv.url, project)
+    subscribe(api, qname, "mailto:ops@example.com?subject=Queue%20news",
+              options={"from": "zaqar@example.com"})
+    api.post_messages(qname, [{"body": {"alert": "disk"}, "ttl": 300}])
+    [mail] = read_mails(mailbox, 1)
+    headers, _, body = mail.partition("\n\n")
+    lines = headers.splitlines()
+    assert "to: ops@example.com" in lines
+    assert "from: zaqar@example.com" in lines
+    assert "subject: Queue news" in lines
+    assert json.loads(body) == {"ttl": 300, "body": {"alert": "disk"}, "Message_Type": "Notification",
+                                "queue_name": qname}
+
+
+def test_confirmation_flow(server_factory, receiver, project, qname):
+    srv = server_factory(merged(ALLOW_LOOPBACK, {
+        "notification": {"require_confirmation": "true"},
+        "signed_url": {"secret_key": "confirm-secret"},
+    }))
+    api = Api(srv.url, project)
+    sid = subscribe(api, qname, receiver.url + "/confirm-me")
+    [req] = receiver.wait_for(1)
+    conf = json.loads(req["body"])
+    assert conf["Message_Type"] == "SubscriptionConfirmation"
+    assert conf["Message"] == f"You have chosen to subscribe to the queue: {qname}"
+    assert conf["URL-Methods"] == "PUT"
+    assert conf["URL-Paths"] == f"/v2/queues/{qname}/subscriptions/{sid}/confirm"
+    assert conf["X-Project-ID"] == project
+    assert conf["SubscribeBody"] == {"confirmed": True}
+
+    # Unconfirmed: nothing is delivered.
+    api.post_messages(qname, [{"body": "not yet", "ttl": 300}])
+    time.sleep(1.5)
+    assert len(receiver.requests) == 1
+
+    # The subscriber confirms through the signed URL alone (no other credentials).
+    headers = {"URL-Signature": conf["URL-Signature"], "URL-Methods": conf["URL-Methods"],
+               "URL-Paths": conf["URL-Paths"], "URL-Expires": conf["URL-Expires"],
+               "X-Project-ID": conf["X-Project-ID"], "Client-ID": "3381af92-2b9e-11e3-b191-71861300734c",
+               "Content-Type": "application/json"}
+    tampered = dict(headers, **{"URL-Signature": "0" * 64})
+    bad = requests.put(srv.url + conf["URL-Paths"], headers=tampered, data=json.dumps(conf["SubscribeBody"]))
+    assert bad.status_code == 404 and bad.json() == {"title": "404 Not Found"}
+    ok = requests.put(srv.url + conf["URL-Paths"], headers=headers, data=json.dumps(conf["SubscribeBody"]))
+    assert ok.status_code == 204, ok.text
+    assert api.get(f"/v2/queues/{qname}/subscriptions/{sid}").json()["confirmed"] is True
+
+    api.post_messages(qname, [{"body": "now", "ttl": 300}])
+    got = receiver.wait_for(2)
+    assert json.loads(got[1]["body"])["body"] == "now"
+
+    # Unconfirming sends an UnsubscribeConfirmation.
+    api.put(f"/v2/queues/{qname}/subscriptions/{sid}/confirm", json={"confirmed": False})
+    got = receiver.wait_for(3)
+    assert json.loads(got[2]["body"])["Message_Type"] == "UnsubscribeConfirmation"
+
+
+def test_tutorial_example_stage(server_factory, project, qname):
+    srv = server_factory({
+        "storage": {"message_pipeline": "zaqar.stages.example.max_body_size"},
+        "stages:max_body_size": {"max_body_bytes": "64"},
+    })
+    api = Api(srv.url, project)
+    big = api.post(f"/v2/queues/{qname}/messages", json={"messages": [{"body": "x" * 100, "ttl": 300}]})
+    assert_error(big, 400, "Invalid API request", "Message body is larger than 64 bytes.")
+    assert api.list_messages(qname, echo="true") == []
+    api.post_messages(qname, [{"body": "small", "ttl": 300}])
+    assert [m["body"] for m in api.list_messages(qname, echo="true")] == ["small"]
+
+
+def test_notifier_named_in_the_pipeline_is_accepted(server_factory, receiver, project, qname):
+    srv = server_factory(merged(ALLOW_LOOPBACK,
+                                {"storage": {"message_pipeline": "zaqar.notification.notifier"}}))
+    api = Api(srv.url, project)
+    subscribe(api, qname, receiver.url)
+    api.post_messages(qname, [{"body": 1, "ttl": 300}])
+    receiver.wait_for(1)
+    time.sleep(0.5)
+    assert len(receiver.requests) == 1, "named and default notifier must not both run"
