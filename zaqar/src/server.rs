@@ -86,7 +86,9 @@ pub fn build_api(config: Arc<Config>) -> Result<Api, StartError> {
 pub fn build(config: Arc<Config>) -> Result<(Api, Option<Arc<Hub>>), StartError> {
     let clock: SharedClock = Arc::new(SystemClock);
     let backend = open_backend(&config, clock.clone())?;
-    let mut storage = StageRegistry::with_builtin_stages().assemble(backend, &config.pipeline)?;
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let mut storage =
+        StageRegistry::with_builtin_stages().assemble_with(backend, config.clone(), wake)?;
     let hub = config.serve_websocket.then(Hub::new);
     if let Some(hub) = &hub {
         storage.messages = PublishStage::wrap(storage.messages, hub.clone());
@@ -125,6 +127,19 @@ pub async fn serve_all(
         let _ = stop_tx.send(true);
     });
     let mut tasks = Vec::new();
+    if let Some(outbox) = api.storage().outbox.clone() {
+        let config = Arc::new(api.config().clone());
+        let wake = api.storage().outbox_wake.clone();
+        match crate::notification::Notifier::new(outbox, config, api.clock(), wake) {
+            Ok(notifier) => {
+                let mut stop = stop_rx.clone();
+                tasks.push(tokio::spawn(notifier.run(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })));
+            }
+            Err(e) => tracing::error!(error = %e, "notifications are disabled"),
+        }
+    }
     if let Some((listener, hub)) = websocket {
         // TODO(keystone): pass Authenticator::keystone(validator) once the
         // middleware crate's Validator is wired in (see websocket::auth).
