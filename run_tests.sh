@@ -120,7 +120,7 @@ as_root() {
 # Setup steps
 # ---------------------------------------------------------------------------
 
-APT_PACKAGES=(build-essential pkg-config python3-venv redis-server)
+APT_PACKAGES=(build-essential pkg-config libssl-dev python3-venv redis-server)
 
 install_system_packages() {
     local missing=() p
