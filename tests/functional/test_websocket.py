@@ -325,9 +325,18 @@ def test_subscription_actions(ws, q):
     assert ws.call("subscription_get", {"queue_name": q, "subscription_id": sid})[0] == 404
     status, body = ws.call("subscription_create", {"queue_name": q, "ttl": 10})
     assert status == 400 and body["description"] == "The TTL for a subscription must be at least 60 seconds long."
-    # webhook subscriptions need the subscriptions api core: a clear 501 until then
-    status, body = ws.call("subscription_create", {"queue_name": q, "subscriber": "http://example.invalid/"})
-    assert status in (201, 501), body
+    # a subscription with a subscriber is stored through the api core, as over HTTP
+    status, body = ws.call("subscription_create", {"queue_name": q, "subscriber": "mailto:ops@example.com",
+                                                   "ttl": 600, "options": {"from": "zaqar@example.com"}})
+    assert status == 201, body
+    sid = body["subscription_id"]
+    status, sub = ws.call("subscription_get", {"queue_name": q, "subscription_id": sid})
+    assert status == 200 and sub["subscriber"] == "mailto:ops@example.com" and sub["ttl"] == 600
+    assert [s["id"] for s in ws.call("subscription_list", {"queue_name": q})[1]["subscriptions"]] == [sid]
+    assert ws.call("subscription_delete", {"queue_name": q, "subscription_id": sid})[0] == 204
+    assert ws.call("subscription_get", {"queue_name": q, "subscription_id": sid})[0] == 404
+    status, body = ws.call("subscription_create", {"queue_name": q, "subscriber": "gopher://x"})
+    assert status == 400 and "subscriber type" in body["description"], body
 
 
 # ---------------------------------------------------------------------------

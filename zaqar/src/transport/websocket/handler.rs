@@ -17,10 +17,11 @@ use super::connection::Conn;
 use super::frame::{self, Echo, Encoding, FrameError};
 use crate::api::messages::{BulkDeleteOutcome, BulkDeleteParams, MessageListParams};
 use crate::api::queues::QueueListParams;
+use crate::api::subscriptions::SubscriptionListParams;
 use crate::api::{validate, Payload};
 use crate::context::RequestContext;
 use crate::error::ApiError;
-use crate::storage::{Message, QueueStats, Scope};
+use crate::storage::{Message, QueueStats, Scope, Subscription};
 
 /// Everything a frame can be answered with instead of a result.
 #[derive(Debug, thiserror::Error)]
@@ -504,11 +505,12 @@ async fn dispatch(
         Action::SubscriptionCreate => {
             let subscriber = c.str_field("subscriber").unwrap_or_default();
             if !subscriber.is_empty() {
-                // TODO(subscriptions): call Api::subscription_create (zaqar/src/api/subscriptions.rs,
-                // being written) once it is committed, and answer its result.
-                return Err(WsError::NotImplemented(
-                    "Subscriptions with a subscriber URI are not available over WebSocket yet; omit \
-                     `subscriber` to receive this queue's messages on this connection.",
+                // A stored subscription (webhook, mailto, trust+): the api core's rules.
+                let payload = payload_of(c, &["subscriber", "ttl", "options"]);
+                let id = api.subscription_create(ctx, q, &payload).await?;
+                return Ok((
+                    201,
+                    json!({"subscription_id": id, "message": format!("Subscription {q} created.")}),
                 ));
             }
             let ttl = c.int_field("ttl");
@@ -532,23 +534,34 @@ async fn dispatch(
         }
         Action::SubscriptionGet => {
             let id = str_field("subscription_id");
-            match conn.subscription(&ctx.project_id, q, &id) {
-                Some(sub) => Ok((200, sub.view(&id, conn.id()))),
-                // TODO(subscriptions): fall back to Api::subscription_get (api/subscriptions.rs).
-                None => {
-                    Err(ApiError::not_found(format!("Subscription {id} does not exist")).into())
-                }
+            if let Some(sub) = conn.subscription(&ctx.project_id, q, &id) {
+                return Ok((200, sub.view(&id, conn.id())));
             }
+            let sub = api.subscription_get(ctx, q, &id).await?;
+            Ok((200, stored_subscription_view(&sub, now)))
         }
         Action::SubscriptionDelete => {
             let id = str_field("subscription_id");
-            // TODO(subscriptions): also call Api::subscription_delete (api/subscriptions.rs) for stored ones.
-            conn.unsubscribe(&ctx.project_id, q, &id);
+            if conn.subscription(&ctx.project_id, q, &id).is_some() {
+                conn.unsubscribe(&ctx.project_id, q, &id);
+            } else {
+                api.subscription_delete(ctx, q, &id).await?;
+            }
             Ok((204, Value::from(format!("Subscription {id} removed."))))
         }
         Action::SubscriptionList => {
-            // TODO(subscriptions): add the stored ones from Api::subscription_list (api/subscriptions.rs).
-            let subs = conn.subscriptions_of(&ctx.project_id, q);
+            let params = SubscriptionListParams {
+                marker: c.str_field("marker").map(String::from),
+                limit: c.int_field("limit"),
+            };
+            let listing = api.subscription_list(ctx, q, params).await?;
+            let mut subs = conn.subscriptions_of(&ctx.project_id, q);
+            subs.extend(
+                listing
+                    .subscriptions
+                    .iter()
+                    .map(|s| stored_subscription_view(s, now)),
+            );
             Ok((200, json!({ "subscriptions": subs })))
         }
         Action::PoolList
@@ -574,6 +587,12 @@ fn payload_of_value(v: Option<&Value>) -> Payload {
         None => Payload::Absent,
         Some(v) => to_payload(v),
     }
+}
+
+/// A stored subscription, as HTTP shows it.
+fn stored_subscription_view(s: &Subscription, now: i64) -> Value {
+    serde_json::to_value(crate::transport::http::render::subscription_view(s, now))
+        .unwrap_or(Value::Null)
 }
 
 /// A subscription of this connection, as `subscription_get` shows it.
