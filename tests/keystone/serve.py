@@ -15,7 +15,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5055)
-    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     sys.argv = sys.argv[:1]
     from keystone.wsgi.api import application  # noqa: E402 (argv first)

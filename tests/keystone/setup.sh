@@ -13,6 +13,7 @@
 #   KEYSTONE_STATE_DIR  config, database, keys, log, env (default tests/keystone/.state)
 #   KEYSTONE_VENV       the virtualenv                  (default tests/keystone/.venv)
 #   KEYSTONE_PYTHON     interpreter for the venv        (default python3)
+#   KEYSTONE_THREADS    request threads (default 1: SQLite writes must not overlap)
 #   KEYSTONE_{ADMIN,SERVICE,ALICE,BOB}_PASSWORD        passwords of the test users
 #
 # After `start`, $KEYSTONE_STATE_DIR/env holds the URLs, ids and passwords;
@@ -28,6 +29,10 @@ PYTHON="${KEYSTONE_PYTHON:-python3}"
 URL="http://$HOST:$PORT"
 # Eventlet's deprecation notice is printed by every keystone-manage call.
 export PYTHONWARNINGS="${PYTHONWARNINGS:-ignore}"
+# One worker thread: Keystone on SQLite fails concurrent writes with
+# "database is locked" (a read transaction that upgrades to a write cannot
+# wait for another writer), which turns into HTTP 500 under parallel tests.
+THREADS="${KEYSTONE_THREADS:-1}"
 PIDFILE="$STATE/keystone.pid"
 LOG="$STATE/keystone.log"
 CONF="$STATE/keystone.conf"
@@ -95,6 +100,8 @@ debug = false
 
 [database]
 connection = sqlite:///$STATE/keystone.db
+# Test data: no fsync per commit.
+sqlite_synchronous = false
 
 [token]
 provider = fernet
@@ -151,7 +158,7 @@ serve() {
   else
     log "starting Keystone on $URL"
     OS_KEYSTONE_CONFIG_FILES="$CONF" setsid "$VENV/bin/python" "$HERE/serve.py" \
-      --host "$HOST" --port "$PORT" >>"$STATE/server.log" 2>&1 < /dev/null &
+      --host "$HOST" --port "$PORT" --threads "$THREADS" >>"$STATE/server.log" 2>&1 < /dev/null &
     echo $! > "$PIDFILE"
   fi
   local i
