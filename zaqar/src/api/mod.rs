@@ -9,6 +9,7 @@
 pub mod body;
 pub mod checksum;
 pub mod claims;
+pub mod health;
 pub mod messages;
 pub mod metadata;
 pub mod policy;

@@ -182,10 +182,7 @@ async fn handle_endpoint(
         } else {
             StatusCode::SERVICE_UNAVAILABLE
         })),
-        (Endpoint::Health, _) => Ok(json(&serde_json::json!({
-            "storage_reachable": api.ping().await,
-            "operation_status": {},
-        }))),
+        (Endpoint::Health, _) => Ok(json(&api.health().await)),
         (Endpoint::Queues, _) => {
             let params = QueueListParams {
                 marker: query.get("marker").map(String::from),

@@ -1,0 +1,130 @@
+//! `GET /v2/health`: whether storage answers, and a timed run of every
+//! storage operation on a throw-away queue of a throw-away project.
+
+use std::future::Future;
+use std::time::Instant;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use super::Api;
+use crate::storage::{ClaimRequest, ListQuery, Metadata, NewMessage, Scope, StorageResult};
+
+/// The result of one probed operation.
+#[derive(Clone, Debug, Serialize)]
+pub struct OperationStatus {
+    /// Whether it worked.
+    pub succeeded: bool,
+    /// How long it took.
+    pub seconds: f64,
+    /// A reference logged with the failure, to find it in the logs.
+    #[serde(rename = "ref")]
+    pub reference: Option<String>,
+}
+
+/// The health document.
+#[derive(Clone, Debug, Serialize)]
+pub struct Health {
+    /// Whether the store answers at all.
+    pub storage_reachable: bool,
+    /// Each probed operation by the reference's name, in the order run.
+    pub operation_status: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Messages the probe posts.
+const PROBE_MESSAGES: usize = 100;
+
+impl Api {
+    /// Runs the health probe.
+    pub async fn health(&self) -> Health {
+        let storage_reachable = self.ping().await;
+        let mut ops = serde_json::Map::new();
+        if !storage_reachable {
+            return Health {
+                storage_reachable,
+                operation_status: ops,
+            };
+        }
+        let scope = Scope::new(
+            format!("health-{}", uuid::Uuid::new_v4()),
+            format!("health-{}", uuid::Uuid::new_v4().simple()),
+        );
+        let client = uuid::Uuid::new_v4().to_string();
+        let s = &self.storage;
+        record(&mut ops, "create_queue", s.queues.create(&scope, &Metadata::new())).await;
+        let body = RawValue::from_string("{\"event\":\"health probe\"}".into()).ok();
+        let messages: Vec<NewMessage> = (0..PROBE_MESSAGES)
+            .filter_map(|_| {
+                Some(NewMessage {
+                    ttl: 600,
+                    delay: 0,
+                    body: body.clone()?,
+                    checksum: None,
+                })
+            })
+            .collect();
+        let ids = record(&mut ops, "post_messages", s.messages.post(&scope, &client, messages))
+            .await
+            .unwrap_or_default();
+        let request = ClaimRequest {
+            ttl: 60,
+            grace: 300,
+            limit: self.limits().max_messages_per_claim_or_pop as usize,
+            dead_letter: None,
+        };
+        let claim = record(&mut ops, "claim_messages", s.claims.create(&scope, &request))
+            .await
+            .flatten();
+        let query = ListQuery {
+            marker: None,
+            limit: self.limits().max_messages_per_page as usize,
+            echo: true,
+            client_id: client.clone(),
+            include_claimed: true,
+            include_delayed: true,
+        };
+        record(&mut ops, "list_messages", s.messages.list(&scope, &query)).await;
+        if let Some(claim) = &claim {
+            let deletes = async {
+                for m in &claim.messages {
+                    s.messages.delete(&scope, &m.id, Some(&claim.id)).await?;
+                }
+                Ok(())
+            };
+            record(&mut ops, "delete_messages", deletes).await;
+            record(&mut ops, "delete_claim", s.claims.delete(&scope, &claim.id)).await;
+        }
+        record(&mut ops, "bulk_delete_messages", s.messages.bulk_delete(&scope, &ids, None)).await;
+        record(&mut ops, "delete_queue", s.queues.delete(&scope)).await;
+        Health {
+            storage_reachable,
+            operation_status: ops,
+        }
+    }
+}
+
+/// Times `op`, records its status under `name`, and returns its value.
+async fn record<T>(
+    ops: &mut serde_json::Map<String, serde_json::Value>,
+    name: &str,
+    op: impl Future<Output = StorageResult<T>>,
+) -> Option<T> {
+    let started = Instant::now();
+    let result = op.await;
+    let seconds = started.elapsed().as_secs_f64();
+    let (succeeded, reference, value) = match result {
+        Ok(v) => (true, None, Some(v)),
+        Err(e) => {
+            let reference = uuid::Uuid::new_v4().to_string();
+            tracing::warn!(operation = name, %reference, error = %e, "health probe failed");
+            (false, Some(reference), None)
+        }
+    };
+    let status = OperationStatus {
+        succeeded,
+        seconds,
+        reference,
+    };
+    ops.insert(name.to_owned(), serde_json::to_value(status).unwrap_or_default());
+    value
+}
