@@ -261,31 +261,50 @@ impl Connector {
     }
 
     /// Runs `op` (named `what` in errors) on the connection within the deadline.
-    pub(crate) async fn run<T, F, Fut>(&self, what: &'static str, op: F) -> StorageResult<T>
+    ///
+    /// `idempotent` operations (running them twice leaves the same state
+    /// and answer as running them once) are tried once more on a fresh
+    /// connection when the cached one turns out broken, as it is after
+    /// Redis restarted; the others answer `Unavailable` at once, since the
+    /// command may have run before the connection broke.
+    pub(crate) async fn run<T, F, Fut>(
+        &self,
+        what: &'static str,
+        idempotent: bool,
+        op: F,
+    ) -> StorageResult<T>
     where
-        F: FnOnce(Conn) -> Fut,
+        F: Fn(Conn) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         let deadline = Instant::now() + self.request_timeout;
-        let conn = self.connection(deadline).await?;
-        match timeout_at(deadline, op(conn)).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => {
-                if drops_connection(&e) {
-                    self.invalidate();
+        let mut may_retry = idempotent;
+        loop {
+            let conn = self.connection(deadline).await?;
+            match timeout_at(deadline, op(conn)).await {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(e)) => {
+                    if drops_connection(&e) {
+                        self.invalidate();
+                        if may_retry {
+                            may_retry = false;
+                            tracing::info!(operation = what, error = %e, "Redis connection broken; retrying");
+                            continue;
+                        }
+                    }
+                    tracing::warn!(operation = what, error = %e, "Redis operation failed");
+                    return Err(StorageError::Unavailable(format!(
+                        "Redis {what} failed: {e}"
+                    )));
                 }
-                tracing::warn!(operation = what, error = %e, "Redis operation failed");
-                Err(StorageError::Unavailable(format!(
-                    "Redis {what} failed: {e}"
-                )))
-            }
-            Err(_) => {
-                self.invalidate();
-                tracing::warn!(operation = what, "Redis operation timed out");
-                Err(StorageError::Unavailable(format!(
-                    "Redis did not complete {what} within {:?}",
-                    self.request_timeout
-                )))
+                Err(_) => {
+                    self.invalidate();
+                    tracing::warn!(operation = what, "Redis operation timed out");
+                    return Err(StorageError::Unavailable(format!(
+                        "Redis did not complete {what} within {:?}",
+                        self.request_timeout
+                    )));
+                }
             }
         }
     }

@@ -247,6 +247,7 @@ impl RedisStore {
     async fn eval_queue<T>(
         &self,
         what: &'static str,
+        idempotent: bool,
         script: &Script,
         scope: &Scope,
         args: Vec<String>,
@@ -254,14 +255,15 @@ impl RedisStore {
     where
         T: FromRedisValue + Send,
     {
-        let prefix = keys::queue_prefix(&self.inner.ns, scope);
+        let prefix = &keys::queue_prefix(&self.inner.ns, scope);
+        let args = &args;
         let now = self.inner.clock.now_ms();
         self.inner
             .conn
-            .run(what, |mut conn| async move {
-                let mut call = script.key(keys::queue_route_key(&prefix));
-                call.arg(&prefix).arg(now);
-                for a in &args {
+            .run(what, idempotent, |mut conn| async move {
+                let mut call = script.key(keys::queue_route_key(prefix));
+                call.arg(prefix).arg(now);
+                for a in args {
                     call.arg(a);
                 }
                 call.invoke_async(&mut conn).await
@@ -273,17 +275,18 @@ impl RedisStore {
     async fn eval_project<T>(
         &self,
         what: &'static str,
+        idempotent: bool,
         project: &str,
         args: &[&str],
     ) -> StorageResult<T>
     where
         T: FromRedisValue + Send,
     {
-        let prefix = keys::project_prefix(&self.inner.ns, project);
+        let prefix = &keys::project_prefix(&self.inner.ns, project);
         let script = &self.inner.scripts.queue;
         self.inner
             .conn
-            .run(what, |mut conn| async move {
+            .run(what, idempotent, |mut conn| async move {
                 let mut call = script.key(format!("{prefix}:queues"));
                 call.key(format!("{prefix}:meta"));
                 for a in args {
@@ -324,10 +327,10 @@ impl RedisStore {
         }
         let s = &self.inner.scripts;
         let _: String = self
-            .eval_queue("dead-letter insert", &s.dlq_insert, to, args)
+            .eval_queue("dead-letter insert", true, &s.dlq_insert, to, args)
             .await?;
         let _: String = self
-            .eval_queue("dead-letter acknowledge", &s.dlq_ack, from, ids)
+            .eval_queue("dead-letter acknowledge", true, &s.dlq_ack, from, ids)
             .await?;
         Ok(())
     }
@@ -350,6 +353,7 @@ impl QueueStore for RedisStore {
         let created: i64 = self
             .eval_project(
                 "queue create",
+                false,
                 &scope.project,
                 &["create", &scope.queue, &json],
             )
@@ -362,12 +366,13 @@ impl QueueStore for RedisStore {
             "{}:meta",
             keys::project_prefix(&self.inner.ns, &scope.project)
         );
+        let key = &key;
         let json: Option<String> = self
             .inner
             .conn
-            .run("queue get", |mut conn| async move {
+            .run("queue get", true, |mut conn| async move {
                 ::redis::cmd("HGET")
-                    .arg(&key)
+                    .arg(key)
                     .arg(&scope.queue)
                     .query_async(&mut conn)
                     .await
@@ -381,6 +386,7 @@ impl QueueStore for RedisStore {
         let updated: i64 = self
             .eval_project(
                 "queue update",
+                true,
                 &scope.project,
                 &["set", &scope.queue, &json],
             )
@@ -394,7 +400,12 @@ impl QueueStore for RedisStore {
 
     async fn delete(&self, scope: &Scope) -> StorageResult<()> {
         let _: String = self
-            .eval_project("queue delete", &scope.project, &["delete", &scope.queue])
+            .eval_project(
+                "queue delete",
+                true,
+                &scope.project,
+                &["delete", &scope.queue],
+            )
             .await?;
         Ok(())
     }
@@ -410,6 +421,7 @@ impl QueueStore for RedisStore {
         let (names, metas): (Vec<String>, Vec<String>) = self
             .eval_project(
                 "queue list",
+                true,
                 project,
                 &["list", marker.unwrap_or(""), &limit, flag(detailed)],
             )
@@ -430,11 +442,11 @@ impl QueueStore for RedisStore {
     }
 
     async fn count(&self, project: &str) -> StorageResult<u64> {
-        let key = format!("{}:queues", keys::project_prefix(&self.inner.ns, project));
+        let key = &format!("{}:queues", keys::project_prefix(&self.inner.ns, project));
         self.inner
             .conn
-            .run("queue count", |mut conn| async move {
-                ::redis::cmd("ZCARD").arg(&key).query_async(&mut conn).await
+            .run("queue count", true, |mut conn| async move {
+                ::redis::cmd("ZCARD").arg(key).query_async(&mut conn).await
             })
             .await
     }
@@ -442,7 +454,7 @@ impl QueueStore for RedisStore {
     async fn is_alive(&self) -> bool {
         self.inner
             .conn
-            .run("ping", |mut conn| async move {
+            .run("ping", true, |mut conn| async move {
                 ::redis::cmd("PING").query_async::<String>(&mut conn).await
             })
             .await
@@ -477,7 +489,7 @@ impl MessageStore for RedisStore {
             ]);
         }
         let _: i64 = self
-            .eval_queue("message post", &self.inner.scripts.post, scope, args)
+            .eval_queue("message post", false, &self.inner.scripts.post, scope, args)
             .await?;
         Ok(ids)
     }
@@ -492,7 +504,7 @@ impl MessageStore for RedisStore {
             flag(query.include_delayed).to_owned(),
         ];
         let (marker, rows): (String, Vec<MessageRow>) = self
-            .eval_queue("message list", &self.inner.scripts.list, scope, args)
+            .eval_queue("message list", true, &self.inner.scripts.list, scope, args)
             .await?;
         let messages = to_messages(rows)?;
         Ok(MessagePage {
@@ -505,6 +517,7 @@ impl MessageStore for RedisStore {
         let rows: Vec<MessageRow> = self
             .eval_queue(
                 "message get",
+                true,
                 &self.inner.scripts.get,
                 scope,
                 vec![id.to_owned()],
@@ -521,7 +534,13 @@ impl MessageStore for RedisStore {
         unique.sort();
         unique.dedup();
         let rows: Vec<MessageRow> = self
-            .eval_queue("message bulk get", &self.inner.scripts.get, scope, unique)
+            .eval_queue(
+                "message bulk get",
+                true,
+                &self.inner.scripts.get,
+                scope,
+                unique,
+            )
             .await?;
         to_messages(rows)
     }
@@ -533,7 +552,13 @@ impl MessageStore for RedisStore {
             claim_id.unwrap_or("").to_owned(),
         ];
         let outcome: String = self
-            .eval_queue("message delete", &self.inner.scripts.delete, scope, args)
+            .eval_queue(
+                "message delete",
+                true,
+                &self.inner.scripts.delete,
+                scope,
+                args,
+            )
             .await?;
         match outcome.as_str() {
             "ok" => Ok(()),
@@ -565,6 +590,7 @@ impl MessageStore for RedisStore {
         let outcome: String = self
             .eval_queue(
                 "message bulk delete",
+                true,
                 &self.inner.scripts.bulk_delete,
                 scope,
                 args,
@@ -583,6 +609,7 @@ impl MessageStore for RedisStore {
         let rows: Vec<MessageRow> = self
             .eval_queue(
                 "message pop",
+                false,
                 &self.inner.scripts.pop,
                 scope,
                 vec![limit.to_string()],
@@ -593,7 +620,13 @@ impl MessageStore for RedisStore {
 
     async fn stats(&self, scope: &Scope) -> StorageResult<QueueStats> {
         let (total, free, oid, ocr, nid, ncr): (u64, u64, String, i64, String, i64) = self
-            .eval_queue("queue stats", &self.inner.scripts.stats, scope, Vec::new())
+            .eval_queue(
+                "queue stats",
+                true,
+                &self.inner.scripts.stats,
+                scope,
+                Vec::new(),
+            )
             .await?;
         let stamp = |id: String, created_ms: i64| {
             (!id.is_empty()).then_some(MessageStamp { id, created_ms })
@@ -609,7 +642,13 @@ impl MessageStore for RedisStore {
 
     async fn purge(&self, scope: &Scope) -> StorageResult<()> {
         let _: String = self
-            .eval_queue("queue purge", &self.inner.scripts.purge, scope, Vec::new())
+            .eval_queue(
+                "queue purge",
+                true,
+                &self.inner.scripts.purge,
+                scope,
+                Vec::new(),
+            )
             .await?;
         Ok(())
     }
@@ -638,6 +677,7 @@ impl ClaimStore for RedisStore {
         let (rows, dead): (Vec<MessageRow>, Vec<DeadRow>) = self
             .eval_queue(
                 "claim create",
+                false,
                 &self.inner.scripts.claim_create,
                 scope,
                 args,
@@ -654,6 +694,7 @@ impl ClaimStore for RedisStore {
         let reply: ::redis::Value = self
             .eval_queue(
                 "claim get",
+                true,
                 &self.inner.scripts.claim_get,
                 scope,
                 vec![claim_id.to_owned()],
@@ -686,6 +727,7 @@ impl ClaimStore for RedisStore {
         let outcome: String = self
             .eval_queue(
                 "claim update",
+                true,
                 &self.inner.scripts.claim_update,
                 scope,
                 args,
@@ -701,6 +743,7 @@ impl ClaimStore for RedisStore {
         let _: String = self
             .eval_queue(
                 "claim delete",
+                true,
                 &self.inner.scripts.claim_delete,
                 scope,
                 vec![claim_id.to_owned()],

@@ -234,6 +234,7 @@ async fn interrupted_dead_letter_move_is_finished_later() {
     let (rows, dead): (Vec<super::MessageRow>, Vec<super::DeadRow>) = store
         .eval_queue(
             "claim create",
+            false,
             &store.inner.scripts.claim_create,
             &src,
             args,
@@ -304,4 +305,213 @@ async fn unreachable_redis_is_unavailable_quickly() {
         "took {:?}",
         started.elapsed()
     );
+}
+
+// ------------------------------------------------------ faults, durability
+
+/// A redis-server this test process starts (and ends) itself.
+struct OwnRedis {
+    child: std::process::Child,
+    port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl OwnRedis {
+    /// Starts redis-server on `port` (0 = a free one) with data in `dir`,
+    /// AOF with `appendfsync always`. `None` when redis-server is missing.
+    fn start(port: u16, dir: &std::path::Path) -> Option<OwnRedis> {
+        let port = if port == 0 {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").ok()?;
+            listener.local_addr().ok()?.port()
+        } else {
+            port
+        };
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let redis = OwnRedis {
+            child,
+            port,
+            dir: dir.to_owned(),
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server on {port} did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(redis)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// `kill -9`: no shutdown, no final fsync.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn restart(mut self) -> OwnRedis {
+        self.kill();
+        OwnRedis::start(self.port, &self.dir).expect("restart redis-server")
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn own_redis(dir: &std::path::Path) -> Option<OwnRedis> {
+    // Only where Redis tests are wanted (the same switch as the suite).
+    test_url("ZAQAR_TEST_REDIS_URL")?;
+    let redis = OwnRedis::start(0, dir);
+    if redis.is_none() {
+        eprintln!("skipped: redis-server not found");
+    }
+    redis
+}
+
+/// Redis goes away: requests fail with Unavailable within the configured
+/// time (no hang, no panic), ping says false; Redis comes back on the same
+/// address: the same store works again without being rebuilt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovers_after_redis_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut redis) = own_redis(dir.path()) else {
+        return;
+    };
+    let mut options = options(&redis.url());
+    options.request_timeout = Duration::from_secs(2);
+    options.reconnect_sleep = Duration::from_millis(100);
+    let backend = RedisStore::connect(options, Arc::new(ManualClock::new()))
+        .unwrap()
+        .backend();
+    let scope = Scope::new("p", "q");
+    let before = backend
+        .messages
+        .post(&scope, "c", vec![msg(1, 600)])
+        .await
+        .unwrap();
+    assert!(backend.queues.is_alive().await);
+
+    redis.kill();
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        let err = backend
+            .messages
+            .post(&scope, "c", vec![msg(2, 600)])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StorageError::Unavailable(_)), "{err:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "took {:?}",
+            started.elapsed()
+        );
+        assert!(!backend.queues.is_alive().await);
+    }
+
+    let _redis = redis.restart();
+    assert!(backend.queues.is_alive().await);
+    let after = backend
+        .messages
+        .post(&scope, "c", vec![msg(3, 600)])
+        .await
+        .unwrap();
+    let listed: Vec<String> = backend
+        .messages
+        .list(&scope, &everything())
+        .await
+        .unwrap()
+        .messages
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    // appendfsync always: what was acknowledged before the kill is still there.
+    assert_eq!(listed, [before, after].concat());
+}
+
+/// With `appendfsync always`, every acknowledged post, claim and delete
+/// survives `kill -9` of Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(redis) = own_redis(dir.path()) else {
+        return;
+    };
+    let clock = ManualClock::new();
+    let backend = RedisStore::connect(options(&redis.url()), Arc::new(clock.clone()))
+        .unwrap()
+        .backend();
+    let scope = Scope::new("p", "durable");
+    let mut posted = Vec::new();
+    for round in 0..20 {
+        posted.extend(
+            backend
+                .messages
+                .post(
+                    &scope,
+                    "c",
+                    (0..5).map(|n| msg(round * 5 + n, 600)).collect(),
+                )
+                .await
+                .unwrap(),
+        );
+    }
+    let request = ClaimRequest {
+        ttl: 300,
+        grace: 60,
+        limit: 10,
+        dead_letter: None,
+    };
+    let claim = backend
+        .claims
+        .create(&scope, &request)
+        .await
+        .unwrap()
+        .unwrap();
+    backend
+        .messages
+        .delete(&scope, &posted[0], Some(&claim.id))
+        .await
+        .unwrap();
+
+    let _redis = redis.restart();
+    let listed: Vec<String> = {
+        let mut query = everything();
+        let mut all = Vec::new();
+        loop {
+            let page = backend.messages.list(&scope, &query).await.unwrap();
+            if page.messages.is_empty() {
+                break all;
+            }
+            all.extend(page.messages.into_iter().map(|m| m.id));
+            query.marker = page.next_marker;
+        }
+    };
+    assert_eq!(listed, posted[1..]);
+    let info = backend
+        .claims
+        .get(&scope, &claim.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(info.messages.len(), 9);
 }
