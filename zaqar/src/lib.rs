@@ -5,6 +5,7 @@
 //! (pipeline stages, then a driver).
 
 pub mod api;
+pub mod bench;
 pub mod config;
 pub mod context;
 pub mod error;
