@@ -225,7 +225,10 @@ const DEFAULT_SMTP_COMMAND: &str = "/usr/sbin/sendmail -t -oi";
 const DEFAULT_SENDER: &str = "Zaqar Notifications <no-reply@openstack.org>";
 
 fn split_command(v: &str) -> Vec<String> {
-    v.split(' ').filter(|s| !s.is_empty()).map(String::from).collect()
+    v.split(' ')
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 /// `[signed_url]`: pre-signed URLs.
@@ -234,6 +237,25 @@ pub struct SignedUrlConfig {
     /// `secret_key`: the HMAC key; without it no URL can be signed (share
     /// answers 400) and no confirmation is sent.
     pub secret_key: Option<String>,
+}
+
+/// Message stores this build can open (`[drivers] message_store`).
+pub const MESSAGE_STORES: &[&str] = &["sqlite", "redis"];
+
+/// Management stores accepted in `[drivers] management_store`. Queue records
+/// live with the message store, so any of the reference's names is accepted
+/// and logged.
+pub const MANAGEMENT_STORES: &[&str] = &["sqlite", "redis", "sqlalchemy", "mongodb"];
+
+/// `[drivers:message_store:redis]`: where the Redis driver connects.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RedisConfig {
+    /// Connection URI (standalone, Sentinel, unix socket, TLS or Cluster form).
+    pub uri: String,
+    /// Reconnection attempts before a request fails with 503.
+    pub max_reconnect_attempts: u32,
+    /// First pause between reconnections, in seconds (doubled each time).
+    pub reconnect_sleep: f64,
 }
 
 /// A listener address (`bind` + `port`).
@@ -277,6 +299,8 @@ pub struct Config {
     pub websocket: Listen,
     /// `[drivers:message_store:sqlite] uri`: the database file.
     pub sqlite_path: PathBuf,
+    /// `[drivers:message_store:redis]`.
+    pub redis: RedisConfig,
     /// `[transport]`.
     pub transport: TransportConfig,
     /// `[storage] *_pipeline`.
@@ -285,6 +309,16 @@ pub struct Config {
     pub notification: NotificationConfig,
     /// `[signed_url]`.
     pub signed_url: SignedUrlConfig,
+    /// `[metrics] enabled` (ours): serve `GET /metrics` (Prometheus text) on
+    /// the HTTP listener. Off by default: the endpoint is not behind
+    /// authentication (scrapers hold no Keystone token), so an operator
+    /// turns it on where the listener is not reachable from tenants, or
+    /// filters the path in front of it.
+    pub metrics_enabled: bool,
+    /// The directory of the configuration file ([`Config::load`] sets it):
+    /// relative paths such as `[oslo_policy] policy_file` are taken from
+    /// there. `None` for a configuration that came from no file.
+    pub config_dir: Option<PathBuf>,
     /// Every section as read, for the parts of the server (and its
     /// libraries) that read their own sections (`[keystone_authtoken]`, ...).
     pub sections: BTreeMap<String, HashMap<String, String>>,
@@ -459,13 +493,18 @@ impl Config {
             path: path.to_owned(),
             reason: e.to_string(),
         })?;
-        Config::parse(&text).map_err(|e| match e {
+        let mut config = Config::parse(&text).map_err(|e| match e {
             ConfigError::Read { reason, .. } => ConfigError::Read {
                 path: path.to_owned(),
                 reason,
             },
             other => other,
-        })
+        })?;
+        config.config_dir = Some(match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+            _ => PathBuf::from("."),
+        });
+        Ok(config)
     }
 
     /// Parses INI text.
@@ -547,17 +586,57 @@ impl Config {
             message_store = r.string("drivers", "storage", "sqlite");
         }
         let management_store = r.string("drivers", "management_store", "sqlite");
-        for (option, value) in [
-            ("message_store", &message_store),
-            ("management_store", &management_store),
-        ] {
-            if value != "sqlite" {
-                return Err(invalid(
-                    "drivers",
-                    option,
-                    format!("{value:?} is not a driver of this build (available: sqlite)"),
-                ));
-            }
+        if !MESSAGE_STORES.contains(&message_store.as_str()) {
+            return Err(invalid(
+                "drivers",
+                "message_store",
+                format!(
+                    "{message_store:?} is not a driver of this build (available: {})",
+                    MESSAGE_STORES.join(", ")
+                ),
+            ));
+        }
+        if !MANAGEMENT_STORES.contains(&management_store.as_str()) {
+            return Err(invalid(
+                "drivers",
+                "management_store",
+                format!(
+                    "{management_store:?} is not a management store we know (known: {})",
+                    MANAGEMENT_STORES.join(", ")
+                ),
+            ));
+        }
+        if management_store != message_store {
+            tracing::info!(
+                "[drivers] management_store = {management_store}: queue records are kept by the \
+                 message store ({message_store}), so no separate management database is used"
+            );
+        }
+        let redis = RedisConfig {
+            uri: r.string(
+                "drivers:message_store:redis",
+                "uri",
+                "redis://127.0.0.1:6379",
+            ),
+            max_reconnect_attempts: r.parse(
+                "drivers:message_store:redis",
+                "max_reconnect_attempts",
+                10,
+            )?,
+            reconnect_sleep: r.parse("drivers:message_store:redis", "reconnect_sleep", 1.0)?,
+        };
+        if !(0.0..=3600.0).contains(&redis.reconnect_sleep) {
+            return Err(invalid(
+                "drivers:message_store:redis",
+                "reconnect_sleep",
+                format!(
+                    "{} is not between 0 and 3600 seconds",
+                    redis.reconnect_sleep
+                ),
+            ));
+        }
+        for option in ["uri", "max_reconnect_attempts", "reconnect_sleep"] {
+            let _ = r.raw("drivers:management_store:redis", option);
         }
 
         let http = Listen {
@@ -660,6 +739,7 @@ impl Config {
             secret_key: r.raw("signed_url", "secret_key").filter(|k| !k.is_empty()),
         };
         let _ = r.raw("storage", "topic_pipeline");
+        let metrics_enabled = r.boolean("metrics", "enabled", false)?;
 
         for unused in r.unused() {
             tracing::warn!("unknown configuration option {unused} is ignored");
@@ -675,10 +755,13 @@ impl Config {
             http,
             websocket,
             sqlite_path,
+            redis,
             transport,
             pipeline,
             notification,
             signed_url,
+            metrics_enabled,
+            config_dir: None,
             sections: r.sections,
         })
     }
@@ -706,7 +789,11 @@ fn read_notification(r: &mut Reader) -> Result<NotificationConfig, ConfigError> 
     let optional = |r: &mut Reader, o: &str| r.raw(s, o).filter(|v| !v.is_empty());
     let smtp_host = optional(r, "smtp_host");
     if smtp_mode == SmtpMode::SelfLocal && smtp_host.is_none() {
-        return Err(invalid(s, "smtp_host", "required when smtp_mode = self_local".into()));
+        return Err(invalid(
+            s,
+            "smtp_host",
+            "required when smtp_mode = self_local".into(),
+        ));
     }
     let max_notifier_workers = r.int(s, "max_notifier_workers", 10, 1)?;
     let webhook_timeout = r.int(s, "webhook_timeout", d.webhook_timeout_secs as i64, 1)?;
@@ -747,7 +834,11 @@ fn read_notification(r: &mut Reader) -> Result<NotificationConfig, ConfigError> 
 
 /// Reads an oslo.config dict option `topic:…,body:…,sender:…`. Values may
 /// contain commas: a comma only separates entries when a known key follows.
-fn email_template(r: &mut Reader, option: &str, default: &EmailTemplate) -> Result<EmailTemplate, ConfigError> {
+fn email_template(
+    r: &mut Reader,
+    option: &str,
+    default: &EmailTemplate,
+) -> Result<EmailTemplate, ConfigError> {
     let Some(raw) = r.raw("notification", option).filter(|v| !v.is_empty()) else {
         return Ok(default.clone());
     };
@@ -837,7 +928,10 @@ mod tests {
     fn notification_and_signed_url_sections() {
         let c = Config::parse("").unwrap();
         assert_eq!(c.notification.max_notifier_workers, 10);
-        assert_eq!(c.notification.smtp_command, vec!["/usr/sbin/sendmail", "-t", "-oi"]);
+        assert_eq!(
+            c.notification.smtp_command,
+            vec!["/usr/sbin/sendmail", "-t", "-oi"]
+        );
         assert!(c.notification.allowed_subscriber_networks.is_empty());
         assert!(c.signed_url.secret_key.is_none());
         let c = Config::parse(
@@ -853,18 +947,51 @@ mod tests {
         assert_eq!(c.notification.allowed_subscriber_networks.len(), 2);
         assert_eq!(c.notification.smtp_command, vec!["/bin/cat", "-u"]);
         let t = &c.notification.subscription_confirmation_email_template;
-        assert_eq!((t.topic.as_str(), t.body.as_str(), t.sender.as_str()), ("Hi, there", "Go {2}, now", "me@x"));
+        assert_eq!(
+            (t.topic.as_str(), t.body.as_str(), t.sender.as_str()),
+            ("Hi, there", "Go {2}, now", "me@x")
+        );
         assert_eq!(c.signed_url.secret_key.as_deref(), Some("s3cret"));
         assert_eq!(c.pipeline.subscription, vec!["x"]);
         for (text, option) in [
-            ("[notification]\nmax_notifier_workers = 0\n", "[notification] max_notifier_workers:"),
-            ("[notification]\nallowed_subscriber_networks = nope\n", "[notification] allowed_subscriber_networks:"),
-            ("[notification]\nsmtp_mode = carrier_pigeon\n", "[notification] smtp_mode:"),
-            ("[notification]\nsmtp_mode = self_local\n", "[notification] smtp_host:"),
+            (
+                "[notification]\nmax_notifier_workers = 0\n",
+                "[notification] max_notifier_workers:",
+            ),
+            (
+                "[notification]\nallowed_subscriber_networks = nope\n",
+                "[notification] allowed_subscriber_networks:",
+            ),
+            (
+                "[notification]\nsmtp_mode = carrier_pigeon\n",
+                "[notification] smtp_mode:",
+            ),
+            (
+                "[notification]\nsmtp_mode = self_local\n",
+                "[notification] smtp_host:",
+            ),
         ] {
             let e = Config::parse(text).unwrap_err();
             assert!(e.to_string().starts_with(option), "{e}");
         }
+    }
+
+    #[test]
+    fn redis_store_and_reference_management_names() {
+        let c = Config::parse(
+            "[drivers]\nmessage_store = redis\nmanagement_store = sqlalchemy\n\
+             [drivers:message_store:redis]\nuri = redis://h:1?dbid=2\nreconnect_sleep = 0.5\n",
+        )
+        .unwrap();
+        assert_eq!(c.message_store, "redis");
+        assert_eq!(c.redis.uri, "redis://h:1?dbid=2");
+        assert_eq!(c.redis.reconnect_sleep, 0.5);
+        assert_eq!(c.redis.max_reconnect_attempts, 10);
+        let e = Config::parse("[drivers]\nmanagement_store = swift\n").unwrap_err();
+        assert!(
+            e.to_string().starts_with("[drivers] management_store:"),
+            "{e}"
+        );
     }
 
     #[test]

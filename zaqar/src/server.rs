@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-use crate::api::policy::Policy;
+use crate::api::policy::{Policy, PolicyError};
 use crate::api::Api;
+use crate::auth::{AuthConfigError, AuthLayer, KeystoneTokens};
 use crate::config::{AuthStrategy, Config};
 use crate::storage::clock::SharedClock;
 use crate::storage::pipeline::{Backend, StageRegistry};
@@ -38,6 +39,12 @@ pub enum StartError {
         /// The error.
         source: std::io::Error,
     },
+    /// The policy file is missing or invalid.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// `[keystone_authtoken]` is incomplete or invalid.
+    #[error(transparent)]
+    Auth(#[from] AuthConfigError),
     /// Something the configuration asks for is not available in this build.
     #[error("{0}")]
     Unsupported(String),
@@ -61,6 +68,17 @@ pub fn open_backend(config: &Config, clock: SharedClock) -> Result<Backend, Star
                 }
             }
             Ok(SqliteStore::open(&config.sqlite_path, clock)?.backend())
+        }
+        #[cfg(feature = "redis")]
+        "redis" => {
+            use crate::storage::redis::{RedisOptions, RedisStore};
+            let mut options = RedisOptions::from_uri(&config.redis.uri).map_err(|e| {
+                StartError::Unsupported(format!("[drivers:message_store:redis] uri: {e}"))
+            })?;
+            options.max_reconnect_attempts = config.redis.max_reconnect_attempts;
+            options.reconnect_sleep =
+                std::time::Duration::from_secs_f64(config.redis.reconnect_sleep);
+            Ok(RedisStore::connect(options, clock)?.backend())
         }
         other => Err(StartError::Unsupported(format!(
             "message store {other:?} is not in this build"
@@ -98,23 +116,42 @@ pub fn build(config: Arc<Config>) -> Result<(Api, Option<Arc<Hub>>), StartError>
 
 /// Serves the HTTP API on `http` until `shutdown` completes, then lets
 /// in-flight requests finish.
+///
+/// # Errors
+/// The policy file or `[keystone_authtoken]` is invalid.
 pub async fn serve(
     api: Api,
     http: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) {
-    serve_all(api, Some(http), None, shutdown).await;
+) -> Result<(), StartError> {
+    serve_all(api, Some(http), None, shutdown).await
+}
+
+/// The policy and the auth layer the configuration asks for. Does not
+/// contact Keystone.
+///
+/// # Errors
+/// The policy file or `[keystone_authtoken]` is invalid.
+pub fn build_access(config: &Config) -> Result<(Policy, AuthLayer), StartError> {
+    let policy = Policy::load(config)?;
+    let auth = AuthLayer::from_config(config)?;
+    Ok((policy, auth))
 }
 
 /// Serves the HTTP API on `http` and the WebSocket API on `websocket` until
 /// `shutdown` completes (one signal stops both), then lets in-flight HTTP
 /// requests finish and closes WebSocket connections with 1001.
+///
+/// # Errors
+/// The policy file or `[keystone_authtoken]` is invalid (checked before
+/// anything is served).
 pub async fn serve_all(
     api: Api,
     http: Option<TcpListener>,
     websocket: Option<(TcpListener, Arc<Hub>)>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) {
+) -> Result<(), StartError> {
+    let (policy, auth) = build_access(api.config())?;
     if api.config().auth_strategy == AuthStrategy::None {
         tracing::warn!(
             "auth_strategy is empty (noauth): X-Project-ID and X-Roles are trusted, so any client can act for any \
@@ -141,13 +178,18 @@ pub async fn serve_all(
         }
     }
     if let Some((listener, hub)) = websocket {
-        // TODO(keystone): pass Authenticator::keystone(validator) once the
-        // middleware crate's Validator is wired in (see websocket::auth).
-        let auth = match api.config().auth_strategy {
-            AuthStrategy::None => Authenticator::NoAuth,
-            AuthStrategy::Keystone => Authenticator::Keystone(None),
+        // The same validator (and token cache) as HTTP.
+        let ws_auth = match &auth {
+            AuthLayer::NoAuth => Authenticator::NoAuth,
+            AuthLayer::Keystone(v) => Authenticator::keystone(Arc::new(KeystoneTokens(v.clone()))),
         };
-        let state = WsState::new(api.clone(), auth, hub, WsLimits::default());
+        let state = WsState::new(
+            api.clone(),
+            ws_auth,
+            policy.clone(),
+            hub,
+            WsLimits::default(),
+        );
         tasks.push(tokio::spawn(websocket::serve(
             state,
             listener,
@@ -157,7 +199,9 @@ pub async fn serve_all(
     if let Some(listener) = http {
         let state = Arc::new(HttpState {
             api,
-            policy: Policy,
+            policy,
+            auth,
+            metrics: Default::default(),
         });
         let routes = http::routes(state);
         let mut stop = stop_rx.clone();
@@ -175,6 +219,7 @@ pub async fn serve_all(
             tracing::error!(error = %e, "a transport task failed");
         }
     }
+    Ok(())
 }
 
 async fn bind(listen: &crate::config::Listen) -> Result<TcpListener, StartError> {
@@ -214,7 +259,7 @@ pub async fn run(
         }
         None => None,
     };
-    serve_all(api, http, websocket, shutdown).await;
+    serve_all(api, http, websocket, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }
