@@ -27,6 +27,14 @@ pub enum ApiError {
         /// Error description, when there is one.
         description: Option<Cow<'static, str>>,
     },
+    /// 401: no usable Keystone token. Rendered with
+    /// `WWW-Authenticate: <www_authenticate>` (`Keystone uri="..."`), which
+    /// tells the client where to get a token.
+    #[error("401 Unauthorized")]
+    Unauthorized {
+        /// The `WWW-Authenticate` header value.
+        www_authenticate: Cow<'static, str>,
+    },
     /// 403 with a title of its own.
     #[error("{title}")]
     Forbidden {
@@ -102,6 +110,7 @@ impl ApiError {
             ApiError::InvalidBody(_)
             | ApiError::InvalidRequest(_)
             | ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -119,6 +128,7 @@ impl ApiError {
             ApiError::InvalidBody(_) => "Invalid request body".into(),
             ApiError::InvalidRequest(_) => "Invalid API request".into(),
             ApiError::BadRequest { title, .. } | ApiError::Forbidden { title, .. } => title.clone(),
+            ApiError::Unauthorized { .. } => "Unauthorized".into(),
             ApiError::NotFound(_) => "Not found".into(),
             ApiError::RouteNotFound => "404 Not Found".into(),
             ApiError::MethodNotAllowed(_) => "405 Method Not Allowed".into(),
@@ -140,6 +150,7 @@ impl ApiError {
             | ApiError::UnsupportedMediaType(d) => Some(d.clone()),
             ApiError::BadRequest { description, .. } => description.clone(),
             ApiError::Forbidden { description, .. } => Some(description.clone()),
+            ApiError::Unauthorized { .. } => Some("The request you have made requires authentication.".into()),
             ApiError::Unavailable(d) => Some(format!("{d} Please try again in a few seconds.").into()),
             ApiError::NotAcceptable => Some(
                 "Endpoint only serves `application/json`; specify client-side media type support with \

@@ -5,10 +5,12 @@
 //! (pipeline stages, then a driver).
 
 pub mod api;
+pub mod auth;
 pub mod bench;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod metrics;
 pub mod notification;
 pub mod storage;
 pub mod server;

@@ -1,9 +1,12 @@
 //! The HTTP v2 transport.
 //!
-//! One warp filter takes every request; [`router::Endpoint`] parses the path,
-//! then the reference's request hooks run in its order (method, content
-//! type, `Accept`, auth, `Client-ID`, `X-Project-ID`, queue name, policy)
-//! and one api-core call answers. This module only translates: every rule
+//! One warp filter takes every request. The auth layer ([`crate::auth`])
+//! runs first, as the reference's middleware does (with Keystone: every path
+//! but `/`); then [`router::Endpoint`] parses the path, the reference's
+//! request hooks run in its order (method, pre-signed URL, content type,
+//! `Accept`, `Client-ID`, `X-Project-ID`, queue name, policy) and one
+//! api-core call answers. `GET /metrics` ([`crate::metrics`]) is answered
+//! before auth when `[metrics] enabled`. This module only translates: every rule
 //! lives in [`crate::api`].
 
 pub mod home;
@@ -28,8 +31,10 @@ use crate::api::queues::QueueListParams;
 use crate::api::signed_url::{self, SignedHeaders};
 use crate::api::subscriptions::SubscriptionListParams;
 use crate::api::{validate, Api, Payload};
+use crate::auth::{AuthLayer, Caller};
 use crate::context::RequestContext;
 use crate::error::{ApiError, ApiResult};
+use crate::metrics::Metrics;
 use query::Query;
 use render::{empty, json, json_with, Json};
 use router::Endpoint;
@@ -40,6 +45,10 @@ pub struct HttpState {
     pub api: Api,
     /// The policy enforcer.
     pub policy: Policy,
+    /// Who requests act for (noauth or Keystone).
+    pub auth: AuthLayer,
+    /// Response counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
 }
 
 /// The warp filter serving the whole v2 API.
@@ -65,7 +74,7 @@ async fn handle<S, B>(
     method: Method,
     path: &str,
     raw_query: &str,
-    headers: HeaderMap,
+    mut headers: HeaderMap,
     body: S,
 ) -> Response
 where
@@ -74,14 +83,33 @@ where
 {
     let started = Instant::now();
     let request_id = format!("req-{}", uuid::Uuid::new_v4());
-    let mut response = match dispatch(&state, &method, path, raw_query, &headers, body, &request_id).await {
-        Ok(r) => r,
-        Err(e) => render::error(&e, &method),
-    };
+    let mut response =
+        if path == "/metrics" && method == Method::GET && state.api.config().metrics_enabled {
+            metrics(&state)
+        } else {
+            let answer = match state.auth.authenticate_http(path, &mut headers).await {
+                Ok(caller) => {
+                    dispatch(
+                        &state,
+                        &method,
+                        path,
+                        raw_query,
+                        &headers,
+                        body,
+                        &request_id,
+                        &caller,
+                    )
+                    .await
+                }
+                Err(e) => Err(e),
+            };
+            answer.unwrap_or_else(|e| render::error(&e, &method))
+        };
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-openstack-request-id", v);
     }
     let status = response.status();
+    state.metrics.record(status.as_u16());
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     if status.is_server_error() {
         tracing::warn!(request_id, %method, path, status = status.as_u16(), elapsed_ms, "request failed");
@@ -91,7 +119,18 @@ where
     response
 }
 
+/// `GET /metrics`.
+fn metrics(state: &HttpState) -> Response {
+    let mut r = Response::new(state.metrics.render(state.auth.validator()).into());
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+    );
+    r
+}
+
 /// The reference's request hooks, then the endpoint's handler.
+#[allow(clippy::too_many_arguments)]
 async fn dispatch<S, B>(
     state: &HttpState,
     method: &Method,
@@ -100,6 +139,7 @@ async fn dispatch<S, B>(
     headers: &HeaderMap,
     body: S,
     request_id: &str,
+    caller: &Caller,
 ) -> ApiResult<Response>
 where
     S: Stream<Item = Result<B, warp::Error>> + Send + Unpin,
@@ -122,7 +162,7 @@ where
             expires: header(headers, "url-expires"),
             methods: header(headers, "url-methods"),
             paths: header(headers, "url-paths"),
-            project: header(headers, "x-project-id"),
+            project: caller.claimed_project.as_deref(),
         };
         let key = api.config().signed_url.secret_key.as_deref();
         signed_url::verify(key, &signed, method.as_str(), path, api.now_ms())?;
@@ -144,13 +184,11 @@ where
     if endpoint == Endpoint::Versions {
         return Ok(json_with(StatusCode::MULTIPLE_CHOICES, &home::versions()));
     }
-    let ctx = RequestContext {
-        client_id: validate::client_id(header(headers, "client-id"), api.limits())?,
-        project_id: validate::project_id(header(headers, "x-project-id"))?,
-        user_id: header(headers, "x-user-id").map(String::from),
-        roles: header(headers, "x-roles").map(crate::config::split_list).unwrap_or_default(),
-        request_id: request_id.to_owned(),
-    };
+    let ctx = caller.context(
+        header(headers, "client-id"),
+        api.limits(),
+        request_id.to_owned(),
+    )?;
     if let Some(queue) = endpoint.queue() {
         validate::queue_identification(queue, &ctx.project_id)?;
     }

@@ -87,6 +87,11 @@ pub fn error(e: &ApiError, method: &Method) -> Response {
             r.headers_mut().insert(ALLOW, v);
         }
     }
+    if let ApiError::Unauthorized { www_authenticate } = e {
+        if let Ok(v) = HeaderValue::from_str(www_authenticate) {
+            r.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
+        }
+    }
     if let ApiError::Internal(detail) = e {
         tracing::error!(%detail, "internal error");
     }

@@ -17,6 +17,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use super::actions::Action;
+use crate::api::signed_url::{self, SignedHeaders};
 
 /// What a validated token says about its bearer.
 #[derive(Clone, Debug, PartialEq)]
@@ -44,9 +45,9 @@ pub struct AuthFailure {
 
 /// Validates a Keystone token.
 ///
-/// The Keystone integration implements this over
-/// `keystone_middleware::Validator::validate(token) -> Result<Identity, AuthError>`
-/// and passes it to [`Authenticator::keystone`].
+/// [`crate::auth::KeystoneTokens`] implements it over the Keystone
+/// middleware's validator (the HTTP transport's, with its cache); the
+/// server passes it to [`Authenticator::keystone`].
 #[async_trait]
 pub trait TokenValidator: Send + Sync {
     /// Validates `token`.
@@ -90,20 +91,58 @@ impl Authenticator {
     ///
     /// Only the message actions can be pre-signed (GET: list/get/get_many,
     /// POST: post, DELETE: delete/delete_many), and the frame's
-    /// `URL-Signature`, `URL-Expires`, `URL-Methods`, `URL-Paths` (arrays)
-    /// and `X-Project-ID` must verify against `[signed_url] secret_key`.
-    ///
-    /// TODO(signed-urls): verify with the signed-URL module once it exists;
-    /// until then no frame is admitted this way.
-    pub fn presigned_admits(&self, action: Action, headers: &Map<String, Value>) -> bool {
-        let _method = match action {
+    /// `URL-Signature`, `URL-Expires`, `URL-Methods`, `URL-Paths` (JSON
+    /// arrays, as the reference's clients send them; comma-separated
+    /// strings are read too) and `X-Project-ID` must verify against `key`
+    /// (`[signed_url] secret_key`) at `now_ms`, as HTTP's do. Unlike the
+    /// reference, which checks only the signature, the signed paths must
+    /// also cover the frame's queue (`/v2/queues/<queue>/messages`): a URL
+    /// signed for one queue opens no other.
+    pub fn presigned_admits(
+        &self,
+        action: Action,
+        headers: &Map<String, Value>,
+        queue: Option<&str>,
+        key: Option<&str>,
+        now_ms: i64,
+    ) -> bool {
+        let method = match action {
             Action::MessageList | Action::MessageGet | Action::MessageGetMany => "GET",
             Action::MessagePost => "POST",
             Action::MessageDelete | Action::MessageDeleteMany => "DELETE",
             _ => return false,
         };
-        let _signed = headers.contains_key("URL-Signature");
-        false
+        let (Some(queue), Some(Value::String(signature))) = (queue, headers.get("URL-Signature"))
+        else {
+            return false;
+        };
+        let (Some(methods), Some(paths)) =
+            (joined(headers, "URL-Methods"), joined(headers, "URL-Paths"))
+        else {
+            return false;
+        };
+        let signed = SignedHeaders {
+            signature,
+            expires: headers.get("URL-Expires").and_then(Value::as_str),
+            methods: Some(&methods),
+            paths: Some(&paths),
+            project: headers.get("X-Project-ID").and_then(Value::as_str),
+        };
+        let path = format!("/v2/queues/{queue}/messages");
+        signed_url::verify(key, &signed, method, &path, now_ms).is_ok()
+    }
+}
+
+/// A pre-signed header as the comma-separated list HTTP carries: a JSON
+/// array of strings (the reference's form) or a string.
+fn joined(headers: &Map<String, Value>, name: &str) -> Option<String> {
+    match headers.get(name)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Array(items) => {
+            let items: Option<Vec<&str>> = items.iter().map(Value::as_str).collect();
+            Some(items?.join(","))
+        }
+        _ => None,
     }
 }
 
@@ -122,13 +161,49 @@ mod tests {
     use super::*;
 
     #[test]
-    fn no_frame_is_presigned_yet() {
-        let mut headers = Map::new();
-        headers.insert("URL-Signature".into(), Value::from("abc"));
+    fn presigned_frames_verify_like_urls() {
+        let now = chrono::DateTime::parse_from_rfc3339("2029-01-01T00:00:00Z")
+            .unwrap()
+            .timestamp_millis();
+        let paths = vec!["/v2/queues/q/messages".to_owned()];
+        let methods = vec!["GET".to_owned(), "POST".to_owned()];
+        let sig = signed_url::sign("k", &paths, &methods, Some("p"), "2030-01-01T00:00:00");
+        let headers: Map<String, Value> = serde_json::from_value(serde_json::json!({
+            "URL-Signature": sig,
+            "URL-Expires": "2030-01-01T00:00:00",
+            "URL-Methods": ["GET", "POST"],
+            "URL-Paths": ["/v2/queues/q/messages"],
+            "X-Project-ID": "p",
+        }))
+        .unwrap();
         let auth = Authenticator::Keystone(None);
         assert!(auth.required());
-        assert!(!auth.presigned_admits(Action::MessageList, &headers));
-        assert!(!auth.presigned_admits(Action::QueueList, &headers));
         assert!(!Authenticator::NoAuth.required());
+        let admits = |action, queue, key| auth.presigned_admits(action, &headers, queue, key, now);
+        assert!(admits(Action::MessageList, Some("q"), Some("k")));
+        assert!(admits(Action::MessagePost, Some("q"), Some("k")));
+        assert!(
+            !admits(Action::MessageDelete, Some("q"), Some("k")),
+            "method not signed"
+        );
+        assert!(
+            !admits(Action::QueueList, Some("q"), Some("k")),
+            "not a message action"
+        );
+        assert!(
+            !admits(Action::MessageList, Some("other"), Some("k")),
+            "another queue"
+        );
+        assert!(
+            !admits(Action::MessageList, Some("q"), Some("wrong")),
+            "another key"
+        );
+        assert!(
+            !admits(Action::MessageList, Some("q"), None),
+            "no key configured"
+        );
+        let mut tampered = headers.clone();
+        tampered.insert("X-Project-ID".into(), Value::from("other"));
+        assert!(!auth.presigned_admits(Action::MessageList, &tampered, Some("q"), Some("k"), now));
     }
 }

@@ -19,6 +19,7 @@ use crate::api::messages::{BulkDeleteOutcome, BulkDeleteParams, MessageListParam
 use crate::api::queues::QueueListParams;
 use crate::api::subscriptions::SubscriptionListParams;
 use crate::api::{validate, Payload};
+use crate::auth::Caller;
 use crate::context::RequestContext;
 use crate::error::ApiError;
 use crate::storage::{Message, QueueStats, Scope, Subscription};
@@ -142,36 +143,46 @@ async fn answer(conn: &mut Conn, c: &Checked<'_>, encoding: Encoding) -> Answer 
     if c.spec.action == Action::Authenticate {
         return authenticate(conn, c).await;
     }
-    let identity = match &state.auth {
-        Authenticator::NoAuth => None,
+    let api = &state.api;
+    // Who the frame acts for (crate::auth): trusted headers without an auth
+    // strategy; with Keystone, the session's token (the frame must name its
+    // project) or, for a pre-signed frame, the signed project with no roles.
+    let caller = match &state.auth {
+        Authenticator::NoAuth => Caller::trusted(
+            c.header("X-Project-ID"),
+            c.header("X-User-ID"),
+            c.header("X-Roles"),
+        ),
         Authenticator::Keystone(_) => match &conn.session.identity {
             Some(identity) => {
                 if c.header("X-Project-ID") != Some(identity.project_id.as_str()) {
                     return Err(WsError::ProjectMismatch);
                 }
-                Some(identity.clone())
+                Caller {
+                    token_project: Some(identity.project_id.clone()),
+                    user_id: identity.user_id.clone(),
+                    roles: identity.roles.clone(),
+                    ..Caller::default()
+                }
             }
-            None if state.auth.presigned_admits(c.spec.action, c.headers) => None,
+            None if state.auth.presigned_admits(
+                c.spec.action,
+                c.headers,
+                c.queue(),
+                api.config().signed_url.secret_key.as_deref(),
+                api.now_ms(),
+            ) =>
+            {
+                Caller::presigned(c.header("X-Project-ID"))
+            }
             None => return Err(WsError::NotAuthentified),
         },
     };
-    let api = &state.api;
-    let ctx = RequestContext {
-        client_id: validate::client_id(c.header("Client-ID"), api.limits())?,
-        project_id: validate::project_id(c.header("X-Project-ID"))?,
-        user_id: match &identity {
-            Some(i) => i.user_id.clone(),
-            None => c.header("X-User-ID").map(String::from),
-        },
-        roles: match &identity {
-            Some(i) => i.roles.clone(),
-            None => c
-                .header("X-Roles")
-                .map(crate::config::split_list)
-                .unwrap_or_default(),
-        },
-        request_id: format!("req-{}", uuid::Uuid::new_v4()),
-    };
+    let ctx = caller.context(
+        c.header("Client-ID"),
+        api.limits(),
+        format!("req-{}", uuid::Uuid::new_v4()),
+    )?;
     if let Some(queue) = c.queue() {
         validate::queue_identification(queue, &ctx.project_id)?;
     }

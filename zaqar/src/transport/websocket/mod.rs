@@ -93,11 +93,17 @@ pub struct WsState {
 impl WsState {
     /// The transport state; `hub` must be the one whose
     /// [`hub::PublishStage`] wraps `api`'s message pipeline.
-    pub fn new(api: Api, auth: Authenticator, hub: Arc<Hub>, limits: WsLimits) -> Arc<Self> {
+    pub fn new(
+        api: Api,
+        auth: Authenticator,
+        policy: Policy,
+        hub: Arc<Hub>,
+        limits: WsLimits,
+    ) -> Arc<Self> {
         let slots = Arc::new(Semaphore::new(limits.max_connections));
         Arc::new(WsState {
             api,
-            policy: Policy,
+            policy,
             auth,
             hub,
             limits,
