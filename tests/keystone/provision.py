@@ -46,6 +46,14 @@ def admin_token():
     return headers["X-Subject-Token"]
 
 
+def password_works(name, password):
+    body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
+        "name": name, "domain": {"id": "default"}, "password": password}}}}}
+    status, _, _ = call("POST", "/v3/auth/tokens?nocatalog", body=body,
+                        expect=(201, 401))
+    return status == 201
+
+
 def find(token, collection, name):
     _, _, body = call("GET", f"/v3/{collection}?name={name}", token)
     items = body[collection]
@@ -55,8 +63,10 @@ def find(token, collection, name):
 def get_or_create(token, collection, singular, attrs):
     found = find(token, collection, attrs["name"])
     if found:
-        if "password" in attrs:
-            # Keep the password in step with the env file.
+        if "password" in attrs and not password_works(attrs["name"], attrs["password"]):
+            # Keep the password in step with the env file.  Only when it
+            # differs: a password change revokes the user's tokens, and a
+            # restart (setup.sh stop; setup.sh start) must not.
             call("PATCH", f"/v3/{collection}/{found['id']}", token,
                  {singular: {"password": attrs["password"]}})
         return found["id"]
