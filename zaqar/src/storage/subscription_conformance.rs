@@ -21,6 +21,9 @@ use super::{Metadata, NewSubscription, Scope, StorageError, SubscriptionUpdate};
 pub(crate) type Keep = Box<dyn Any + Send>;
 
 /// Generates one `#[tokio::test]` per subscription behaviour for a driver.
+///
+/// `$open` returns `(Backend, Keep)`, or `Option<(Backend, Keep)>` where
+/// `None` skips the test (see [`super::conformance::Fixture`]).
 macro_rules! subscription_conformance_tests {
     ($open:path) => {
         $crate::storage::subscription_conformance::subscription_conformance_tests!(@each $open;
@@ -39,7 +42,12 @@ macro_rules! subscription_conformance_tests {
             #[tokio::test]
             async fn $name() {
                 let clock = $crate::storage::clock::ManualClock::new();
-                let (backend, _keep) = $open(clock.clone()).await;
+                let fixture = $open(clock.clone()).await;
+                let Some((backend, _keep)) =
+                    $crate::storage::conformance::Fixture::into_fixture(fixture)
+                else {
+                    return;
+                };
                 $crate::storage::subscription_conformance::$name(backend, clock).await;
             }
         )*
