@@ -29,6 +29,12 @@ pub(crate) fn queue_route_key(prefix: &str) -> String {
     format!("{prefix}:msgs")
 }
 
+/// The key prefix of the deployment's notification outbox: one hash tag
+/// for the whole outbox (see [`super::subscriptions`] for why).
+pub(crate) fn outbox_prefix(ns: &str) -> String {
+    format!("{ns}:o{{outbox}}")
+}
+
 /// The key prefix of one project's queue records.
 pub(crate) fn project_prefix(ns: &str, project: &str) -> String {
     format!("{ns}:p{{{}:{}}}", project.len(), project)

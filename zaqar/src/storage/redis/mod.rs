@@ -1,5 +1,6 @@
-//! The Redis driver: queues, messages and claims in Redis, from one server
-//! to Sentinel and Redis Cluster.
+//! The Redis driver: queues, messages, claims, subscriptions and the
+//! notification outbox in Redis, from one server to Sentinel and Redis
+//! Cluster.
 //!
 //! # Layout
 //!
@@ -8,7 +9,9 @@
 //! messages and claims under another, `<ns>:q{<plen>:<project>:<qlen>:<queue>}`
 //! (see [`keys`] and the table at the top of `common.lua`). Message and claim
 //! keys are scoped by that prefix, so a message id only ever resolves inside
-//! its own project and queue.
+//! its own project and queue. A queue's subscriptions share its hash tag;
+//! the notification outbox has one tag of its own, `<ns>:o{outbox}` (see
+//! [`subscriptions`] for that choice and what it means on Cluster).
 //!
 //! Queue records and messages never need one atomic step together: the api
 //! core creates a queue (one script on the project slot) before posting to
@@ -54,6 +57,7 @@
 //! | claim create | 1, or 3 when messages move to a dead-letter queue |
 //! | claim get, update, delete | 1 |
 //! | ping (`is_alive`) | 1 |
+//! | every subscription operation; outbox enqueue (any fan-out), lease, complete, retry, next due | 1 |
 //! | `DELETE /v2/queues/{q}` through the pipeline | 2 (purge + record) |
 //!
 //! Plus, once per script and Redis node, one `SCRIPT LOAD` after a
@@ -81,6 +85,7 @@
 mod conn;
 pub mod keys;
 pub mod options;
+pub mod subscriptions;
 
 #[cfg(test)]
 mod tests;
@@ -131,6 +136,8 @@ struct Scripts {
     claim_delete: Script,
     dlq_insert: Script,
     dlq_ack: Script,
+    subscription: Script,
+    outbox: Script,
 }
 
 impl Scripts {
@@ -151,6 +158,8 @@ impl Scripts {
             claim_delete: queue_script!("claim_delete.lua"),
             dlq_insert: queue_script!("dlq_insert.lua"),
             dlq_ack: queue_script!("dlq_ack.lua"),
+            subscription: Script::new(include_str!("subscription.lua")),
+            outbox: Script::new(include_str!("outbox.lua")),
         }
     }
 }
@@ -162,7 +171,8 @@ struct Inner {
     ns: String,
 }
 
-/// The Redis store: implements the queue, message and claim stores. Cheap
+/// The Redis store: implements the queue, message, claim and subscription
+/// stores and the notification outbox. Cheap
 /// to clone; all clones share one connection.
 #[derive(Clone)]
 pub struct RedisStore {
@@ -238,17 +248,15 @@ impl RedisStore {
         })
     }
 
-    /// The driver's three stores.
+    /// The driver's stores: queues, messages, claims, subscriptions and
+    /// the notification outbox (see [`subscriptions`]).
     pub fn backend(&self) -> Backend {
         Backend {
             queues: Arc::new(self.clone()),
             messages: Arc::new(self.clone()),
             claims: Arc::new(self.clone()),
-            // Subscriptions and the notification outbox on Redis are a
-            // follow-up: until then subscriptions answer "not implemented"
-            // and the notifier is off with this driver.
-            subscriptions: Arc::new(super::pipeline::SubscriptionsUnsupported),
-            outbox: None,
+            subscriptions: Arc::new(self.clone()),
+            outbox: Some(Arc::new(self.clone())),
         }
     }
 

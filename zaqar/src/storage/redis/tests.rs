@@ -13,7 +13,9 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::{RedisOptions, RedisStore};
-use crate::storage::clock::ManualClock;
+use crate::storage::clock::{Clock, ManualClock};
+use crate::storage::conformance::Keep;
+use crate::storage::outbox::{NewDelivery, Outbox};
 use crate::storage::pipeline::Backend;
 use crate::storage::{ClaimRequest, DeadLetter, ListQuery, NewMessage, Scope, StorageError};
 
@@ -40,74 +42,133 @@ fn open(url: &str, clock: ManualClock) -> Backend {
         .backend()
 }
 
-/// Instantiates the shared conformance suite for one topology.
-macro_rules! redis_conformance {
-    ($var:literal; $($name:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let Some(url) = test_url($var) else { return };
-                let clock = ManualClock::new();
-                let backend = open(&url, clock.clone());
-                crate::storage::conformance::$name(backend, clock).await;
-            }
-        )*
-    };
+/// A fresh backend on the topology in `var`, or `None` (the test skips).
+fn fixture(var: &str, clock: ManualClock) -> Option<(Backend, Keep)> {
+    let url = test_url(var)?;
+    Some((open(&url, clock), Box::new(())))
 }
 
-/// Every behaviour of the conformance suite, for one topology. (The
-/// suite's own `conformance_tests!` cannot skip when Redis is not
-/// configured, hence this list; keep it in step with conformance.rs.)
-macro_rules! all_conformance {
+/// Instantiates the shared suites for one topology: every behaviour of
+/// `conformance.rs` and `subscription_conformance.rs` (their own macros
+/// list them, so a new behaviour runs here without being named), plus the
+/// outbox tests of this file.
+macro_rules! topology {
     ($var:literal) => {
-        redis_conformance!($var;
-            queue_create_get_and_metadata,
-            queue_list_paging_and_count,
-            queue_delete,
-            queue_is_alive,
-            post_keeps_input_order,
-            list_markers_and_paging,
-            list_echo_filter,
-            list_include_claimed,
-            list_include_delayed,
-            messages_are_scoped_to_project_and_queue,
-            claims_are_scoped_to_project_and_queue,
-            message_ttl_expiry,
-            post_and_claim_without_queue_record,
-            claim_lifecycle,
-            claim_extends_short_lived_messages,
-            claim_expiry_releases_messages,
-            claim_renew_extends_message_life,
-            live_claim_messages_never_taken_by_another,
-            claims_are_exclusive_under_concurrency,
-            delayed_messages_not_claimed_nor_popped,
-            dead_letter_moves_after_max_claims,
-            claim_count_stays_zero_without_dead_letter,
-            delete_honours_claim_rules,
-            bulk_delete_and_claim_mismatch,
-            pop_takes_oldest_claimable,
-            stats_counts_and_stamps,
-            purge_removes_messages_and_claims,
-        );
+        use super::*;
+
+        async fn open(clock: ManualClock) -> Option<(Backend, Keep)> {
+            fixture($var, clock)
+        }
+
+        crate::storage::conformance::conformance_tests!(open);
+        crate::storage::subscription_conformance::subscription_conformance_tests!(open);
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn outbox_lease_retry_complete() {
+            if let Some(url) = test_url($var) {
+                outbox_behaviour(&url, ManualClock::new()).await;
+            }
+        }
     };
 }
 
 /// One Redis server.
 mod standalone {
-    use super::*;
-    all_conformance!("ZAQAR_TEST_REDIS_URL");
+    topology!("ZAQAR_TEST_REDIS_URL");
 }
 
 /// A three-master Redis Cluster.
 mod cluster {
-    use super::*;
-    all_conformance!("ZAQAR_TEST_REDIS_CLUSTER_URL");
+    topology!("ZAQAR_TEST_REDIS_CLUSTER_URL");
 }
 
 /// A Sentinel-watched master with a replica.
 mod sentinel {
-    use super::*;
-    all_conformance!("ZAQAR_TEST_REDIS_SENTINEL_URL");
+    topology!("ZAQAR_TEST_REDIS_SENTINEL_URL");
+}
+
+// ------------------------------------------------------------------ outbox
+
+fn delivery(n: u32) -> NewDelivery {
+    let mut options = crate::storage::Metadata::new();
+    options.insert("post_headers".into(), json!({"X-N": n.to_string()}));
+    NewDelivery {
+        project: "p".into(),
+        queue: format!("q{n}"),
+        subscription_id: format!("s{n}"),
+        subscriber: format!("http://127.0.0.1:9/{n}"),
+        options,
+        queue_retry_policy: (n % 2 == 0).then(|| json!({"minimum_delay": 1})),
+        payload: json!({"body": {"n": n}, "ttl": 60, "queue_name": format!("q{n}")}),
+    }
+}
+
+/// The outbox contract: deliveries come back in order with their fields,
+/// a lease hides them until it runs out, retry reschedules, complete
+/// removes, and a second store on the same prefix (a restarted server)
+/// sees exactly what is pending.
+async fn outbox_behaviour(url: &str, clock: ManualClock) {
+    let opts = options(url);
+    let store = RedisStore::connect(opts.clone(), Arc::new(clock.clone())).unwrap();
+    assert_eq!(store.next_due_ms().await.unwrap(), None);
+    assert!(store.lease_due(10, 30_000).await.unwrap().is_empty());
+    store.enqueue(Vec::new()).await.unwrap();
+    store.enqueue((0..5).map(delivery).collect()).await.unwrap();
+    assert_eq!(store.next_due_ms().await.unwrap(), Some(clock.now_ms()));
+    let first = store.lease_due(2, 30_000).await.unwrap();
+    assert_eq!(
+        first.iter().map(|d| d.delivery.clone()).collect::<Vec<_>>(),
+        vec![delivery(0), delivery(1)]
+    );
+    assert_eq!(
+        (first[0].attempts, first[0].created_ms),
+        (0, clock.now_ms())
+    );
+    let rest = store.lease_due(10, 30_000).await.unwrap();
+    assert_eq!(rest.len(), 3);
+    assert!(store.lease_due(10, 30_000).await.unwrap().is_empty());
+    assert_eq!(
+        store.next_due_ms().await.unwrap(),
+        Some(clock.now_ms() + 30_000),
+        "leases count as due times"
+    );
+
+    // Delivered; failed once (due in 5 s); the rest left leased.
+    store.complete(&first[0].id).await.unwrap();
+    store.complete(&first[0].id).await.unwrap();
+    let due = clock.now_ms() + 5_000;
+    store.retry_at(&first[1].id, 1, due).await.unwrap();
+    assert_eq!(store.next_due_ms().await.unwrap(), Some(due));
+    clock.advance_secs(5);
+    let again = store.lease_due(10, 30_000).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        (again[0].id.as_str(), again[0].attempts),
+        (first[1].id.as_str(), 1)
+    );
+    assert_eq!(again[0].delivery, delivery(1));
+    store.complete(&again[0].id).await.unwrap();
+    // A completed delivery is not brought back by a late retry.
+    store
+        .retry_at(&again[0].id, 2, clock.now_ms())
+        .await
+        .unwrap();
+
+    // "Restart": a new store on the same keys finds the leased rows once
+    // their lease ran out, and nothing else.
+    drop(store);
+    let store = RedisStore::connect(opts, Arc::new(clock.clone())).unwrap();
+    assert!(store.lease_due(10, 30_000).await.unwrap().is_empty());
+    clock.advance_secs(26);
+    let back = store.lease_due(10, 30_000).await.unwrap();
+    assert_eq!(
+        back.iter().map(|d| d.delivery.clone()).collect::<Vec<_>>(),
+        vec![delivery(2), delivery(3), delivery(4)]
+    );
+    for d in back {
+        store.complete(&d.id).await.unwrap();
+    }
+    assert_eq!(store.next_due_ms().await.unwrap(), None);
 }
 
 // ------------------------------------------------ driver-specific behaviour
@@ -589,4 +650,36 @@ async fn load_loop() {
         cycles as f64 / started.elapsed().as_secs_f64(),
         (cycles * 10) as f64 / started.elapsed().as_secs_f64()
     );
+}
+
+/// The unique-subscriber rule holds under concurrency: of 16 servers
+/// subscribing the same URI to one queue at once, exactly one wins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_subscribes_create_one() {
+    let Some(url) = test_url("ZAQAR_TEST_REDIS_URL") else {
+        return;
+    };
+    let opts = options(&url);
+    let scope = Scope::new("p", "q");
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let backend = RedisStore::connect(opts.clone(), Arc::new(ManualClock::new()))
+                .unwrap()
+                .backend();
+            let scope = scope.clone();
+            tokio::spawn(async move {
+                let new = crate::storage::NewSubscription {
+                    subscriber: "http://a.example/".into(),
+                    ttl: 600,
+                    options: Default::default(),
+                };
+                backend.subscriptions.create(&scope, &new).await.unwrap()
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for t in tasks {
+        created += usize::from(t.await.unwrap().is_some());
+    }
+    assert_eq!(created, 1);
 }

@@ -1,0 +1,162 @@
+-- Subscriptions of one queue, under the queue's hash tag (the same slot as
+-- its messages). KEYS[1] = <Q>:msgs routes the call; ARGV[1] = <Q>,
+-- ARGV[2] = now in ms (the server's injected clock), ARGV[3] = operation,
+-- then its arguments:
+--   list marker limit                   -> rows
+--   get id                              -> rows (0 or 1)
+--   by_subscriber uri                   -> rows (0 or 1)
+--   create id uri ttl expires options   -> 'ok' | 'exists'
+--   update id has_uri uri has_ttl ttl expires has_options options
+--                                       -> 'ok' | 'not_found' | 'exists'
+--   delete id                           -> 'ok'
+--   confirm id 0|1                      -> 'ok' | 'not_found'
+--   purge                               -> 'ok'
+-- A row is {id, subscriber, ttl, expires ms, options JSON, confirmed 0|1}.
+--
+-- Keys (<Q> as in common.lua):
+--   <Q>:subs      zset id -> creation rank   live subscriptions, list order
+--   <Q>:subexp    zset id -> expiry ms       for trimming expired ones
+--   <Q>:suburi    hash subscriber -> id      the unique-subscriber index
+--   <Q>:subseq    string                     last rank handed out
+--   <Q>:s:<id>    hash s subscriber, t ttl s, e expiry ms, o options, c 0|1
+--
+-- Expiry follows NOW only; PEXPIRE (expiry plus an hour) merely lets Redis
+-- drop what nobody touches any more.
+
+local Q = ARGV[1]
+local NOW = tonumber(ARGV[2])
+local op = ARGV[3]
+local GC_MARGIN = 3600000
+-- Beyond this (ms from now) a key is kept without a Redis-side expiry.
+local GC_HORIZON = 315360000000
+
+local K_SUBS = Q .. ':subs'
+local K_EXP = Q .. ':subexp'
+local K_URI = Q .. ':suburi'
+local K_SEQ = Q .. ':subseq'
+local function skey(id) return Q .. ':s:' .. id end
+local function int(x) return string.format('%d', x) end
+
+local function gc_at(key, at_ms)
+  local ttl = at_ms - NOW
+  if ttl < 0 then ttl = 0 end
+  if ttl > GC_HORIZON then
+    redis.call('PERSIST', key)
+  else
+    redis.call('PEXPIRE', key, int(ttl + GC_MARGIN))
+  end
+end
+
+local function forget(id)
+  local uri = redis.call('HGET', skey(id), 's')
+  if uri and redis.call('HGET', K_URI, uri) == id then redis.call('HDEL', K_URI, uri) end
+  redis.call('DEL', skey(id))
+  redis.call('ZREM', K_SUBS, id)
+  redis.call('ZREM', K_EXP, id)
+end
+
+-- Expired subscriptions go, each once in its life (no keyspace scan).
+local function prune()
+  while true do
+    local ids = redis.call('ZRANGEBYSCORE', K_EXP, '-inf', NOW, 'LIMIT', 0, 100)
+    if #ids == 0 then return end
+    for _, id in ipairs(ids) do forget(id) end
+  end
+end
+
+-- The queue-level keys live as long as the last subscription.
+local function gc_index()
+  local last = redis.call('ZRANGE', K_EXP, -1, -1, 'WITHSCORES')
+  if last[2] then
+    for _, k in ipairs({K_SUBS, K_EXP, K_URI, K_SEQ}) do gc_at(k, tonumber(last[2])) end
+  else
+    redis.call('DEL', K_SUBS, K_EXP, K_URI, K_SEQ)
+  end
+end
+
+local function row(id)
+  if not redis.call('ZSCORE', K_SUBS, id) then return nil end
+  local f = redis.call('HMGET', skey(id), 's', 't', 'e', 'o', 'c')
+  if not f[1] then
+    forget(id)
+    return nil
+  end
+  return {id, f[1], f[2], f[3], f[4], f[5] or '0'}
+end
+
+local function one(id)
+  local r = id and row(id)
+  if r then return {r} end
+  return {}
+end
+
+prune()
+
+if op == 'list' then
+  local start = '-inf'
+  if ARGV[4] ~= '' then
+    local rank = redis.call('ZSCORE', K_SUBS, ARGV[4])
+    if rank then start = '(' .. rank end
+  end
+  local ids = redis.call('ZRANGEBYSCORE', K_SUBS, start, '+inf', 'LIMIT', 0, tonumber(ARGV[5]))
+  local out = {}
+  for _, id in ipairs(ids) do
+    local r = row(id)
+    if r then out[#out + 1] = r end
+  end
+  return out
+elseif op == 'get' then
+  return one(ARGV[4])
+elseif op == 'by_subscriber' then
+  return one(redis.call('HGET', K_URI, ARGV[4]))
+elseif op == 'create' then
+  local id, uri, ttl, e, options = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+  if redis.call('HEXISTS', K_URI, uri) == 1 then return 'exists' end
+  local rank = redis.call('INCR', K_SEQ)
+  redis.call('HSET', skey(id), 's', uri, 't', ttl, 'e', e, 'o', options, 'c', '0')
+  gc_at(skey(id), tonumber(e))
+  redis.call('ZADD', K_SUBS, rank, id)
+  redis.call('ZADD', K_EXP, e, id)
+  redis.call('HSET', K_URI, uri, id)
+  gc_index()
+  return 'ok'
+elseif op == 'update' then
+  local id = ARGV[4]
+  if not row(id) then return 'not_found' end
+  local sk = skey(id)
+  if ARGV[5] == '1' then
+    local old, new = redis.call('HGET', sk, 's'), ARGV[6]
+    if new ~= old then
+      if redis.call('HEXISTS', K_URI, new) == 1 then return 'exists' end
+      if redis.call('HGET', K_URI, old) == id then redis.call('HDEL', K_URI, old) end
+      redis.call('HSET', K_URI, new, id)
+      redis.call('HSET', sk, 's', new)
+    end
+  end
+  if ARGV[7] == '1' then
+    redis.call('HSET', sk, 't', ARGV[8], 'e', ARGV[9])
+    redis.call('ZADD', K_EXP, ARGV[9], id)
+    gc_at(sk, tonumber(ARGV[9]))
+  end
+  if ARGV[10] == '1' then redis.call('HSET', sk, 'o', ARGV[11]) end
+  gc_index()
+  return 'ok'
+elseif op == 'delete' then
+  if redis.call('ZSCORE', K_SUBS, ARGV[4]) then forget(ARGV[4]) end
+  gc_index()
+  return 'ok'
+elseif op == 'confirm' then
+  if not row(ARGV[4]) then return 'not_found' end
+  redis.call('HSET', skey(ARGV[4]), 'c', ARGV[5])
+  return 'ok'
+elseif op == 'purge' then
+  while true do
+    local ids = redis.call('ZRANGE', K_SUBS, 0, 199)
+    if #ids == 0 then break end
+    for _, id in ipairs(ids) do redis.call('DEL', skey(id)) end
+    redis.call('ZREM', K_SUBS, unpack(ids))
+  end
+  redis.call('DEL', K_SUBS, K_EXP, K_URI, K_SEQ)
+  return 'ok'
+end
+return redis.error_reply('unknown subscription operation')
