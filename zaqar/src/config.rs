@@ -256,6 +256,13 @@ pub struct RedisConfig {
     pub max_reconnect_attempts: u32,
     /// First pause between reconnections, in seconds (doubled each time).
     pub reconnect_sleep: f64,
+    /// `wait_replicas` (ours): after each write, wait until this many
+    /// replicas hold it (Redis `WAIT`) before acknowledging it; 0 (the
+    /// default) acknowledges what the master has, as the reference does.
+    pub wait_replicas: u32,
+    /// `wait_timeout_ms` (ours): how long that wait may take; a write not
+    /// on enough replicas by then answers 503 (default 1000).
+    pub wait_timeout_ms: u64,
 }
 
 /// A listener address (`bind` + `port`).
@@ -624,7 +631,16 @@ impl Config {
                 10,
             )?,
             reconnect_sleep: r.parse("drivers:message_store:redis", "reconnect_sleep", 1.0)?,
+            wait_replicas: r.parse("drivers:message_store:redis", "wait_replicas", 0)?,
+            wait_timeout_ms: r.parse("drivers:message_store:redis", "wait_timeout_ms", 1000)?,
         };
+        if redis.wait_replicas > 0 && !(1..=60_000).contains(&redis.wait_timeout_ms) {
+            return Err(invalid(
+                "drivers:message_store:redis",
+                "wait_timeout_ms",
+                format!("{} is not between 1 and 60000 ms", redis.wait_timeout_ms),
+            ));
+        }
         if !(0.0..=3600.0).contains(&redis.reconnect_sleep) {
             return Err(invalid(
                 "drivers:message_store:redis",
@@ -987,6 +1003,16 @@ mod tests {
         assert_eq!(c.redis.uri, "redis://h:1?dbid=2");
         assert_eq!(c.redis.reconnect_sleep, 0.5);
         assert_eq!(c.redis.max_reconnect_attempts, 10);
+        assert_eq!((c.redis.wait_replicas, c.redis.wait_timeout_ms), (0, 1000));
+        let c = Config::parse(
+            "[drivers:message_store:redis]\nwait_replicas = 1\nwait_timeout_ms = 250\n",
+        )
+        .unwrap();
+        assert_eq!((c.redis.wait_replicas, c.redis.wait_timeout_ms), (1, 250));
+        assert!(Config::parse(
+            "[drivers:message_store:redis]\nwait_replicas = 1\nwait_timeout_ms = 0\n"
+        )
+        .is_err());
         let e = Config::parse("[drivers]\nmanagement_store = swift\n").unwrap_err();
         assert!(
             e.to_string().starts_with("[drivers] management_store:"),

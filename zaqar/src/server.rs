@@ -78,6 +78,8 @@ pub fn open_backend(config: &Config, clock: SharedClock) -> Result<Backend, Star
             options.max_reconnect_attempts = config.redis.max_reconnect_attempts;
             options.reconnect_sleep =
                 std::time::Duration::from_secs_f64(config.redis.reconnect_sleep);
+            options.wait_replicas = config.redis.wait_replicas;
+            options.wait_timeout = std::time::Duration::from_millis(config.redis.wait_timeout_ms);
             Ok(RedisStore::connect(options, clock)?.backend())
         }
         other => Err(StartError::Unsupported(format!(

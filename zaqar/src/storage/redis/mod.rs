@@ -80,7 +80,12 @@
 //! [`StorageError::Unavailable`] when Redis cannot be reached, and the next
 //! operation reconnects by itself (following Sentinel to a new master).
 //! Writes are acknowledged by the master; with Sentinel, a failover can lose
-//! the writes its replica had not yet received (asynchronous replication).
+//! the writes its replica had not yet received (asynchronous replication:
+//! on loopback a few milliseconds' worth; `test_redis_faults.py` counts
+//! them). With `wait_replicas = N` every script is followed by `WAIT N
+//! wait_timeout` on the same connection, and a write fewer than N replicas
+//! acknowledged in time answers [`StorageError::Unavailable`] (the master
+//! applied it all the same): one more round trip per operation.
 
 mod conn;
 pub mod keys;
@@ -169,6 +174,8 @@ struct Inner {
     clock: SharedClock,
     scripts: Scripts,
     ns: String,
+    /// `(replicas, timeout ms)` for `WAIT` after each script, when asked for.
+    wait: Option<(u32, u64)>,
 }
 
 /// The Redis store: implements the queue, message, claim and subscription
@@ -243,6 +250,12 @@ impl RedisStore {
                 conn: Connector::new(&options)?,
                 clock,
                 scripts: Scripts::new(),
+                wait: (options.wait_replicas > 0).then(|| {
+                    (
+                        options.wait_replicas,
+                        options.wait_timeout.as_millis().max(1) as u64,
+                    )
+                }),
                 ns: options.key_prefix,
             }),
         })
@@ -275,7 +288,9 @@ impl RedisStore {
         let prefix = &keys::queue_prefix(&self.inner.ns, scope);
         let args = &args;
         let now = self.inner.clock.now_ms();
-        self.inner
+        let wait = self.inner.wait;
+        let reply = self
+            .inner
             .conn
             .run(what, idempotent, |mut conn| async move {
                 let mut call = script.key(keys::queue_route_key(prefix));
@@ -283,9 +298,30 @@ impl RedisStore {
                 for a in args {
                     call.arg(a);
                 }
-                call.invoke_async(&mut conn).await
+                invoke(&call, &mut conn, wait).await
             })
-            .await
+            .await?;
+        self.replicated(what, reply)
+    }
+
+    /// The script's answer, once `WAIT` (when configured) saw enough
+    /// replicas acknowledge its writes.
+    fn replicated<T>(&self, what: &str, (value, acks): (T, Option<i64>)) -> StorageResult<T> {
+        match (self.inner.wait, acks) {
+            (Some((wanted, timeout_ms)), Some(acks)) if acks < i64::from(wanted) => {
+                tracing::warn!(
+                    operation = what,
+                    acks,
+                    wanted,
+                    "Redis write not replicated in time"
+                );
+                Err(StorageError::Unavailable(format!(
+                    "Redis {what}: the master applied the write but only {acks} of {wanted} \
+                     replicas acknowledged it within {timeout_ms} ms (wait_replicas)"
+                )))
+            }
+            _ => Ok(value),
+        }
     }
 
     /// Runs the project-slot queue script.
@@ -301,7 +337,9 @@ impl RedisStore {
     {
         let prefix = &keys::project_prefix(&self.inner.ns, project);
         let script = &self.inner.scripts.queue;
-        self.inner
+        let wait = self.inner.wait;
+        let reply = self
+            .inner
             .conn
             .run(what, idempotent, |mut conn| async move {
                 let mut call = script.key(format!("{prefix}:queues"));
@@ -309,9 +347,10 @@ impl RedisStore {
                 for a in args {
                     call.arg(*a);
                 }
-                call.invoke_async(&mut conn).await
+                invoke(&call, &mut conn, wait).await
             })
-            .await
+            .await?;
+        self.replicated(what, reply)
     }
 
     /// Moves dead-lettered messages into the DLQ, then out of the outbox.
@@ -351,6 +390,31 @@ impl RedisStore {
             .await?;
         Ok(())
     }
+}
+
+/// Runs a script and then, with `wait = Some((replicas, timeout ms))`,
+/// `WAIT` on the same connection; returns the script's answer and the
+/// number of replicas that acknowledged (`None` without `WAIT`).
+///
+/// On Redis Cluster the client sends `WAIT` to every master and keeps the
+/// smallest answer, so each master needs that many replicas.
+async fn invoke<T: FromRedisValue>(
+    call: &::redis::ScriptInvocation<'_>,
+    conn: &mut conn::Conn,
+    wait: Option<(u32, u64)>,
+) -> ::redis::RedisResult<(T, Option<i64>)> {
+    let value = call.invoke_async(conn).await?;
+    let acks = match wait {
+        Some((replicas, timeout_ms)) => Some(
+            ::redis::cmd("WAIT")
+                .arg(replicas)
+                .arg(timeout_ms)
+                .query_async(conn)
+                .await?,
+        ),
+        None => None,
+    };
+    Ok((value, acks))
 }
 
 fn metadata_json(metadata: &Metadata) -> StorageResult<String> {

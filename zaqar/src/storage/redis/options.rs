@@ -14,7 +14,9 @@
 //! `socket_timeout` (seconds for connecting and for each reply, default
 //! 1.0: the reference's 0.1 is too tight for a claim script on a long
 //! queue), `request_timeout` (seconds a request may spend in total,
-//! reconnecting included, default 5.0), and for Sentinel `master`,
+//! reconnecting included, default 5.0), `key_prefix` (first segment of
+//! every key, default `zq`: deployments, or test servers, sharing one
+//! Redis database each take their own; no braces), and for Sentinel `master`,
 //! `sentinel_username`, `sentinel_password`. User and password go to the
 //! Redis servers (the Sentinel-watched master included); percent-encode
 //! reserved characters in them. Unknown options are ignored with a warning,
@@ -81,6 +83,15 @@ pub struct RedisOptions {
     /// First segment of every key, so that several deployments (or tests)
     /// can share one Redis. Must not contain `{` or `}`.
     pub key_prefix: String,
+    /// After each script, wait (Redis `WAIT`) until this many replicas
+    /// acknowledged the writes before answering; 0 = do not wait
+    /// (`[drivers:message_store:redis] wait_replicas`).
+    pub wait_replicas: u32,
+    /// Longest such wait; fewer replicas by then is [`Unavailable`]
+    /// (`wait_timeout_ms`). Keep it below `request_timeout`.
+    ///
+    /// [`Unavailable`]: crate::storage::StorageError::Unavailable
+    pub wait_timeout: Duration,
 }
 
 impl RedisOptions {
@@ -97,6 +108,8 @@ impl RedisOptions {
             max_reconnect_attempts: 10,
             reconnect_sleep: Duration::from_secs(1),
             key_prefix: "zq".to_owned(),
+            wait_replicas: 0,
+            wait_timeout: Duration::from_secs(1),
         }
     }
 
@@ -155,6 +168,7 @@ impl RedisOptions {
         let mut db = None;
         let mut socket_timeout = None;
         let mut request_timeout = None;
+        let mut key_prefix = None;
         for (key, value) in form_urlencoded::parse(query.as_bytes()) {
             let value = value.into_owned();
             match key.as_ref() {
@@ -174,6 +188,14 @@ impl RedisOptions {
                 }
                 "socket_timeout" => socket_timeout = Some(seconds("socket_timeout", &value)?),
                 "request_timeout" => request_timeout = Some(seconds("request_timeout", &value)?),
+                "key_prefix" => {
+                    if value.is_empty() || value.contains(['{', '}']) {
+                        return Err(format!(
+                            "Redis URI option key_prefix={value:?} must be non-empty, without braces"
+                        ));
+                    }
+                    key_prefix = Some(value)
+                }
                 other => tracing::warn!(option = other, "ignoring unknown Redis URI option"),
             }
         }
@@ -247,6 +269,9 @@ impl RedisOptions {
         }
         if let Some(t) = request_timeout {
             options.request_timeout = t;
+        }
+        if let Some(p) = key_prefix {
+            options.key_prefix = p;
         }
         Ok(options)
     }
@@ -374,6 +399,9 @@ mod tests {
             RedisTopology::Unix("/var/run/redis.sock".into())
         );
         assert_eq!(o.db, 1);
+        assert_eq!(o.key_prefix, "zq");
+        let o = RedisOptions::from_uri("redis://h?key_prefix=zq-test-1").unwrap();
+        assert_eq!(o.key_prefix, "zq-test-1");
         let o = RedisOptions::from_uri("redis+cluster://a:1,b:2").unwrap();
         assert_eq!(
             o.topology,
@@ -395,5 +423,7 @@ mod tests {
         assert!(err("redis://").contains("no host"));
         assert!(err("rediss:///tmp/s").contains("unix socket"));
         assert!(err("redis://h?sentinel_password=x").contains("master"));
+        assert!(err("redis://h?key_prefix=a{b}").contains("key_prefix"));
+        assert!(err("redis://h?key_prefix=").contains("key_prefix"));
     }
 }

@@ -183,7 +183,9 @@ impl RedisStore {
         let script = &self.inner.scripts.outbox;
         let args = &args;
         let now = self.inner.clock.now_ms();
-        self.inner
+        let wait = self.inner.wait;
+        let reply = self
+            .inner
             .conn
             .run(what, idempotent, |mut conn| async move {
                 let mut call = script.key(format!("{prefix}:due"));
@@ -191,9 +193,10 @@ impl RedisStore {
                 for a in args {
                     call.arg(a);
                 }
-                call.invoke_async(&mut conn).await
+                super::invoke(&call, &mut conn, wait).await
             })
-            .await
+            .await?;
+        self.replicated(what, reply)
     }
 
     /// Turns a script's outcome word into the trait's answer.

@@ -683,3 +683,43 @@ async fn concurrent_subscribes_create_one() {
     }
     assert_eq!(created, 1);
 }
+
+/// `wait_replicas`: with the Sentinel topology's one replica, writes wait
+/// for it and succeed; asking for two replicas answers Unavailable once
+/// `wait_timeout` passes (the master applied the write all the same).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_replicas_acknowledges_after_replication() {
+    let Some(url) = test_url("ZAQAR_TEST_REDIS_SENTINEL_URL") else {
+        return;
+    };
+    let scope = Scope::new("p", "q");
+    let mut opts = options(&url);
+    opts.wait_replicas = 1;
+    let backend = RedisStore::connect(opts.clone(), Arc::new(ManualClock::new()))
+        .unwrap()
+        .backend();
+    let ids = backend
+        .messages
+        .post(&scope, "c", vec![msg(1, 600)])
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 1);
+
+    opts.wait_replicas = 2;
+    opts.wait_timeout = Duration::from_millis(200);
+    let backend = RedisStore::connect(opts, Arc::new(ManualClock::new()))
+        .unwrap()
+        .backend();
+    let err = backend
+        .messages
+        .post(&scope, "c", vec![msg(2, 600)])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StorageError::Unavailable(m) if m.contains("1 of 2 replicas")),
+        "{err:?}"
+    );
+    // Every script waits, reads included (they may write: expiry clean-up).
+    let err = backend.messages.stats(&scope).await.unwrap_err();
+    assert!(matches!(err, StorageError::Unavailable(_)), "{err:?}");
+}
