@@ -225,6 +225,28 @@ start_redis() {
     return 1
 }
 
+# Start the Redis topologies of tests/redis (one server with appendfsync
+# always, a three-master Cluster, a master+replica watched by three
+# sentinels) on ports PORT_BASE+79..+87 (cluster bus ports +10000), data
+# under target/redis-test; stopped on exit.  Exports ZAQAR_TEST_REDIS_URL,
+# ZAQAR_TEST_REDIS_CLUSTER_URL and ZAQAR_TEST_REDIS_SENTINEL_URL, so that
+# `cargo test` runs the Redis driver's conformance suites on all three and the
+# functional suite can run a second time on Redis.
+start_redis_topologies() {
+    export ZAQAR_REDIS_DIR="$ROOT/target/redis-test"
+    export ZAQAR_REDIS_PORT="$REDIS_TEST_PORT"
+    export ZAQAR_REDIS_CLUSTER_PORT=$((REDIS_TEST_PORT + 1))
+    export ZAQAR_REDIS_SENTINEL_PORT=$((REDIS_TEST_PORT + 4))
+    export ZAQAR_REDIS_SENTINELS_PORT=$((REDIS_TEST_PORT + 6))
+    # Leftovers of an interrupted run (pid files under ZAQAR_REDIS_DIR) first.
+    bash "$ROOT/tests/redis/stop.sh" all >/dev/null 2>&1 || true
+    on_exit_do "bash '$ROOT/tests/redis/stop.sh' all"
+    local env_lines
+    env_lines="$(bash "$ROOT/tests/redis/start.sh" all)"
+    eval "$env_lines"
+    echo "$env_lines"
+}
+
 # Keystone needs a Python with a working venv module (setup.sh builds its own
 # venv from PyPI); without one the Keystone suites are skipped.
 python_venv_works() {
@@ -265,6 +287,12 @@ pytest_suite() {
     "$PY" -m pytest "$dir" -ra --durations=10 --timeout=300 ${PYTEST_ARGS:-}
 }
 
+# The functional suite again, with Redis as the message store (every server
+# gets a key prefix of its own in the standalone Redis; see zaqar_testlib.py).
+pytest_functional_redis() {
+    ZAQAR_TEST_BACKEND=redis pytest_suite tests/functional
+}
+
 docs_build() {
     rm -rf "$ROOT/doc/build/html"
     "$VENV/bin/sphinx-build" -W --keep-going -b html "$ROOT/doc/source" "$ROOT/doc/build/html"
@@ -277,6 +305,7 @@ main() {
     run_step "rust toolchain" check_toolchain
     run_step "python venv" setup_venv
     run_step "cargo build" cargo_build
+    run_step "start redis (standalone, cluster, sentinel)" start_redis_topologies
     local keystone=0
     if python_venv_works; then
         run_step "start keystone" start_keystone
@@ -287,6 +316,7 @@ main() {
     run_check "cargo clippy -D warnings" cargo_clippy
     run_check "cargo fmt --check" cargo_fmt
     run_check "pytest tests/functional" pytest_suite tests/functional
+    run_check "pytest tests/functional (redis)" pytest_functional_redis
     if (( keystone )); then
         run_check "pytest tests/functional_keystone" pytest_suite tests/functional_keystone
     else

@@ -74,6 +74,18 @@ class ZaqarServer:
         self.port = free_port()
         self.ws_port = free_port()
         self.options = merge_options(DEFAULT_OPTIONS, options)
+        # ZAQAR_TEST_BACKEND=redis: the message store is the Redis at
+        # ZAQAR_TEST_REDIS_URL, under a key prefix of this server's own (kept
+        # across restarts), so servers sharing one Redis never see each other.
+        if os.environ.get("ZAQAR_TEST_BACKEND") == "redis":
+            base = os.environ["ZAQAR_TEST_REDIS_URL"]
+            sep = "&" if "?" in base else "?"
+            self.redis_uri = f"{base}{sep}key_prefix=zqf-{uuid.uuid4().hex[:12]}"
+            self.options = merge_options(
+                {"drivers": {"message_store": "redis"},
+                 "drivers:message_store:redis": {"uri": self.redis_uri}},
+                self.options)
+            self.options["drivers"]["message_store"] = "redis"
         self.proc = None
         self.log_paths = []
         self.log_path = None

@@ -13,7 +13,8 @@
 #   cluster     three masters on $ZAQAR_REDIS_CLUSTER_PORT..+2 (6391-6393)
 #                                        -> ZAQAR_TEST_REDIS_CLUSTER_URL
 #   sentinel    master $ZAQAR_REDIS_SENTINEL_PORT (6394), replica +1, three
-#               sentinels on 26394-26396, master name zqmaster
+#               sentinels on $ZAQAR_REDIS_SENTINELS_PORT..+2 (26394-26396),
+#               master name zqmaster
 #                                        -> ZAQAR_TEST_REDIS_SENTINEL_URL
 # Data and logs go under $ZAQAR_REDIS_DIR (/tmp/zaqar-test-redis). Starting
 # a topology that already answers is a no-op. Needs redis-server and
@@ -24,6 +25,7 @@ DIR=${ZAQAR_REDIS_DIR:-/tmp/zaqar-test-redis}
 PORT=${ZAQAR_REDIS_PORT:-6390}
 CPORT=${ZAQAR_REDIS_CLUSTER_PORT:-6391}
 SPORT=${ZAQAR_REDIS_SENTINEL_PORT:-6394}
+SSPORT=${ZAQAR_REDIS_SENTINELS_PORT:-26394}
 HOST=127.0.0.1
 
 for tool in redis-server redis-cli; do
@@ -73,11 +75,18 @@ cluster() {
 
 sentinel() {
   local master=$SPORT replica=$((SPORT + 1))
-  server "$master"
+  # No 5 s diskless-sync delay (Redis 7's default) before the replica's first
+  # sync, and wait for the link: a failover test must start with a replica
+  # that holds what the master acknowledged.
+  server "$master" --repl-diskless-sync-delay 0
   server "$replica" --replicaof "$HOST" "$master"
+  for _ in $(seq 1 100); do
+    redis-cli -h "$HOST" -p "$replica" info replication | grep -q 'master_link_status:up' && break
+    sleep 0.1
+  done
   local urls=()
   for i in 0 1 2; do
-    local sp=$((26394 + i))
+    local sp=$((SSPORT + i))
     urls+=("$HOST:$sp")
     up "$sp" && continue
     mkdir -p "$DIR/$sp"

@@ -7,6 +7,7 @@ DIR=${ZAQAR_REDIS_DIR:-/tmp/zaqar-test-redis}
 PORT=${ZAQAR_REDIS_PORT:-6390}
 CPORT=${ZAQAR_REDIS_CLUSTER_PORT:-6391}
 SPORT=${ZAQAR_REDIS_SENTINEL_PORT:-6394}
+SSPORT=${ZAQAR_REDIS_SENTINELS_PORT:-26394}
 
 # Stops the server whose pid file start.sh wrote for PORT (only that pid).
 stop_port() {
@@ -25,7 +26,7 @@ stop_port() {
 case "${1:-standalone}" in
   standalone) stop_port "$PORT" ;;
   cluster) for p in "$CPORT" $((CPORT + 1)) $((CPORT + 2)); do stop_port "$p"; done ;;
-  sentinel) for p in 26394 26395 26396 "$SPORT" $((SPORT + 1)); do stop_port "$p"; done ;;
+  sentinel) for p in "$SSPORT" $((SSPORT + 1)) $((SSPORT + 2)) "$SPORT" $((SPORT + 1)); do stop_port "$p"; done ;;
   all) "$0" standalone; "$0" cluster; "$0" sentinel ;;
   *) echo "usage: $0 [standalone|cluster|sentinel|all]" >&2; exit 2 ;;
 esac
