@@ -12,6 +12,6 @@ pub mod context;
 pub mod error;
 pub mod metrics;
 pub mod notification;
-pub mod storage;
 pub mod server;
+pub mod storage;
 pub mod transport;

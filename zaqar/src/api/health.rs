@@ -51,7 +51,12 @@ impl Api {
         );
         let client = uuid::Uuid::new_v4().to_string();
         let s = &self.storage;
-        record(&mut ops, "create_queue", s.queues.create(&scope, &Metadata::new())).await;
+        record(
+            &mut ops,
+            "create_queue",
+            s.queues.create(&scope, &Metadata::new()),
+        )
+        .await;
         let body = RawValue::from_string("{\"event\":\"health probe\"}".into()).ok();
         let messages: Vec<NewMessage> = (0..PROBE_MESSAGES)
             .filter_map(|_| {
@@ -63,18 +68,26 @@ impl Api {
                 })
             })
             .collect();
-        let ids = record(&mut ops, "post_messages", s.messages.post(&scope, &client, messages))
-            .await
-            .unwrap_or_default();
+        let ids = record(
+            &mut ops,
+            "post_messages",
+            s.messages.post(&scope, &client, messages),
+        )
+        .await
+        .unwrap_or_default();
         let request = ClaimRequest {
             ttl: 60,
             grace: 300,
             limit: self.limits().max_messages_per_claim_or_pop as usize,
             dead_letter: None,
         };
-        let claim = record(&mut ops, "claim_messages", s.claims.create(&scope, &request))
-            .await
-            .flatten();
+        let claim = record(
+            &mut ops,
+            "claim_messages",
+            s.claims.create(&scope, &request),
+        )
+        .await
+        .flatten();
         let query = ListQuery {
             marker: None,
             limit: self.limits().max_messages_per_page as usize,
@@ -94,7 +107,12 @@ impl Api {
             record(&mut ops, "delete_messages", deletes).await;
             record(&mut ops, "delete_claim", s.claims.delete(&scope, &claim.id)).await;
         }
-        record(&mut ops, "bulk_delete_messages", s.messages.bulk_delete(&scope, &ids, None)).await;
+        record(
+            &mut ops,
+            "bulk_delete_messages",
+            s.messages.bulk_delete(&scope, &ids, None),
+        )
+        .await;
         record(&mut ops, "delete_queue", s.queues.delete(&scope)).await;
         Health {
             storage_reachable,
@@ -125,6 +143,9 @@ async fn record<T>(
         seconds,
         reference,
     };
-    ops.insert(name.to_owned(), serde_json::to_value(status).unwrap_or_default());
+    ops.insert(
+        name.to_owned(),
+        serde_json::to_value(status).unwrap_or_default(),
+    );
     value
 }

@@ -126,7 +126,11 @@ impl Api {
     /// Creates the dead-letter queue a queue's metadata names, so that the
     /// messages moved there can be listed and claimed (the reference leaves
     /// them in a queue that may not exist).
-    async fn ensure_dead_letter_queue(&self, ctx: &RequestContext, metadata: &Metadata) -> ApiResult<()> {
+    async fn ensure_dead_letter_queue(
+        &self,
+        ctx: &RequestContext,
+        metadata: &Metadata,
+    ) -> ApiResult<()> {
         if let Some(dlq) = QueuePolicy::from_metadata(metadata).dead_letter {
             if validate::queue_identification_problem(&dlq.queue, &ctx.project_id).is_none() {
                 self.storage
@@ -168,15 +172,20 @@ impl Api {
         };
         let max = self.limits().max_queue_metadata;
         if payload.len().is_some_and(|n| n > max as u64) {
-            return Err(ApiError::invalid_body(format!("Queue metadata is too large. Max size: {max}")));
+            return Err(ApiError::invalid_body(format!(
+                "Queue metadata is too large. Max size: {max}"
+            )));
         }
         if content_type.map(|c| c.split(';').next().unwrap_or("").trim()) != Some(PATCH_TYPE) {
             return Err(ApiError::UnsupportedMediaType(
-                format!("Accepted media type for PATCH: {{'Accept-Patch': '{PATCH_TYPE}'}}.").into(),
+                format!("Accepted media type for PATCH: {{'Accept-Patch': '{PATCH_TYPE}'}}.")
+                    .into(),
             ));
         }
         if payload.is_empty() {
-            return Err(ApiError::invalid_body("PATCH body could not be empty for update."));
+            return Err(ApiError::invalid_body(
+                "PATCH body could not be empty for update.",
+            ));
         }
         let ops = metadata::parse_patch(&self.body_document(payload)?).map_err(as_body_error)?;
         let scope = scope(ctx, queue);
@@ -297,7 +306,9 @@ impl Api {
     {
         let max = self.limits().max_queue_metadata;
         if payload.len().is_some_and(|n| n > max as u64) {
-            return Err(ApiError::invalid(format!("Queue metadata is too large. Max size: {max}")));
+            return Err(ApiError::invalid(format!(
+                "Queue metadata is too large. Max size: {max}"
+            )));
         }
         if payload.is_empty() {
             return Ok(T::default());

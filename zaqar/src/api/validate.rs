@@ -78,7 +78,10 @@ pub fn client_id(raw: Option<&str>, limits: &TransportConfig) -> ApiResult<Strin
             // The reference's hook reports this failure like a bad UUID.
             let n = raw.chars().count();
             if n < limits.min_length_client_id || n > limits.max_length_client_id {
-                Err(ApiError::bad_request("Wrong UUID value", "Malformed hexadecimal UUID."))
+                Err(ApiError::bad_request(
+                    "Wrong UUID value",
+                    "Malformed hexadecimal UUID.",
+                ))
             } else {
                 Ok(raw.to_owned())
             }

@@ -8,7 +8,11 @@ use tracing_subscriber::EnvFilter;
 
 /// Command-line options (the reference's names).
 #[derive(Parser, Debug)]
-#[command(name = "zaqar-server", version, about = "OpenStack Zaqar messaging service")]
+#[command(
+    name = "zaqar-server",
+    version,
+    about = "OpenStack Zaqar messaging service"
+)]
 struct Cli {
     /// Path to zaqar.conf; without it the defaults run (embedded store, no auth).
     #[arg(long = "config-file")]
@@ -21,7 +25,9 @@ struct Cli {
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -52,13 +58,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

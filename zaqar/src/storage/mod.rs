@@ -317,7 +317,12 @@ pub trait QueueStore: Send + Sync {
 
     /// Replaces the metadata of an existing queue ([`StorageError::QueueNotFound`] otherwise).
     async fn set_metadata(&self, scope: &Scope, metadata: &Metadata) -> StorageResult<()> {
-        forward!(self, "queue set_metadata", n, n.set_metadata(scope, metadata))
+        forward!(
+            self,
+            "queue set_metadata",
+            n,
+            n.set_metadata(scope, metadata)
+        )
     }
 
     /// Deletes the queue record; deleting a missing queue is not an error.
@@ -333,7 +338,12 @@ pub trait QueueStore: Send + Sync {
         limit: usize,
         detailed: bool,
     ) -> StorageResult<Vec<QueueEntry>> {
-        forward!(self, "queue list", n, n.list(project, marker, limit, detailed))
+        forward!(
+            self,
+            "queue list",
+            n,
+            n.list(project, marker, limit, detailed)
+        )
     }
 
     /// Number of queues of `project`.
@@ -402,7 +412,12 @@ pub trait MessageStore: Send + Sync {
         ids: &[String],
         claim_ids: Option<&[String]>,
     ) -> StorageResult<()> {
-        forward!(self, "message bulk_delete", n, n.bulk_delete(scope, ids, claim_ids))
+        forward!(
+            self,
+            "message bulk_delete",
+            n,
+            n.bulk_delete(scope, ids, claim_ids)
+        )
     }
 
     /// Removes and returns up to `limit` of the oldest claimable messages.
@@ -434,7 +449,11 @@ pub trait ClaimStore: Send + Sync {
     /// claim ends are extended to claim end + grace. With a dead-letter policy,
     /// messages already claimed `max_claim_count` times move to the dead-letter
     /// queue instead. `None` when nothing was claimed.
-    async fn create(&self, scope: &Scope, request: &ClaimRequest) -> StorageResult<Option<NewClaim>> {
+    async fn create(
+        &self,
+        scope: &Scope,
+        request: &ClaimRequest,
+    ) -> StorageResult<Option<NewClaim>> {
         forward!(self, "claim create", n, n.create(scope, request))
     }
 
@@ -445,8 +464,19 @@ pub trait ClaimStore: Send + Sync {
 
     /// Renews a live claim: it ends `ttl` seconds from now and its messages
     /// live at least until then plus `grace`. [`StorageError::ClaimNotFound`] otherwise.
-    async fn update(&self, scope: &Scope, claim_id: &str, ttl: i64, grace: i64) -> StorageResult<()> {
-        forward!(self, "claim update", n, n.update(scope, claim_id, ttl, grace))
+    async fn update(
+        &self,
+        scope: &Scope,
+        claim_id: &str,
+        ttl: i64,
+        grace: i64,
+    ) -> StorageResult<()> {
+        forward!(
+            self,
+            "claim update",
+            n,
+            n.update(scope, claim_id, ttl, grace)
+        )
     }
 
     /// Releases the claim's messages and forgets it; missing claims are ignored.
@@ -467,7 +497,12 @@ pub trait SubscriptionStore: Send + Sync {
     /// Live subscriptions of the queue in creation order, after the one
     /// whose id is `marker` (exclusive; an unknown marker starts from the
     /// first).
-    async fn list(&self, scope: &Scope, marker: Option<&str>, limit: usize) -> StorageResult<Vec<Subscription>> {
+    async fn list(
+        &self,
+        scope: &Scope,
+        marker: Option<&str>,
+        limit: usize,
+    ) -> StorageResult<Vec<Subscription>> {
         forward!(self, "subscription list", n, n.list(scope, marker, limit))
     }
 
@@ -477,21 +512,44 @@ pub trait SubscriptionStore: Send + Sync {
     }
 
     /// The live subscription of the queue with this subscriber URI.
-    async fn get_with_subscriber(&self, scope: &Scope, subscriber: &str) -> StorageResult<Option<Subscription>> {
-        forward!(self, "subscription get_with_subscriber", n, n.get_with_subscriber(scope, subscriber))
+    async fn get_with_subscriber(
+        &self,
+        scope: &Scope,
+        subscriber: &str,
+    ) -> StorageResult<Option<Subscription>> {
+        forward!(
+            self,
+            "subscription get_with_subscriber",
+            n,
+            n.get_with_subscriber(scope, subscriber)
+        )
     }
 
     /// Creates an unconfirmed subscription and returns its id; `None` when a
     /// live subscription of the queue already has that subscriber URI
     /// (subscriptions are unique by project + queue + subscriber).
-    async fn create(&self, scope: &Scope, subscription: &NewSubscription) -> StorageResult<Option<String>> {
-        forward!(self, "subscription create", n, n.create(scope, subscription))
+    async fn create(
+        &self,
+        scope: &Scope,
+        subscription: &NewSubscription,
+    ) -> StorageResult<Option<String>> {
+        forward!(
+            self,
+            "subscription create",
+            n,
+            n.create(scope, subscription)
+        )
     }
 
     /// Changes the given fields. [`StorageError::SubscriptionNotFound`] when
     /// missing; [`StorageError::SubscriptionExists`] when the new subscriber
     /// is already another live subscription's.
-    async fn update(&self, scope: &Scope, id: &str, update: &SubscriptionUpdate) -> StorageResult<()> {
+    async fn update(
+        &self,
+        scope: &Scope,
+        id: &str,
+        update: &SubscriptionUpdate,
+    ) -> StorageResult<()> {
         forward!(self, "subscription update", n, n.update(scope, id, update))
     }
 
@@ -502,7 +560,12 @@ pub trait SubscriptionStore: Send + Sync {
 
     /// Sets the `confirmed` flag ([`StorageError::SubscriptionNotFound`] when missing).
     async fn confirm(&self, scope: &Scope, id: &str, confirmed: bool) -> StorageResult<()> {
-        forward!(self, "subscription confirm", n, n.confirm(scope, id, confirmed))
+        forward!(
+            self,
+            "subscription confirm",
+            n,
+            n.confirm(scope, id, confirmed)
+        )
     }
 
     /// Deletes every subscription of the queue.

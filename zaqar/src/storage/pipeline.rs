@@ -89,7 +89,8 @@ pub type MessageStageFn = fn(Arc<dyn MessageStore>, &StageContext) -> Arc<dyn Me
 /// Builds a claim stage in front of `next`.
 pub type ClaimStageFn = fn(Arc<dyn ClaimStore>, &StageContext) -> Arc<dyn ClaimStore>;
 /// Builds a subscription stage in front of `next`.
-pub type SubscriptionStageFn = fn(Arc<dyn SubscriptionStore>, &StageContext) -> Arc<dyn SubscriptionStore>;
+pub type SubscriptionStageFn =
+    fn(Arc<dyn SubscriptionStore>, &StageContext) -> Arc<dyn SubscriptionStore>;
 
 /// The names of the configured stages, one list per resource (`[storage]`).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -131,13 +132,20 @@ impl StageRegistry {
     /// (`zaqar.stages.example.max_body_size`).
     pub fn with_builtin_stages() -> Self {
         let mut registry = StageRegistry::default();
-        registry.register_message_stage(crate::notification::NOTIFIER_STAGE, crate::notification::notifier_stage);
+        registry.register_message_stage(
+            crate::notification::NOTIFIER_STAGE,
+            crate::notification::notifier_stage,
+        );
         super::stages::example::register(&mut registry);
         registry
     }
 
     /// Registers a subscription stage under `name`.
-    pub fn register_subscription_stage(&mut self, name: &str, build: SubscriptionStageFn) -> &mut Self {
+    pub fn register_subscription_stage(
+        &mut self,
+        name: &str,
+        build: SubscriptionStageFn,
+    ) -> &mut Self {
         self.subscription.insert(name.to_owned(), build);
         self
     }
@@ -168,7 +176,11 @@ impl StageRegistry {
         check_names("queue_pipeline", &config.queue, &self.queue)?;
         check_names("message_pipeline", &config.message, &self.message)?;
         check_names("claim_pipeline", &config.claim, &self.claim)?;
-        check_names("subscription_pipeline", &config.subscription, &self.subscription)
+        check_names(
+            "subscription_pipeline",
+            &config.subscription,
+            &self.subscription,
+        )
     }
 
     /// Assembles the pipelines in front of `backend`, with a default
@@ -176,7 +188,11 @@ impl StageRegistry {
     ///
     /// # Errors
     /// A configured stage name that is not registered.
-    pub fn assemble(&self, backend: Backend, config: &PipelineConfig) -> Result<Storage, UnknownStage> {
+    pub fn assemble(
+        &self,
+        backend: Backend,
+        config: &PipelineConfig,
+    ) -> Result<Storage, UnknownStage> {
         let settings = Config {
             pipeline: config.clone(),
             ..Config::default()

@@ -61,8 +61,15 @@ pub fn routes(state: Arc<HttpState>) -> BoxedFilter<(Response,)> {
         .and(warp::body::stream())
         .and(with_state)
         .and_then(
-            |method: Method, path: warp::path::FullPath, query: String, headers: HeaderMap, body, state| async move {
-                Ok::<_, Infallible>(handle(state, method, path.as_str(), &query, headers, body).await)
+            |method: Method,
+             path: warp::path::FullPath,
+             query: String,
+             headers: HeaderMap,
+             body,
+             state| async move {
+                Ok::<_, Infallible>(
+                    handle(state, method, path.as_str(), &query, headers, body).await,
+                )
             },
         )
         .boxed()
@@ -242,7 +249,9 @@ async fn handle_endpoint(
         }
         (Endpoint::Queue(q), "GET") => Ok(json(&api.queue_get(ctx, &q).await?)),
         (Endpoint::Queue(q), "PATCH") => {
-            let metadata = api.queue_update(ctx, &q, header(headers, "content-type"), payload).await?;
+            let metadata = api
+                .queue_update(ctx, &q, header(headers, "content-type"), payload)
+                .await?;
             Ok(json(&metadata))
         }
         (Endpoint::Queue(q), _) => {
@@ -265,7 +274,10 @@ async fn handle_endpoint(
             Some(ids) => {
                 let messages = api.messages_get_by_ids(ctx, &q, &ids).await?;
                 Ok(json(&Json::from(render::MessagesOnly {
-                    messages: messages.iter().map(|m| render::message_view(&q, m, None, now)).collect(),
+                    messages: messages
+                        .iter()
+                        .map(|m| render::message_view(&q, m, None, now))
+                        .collect(),
                 })))
             }
             None => {
@@ -296,10 +308,14 @@ async fn handle_endpoint(
             Ok(json(&render::message_view(&q, &message, None, now)))
         }
         (Endpoint::Message(q, id), _) => {
-            api.message_delete(ctx, &q, &id, query.get("claim_id")).await?;
+            api.message_delete(ctx, &q, &id, query.get("claim_id"))
+                .await?;
             Ok(empty(StatusCode::NO_CONTENT))
         }
-        (Endpoint::Claims(q), _) => match api.claim_create(ctx, &q, query.int("limit")?, payload).await? {
+        (Endpoint::Claims(q), _) => match api
+            .claim_create(ctx, &q, query.int("limit")?, payload)
+            .await?
+        {
             None => Ok(empty(StatusCode::NO_CONTENT)),
             Some(claim) => Ok(render::claim_created(path, &q, &claim, now)),
         },
@@ -316,11 +332,15 @@ async fn handle_endpoint(
             Ok(empty(StatusCode::NO_CONTENT))
         }
         (Endpoint::QueueShare(q), _) => Ok(json(&api.queue_share(ctx, &q, payload)?)),
-        (Endpoint::Subscriptions(q), "POST") => match api.subscription_create(ctx, &q, payload).await {
-            Ok(id) => Ok(render::subscription_created(path, &id)),
-            Err(e @ ApiError::Conflict(_)) => Ok(render::with_location(render::error(&e, method), path)),
-            Err(e) => Err(e),
-        },
+        (Endpoint::Subscriptions(q), "POST") => {
+            match api.subscription_create(ctx, &q, payload).await {
+                Ok(id) => Ok(render::subscription_created(path, &id)),
+                Err(e @ ApiError::Conflict(_)) => {
+                    Ok(render::with_location(render::error(&e, method), path))
+                }
+                Err(e) => Err(e),
+            }
+        }
         (Endpoint::Subscriptions(q), _) => {
             let params = SubscriptionListParams {
                 marker: query.get("marker").map(String::from),
@@ -367,7 +387,8 @@ fn accepts_json(accept: Option<&str>) -> bool {
         let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
         let q_zero = parts.any(|p| {
             let p = p.trim();
-            p.strip_prefix("q=").is_some_and(|q| q.trim().parse::<f32>().map(|q| q <= 0.0).unwrap_or(false))
+            p.strip_prefix("q=")
+                .is_some_and(|q| q.trim().parse::<f32>().map(|q| q <= 0.0).unwrap_or(false))
         });
         !q_zero && matches!(media.as_str(), "*/*" | "application/*" | "application/json")
     })
@@ -390,7 +411,9 @@ where
         let mut chunk =
             chunk.map_err(|_| ApiError::Unavailable("Request body could not be read.".into()))?;
         if buf.len() as u64 + chunk.remaining() as u64 > cap {
-            return Ok(Payload::Oversized(buf.len() as u64 + chunk.remaining() as u64));
+            return Ok(Payload::Oversized(
+                buf.len() as u64 + chunk.remaining() as u64,
+            ));
         }
         while chunk.has_remaining() {
             let part = chunk.chunk();

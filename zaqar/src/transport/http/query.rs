@@ -21,7 +21,11 @@ impl Query {
 
     /// The last value given for `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.params.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.params
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// A comma-separated list (every occurrence of `name` joined).
@@ -29,8 +33,12 @@ impl Query {
         let mut out: Option<Vec<String>> = None;
         for (k, v) in &self.params {
             if k == name {
-                out.get_or_insert_with(Vec::new)
-                    .extend(v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from));
+                out.get_or_insert_with(Vec::new).extend(
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(String::from),
+                );
             }
         }
         out
@@ -40,12 +48,18 @@ impl Query {
     pub fn int(&self, name: &str) -> ApiResult<Option<i64>> {
         match self.get(name) {
             None => Ok(None),
-            Some(v) => v.trim().trim_start_matches('+').parse::<i64>().map(Some).map_err(|_| {
-                ApiError::bad_request(
+            Some(v) => {
+                v.trim()
+                    .trim_start_matches('+')
+                    .parse::<i64>()
+                    .map(Some)
+                    .map_err(|_| {
+                        ApiError::bad_request(
                     "Invalid parameter",
                     format!("The \"{name}\" parameter is invalid. The value must be an integer."),
                 )
-            }),
+                    })
+            }
         }
     }
 

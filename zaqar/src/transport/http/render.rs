@@ -13,7 +13,9 @@ use crate::api::messages::MessageListing;
 use crate::api::queues::QueueListing;
 use crate::api::subscriptions::SubscriptionListing;
 use crate::error::ApiError;
-use crate::storage::{ClaimInfo, Message, MessageStamp, Metadata, NewClaim, QueueStats, Subscription};
+use crate::storage::{
+    ClaimInfo, Message, MessageStamp, Metadata, NewClaim, QueueStats, Subscription,
+};
 
 /// A body serialised as JSON (a thin wrapper so any `Serialize` can be rendered).
 pub struct Json<T>(pub T);
@@ -48,7 +50,8 @@ pub fn json_with<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Respon
         Ok(body) => {
             let mut r = Response::new(Bytes::from(body).into());
             *r.status_mut() = status;
-            r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             r
         }
         Err(e) => error(&ApiError::Internal(e.to_string()), &Method::GET),
@@ -102,8 +105,12 @@ pub fn error(e: &ApiError, method: &Method) -> Response {
 pub fn home(admin_mode: bool) -> Response {
     let body = serde_json::to_string_pretty(&super::home::document(admin_mode)).unwrap_or_default();
     let mut r = Response::new(Bytes::from(body).into());
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json-home"));
-    r.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("max-age=86400"));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/json-home"),
+    );
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("max-age=86400"));
     r
 }
 
@@ -121,7 +128,12 @@ pub struct MessageView<'a> {
 
 /// The view of `m` in `queue`; `claim_id` overrides the message's own claim
 /// (claim responses name the new claim).
-pub fn message_view<'a>(queue: &str, m: &'a Message, claim_id: Option<&str>, now: i64) -> MessageView<'a> {
+pub fn message_view<'a>(
+    queue: &str,
+    m: &'a Message,
+    claim_id: Option<&str>,
+    now: i64,
+) -> MessageView<'a> {
     let mut href = format!("/v2/queues/{queue}/messages/{}", m.id);
     if let Some(cid) = claim_id.or(m.claim_id.as_deref()) {
         href.push_str("?claim_id=");
@@ -177,7 +189,10 @@ pub fn queue_listing(path: &str, query: &Query, listing: &QueueListing) -> Respo
         .collect();
     let mut links = Vec::new();
     if !queues.is_empty() {
-        let mut pairs = supplied(query, &["marker", "limit", "detailed", "name", "with_count"]);
+        let mut pairs = supplied(
+            query,
+            &["marker", "limit", "detailed", "name", "with_count"],
+        );
         set_marker(&mut pairs, &listing.next_marker);
         links.push(Link {
             rel: "next",
@@ -196,7 +211,9 @@ pub fn queue_listing(path: &str, query: &Query, listing: &QueueListing) -> Respo
 fn supplied<'a>(query: &Query, names: &[&'a str]) -> Vec<(&'a str, String)> {
     let mut pairs = Vec::new();
     for &name in names {
-        let Some(value) = query.get(name) else { continue };
+        let Some(value) = query.get(name) else {
+            continue;
+        };
         let value = match query.bool(name) {
             Ok(Some(b)) if !matches!(name, "marker" | "limit" | "name") => b.to_string(),
             _ => value.to_owned(),
@@ -214,16 +231,35 @@ fn set_marker(pairs: &mut Vec<(&str, String)>, marker: &str) {
 }
 
 /// `GET /v2/queues/{q}/messages`.
-pub fn message_listing(path: &str, queue: &str, query: &Query, listing: &MessageListing, now: i64) -> Response {
+pub fn message_listing(
+    path: &str,
+    queue: &str,
+    query: &Query,
+    listing: &MessageListing,
+    now: i64,
+) -> Response {
     #[derive(Serialize)]
     struct Body<'a> {
         messages: Vec<MessageView<'a>>,
         links: Vec<Link>,
     }
-    let messages: Vec<MessageView> = listing.messages.iter().map(|m| message_view(queue, m, None, now)).collect();
+    let messages: Vec<MessageView> = listing
+        .messages
+        .iter()
+        .map(|m| message_view(queue, m, None, now))
+        .collect();
     let mut links = Vec::new();
     if let (false, Some(marker)) = (messages.is_empty(), &listing.next_marker) {
-        let mut pairs = supplied(query, &["marker", "limit", "echo", "include_claimed", "include_delayed"]);
+        let mut pairs = supplied(
+            query,
+            &[
+                "marker",
+                "limit",
+                "echo",
+                "include_claimed",
+                "include_delayed",
+            ],
+        );
         if listing.include_delayed_forced {
             match pairs.iter_mut().find(|(k, _)| *k == "include_delayed") {
                 Some(p) => p.1 = "true".into(),
@@ -327,9 +363,16 @@ pub fn stats(queue: &str, s: &QueueStats, now: i64) -> Response {
 /// `POST /v2/queues/{q}/claims`: 201, Location and the claimed messages.
 pub fn claim_created(path: &str, queue: &str, claim: &NewClaim, now: i64) -> Response {
     let body = MessagesOnly {
-        messages: claim.messages.iter().map(|m| message_view(queue, m, Some(&claim.id), now)).collect(),
+        messages: claim
+            .messages
+            .iter()
+            .map(|m| message_view(queue, m, Some(&claim.id), now))
+            .collect(),
     };
-    with_location(json_with(StatusCode::CREATED, &body), &format!("{path}/{}", claim.id))
+    with_location(
+        json_with(StatusCode::CREATED, &body),
+        &format!("{path}/{}", claim.id),
+    )
 }
 
 /// `GET /v2/queues/{q}/claims/{id}`.
@@ -344,7 +387,11 @@ pub fn claim(path: &str, queue: &str, claim: &ClaimInfo, now: i64) -> Response {
     json(&Body {
         age: ((now - claim.updated_ms) / 1000).max(0),
         ttl: claim.ttl,
-        messages: claim.messages.iter().map(|m| message_view(queue, m, Some(&claim.id), now)).collect(),
+        messages: claim
+            .messages
+            .iter()
+            .map(|m| message_view(queue, m, Some(&claim.id), now))
+            .collect(),
         href: path,
     })
 }
@@ -380,19 +427,35 @@ pub fn subscription_created(path: &str, id: &str) -> Response {
     struct Body<'a> {
         subscription_id: &'a str,
     }
-    with_location(json_with(StatusCode::CREATED, &Body { subscription_id: id }), path)
+    with_location(
+        json_with(
+            StatusCode::CREATED,
+            &Body {
+                subscription_id: id,
+            },
+        ),
+        path,
+    )
 }
 
 /// `GET /v2/queues/{q}/subscriptions`: the page and a `next` link (none
 /// for an empty page); the link carries the given marker and limit.
-pub fn subscription_listing(path: &str, query: &Query, listing: &SubscriptionListing, now: i64) -> Response {
+pub fn subscription_listing(
+    path: &str,
+    query: &Query,
+    listing: &SubscriptionListing,
+    now: i64,
+) -> Response {
     #[derive(Serialize)]
     struct Body<'a> {
         subscriptions: Vec<SubscriptionView<'a>>,
         links: Vec<Link>,
     }
-    let subscriptions: Vec<SubscriptionView> =
-        listing.subscriptions.iter().map(|s| subscription_view(s, now)).collect();
+    let subscriptions: Vec<SubscriptionView> = listing
+        .subscriptions
+        .iter()
+        .map(|s| subscription_view(s, now))
+        .collect();
     let mut links = Vec::new();
     if !subscriptions.is_empty() {
         let mut pairs = supplied(query, &["marker", "limit"]);
@@ -402,5 +465,8 @@ pub fn subscription_listing(path: &str, query: &Query, listing: &SubscriptionLis
             href: format!("{path}{}", to_query_string(&pairs)),
         });
     }
-    json(&Body { subscriptions, links })
+    json(&Body {
+        subscriptions,
+        links,
+    })
 }

@@ -62,7 +62,9 @@ impl Endpoint {
             ["queues", _, "claims"] => Endpoint::Claims(s(1)),
             ["queues", _, "claims", id] if !id.is_empty() => Endpoint::Claim(s(1), s(3)),
             ["queues", _, "subscriptions"] => Endpoint::Subscriptions(s(1)),
-            ["queues", _, "subscriptions", id] if !id.is_empty() => Endpoint::Subscription(s(1), s(3)),
+            ["queues", _, "subscriptions", id] if !id.is_empty() => {
+                Endpoint::Subscription(s(1), s(3))
+            }
             ["queues", _, "subscriptions", id, "confirm"] if !id.is_empty() => {
                 Endpoint::SubscriptionConfirm(s(1), s(3))
             }
@@ -73,9 +75,11 @@ impl Endpoint {
     /// The methods this endpoint answers.
     pub fn allowed(&self) -> &'static [&'static str] {
         match self {
-            Endpoint::Versions | Endpoint::Home | Endpoint::Health | Endpoint::Queues | Endpoint::QueueStats(_) => {
-                &["GET"]
-            }
+            Endpoint::Versions
+            | Endpoint::Home
+            | Endpoint::Health
+            | Endpoint::Queues
+            | Endpoint::QueueStats(_) => &["GET"],
             Endpoint::Ping => &["GET", "HEAD"],
             Endpoint::Queue(_) => &["GET", "PUT", "PATCH", "DELETE"],
             Endpoint::QueuePurge(_) | Endpoint::QueueShare(_) | Endpoint::Claims(_) => &["POST"],
@@ -153,7 +157,10 @@ mod tests {
         assert_eq!(Endpoint::parse("/"), Some(Endpoint::Versions));
         assert_eq!(Endpoint::parse("/v2/"), Some(Endpoint::Home));
         assert_eq!(Endpoint::parse("/v2"), None);
-        assert_eq!(Endpoint::parse("/v2/queues/"), Some(Endpoint::Queue(String::new())));
+        assert_eq!(
+            Endpoint::parse("/v2/queues/"),
+            Some(Endpoint::Queue(String::new()))
+        );
         assert_eq!(
             Endpoint::parse("/v2/queues/q/messages/m"),
             Some(Endpoint::Message("q".into(), "m".into()))

@@ -346,7 +346,10 @@ async fn dispatch(
                 Err(ApiError::Unavailable("Storage is not reachable.".into()).into())
             }
         }
-        Action::CheckNodeHealth => Ok((200, serde_json::to_value(api.health().await).unwrap_or_default())),
+        Action::CheckNodeHealth => Ok((
+            200,
+            serde_json::to_value(api.health().await).unwrap_or_default(),
+        )),
         Action::QueueList => {
             let params = QueueListParams {
                 marker: c.str_field("marker").map(String::from),
