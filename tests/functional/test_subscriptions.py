@@ -189,6 +189,15 @@ def test_internal_subscribers_refused_by_default(api, qname, subscriber):
     assert "not allowed" in body["description"] and "allowed_subscriber_networks" in body["description"]
 
 
+def test_trust_subscriber_needs_a_trust_id_without_keystone(api, qname):
+    # noauth: no caller token to create a Keystone trust with (the reference
+    # fails with 503); with an explicit trust id it is accepted as given.
+    trust_sub = "trust+http://203.0.113.5:8080/v2/queues/b/messages"
+    body = assert_error(api.post(subs(qname), json={"subscriber": trust_sub}), 400, "Invalid API request")
+    assert "options.trust_id" in body["description"] and "auth_strategy = keystone" in body["description"]
+    create(api, qname, trust_sub, options={"trust_id": "t"})
+
+
 def test_internal_subscriber_refused_on_update(api, qname):
     sid = create(api, qname)
     assert_error(api.patch(f"{subs(qname)}/{sid}", json={"subscriber": "http://127.0.0.1/"}), 400,

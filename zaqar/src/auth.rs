@@ -36,7 +36,7 @@ use keystone_middleware::{
 };
 
 use crate::config::{split_list, AuthStrategy, Config, TransportConfig};
-use crate::context::RequestContext;
+use crate::context::{AuthToken, RequestContext};
 use crate::error::{ApiError, ApiResult};
 use crate::transport::websocket::auth as ws_auth;
 
@@ -71,6 +71,9 @@ pub struct Caller {
     pub roles: Vec<String>,
     /// When the token expires (Keystone mode).
     pub expires_at: Option<SystemTime>,
+    /// The validated token itself (Keystone mode), for the Keystone calls
+    /// made on the caller's behalf (a `trust+` subscription's trust).
+    pub token: Option<AuthToken>,
 }
 
 impl Caller {
@@ -82,6 +85,7 @@ impl Caller {
             user_id: user.map(String::from),
             roles: roles.map(split_list).unwrap_or_default(),
             expires_at: None,
+            token: None,
         }
     }
 
@@ -110,6 +114,7 @@ impl Caller {
             user_id: Some(identity.user_id),
             roles: identity.roles,
             expires_at: Some(identity.expires_at.into()),
+            token: None,
         })
     }
 
@@ -155,6 +160,7 @@ impl Caller {
             user_id: self.user_id.clone(),
             roles: self.roles.clone(),
             request_id,
+            auth_token: self.token.clone(),
         })
     }
 }
@@ -228,8 +234,9 @@ impl AuthLayer {
             .map(|v| v.to_str().unwrap_or("\u{0}"))
             .unwrap_or("");
         let identity = validate(validator, token).await?;
-        let caller = Caller::from_identity(identity, validator.www_authenticate())?;
+        let mut caller = Caller::from_identity(identity, validator.www_authenticate())?;
         caller.check_claim(claimed.as_ref().map(|v| v.as_bytes()))?;
+        caller.token = Some(AuthToken::new(token));
         Ok(caller)
     }
 }
@@ -284,6 +291,7 @@ impl ws_auth::TokenValidator for KeystoneTokens {
             user_id: caller.user_id,
             roles: caller.roles,
             expires_at: caller.expires_at,
+            token: Some(AuthToken::new(token)),
         })
     }
 }

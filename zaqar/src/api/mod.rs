@@ -22,7 +22,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::config::{Config, TransportConfig};
+use crate::config::{AuthStrategy, Config, TransportConfig};
+use crate::notification::trust::{KeystoneTrusts, TrustTokens};
 use crate::storage::clock::SharedClock;
 use crate::storage::pipeline::Storage;
 
@@ -67,16 +68,43 @@ pub struct Api {
     storage: Storage,
     config: Arc<Config>,
     clock: SharedClock,
+    trusts: Option<Arc<dyn TrustTokens>>,
 }
 
 impl Api {
     /// Builds the api core over assembled storage pipelines.
+    ///
+    /// With `auth_strategy = keystone` and a `[trustee]` section, `trust+`
+    /// subscriptions get their Keystone trust from [`KeystoneTrusts`].
     pub fn new(storage: Storage, config: Arc<Config>, clock: SharedClock) -> Self {
+        let trusts = match config.auth_strategy {
+            AuthStrategy::None => None,
+            AuthStrategy::Keystone => match KeystoneTrusts::from_config(&config) {
+                Ok(t) => t.map(|t| Arc::new(t) as Arc<dyn TrustTokens>),
+                Err(e) => {
+                    tracing::error!(error = %e, "trust+ subscriptions cannot get a trust");
+                    None
+                }
+            },
+        };
         Api {
             storage,
             config,
             clock,
+            trusts,
         }
+    }
+
+    /// Replaces what creates the Keystone trusts of `trust+` subscriptions.
+    pub fn with_trusts(mut self, trusts: Option<Arc<dyn TrustTokens>>) -> Self {
+        self.trusts = trusts;
+        self
+    }
+
+    /// What creates the Keystone trusts of `trust+` subscriptions, if
+    /// anything does (Keystone mode with `[trustee]` credentials).
+    pub fn trusts(&self) -> Option<&Arc<dyn TrustTokens>> {
+        self.trusts.as_ref()
     }
 
     /// `[transport]` limits and defaults.

@@ -616,6 +616,7 @@ mod tests {
             user_id: Some("u1".into()),
             roles: roles.iter().map(|r| r.to_string()).collect(),
             request_id: "req-x".into(),
+            auth_token: None,
         }
     }
 

@@ -14,8 +14,15 @@
 //!   loopback, private, link-local, unique-local or metadata address are
 //!   refused unless `[notification] allowed_subscriber_networks` allows it
 //!   (see [`crate::notification::ssrf`]);
-//! - a `trust+` subscriber needs `options.trust_id` for now (see
-//!   [`crate::notification::trust`]).
+//! - with Keystone, a `trust+` subscription given an `options.trust_id`
+//!   of its own is accepted only if Keystone, asked with the caller's
+//!   token, shows a trust from the caller to the `[trustee]` user (the
+//!   reference accepts any id, so a caller could borrow someone else's
+//!   trust); without one, a trust is created as the reference does (see
+//!   [`crate::notification::trust`]) and deleted again if the subscription
+//!   is not stored. Without Keystone (noauth, pre-signed requests) there is
+//!   no token to create a trust with: `options.trust_id` is required
+//!   (400 otherwise, where the reference fails with 503).
 
 use serde_json::{Map, Value};
 
@@ -27,6 +34,7 @@ use super::{Api, Payload};
 use crate::context::RequestContext;
 use crate::error::{storage_error, ApiError, ApiResult};
 use crate::notification::ssrf::AddressPolicy;
+use crate::notification::trust::{TrustError, TrustRequest};
 use crate::notification::{confirmation_payload, ConfirmationKind};
 use crate::storage::outbox::NewDelivery;
 use crate::storage::{
@@ -75,6 +83,22 @@ pub fn already_exists() -> ApiError {
     ApiError::Conflict(
         "Such subscription already exists.Subscriptions are unique by project + queue + subscriber URI.".into(),
     )
+}
+
+/// The answer when Keystone would not create (or show) a trust.
+fn trust_error(what: &str, e: TrustError) -> ApiError {
+    match e {
+        TrustError::Refused(why) => {
+            tracing::info!(reason = %why, "trust refused");
+            ApiError::invalid(format!(
+                "A Keystone trust could not be {what} for this subscription: {why}"
+            ))
+        }
+        TrustError::Unavailable(why) => {
+            tracing::warn!(reason = %why, "trust not created: Keystone unavailable");
+            ApiError::Unavailable("Subscription could not be created.".into())
+        }
+    }
 }
 
 /// The scheme of a subscriber URI as Python's `urlparse` reads it (empty
@@ -197,6 +221,68 @@ impl Api {
             .map_err(ApiError::invalid)
     }
 
+    /// Creates the Keystone trust of a new `trust+` subscription, as the
+    /// reference: from the caller (with the caller's token) to the
+    /// `[trustee]` user, on the caller's project, with the caller's roles,
+    /// impersonating, until the subscription expires.
+    ///
+    /// # Errors
+    /// 400 without a caller token (noauth, pre-signed) or when Keystone
+    /// refuses the trust; 503 without `[trustee]` credentials or when
+    /// Keystone cannot be reached.
+    async fn create_subscription_trust(&self, ctx: &RequestContext, ttl: i64) -> ApiResult<String> {
+        let (Some(token), Some(user)) = (&ctx.auth_token, &ctx.user_id) else {
+            return Err(ApiError::invalid(
+                "A trust+ subscription needs options.trust_id here: the request carries no Keystone token to \
+                 create a trust with (the server runs without auth_strategy = keystone, or the request is \
+                 pre-signed).",
+            ));
+        };
+        let Some(trusts) = self.trusts() else {
+            tracing::error!(
+                "trust+ subscription refused: no [trustee] auth_url, username and password"
+            );
+            return Err(ApiError::Unavailable(
+                "Subscription could not be created: this server has no [trustee] credentials to create a trust \
+                 with."
+                    .into(),
+            ));
+        };
+        let expires_at = chrono::DateTime::from_timestamp_millis(
+            self.now_ms().saturating_add(ttl.saturating_mul(1000)),
+        )
+        .map(|at| at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string());
+        let request = TrustRequest {
+            trustor_token: token.expose(),
+            trustor_user_id: user,
+            project_id: &ctx.project_id,
+            roles: &ctx.roles,
+            expires_at,
+        };
+        trusts
+            .create_trust(&request)
+            .await
+            .map_err(|e| trust_error("created", e))
+    }
+
+    /// In Keystone mode, refuses an `options.trust_id` that is not a trust
+    /// from the caller to the `[trustee]` user. Without a caller token
+    /// (noauth) the id is taken as given, as the reference does.
+    async fn check_given_trust(&self, ctx: &RequestContext, given: &Value) -> ApiResult<()> {
+        let Value::String(trust_id) = given else {
+            return Err(ApiError::invalid("trust_id must be a string."));
+        };
+        let (Some(token), Some(user), Some(trusts)) =
+            (&ctx.auth_token, &ctx.user_id, self.trusts())
+        else {
+            return Ok(());
+        };
+        trusts
+            .verify_trust(token.expose(), user, trust_id)
+            .await
+            .map_err(|e| trust_error("used", e))
+    }
+
     /// `GET /v2/queues/{q}/subscriptions` (a missing queue lists nothing).
     pub async fn subscription_list(
         &self,
@@ -263,25 +349,40 @@ impl Api {
         let doc = self.subscription_document(doc, true)?;
         let subscriber = doc.subscriber.unwrap_or_default();
         self.check_subscriber_address(&subscriber).await?;
-        let options = doc.options.unwrap_or_default();
-        if subscriber.starts_with("trust+") && !options.contains_key("trust_id") {
-            return Err(ApiError::invalid(
-                "trust+ subscriptions need options.trust_id: creating a Keystone trust at subscription time is \
-                 not available in this release.",
-            ));
-        }
+        let mut options = doc.options.unwrap_or_default();
         let ttl = doc.ttl.unwrap_or(self.limits().default_subscription_ttl);
+        let mut new_trust = None;
+        if scheme(&subscriber).starts_with("trust+") {
+            if let Some(given) = options.get("trust_id") {
+                self.check_given_trust(ctx, given).await?;
+            } else if self
+                .storage
+                .subscriptions
+                .get_with_subscriber(&scope, &subscriber)
+                .await
+                .map_err(storage_error(WHAT))?
+                .is_none()
+            {
+                // (An existing subscription is answered below without a new trust.)
+                let id = self.create_subscription_trust(ctx, ttl).await?;
+                options.insert("trust_id".into(), Value::from(id.as_str()));
+                new_trust = Some(id);
+            }
+        }
         let new = NewSubscription {
             subscriber: subscriber.clone(),
             ttl,
             options,
         };
-        let created = self
-            .storage
-            .subscriptions
-            .create(&scope, &new)
-            .await
-            .map_err(storage_error(WHAT))?;
+        let created = self.storage.subscriptions.create(&scope, &new).await;
+        if let (Some(trust_id), Some(token), Ok(None) | Err(_)) =
+            (&new_trust, &ctx.auth_token, &created)
+        {
+            if let Some(trusts) = &self.trusts() {
+                trusts.delete_trust(token.expose(), trust_id).await;
+            }
+        }
+        let created = created.map_err(storage_error(WHAT))?;
         let subscription = match created {
             Some(id) => self
                 .storage
@@ -354,6 +455,9 @@ impl Api {
         let doc = self.subscription_document(doc, false)?;
         if let Some(s) = &doc.subscriber {
             self.check_subscriber_address(s).await?;
+        }
+        if let Some(given) = doc.options.as_ref().and_then(|o| o.get("trust_id")) {
+            self.check_given_trust(ctx, given).await?;
         }
         let unable = || {
             ApiError::bad_request(

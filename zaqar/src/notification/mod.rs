@@ -279,7 +279,7 @@ impl Notifier {
             .user_agent(concat!("zaqar-rs/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot build the webhook HTTP client: {e}"))?;
-        let trusts = trust::KeystoneTrusts::from_config(&config, http.clone())
+        let trusts = trust::KeystoneTrusts::from_config(&config)?
             .map(|k| Arc::new(k) as Arc<dyn trust::TrustTokens>);
         Ok(Notifier {
             outbox,

@@ -30,6 +30,9 @@ pub struct Identity {
     pub roles: Vec<String>,
     /// When the token expires (`None`: never, as far as the validator knows).
     pub expires_at: Option<SystemTime>,
+    /// The validated token, kept for the session's Keystone calls made on
+    /// the caller's behalf (a `trust+` subscription's trust). Never shown.
+    pub token: Option<crate::context::AuthToken>,
 }
 
 /// Why a token was not accepted.

@@ -162,6 +162,7 @@ async fn answer(conn: &mut Conn, c: &Checked<'_>, encoding: Encoding) -> Answer 
                     token_project: Some(identity.project_id.clone()),
                     user_id: identity.user_id.clone(),
                     roles: identity.roles.clone(),
+                    token: identity.token.clone(),
                     ..Caller::default()
                 }
             }
