@@ -129,7 +129,8 @@ pub struct StageRegistry {
 impl StageRegistry {
     /// A registry with every stage this crate ships: the notifier
     /// (`zaqar.notification.notifier`) and the tutorial's example stage
-    /// (`zaqar.stages.example.max_body_size`).
+    /// (`zaqar.stages.example.max_body_size`), and the queue metadata cache
+    /// (`zaqar.stages.metadata_cache`).
     pub fn with_builtin_stages() -> Self {
         let mut registry = StageRegistry::default();
         registry.register_message_stage(
@@ -137,6 +138,7 @@ impl StageRegistry {
             crate::notification::notifier_stage,
         );
         super::stages::example::register(&mut registry);
+        super::stages::metadata_cache::register(&mut registry);
         registry
     }
 

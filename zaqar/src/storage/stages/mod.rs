@@ -6,3 +6,4 @@
 //! is compiled and tested with the crate so the tutorial cannot drift.
 
 pub mod example;
+pub mod metadata_cache;
