@@ -165,6 +165,9 @@ pub struct NotificationConfig {
     pub smtp_user_name: Option<String>,
     /// `smtp_user_password`, for `self_local`.
     pub smtp_user_password: Option<String>,
+    /// `smtp_cafile` (ours): PEM file of CA certificates trusted for the
+    /// SMTP server's certificate, besides the public roots (`self_local`).
+    pub smtp_cafile: Option<String>,
     /// `smtp_command`: program and arguments (split on spaces) reading the
     /// message on stdin, for `third_part`.
     pub smtp_command: Vec<String>,
@@ -197,6 +200,7 @@ impl Default for NotificationConfig {
             smtp_port: 465,
             smtp_user_name: None,
             smtp_user_password: None,
+            smtp_cafile: None,
             smtp_command: split_command(DEFAULT_SMTP_COMMAND),
             max_notifier_workers: 10,
             require_confirmation: false,
@@ -837,6 +841,7 @@ fn read_notification(r: &mut Reader) -> Result<NotificationConfig, ConfigError> 
         smtp_port: r.parse(s, "smtp_port", d.smtp_port)?,
         smtp_user_name: optional(r, "smtp_user_name"),
         smtp_user_password: optional(r, "smtp_user_password"),
+        smtp_cafile: optional(r, "smtp_cafile"),
         smtp_command,
         max_notifier_workers: max_notifier_workers as usize,
         require_confirmation: r.boolean(s, "require_confirmation", false)?,

@@ -3,9 +3,25 @@
 //! With `smtp_mode = third_part` (the default) the message, an RFC 822 text
 //! like the reference's `MIMEText`, is written to the standard input of
 //! `smtp_command` (default `/usr/sbin/sendmail -t -oi`, which takes the
-//! recipients from the headers). `self_local` (SMTP over TLS from the
-//! server itself) is not built in yet: such deliveries are dropped with a
-//! warning.
+//! recipients from the headers). With `smtp_mode = self_local` the server
+//! speaks SMTP itself (the `lettre` crate, rustls) to
+//! `smtp_host:smtp_port`, one connection per e-mail as the reference:
+//!
+//! - port 465: TLS from the first byte (SMTPS), as the reference's
+//!   `SMTP_SSL`, whatever the port;
+//! - any other port: STARTTLS, required when a login is configured (the
+//!   password never crosses a plaintext connection), else used when the
+//!   server offers it and plaintext otherwise (the reference only speaks
+//!   SMTPS, so it cannot use a submission port or a local relay);
+//! - login (`smtp_user_name`, `smtp_user_password`) only when
+//!   `smtp_user_name` is set (the reference always logs in);
+//! - the server's certificate is checked against the public roots plus
+//!   `smtp_cafile` (ours), for the server name `smtp_host`.
+//!
+//! The envelope sender is the `From` address (none when it is empty or not
+//! an address), the recipient the `mailto:` address. A permanent SMTP
+//! refusal (5xx) is final; anything else is retried per the retry policy
+//! (the reference logs errors and drops the e-mail).
 //!
 //! Notifications: `To` = the address, `From` = `options.from`, `Subject` =
 //! the URI's `subject` query parameter, else `options.subject`; the body
@@ -114,11 +130,19 @@ fn from_template(
     (t.sender.clone(), t.topic.clone(), body)
 }
 
-/// Builds the e-mail for a delivery: `(to, text)`, or why there is none.
-pub fn compose(
-    config: &NotificationConfig,
-    delivery: &NewDelivery,
-) -> Result<(String, String), String> {
+/// An e-mail ready to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Email {
+    /// The recipient (the `mailto:` address).
+    pub to: String,
+    /// The `From` address (may be empty).
+    pub from: String,
+    /// The RFC 822 text, lines ending in `\n`.
+    pub text: String,
+}
+
+/// Builds the e-mail for a delivery, or says why there is none.
+pub fn compose(config: &NotificationConfig, delivery: &NewDelivery) -> Result<Email, String> {
     let (to, params) = parse_mailto(&delivery.subscriber);
     let p = &delivery.payload;
     let kind = p
@@ -156,27 +180,89 @@ pub fn compose(
         }
     };
     let text = message(&to, &from, &subject, &body);
-    Ok((to, text))
+    Ok(Email {
+        to,
+        from: clean(&from),
+        text,
+    })
 }
 
 /// Sends the e-mail of one delivery.
 pub async fn send(config: &NotificationConfig, delivery: &NewDelivery) -> Outcome {
-    let (_, text) = match compose(config, delivery) {
+    let email = match compose(config, delivery) {
         Ok(m) => m,
         Err(why) => return Outcome::GiveUp(why),
     };
     match config.smtp_mode {
-        SmtpMode::SelfLocal => {
-            Outcome::GiveUp("smtp_mode = self_local is not supported by this build yet".into())
-        }
+        SmtpMode::SelfLocal => smtp(config, &email).await,
         SmtpMode::ThirdPart => {
             pipe(
                 &config.smtp_command,
-                &text,
+                &email.text,
                 Duration::from_secs(config.webhook_timeout_secs.max(10)),
             )
             .await
         }
+    }
+}
+
+/// Sends `email` over SMTP to `smtp_host:smtp_port` (`self_local`).
+async fn smtp(config: &NotificationConfig, email: &Email) -> Outcome {
+    use lettre::address::{Address, Envelope};
+    use lettre::transport::smtp::authentication::Credentials;
+    use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+    use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+
+    let Some(host) = config.smtp_host.as_deref() else {
+        return Outcome::GiveUp("smtp_mode = self_local without smtp_host".into());
+    };
+    let to = match email.to.parse::<Address>() {
+        Ok(a) => a,
+        Err(e) => return Outcome::GiveUp(format!("invalid recipient {:?}: {e}", email.to)),
+    };
+    let envelope = match Envelope::new(email.from.parse::<Address>().ok(), vec![to]) {
+        Ok(e) => e,
+        Err(e) => return Outcome::GiveUp(format!("invalid envelope: {e}")),
+    };
+    let mut tls = TlsParameters::builder(host.to_owned());
+    if let Some(path) = &config.smtp_cafile {
+        let cert = std::fs::read(path)
+            .map_err(|e| e.to_string())
+            .and_then(|pem| Certificate::from_pem(&pem).map_err(|e| e.to_string()));
+        match cert {
+            Ok(c) => tls = tls.add_root_certificate(c),
+            Err(e) => return Outcome::Retry(format!("[notification] smtp_cafile {path}: {e}")),
+        }
+    }
+    let tls = match tls.build() {
+        Ok(t) => t,
+        Err(e) => return Outcome::Retry(format!("SMTP TLS set-up: {e}")),
+    };
+    let login = config.smtp_user_name.as_ref().map(|user| {
+        Credentials::new(
+            user.clone(),
+            config.smtp_user_password.clone().unwrap_or_default(),
+        )
+    });
+    let tls = match (config.smtp_port, &login) {
+        (465, _) => Tls::Wrapper(tls),
+        (_, Some(_)) => Tls::Required(tls),
+        (_, None) => Tls::Opportunistic(tls),
+    };
+    let mut transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+        .port(config.smtp_port)
+        .tls(tls)
+        .timeout(Some(Duration::from_secs(
+            config.webhook_timeout_secs.max(10),
+        )));
+    if let Some(login) = login {
+        transport = transport.credentials(login);
+    }
+    let text = email.text.replace("\r\n", "\n").replace('\n', "\r\n");
+    match transport.build().send_raw(&envelope, text.as_bytes()).await {
+        Ok(_) => Outcome::Delivered,
+        Err(e) if e.is_permanent() => Outcome::GiveUp(format!("SMTP server refused: {e}")),
+        Err(e) => Outcome::Retry(format!("SMTP: {e}")),
     }
 }
 
@@ -241,20 +327,21 @@ mod tests {
             "mailto:a%2Bb@example.com?Subject=Hello%20there",
             json!({"body": 1}),
         );
-        let (to, text) = compose(&c, &d).unwrap();
+        let Email { to, from, text } = compose(&c, &d).unwrap();
         assert_eq!(to, "a+b@example.com");
+        assert_eq!(from, "zaqar@example.com");
         assert!(text.contains("\nto: a+b@example.com\n"), "{text}");
         assert!(text.contains("\nfrom: zaqar@example.com\n"), "{text}");
         assert!(text.contains("\nsubject: Hello there\n"), "{text}");
         assert!(text.ends_with("\n\n{\"body\":1}"), "{text}");
         let d = delivery("mailto:x@example.com", json!({}));
-        assert!(compose(&c, &d).unwrap().1.contains("\nsubject: opt\n"));
+        assert!(compose(&c, &d).unwrap().text.contains("\nsubject: opt\n"));
         // No header injection through the subject.
         let d = delivery(
             "mailto:x@example.com?subject=a%0D%0ABcc:%20evil@example.com",
             json!({}),
         );
-        assert!(!compose(&c, &d).unwrap().1.contains("\nBcc:"));
+        assert!(!compose(&c, &d).unwrap().text.contains("\nBcc:"));
     }
 
     #[test]
@@ -265,7 +352,7 @@ mod tests {
         let d = delivery("mailto:x@example.com", payload);
         assert!(compose(&c, &d).is_err());
         c.external_confirmation_url = Some("https://confirm.example.com/".into());
-        let (_, text) = compose(&c, &d).unwrap();
+        let text = compose(&c, &d).unwrap().text;
         assert!(
             text.contains("subject: Zaqar Notification - Subscription Confirmation"),
             "{text}"

@@ -26,7 +26,8 @@
 //! - `trust+http`, `trust+https` ([`trust`]): a webhook carrying an
 //!   `X-Auth-Token` obtained from the Keystone trust in `options.trust_id`.
 //! - `mailto:` ([`mailto`]): an RFC 822 message piped to `smtp_command`
-//!   (`smtp_mode = third_part`).
+//!   (`smtp_mode = third_part`) or sent over SMTP by the server itself
+//!   (`smtp_mode = self_local`).
 //!
 //! # Payload
 //!
