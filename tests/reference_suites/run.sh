@@ -3,6 +3,10 @@
 #
 #   tests/reference_suites/run.sh zaqarclient   python-zaqarclient 4.7.0 functional tests
 #                                               (noauth, admin_mode; about 10 s)
+#   tests/reference_suites/run.sh zaqarclient-keystone
+#                                               the same as the client's tox job runs
+#                                               them: Keystone, admin credentials
+#                                               (about 2.5 min: a token per request)
 #   tests/reference_suites/run.sh tempest       zaqar-tempest-plugin 4.3.0 against the
 #                                               Keystone of tests/keystone/setup.sh
 #                                               (about 3.5 min: one test sleeps 140 s)
@@ -56,15 +60,15 @@ ensure_venv() {
 suite="${1:-}"
 case "$suite" in
     venv) ensure_venv ;;
-    zaqarclient)
+    zaqarclient|zaqarclient-keystone)
         ensure_venv
         export ZAQARCLIENT_SDIST="$VENV/sdist/python_zaqarclient-$CLIENT_VERSION"
-        exec "$PY" "$HERE/run_suites.py" zaqarclient ${REFERENCE_KEEP:+--keep}
+        exec "$PY" "$HERE/run_suites.py" "$suite" ${REFERENCE_KEEP:+--keep}
         ;;
     tempest)
         ensure_venv
         exec "$PY" "$HERE/run_suites.py" tempest --concurrency "${TEMPEST_CONCURRENCY:-2}" \
             ${REFERENCE_KEEP:+--keep}
         ;;
-    *) echo "usage: $0 zaqarclient|tempest|venv" >&2; exit 2 ;;
+    *) echo "usage: $0 zaqarclient|zaqarclient-keystone|tempest|venv" >&2; exit 2 ;;
 esac

@@ -3,6 +3,9 @@
     run_suites.py zaqarclient   python-zaqarclient 4.7.0's functional tests
                                 (tests/functional/queues/v2 of its sdist), noauth,
                                 admin_mode on, project my-project
+    run_suites.py zaqarclient-keystone
+                                the same with Keystone and the admin's credentials,
+                                as the client's tox 'functional' job runs them
     run_suites.py tempest       zaqar-tempest-plugin 4.3.0 with a real Keystone
 
 Run by run.sh with the Python of the reference venv (tempest, the plugin, the
@@ -110,15 +113,30 @@ def judge(suite, results):
 
 # -- python-zaqarclient -------------------------------------------------------
 
-def run_zaqarclient(workdir):
+def run_zaqarclient(workdir, keystone=False):
+    """noauth (project my-project), or with keystone=True as the client's own
+    tox 'functional' job runs them: Keystone, the admin's credentials."""
     sdist = pathlib.Path(os.environ["ZAQARCLIENT_SDIST"])
-    server = ZaqarServer(workdir / "server", {
+    options = {
         "DEFAULT": {"admin_mode": "true"},
         "signed_url": {"secret_key": SECRET_KEY},
-    }).start()
+    }
+    env = dict(os.environ, ZAQARCLIENT_TEST_FUNCTIONAL="1")
+    env.pop("ZAQARCLIENT_AUTH_FUNCTIONAL", None)
+    if keystone:
+        ks = keystone_env()
+        options = dict(options, **keystone_server_options(ks))
+        options["DEFAULT"]["auth_strategy"] = "keystone"
+        # The tests read their cloud with os-client-config: the admin, from the
+        # environment only (no clouds.yaml of this machine's).
+        env.update(ZAQARCLIENT_AUTH_FUNCTIONAL="1", OS_CLIENT_CONFIG_FILE="/dev/null",
+                   OS_AUTH_URL=ks["KEYSTONE_AUTH_URL"], OS_USERNAME=ks["KEYSTONE_ADMIN_USER"],
+                   OS_PASSWORD=ks["KEYSTONE_ADMIN_PASSWORD"],
+                   OS_PROJECT_NAME=ks["KEYSTONE_ADMIN_PROJECT"],
+                   OS_USER_DOMAIN_ID="default", OS_PROJECT_DOMAIN_ID="default")
+    server = ZaqarServer(workdir / "server", options).start()
     try:
-        env = dict(os.environ, ZAQARCLIENT_TEST_FUNCTIONAL="1", ZAQAR_ENDPOINT=server.url)
-        env.pop("ZAQARCLIENT_AUTH_FUNCTIONAL", None)
+        env["ZAQAR_ENDPOINT"] = server.url
         # The stestr repository goes into the work dir, not into the sdist.
         tree = workdir / "zaqarclient"
         subprocess.run(["cp", "-a", str(sdist), str(tree)], check=True)
@@ -127,7 +145,7 @@ def run_zaqarclient(workdir):
              "run", "--concurrency", "1"], cwd=tree, env=env)
     finally:
         server.stop()
-    return judge("zaqarclient", results)
+    return judge("zaqarclient-keystone" if keystone else "zaqarclient", results)
 
 
 # -- tempest ------------------------------------------------------------------
@@ -245,8 +263,8 @@ def tempest_conf(ks, log_dir):
         """)
 
 
-def run_tempest(workdir, concurrency):
-    ks = keystone_env()
+def keystone_server_options(ks):
+    """zaqar.conf sections of a keystone-mode server, as devstack writes them."""
     service_user = {
         "auth_url": ks["KEYSTONE_URL"],
         "auth_type": "password",
@@ -254,15 +272,21 @@ def run_tempest(workdir, concurrency):
         "password": ks["KEYSTONE_SERVICE_PASSWORD"],
         "user_domain_name": "Default",
     }
-    server = ZaqarServer(workdir / "server", {
-        "DEFAULT": {"auth_strategy": "keystone"},
+    return {
         "keystone_authtoken": dict(service_user,
                                    www_authenticate_uri=ks["KEYSTONE_URL"],
                                    project_name=ks["KEYSTONE_SERVICE_PROJECT"],
                                    project_domain_name="Default"),
-        # trust+ subscriptions (test_trust_subscription): trusts go to the
-        # service user, as devstack configures it.
+        # trust+ subscriptions: trusts go to the service user.
         "trustee": service_user,
+    }
+
+
+def run_tempest(workdir, concurrency):
+    ks = keystone_env()
+    server = ZaqarServer(workdir / "server", {
+        "DEFAULT": {"auth_strategy": "keystone"},
+        **keystone_server_options(ks),
         # test_trust_subscription subscribes our own endpoint, on loopback:
         # refused by default (doc/source/differences.rst, SSRF).
         "notification": {"allowed_subscriber_networks": "127.0.0.0/8"},
@@ -293,7 +317,7 @@ def run_tempest(workdir, concurrency):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("suite", choices=("zaqarclient", "tempest"))
+    parser.add_argument("suite", choices=("zaqarclient", "zaqarclient-keystone", "tempest"))
     parser.add_argument("--concurrency", type=int, default=2,
                         help="tempest workers (Keystone has one request thread)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
@@ -301,8 +325,8 @@ def main():
     workdir = pathlib.Path(tempfile.mkdtemp(prefix=f"zaqar-ref-{args.suite}-"))
     ok = False
     try:
-        if args.suite == "zaqarclient":
-            ok = run_zaqarclient(workdir)
+        if args.suite.startswith("zaqarclient"):
+            ok = run_zaqarclient(workdir, keystone=args.suite == "zaqarclient-keystone")
         else:
             ok = run_tempest(workdir, args.concurrency)
     finally:
