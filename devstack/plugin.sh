@@ -137,6 +137,19 @@ function configure_zaqar {
     if [[ "$ZAQAR_ENABLE_NOTIFIER" == "True" ]]; then
         iniset "$ZAQAR_CONF" storage message_pipeline zaqar.notification.notifier
     fi
+    # Addresses only: a host name in this list stops the server, so a
+    # ZAQAR_SERVICE_HOST that is a name is left out.
+    local net nets=()
+    for net in ${ZAQAR_ALLOWED_SUBSCRIBER_NETWORKS//,/ }; do
+        if [[ "$net" =~ ^[0-9.]+(/[0-9]+)?$ || "$net" == *:* ]]; then
+            nets+=("$net")
+        else
+            warn $LINENO "ZAQAR_ALLOWED_SUBSCRIBER_NETWORKS: $net is not an address, left out"
+        fi
+    done
+    if (( ${#nets[@]} )); then
+        iniset "$ZAQAR_CONF" notification allowed_subscriber_networks "$(IFS=,; echo "${nets[*]}")"
+    fi
 
     iniset "$ZAQAR_CONF" drivers transport "$(zaqar_transports)"
     iniset "$ZAQAR_CONF" drivers:transport:wsgi bind "$ZAQAR_SERVICE_LISTEN_ADDRESS"
