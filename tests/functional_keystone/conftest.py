@@ -19,6 +19,7 @@ Fixtures:
 
 import os
 import pathlib
+import socket
 import subprocess
 import sys
 import urllib.parse
@@ -83,6 +84,10 @@ class Keystone:
 
     def token(self, who):
         """A new project-scoped token for alice, bob or admin."""
+        return self.token_and_expiry(who)[0]
+
+    def token_and_expiry(self, who):
+        """(token, its ``expires_at`` as Keystone wrote it) for alice, bob or admin."""
         user, password, project = self.users[who]
         body = {"auth": {
             "identity": {"methods": ["password"], "password": {"user": {
@@ -91,7 +96,7 @@ class Keystone:
         }}
         resp = requests.post(self.auth_url + "/auth/tokens", json=body, timeout=30)
         assert resp.status_code == 201, resp.text
-        return resp.headers["X-Subject-Token"]
+        return resp.headers["X-Subject-Token"], resp.json()["token"]["expires_at"]
 
     def revoke(self, token):
         resp = requests.delete(self.auth_url + "/auth/tokens",
@@ -139,6 +144,41 @@ def ks():
     except requests.RequestException as exc:
         pytest.skip(f"Keystone at {k.url} does not answer: {exc}")
     return k
+
+
+SHORT_TOKEN_EXPIRATION = 20
+
+
+@pytest.fixture(scope="session")
+def short_expiry_ks(ks):
+    """A SECOND Keystone whose tokens live SHORT_TOKEN_EXPIRATION seconds
+    (``[token] expiration``, global to a Keystone, so the shared one is left
+    alone).  Started by setup.sh on a free loopback port with its own state
+    directory next to the shared one; stopped at the end of the session.
+    Costs ~30 s the first time (bootstrap), less later (the state is kept)."""
+    state = _state_dir().parent / (_state_dir().name + "-short-expiry")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, KEYSTONE_PORT=str(port), KEYSTONE_STATE_DIR=str(state),
+               KEYSTONE_TOKEN_EXPIRATION=str(SHORT_TOKEN_EXPIRATION))
+    for key in [k for k in env if k.startswith("KEYSTONE_") and k.endswith("_URL")]:
+        del env[key]
+    try:
+        subprocess.run(["bash", str(SETUP_SH), "stop"], env=env, check=True, timeout=60,
+                       stdout=subprocess.DEVNULL)
+        subprocess.run(["bash", str(SETUP_SH), "start"], env=env, check=True, timeout=300,
+                       stdout=subprocess.DEVNULL)
+        values = {}
+        for line in (state / "env").read_text().splitlines():
+            if line and not line.startswith("#") and "=" in line:
+                k, v = line.split("=", 1)
+                values[k] = v
+        assert values["KEYSTONE_URL"] == f"http://127.0.0.1:{port}", values["KEYSTONE_URL"]
+        yield Keystone(values)
+    finally:
+        subprocess.run(["bash", str(SETUP_SH), "stop"], env=env, timeout=60,
+                       stdout=subprocess.DEVNULL)
 
 
 def _report_and_stop(servers, request):

@@ -4,10 +4,12 @@ Tenancy by token, python-zaqarclient with Keystone password auth, 401s with
 WWW-Authenticate (invalid, missing, revoked), Keystone down and back, one
 Keystone call for 50 concurrent requests, forged identity headers, admin
 routes and policy files, pre-signed URLs beside Keystone, the WebSocket
-``authenticate`` action.
+``authenticate`` action, and a WebSocket closed with 4003 when its token
+expires (against a second Keystone with 20-second tokens).
 """
 
 import concurrent.futures
+import datetime
 import json
 import re
 import time
@@ -308,3 +310,38 @@ def test_websocket_presigned_frames_pass_without_a_token(ks, ks_server, alice):
         assert ws.call("queue_list", signed)[0] == 403  # not a message action
     finally:
         ws.ws.close()
+
+
+def test_websocket_closes_with_4003_when_the_token_expires(short_expiry_ks, tmp_path, request):
+    """A second Keystone issues tokens that live ~20 s: the connection
+    authenticated with one is closed with 4003 "Authentication expired." when
+    the token's expires_at comes, not before, not much later."""
+    from conftest import _report_and_stop, keystone_options
+    from zaqar_testlib import ZaqarServer
+
+    ks = short_expiry_ks
+    srv = ZaqarServer(tmp_path / "srv", keystone_options(ks)).start()
+    try:
+        token, expires_at = ks.token_and_expiry("alice")
+        expires = datetime.datetime.fromisoformat(expires_at.replace("Z", "+00:00")).timestamp()
+        left = expires - time.time()
+        assert 5 < left <= 25, (expires_at, left)
+        ws = Ws(srv)
+        try:
+            a = {"X-Project-ID": ks.proj_a}
+            assert ws.call("authenticate", dict(a, **{"X-Auth-Token": token})) == (200, {"message": "Authentified."})
+            assert ws.call("queue_list", a)[0] == 200
+            ws.ws.settimeout(left + 15)
+            opcode, data = ws.ws.recv_data(control_frame=True)
+            closed_at = time.time()
+            assert opcode == websocket.ABNF.OPCODE_CLOSE, (opcode, data)
+            code = int.from_bytes(data[:2], "big")
+            print(f"\ntoken expires_at {expires_at}; connection closed {closed_at - expires:+.2f} s from it "
+                  f"with {code} {data[2:].decode()!r}")
+            assert (code, data[2:].decode()) == (4003, "Authentication expired.")
+            # Keystone writes expires_at to the second (truncated)
+            assert expires - 1.5 <= closed_at <= expires + 5, (expires_at, closed_at)
+        finally:
+            ws.ws.close()
+    finally:
+        _report_and_stop([srv], request)

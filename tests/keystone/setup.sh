@@ -14,6 +14,7 @@
 #   KEYSTONE_VENV       the virtualenv                  (default tests/keystone/.venv)
 #   KEYSTONE_PYTHON     interpreter for the venv        (default python3)
 #   KEYSTONE_THREADS    request threads (default 1: SQLite writes must not overlap)
+#   KEYSTONE_TOKEN_EXPIRATION  token lifetime in seconds, [token] expiration (default 3600)
 #   KEYSTONE_{ADMIN,SERVICE,ALICE,BOB}_PASSWORD        passwords of the test users
 #
 # After `start`, $KEYSTONE_STATE_DIR/env holds the URLs, ids and passwords;
@@ -33,6 +34,7 @@ export PYTHONWARNINGS="${PYTHONWARNINGS:-ignore}"
 # "database is locked" (a read transaction that upgrades to a write cannot
 # wait for another writer), which turns into HTTP 500 under parallel tests.
 THREADS="${KEYSTONE_THREADS:-1}"
+TOKEN_EXPIRATION="${KEYSTONE_TOKEN_EXPIRATION:-3600}"
 PIDFILE="$STATE/keystone.pid"
 LOG="$STATE/keystone.log"
 CONF="$STATE/keystone.conf"
@@ -105,7 +107,7 @@ sqlite_synchronous = false
 
 [token]
 provider = fernet
-expiration = 3600
+expiration = $TOKEN_EXPIRATION
 
 [fernet_tokens]
 key_repository = $STATE/fernet-keys

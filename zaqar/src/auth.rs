@@ -215,7 +215,8 @@ impl AuthLayer {
             AuthLayer::Keystone(v) => v,
         };
         let claimed = headers.get("x-project-id").cloned();
-        let removed = strip_identity_headers(headers).saturating_sub(usize::from(claimed.is_some()));
+        let removed =
+            strip_identity_headers(headers).saturating_sub(usize::from(claimed.is_some()));
         if removed > 0 {
             tracing::info!(removed, "identity headers sent by the client were removed");
         }

@@ -32,6 +32,7 @@ async fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
+    raise_nofile_limit();
     let config = match &cli.config_file {
         Some(path) => zaqar::config::Config::load(path),
         None => zaqar::config::Config::parse(""),
@@ -50,6 +51,16 @@ async fn main() -> ExitCode {
             eprintln!("zaqar-server: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Raises the soft limit of open files to the hard limit: every WebSocket
+/// and HTTP connection holds a descriptor, and the usual soft limit (1024)
+/// would refuse connections long before memory runs short.
+fn raise_nofile_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!(limit, "open files limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open files limit"),
     }
 }
 
