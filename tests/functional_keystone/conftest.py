@@ -154,9 +154,9 @@ def short_expiry_ks(ks):
     """A SECOND Keystone whose tokens live SHORT_TOKEN_EXPIRATION seconds
     (``[token] expiration``, global to a Keystone, so the shared one is left
     alone).  Started by setup.sh on a free loopback port with its own state
-    directory next to the shared one; stopped at the end of the session.
+    directory inside the shared one's; stopped at the end of the session.
     Costs ~30 s the first time (bootstrap), less later (the state is kept)."""
-    state = _state_dir().parent / (_state_dir().name + "-short-expiry")
+    state = _state_dir() / "short-expiry"
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
