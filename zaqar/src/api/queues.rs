@@ -316,6 +316,16 @@ impl Api {
         read(self.body_document(payload)?)
     }
 
+    /// Parses a JSON body, an absent or empty one being `{}` (the routes
+    /// whose fields are all optional).
+    pub(crate) fn body_document_or_empty(&self, payload: &Payload) -> ApiResult<Value> {
+        if payload.is_empty() {
+            Ok(Value::Object(serde_json::Map::new()))
+        } else {
+            self.body_document(payload)
+        }
+    }
+
     /// Parses a JSON body (object or array) within the transport's cap.
     pub(crate) fn body_document(&self, payload: &Payload) -> ApiResult<Value> {
         match payload {

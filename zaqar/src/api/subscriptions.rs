@@ -341,11 +341,7 @@ impl Api {
                 .await
                 .map_err(storage_error(WHAT))?;
         }
-        let doc = if payload.is_empty() {
-            Value::Object(Map::new())
-        } else {
-            self.body_document(payload)?
-        };
+        let doc = self.body_document_or_empty(payload)?;
         let doc = self.subscription_document(doc, true)?;
         let subscriber = doc.subscriber.unwrap_or_default();
         self.check_subscriber_address(&subscriber).await?;
@@ -447,11 +443,7 @@ impl Api {
         id: &str,
         payload: &Payload,
     ) -> ApiResult<()> {
-        let doc = if payload.is_empty() {
-            Value::Object(Map::new())
-        } else {
-            self.body_document(payload)?
-        };
+        let doc = self.body_document_or_empty(payload)?;
         let doc = self.subscription_document(doc, false)?;
         if let Some(s) = &doc.subscriber {
             self.check_subscriber_address(s).await?;
@@ -515,11 +507,7 @@ impl Api {
         id: &str,
         payload: &Payload,
     ) -> ApiResult<()> {
-        let doc = if payload.is_empty() {
-            Value::Object(Map::new())
-        } else {
-            self.body_document(payload)?
-        };
+        let doc = self.body_document_or_empty(payload)?;
         let Some(confirmed) = doc.get("confirmed").and_then(Value::as_bool) else {
             return Err(ApiError::invalid("The 'confirmed' should be boolean."));
         };
