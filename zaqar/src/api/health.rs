@@ -74,7 +74,8 @@ impl Api {
             s.messages.post(&scope, &client, messages),
         )
         .await
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .ids;
         let request = ClaimRequest {
             ttl: 60,
             grace: 300,

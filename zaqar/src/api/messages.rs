@@ -133,7 +133,7 @@ impl Api {
             .post(&scope, &ctx.client_id, messages)
             .await
         {
-            Ok(ids) => Ok(ids),
+            Ok(posted) => Ok(posted.ids),
             Err(StorageError::QueueNotFound) => Err(ApiError::not_found(format!(
                 "Queue {queue} does not exist for project {}",
                 ctx.project_id

@@ -4,10 +4,11 @@
 //! # Flow
 //!
 //! 1. [`NotifierStage`] (registered as `zaqar.notification.notifier`, on by
-//!    default, see [`crate::storage::pipeline`]) wraps message `post`. When
-//!    the queue has live subscriptions it lets the post through, and once
-//!    the messages are stored it writes one outbox row per (message,
-//!    subscriber) and wakes the workers. The post never waits for a
+//!    default, see [`crate::storage::pipeline`]) wraps message `post`. Once
+//!    the messages are stored, and when the queue has live subscriptions
+//!    (the stores say so in [`Posted::subscribed`], read in the post's own
+//!    transaction or script, so queues without subscribers pay nothing), it
+//!    writes one outbox row per (message, subscriber) and wakes the workers. The post never waits for a
 //!    delivery. (The reference notifies *before* storing and from an
 //!    in-memory thread pool, so a restart loses what was pending.)
 //! 2. [`Notifier`] leases due rows and delivers each on its channel, at
@@ -53,7 +54,8 @@ use crate::storage::clock::SharedClock;
 use crate::storage::outbox::{Delivery, NewDelivery, Outbox};
 use crate::storage::pipeline::StageContext;
 use crate::storage::{
-    MessageStore, NewMessage, QueueStore, Scope, StorageResult, Subscription, SubscriptionStore,
+    MessageStore, NewMessage, Posted, QueueStore, Scope, StorageResult, Subscription,
+    SubscriptionStore,
 };
 
 /// The stage name, as reference configurations spell it.
@@ -139,10 +141,17 @@ impl MessageStore for NotifierStage {
         scope: &Scope,
         client_id: &str,
         messages: Vec<NewMessage>,
-    ) -> StorageResult<Vec<String>> {
+    ) -> StorageResult<Posted> {
         let Some(outbox) = &self.outbox else {
             return self.next.post(scope, client_id, messages).await;
         };
+        // A copy for the payloads (bodies are copied, not parsed, until
+        // the queue turns out to have subscribers).
+        let copy = messages.clone();
+        let posted = self.next.post(scope, client_id, messages).await?;
+        if posted.subscribed == Some(false) {
+            return Ok(posted);
+        }
         let targets = match self.targets(scope).await {
             Ok(t) => t,
             Err(e) => {
@@ -151,13 +160,12 @@ impl MessageStore for NotifierStage {
             }
         };
         if targets.is_empty() {
-            return self.next.post(scope, client_id, messages).await;
+            return Ok(posted);
         }
-        let payloads: Vec<Value> = messages
+        let payloads: Vec<Value> = copy
             .iter()
             .map(|m| notification_payload(&scope.queue, m))
             .collect();
-        let ids = self.next.post(scope, client_id, messages).await?;
         let queue_retry_policy = match self.queues.get(scope).await {
             Ok(m) => m.and_then(|m| m.get("_retry_policy").cloned()),
             Err(e) => {
@@ -185,7 +193,7 @@ impl MessageStore for NotifierStage {
                 tracing::warn!(queue = %scope.queue, error = %e, "notifications could not be queued")
             }
         }
-        Ok(ids)
+        Ok(posted)
     }
 }
 

@@ -197,7 +197,8 @@ async fn post_n(backend: &Backend, scope: &Scope, n: usize) -> Vec<String> {
         .messages
         .post(scope, CLIENT, messages)
         .await
-        .expect("post");
+        .expect("post")
+        .ids;
     assert_eq!(ids.len(), n);
     ids
 }
@@ -334,7 +335,12 @@ pub(crate) async fn post_keeps_input_order(backend: Backend, clock: ManualClock)
         .collect();
     messages[1].checksum = Some("MD5:0123456789abcdef0123456789abcdef".to_owned());
     let posted_at = clock.now_ms();
-    let first = backend.messages.post(&s, CLIENT, messages).await.unwrap();
+    let first = backend
+        .messages
+        .post(&s, CLIENT, messages)
+        .await
+        .unwrap()
+        .ids;
     assert_eq!(first.len(), 5);
     assert_eq!(
         first.iter().collect::<HashSet<_>>().len(),
@@ -423,13 +429,14 @@ pub(crate) async fn list_echo_filter(backend: Backend, _clock: ManualClock) {
     let mut theirs = Vec::new();
     for i in 0..2 {
         let msg = || vec![new_message(json!(i), 300, 0)];
-        mine.extend(backend.messages.post(&s, CLIENT, msg()).await.unwrap());
+        mine.extend(backend.messages.post(&s, CLIENT, msg()).await.unwrap().ids);
         theirs.extend(
             backend
                 .messages
                 .post(&s, other_client, msg())
                 .await
-                .unwrap(),
+                .unwrap()
+                .ids,
         );
     }
     let q = ListQuery {
@@ -486,7 +493,8 @@ pub(crate) async fn list_include_delayed(backend: Backend, clock: ManualClock) {
             ],
         )
         .await
-        .unwrap();
+        .unwrap()
+        .ids;
     let page = backend.messages.list(&s, &list_default(10)).await.unwrap();
     assert_eq!(ids(&page.messages), posted[1..]);
     let q = ListQuery {
@@ -601,7 +609,8 @@ pub(crate) async fn message_ttl_expiry(backend: Backend, clock: ManualClock) {
             vec![new_message(json!(1), 60, 0), new_message(json!(2), 120, 0)],
         )
         .await
-        .unwrap();
+        .unwrap()
+        .ids;
     clock.advance_secs(59);
     assert_eq!(all_ids(&backend, &s).await, posted);
     clock.advance_secs(2);
@@ -723,7 +732,8 @@ pub(crate) async fn claim_extends_short_lived_messages(backend: Backend, clock: 
             ],
         )
         .await
-        .unwrap();
+        .unwrap()
+        .ids;
     let c = backend
         .claims
         .create(&s, &claim(100, 30, 10))
@@ -799,7 +809,8 @@ pub(crate) async fn claim_renew_extends_message_life(backend: Backend, clock: Ma
         .messages
         .post(&s, CLIENT, vec![new_message(json!("m"), 100, 0)])
         .await
-        .unwrap();
+        .unwrap()
+        .ids;
     let c = backend
         .claims
         .create(&s, &claim(60, 10, 1))
@@ -912,7 +923,8 @@ pub(crate) async fn delayed_messages_not_claimed_nor_popped(backend: Backend, cl
             ],
         )
         .await
-        .unwrap();
+        .unwrap()
+        .ids;
     let c = backend
         .claims
         .create(&s, &claim(300, 60, 10))
@@ -938,7 +950,8 @@ pub(crate) async fn delayed_messages_not_claimed_nor_popped(backend: Backend, cl
         .messages
         .post(&popq, CLIENT, vec![new_message(json!("d"), 300, 30)])
         .await
-        .unwrap();
+        .unwrap()
+        .ids;
     assert!(backend.messages.pop(&popq, 10).await.unwrap().is_empty());
     clock.advance_secs(30);
     assert_eq!(
@@ -1204,7 +1217,8 @@ pub(crate) async fn stats_counts_and_stamps(backend: Backend, clock: ManualClock
     let last = m
         .post(&s, CLIENT, vec![new_message(json!("d"), 120, 30)])
         .await
-        .unwrap();
+        .unwrap()
+        .ids;
     backend
         .claims
         .create(&s, &claim(60, 60, 1))

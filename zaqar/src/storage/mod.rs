@@ -76,6 +76,27 @@ pub struct NewMessage {
     pub checksum: Option<String>,
 }
 
+/// What a post stored.
+#[derive(Clone, Debug, Default)]
+pub struct Posted {
+    /// The new messages' ids, in the order the messages were given.
+    pub ids: Vec<String>,
+    /// Whether the queue had live subscriptions when the messages were
+    /// stored, for stores that can tell at no extra cost (Redis reads it in
+    /// the post's own script); `None` makes the notifier look them up.
+    pub subscribed: Option<bool>,
+}
+
+impl Posted {
+    /// Ids only: the store does not say whether the queue has subscriptions.
+    pub fn ids(ids: Vec<String>) -> Self {
+        Posted {
+            ids,
+            subscribed: None,
+        }
+    }
+}
+
 /// A stored message as read back.
 #[derive(Clone, Debug)]
 pub struct Message {
@@ -368,13 +389,13 @@ pub trait MessageStore: Send + Sync {
         None
     }
 
-    /// Stores the messages in order and returns their ids in the same order.
+    /// Stores the messages in order; [`Posted::ids`] are their ids in the same order.
     async fn post(
         &self,
         scope: &Scope,
         client_id: &str,
         messages: Vec<NewMessage>,
-    ) -> StorageResult<Vec<String>> {
+    ) -> StorageResult<Posted> {
         forward!(self, "message post", n, n.post(scope, client_id, messages))
     }
 

@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::clock::{Clock, ManualClock};
 use super::pipeline::Backend;
-use super::{Metadata, NewSubscription, Scope, StorageError, SubscriptionUpdate};
+use super::{Metadata, NewMessage, NewSubscription, Scope, StorageError, SubscriptionUpdate};
 
 /// What a driver's fixture keeps alive for the duration of one test.
 pub(crate) type Keep = Box<dyn Any + Send>;
@@ -35,6 +35,7 @@ macro_rules! subscription_conformance_tests {
             subscription_duplicate_subscriber_rule,
             subscription_ttl_expiry,
             subscription_project_isolation,
+            post_tells_whether_queue_is_subscribed,
         );
     };
     (@each $open:path; $($name:ident),* $(,)?) => {
@@ -429,4 +430,43 @@ pub(crate) async fn subscription_project_isolation(b: Backend, _clock: ManualClo
     b.subscriptions.purge(&theirs).await.unwrap();
     let got = b.subscriptions.get(&mine, &id).await.unwrap().unwrap();
     assert_eq!((got.ttl, got.confirmed), (600, false));
+}
+
+/// A post says whether the queue had live subscriptions, so the notifier
+/// can skip its lookup: no, then yes, and no again once the only
+/// subscription expired; another queue's subscription does not count.
+pub(crate) async fn post_tells_whether_queue_is_subscribed(b: Backend, clock: ManualClock) {
+    let s = scope("posted");
+    let other = scope("posted-other");
+    let post = |s: Scope| {
+        let b = b.clone();
+        async move {
+            let message = NewMessage {
+                ttl: 600,
+                delay: 0,
+                body: serde_json::value::RawValue::from_string("{\"k\": 1}".into()).unwrap(),
+                checksum: None,
+            };
+            b.messages.post(&s, "c", vec![message]).await.unwrap()
+        }
+    };
+    b.queues.create(&s, &Metadata::new()).await.unwrap();
+    b.queues.create(&other, &Metadata::new()).await.unwrap();
+    let first = post(s.clone()).await;
+    assert_eq!(first.ids.len(), 1);
+    assert_eq!(first.subscribed, Some(false));
+    b.subscriptions
+        .create(&other, &new("http://other.example/", 60))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(post(s.clone()).await.subscribed, Some(false));
+    b.subscriptions
+        .create(&s, &new("http://a.example/", 60))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(post(s.clone()).await.subscribed, Some(true));
+    clock.advance_secs(61);
+    assert_eq!(post(s).await.subscribed, Some(false));
 }

@@ -21,10 +21,8 @@ local keep_until = ce + grace * 1000
 local claimed = {}
 local dead = {}
 
-local function dead_record(id)
-  local f = redis.call('HMGET', mkey(id), 't', 'e', 'cr', 'u', 'b', 'k', 'n')
-  if not f[1] then return nil end
-  return {id, f[1], f[2], f[3], f[4] or '', f[5], f[6] or '', f[7] or '0'}
+local function dead_record(id, m)
+  return {id, int(m.t), int(m.e), int(m.cr), m.u, m.b, m.k, int(m.n)}
 end
 
 -- Earlier hand-overs that were never acknowledged (only with a policy,
@@ -33,46 +31,74 @@ local stale = {}
 if max_count >= 0 then
   stale = redis.call('ZRANGEBYSCORE', K_DEAD, '-inf', NOW, 'LIMIT', 0, 100)
 end
-for _, id in ipairs(stale) do
-  local rec = dead_record(id)
-  if rec then
-    redis.call('ZADD', K_DEAD, int(NOW + lease), id)
-    dead[#dead + 1] = rec
-  else
-    redis.call('ZREM', K_DEAD, id)
+if #stale > 0 then
+  local recs = redis.call('HMGET', K_M, unpack(stale))
+  for i, id in ipairs(stale) do
+    if recs[i] then
+      redis.call('ZADD', K_DEAD, int(NOW + lease), id)
+      dead[#dead + 1] = dead_record(id, decode(recs[i]))
+    else
+      redis.call('ZREM', K_DEAD, id)
+    end
   end
 end
 
-scan_claimable(function(id, m)
-  local mk = mkey(id)
+local leaving = {}    -- ids leaving for the dead-letter outbox
+local records = {}    -- HSET arguments: id, new record, ...
+local taken = {}      -- ids leaving the free set
+local members = {}    -- ZADD arguments of the claim's message set
+local extended = {}   -- ZADD arguments of <Q>:exp for extended expiries
+local page = limit
+if page < 1 then page = 1 end
+scan_claimable(page, function(id, m)
   if max_count >= 0 and m.n >= max_count then
-    redis.call('ZREM', K_MSGS, id)
-    redis.call('ZREM', K_EXP, id)
-    redis.call('ZREM', K_FREE, id)
-    redis.call('ZADD', K_DEAD, int(NOW + lease), id)
-    dead[#dead + 1] = dead_record(id)
+    leaving[#leaving + 1] = id
+    dead[#dead + 1] = dead_record(id, m)
     return false
   end
   if max_count >= 0 then m.n = m.n + 1 end
-  redis.call('HSET', mk, 'c', cid, 'n', int(m.n))
-  if m.e < keep_until then
-    m.t = ttl + grace
-    redis.call('HSET', mk, 'e', int(keep_until), 't', int(m.t))
-    redis.call('ZADD', K_EXP, int(keep_until), id)
-    gc_at(mk, keep_until)
-  end
-  redis.call('ZREM', K_FREE, id)
-  redis.call('ZADD', cmkey(cid), m.r, id)
   m.c = cid
+  if m.e < keep_until then
+    m.e = keep_until
+    m.t = ttl + grace
+    extended[#extended + 1] = int(keep_until)
+    extended[#extended + 1] = id
+  end
+  records[#records + 1] = id
+  records[#records + 1] = encode(m)
+  taken[#taken + 1] = id
+  members[#members + 1] = m.r
+  members[#members + 1] = id
   claimed[#claimed + 1] = render(id, m)
   return #claimed >= limit
 end)
 
+if #leaving > 0 then
+  redis.call('ZREM', K_MSGS, unpack(leaving))
+  redis.call('ZREM', K_EXP, unpack(leaving))
+  redis.call('ZREM', K_FREE, unpack(leaving))
+  local outbox = {}
+  for _, id in ipairs(leaving) do
+    outbox[#outbox + 1] = int(NOW + lease)
+    outbox[#outbox + 1] = id
+  end
+  redis.call('ZADD', K_DEAD, unpack(outbox))
+end
+
 if #claimed > 0 then
+  redis.call('HSET', K_M, unpack(records))
+  redis.call('ZREM', K_FREE, unpack(taken))
+  redis.call('ZADD', cmkey(cid), unpack(members))
+  if #extended > 0 then redis.call('ZADD', K_EXP, unpack(extended)) end
   redis.call('HSET', ckey(cid), 't', int(ttl), 'u', int(NOW), 'e', int(ce))
   redis.call('ZADD', K_CLAIMS, int(ce), cid)
   gc_at(ckey(cid), ce)
   gc_at(cmkey(cid), ce)
 end
-gc_queue()
+if #leaving > 0 or #stale > 0 then
+  gc_queue(keep_until)
+elseif #claimed > 0 then
+  -- The claim index is re-created with the first live claim.
+  gc_queue_lazy(K_CLAIMS, keep_until)
+end
 return {claimed, dead}

@@ -1,5 +1,8 @@
 -- Claim release: ARGV[3] = claim id. Missing claims are ignored.
 normalize()
 local cid = ARGV[3]
-if redis.call('ZSCORE', K_CLAIMS, cid) then drop_claim(cid) end
+if redis.call('ZSCORE', K_CLAIMS, cid) and drop_claim(cid) then
+  -- Released messages may have re-created the free set without an expiry.
+  gc_queue_lazy(K_FREE, NOW)
+end
 return 'ok'

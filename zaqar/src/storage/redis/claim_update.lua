@@ -11,14 +11,23 @@ redis.call('ZADD', K_CLAIMS, int(ce), cid)
 redis.call('HSET', ckey(cid), 't', int(ttl), 'u', int(NOW), 'e', int(ce))
 gc_at(ckey(cid), ce)
 gc_at(cmkey(cid), ce)
-for _, id in ipairs(redis.call('ZRANGE', cmkey(cid), 0, -1)) do
-  local m = load(id)
+local ids = redis.call('ZRANGE', cmkey(cid), 0, -1)
+local ms = load_many(ids)
+local records, extended = {}, {}
+for i, id in ipairs(ids) do
+  local m = ms[i]
   if m and m.e < keep_until then
-    local mk = mkey(id)
-    redis.call('HSET', mk, 'e', int(keep_until), 't', int(ttl + grace))
-    redis.call('ZADD', K_EXP, int(keep_until), id)
-    gc_at(mk, keep_until)
+    m.e = keep_until
+    m.t = ttl + grace
+    records[#records + 1] = id
+    records[#records + 1] = encode(m)
+    extended[#extended + 1] = int(keep_until)
+    extended[#extended + 1] = id
   end
 end
-gc_queue()
+if #records > 0 then
+  redis.call('HSET', K_M, unpack(records))
+  redis.call('ZADD', K_EXP, unpack(extended))
+end
+gc_queue(keep_until)
 return 'ok'

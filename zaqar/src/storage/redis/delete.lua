@@ -6,13 +6,13 @@ local m = load(id)
 if not m then return 'ok' end
 if ARGV[4] ~= '1' then
   if m.c ~= '' then return 'is_claimed' end
-  remove_message(id)
+  remove_message(id, m.c)
   return 'ok'
 end
 local cid = ARGV[5]
 if m.c == '' then return 'not_claimed' end
 if m.c == cid then
-  remove_message(id)
+  remove_message(id, m.c)
   return 'ok'
 end
 if redis.call('ZSCORE', K_CLAIMS, cid) then return 'is_claimed' end

@@ -1,9 +1,9 @@
 -- Dead-letter acknowledge, run on the source queue once the DLQ holds the
 -- messages: ARGV[3..] = message ids leaving the outbox for good.
 for i = 3, #ARGV do
-  -- (A queue that is its own DLQ got the message back: keep its hash.)
+  -- (A queue that is its own DLQ got the message back: keep its record.)
   if redis.call('ZREM', K_DEAD, ARGV[i]) == 1 and not redis.call('ZSCORE', K_MSGS, ARGV[i]) then
-    redis.call('DEL', mkey(ARGV[i]))
+    redis.call('HDEL', K_M, ARGV[i])
   end
 end
 return 'ok'

@@ -1,28 +1,28 @@
 -- Dead-letter insert, run on the DLQ: ARGV[3] = new ttl s (-1 = keep the
--- message's ttl; the expiry time is kept either way, as the reference does), then 8 args per record as returned by
--- claim_create: id, ttl, expiry ms, created ms, client, body, checksum,
--- claim count. Idempotent: a message already here is not added twice.
--- The message arrives unclaimed, at the end of the queue.
+-- message's ttl; the expiry time is kept either way, as the reference does),
+-- then 8 args per record as returned by claim_create: id, ttl, expiry ms,
+-- created ms, client, body, checksum, claim count. Idempotent: a message
+-- already here is not added twice. The message arrives unclaimed, at the
+-- end of the queue.
 normalize()
 local new_ttl = tonumber(ARGV[3])
 local n = (#ARGV - 3) / 8
+local horizon = NOW
 for i = 0, n - 1 do
   local b = 4 + i * 8
   local id = ARGV[b]
-  local mk = mkey(id)
   local t = tonumber(ARGV[b + 1])
   local e = tonumber(ARGV[b + 2])
   if new_ttl >= 0 then t = new_ttl end
   if e > NOW and not redis.call('ZSCORE', K_MSGS, id) then
-    local rank = redis.call('INCR', K_SEQ)
-    redis.call('HSET', mk, 't', int(t), 'e', int(e), 'cr', ARGV[b + 3], 'u', ARGV[b + 4], 'b', ARGV[b + 5],
-               'c', '', 'n', ARGV[b + 7], 'd', '0', 'r', int(rank))
-    if ARGV[b + 6] ~= '' then redis.call('HSET', mk, 'k', ARGV[b + 6]) end
-    gc_at(mk, e)
-    redis.call('ZADD', K_MSGS, int(rank), id)
+    local rank = int(redis.call('INCR', K_SEQ))
+    redis.call('HSET', K_M, id, cmsgpack.pack(t, e, tonumber(ARGV[b + 3]), ARGV[b + 4], ARGV[b + 5],
+                                              ARGV[b + 6], '', tonumber(ARGV[b + 7]), 0))
+    redis.call('ZADD', K_MSGS, rank, id)
     redis.call('ZADD', K_EXP, int(e), id)
-    redis.call('ZADD', K_FREE, int(rank), id)
+    redis.call('ZADD', K_FREE, rank, id)
+    if e > horizon then horizon = e end
   end
 end
-gc_queue()
+gc_queue(horizon)
 return 'ok'

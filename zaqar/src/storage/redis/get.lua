@@ -1,8 +1,10 @@
 -- Get: ARGV[3..] = message ids. Returns the live ones among them.
 normalize()
+local ids = {}
+for i = 3, #ARGV do ids[#ids + 1] = ARGV[i] end
+local ms = load_many(ids)
 local out = {}
-for i = 3, #ARGV do
-  local m = load(ARGV[i])
-  if m then out[#out + 1] = render(ARGV[i], m) end
+for i, id in ipairs(ids) do
+  if ms[i] then out[#out + 1] = render(id, ms[i]) end
 end
 return out

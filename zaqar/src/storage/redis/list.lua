@@ -14,18 +14,13 @@ local start = '-inf'
 if string.match(marker, '^%d+$') then start = '(' .. marker end
 local out = {}
 local last = ''
-while #out < limit do
-  local batch = redis.call('ZRANGEBYSCORE', source, start, '+inf', 'WITHSCORES', 'LIMIT', 0, 100)
-  if #batch == 0 then break end
-  for i = 1, #batch, 2 do
-    local id = batch[i]
-    start = '(' .. batch[i + 1]
-    local m = load(id)
-    if m and (include_delayed or m.d <= NOW) and (echo or m.u ~= client) then
+if limit > 0 then
+  scan(source, start, limit, function(id, m)
+    if (include_delayed or m.d <= NOW) and (echo or m.u ~= client) then
       out[#out + 1] = render(id, m)
       last = m.r
-      if #out == limit then break end
     end
-  end
+    return #out >= limit
+  end)
 end
 return {last, out}

@@ -107,8 +107,8 @@ use super::clock::SharedClock;
 use super::pipeline::Backend;
 use super::{
     ClaimInfo, ClaimRequest, ClaimStore, ListQuery, Message, MessagePage, MessageStamp,
-    MessageStore, Metadata, NewClaim, NewMessage, QueueEntry, QueueStats, QueueStore, Scope,
-    StorageError, StorageResult,
+    MessageStore, Metadata, NewClaim, NewMessage, Posted, QueueEntry, QueueStats, QueueStore,
+    Scope, StorageError, StorageResult,
 };
 
 /// How long a claim's dead-letter hand-over may take before another server
@@ -285,9 +285,27 @@ impl RedisStore {
     where
         T: FromRedisValue + Send,
     {
+        let now = self.inner.clock.now_ms();
+        self.eval_queue_at(what, idempotent, script, scope, now, args)
+            .await
+    }
+
+    /// [`Self::eval_queue`] at a given "now" (for arguments computed from it).
+    async fn eval_queue_at<T, A>(
+        &self,
+        what: &'static str,
+        idempotent: bool,
+        script: &Script,
+        scope: &Scope,
+        now: i64,
+        args: Vec<A>,
+    ) -> StorageResult<T>
+    where
+        T: FromRedisValue + Send,
+        A: ::redis::ToRedisArgs + Send + Sync,
+    {
         let prefix = &keys::queue_prefix(&self.inner.ns, scope);
         let args = &args;
-        let now = self.inner.clock.now_ms();
         let wait = self.inner.wait;
         let reply = self
             .inner
@@ -415,6 +433,27 @@ async fn invoke<T: FromRedisValue>(
         None => None,
     };
     Ok((value, acks))
+}
+
+/// A message's record as `common.lua` decodes it: the MessagePack sequence
+/// (ttl s, expiry ms, created ms, client id, body, checksum or "",
+/// claim id "", claim count 0, delayed until ms).
+fn record(m: &NewMessage, client_id: &str, now: i64, expiry: i64) -> Vec<u8> {
+    let body = m.body.get();
+    let checksum = m.checksum.as_deref().unwrap_or("");
+    let mut out = Vec::with_capacity(body.len() + client_id.len() + checksum.len() + 48);
+    let delayed_until = now.saturating_add(m.delay.max(0).saturating_mul(1000));
+    // Writing into a Vec cannot fail.
+    let _ = rmp::encode::write_sint(&mut out, m.ttl);
+    let _ = rmp::encode::write_sint(&mut out, expiry);
+    let _ = rmp::encode::write_sint(&mut out, now);
+    let _ = rmp::encode::write_str(&mut out, client_id);
+    let _ = rmp::encode::write_str(&mut out, body);
+    let _ = rmp::encode::write_str(&mut out, checksum);
+    let _ = rmp::encode::write_str(&mut out, "");
+    let _ = rmp::encode::write_sint(&mut out, 0);
+    let _ = rmp::encode::write_sint(&mut out, delayed_until);
+    out
 }
 
 fn metadata_json(metadata: &Metadata) -> StorageResult<String> {
@@ -550,29 +589,47 @@ impl MessageStore for RedisStore {
         scope: &Scope,
         client_id: &str,
         messages: Vec<NewMessage>,
-    ) -> StorageResult<Vec<String>> {
+    ) -> StorageResult<Posted> {
         if messages.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Posted::default());
         }
         let ids: Vec<String> = messages
             .iter()
             .map(|_| uuid::Uuid::new_v4().to_string())
             .collect();
-        let mut args = Vec::with_capacity(1 + messages.len() * 5);
-        args.push(client_id.to_owned());
-        for (id, m) in ids.iter().zip(messages) {
-            args.extend([
-                id.clone(),
-                m.ttl.to_string(),
-                m.delay.max(0).to_string(),
-                m.body.get().to_owned(),
-                m.checksum.unwrap_or_default(),
-            ]);
+        // The records are written here, so the script only stores them
+        // (see post.lua for the argument layout).
+        let now = self.inner.clock.now_ms();
+        let expiries: Vec<i64> = messages
+            .iter()
+            .map(|m| now.saturating_add(m.ttl.saturating_mul(1000)))
+            .collect();
+        let last_expiry = expiries.iter().copied().max().unwrap_or(now);
+        let mut args: Vec<Vec<u8>> = Vec::with_capacity(2 + messages.len() * 4);
+        args.push(messages.len().to_string().into_bytes());
+        args.push(last_expiry.to_string().into_bytes());
+        for ((id, m), expiry) in ids.iter().zip(&messages).zip(&expiries) {
+            args.push(id.clone().into_bytes());
+            args.push(record(m, client_id, now, *expiry));
         }
-        let _: i64 = self
-            .eval_queue("message post", false, &self.inner.scripts.post, scope, args)
+        for (id, expiry) in ids.iter().zip(&expiries) {
+            args.push(expiry.to_string().into_bytes());
+            args.push(id.clone().into_bytes());
+        }
+        let (_, subscriptions): (i64, i64) = self
+            .eval_queue_at(
+                "message post",
+                false,
+                &self.inner.scripts.post,
+                scope,
+                now,
+                args,
+            )
             .await?;
-        Ok(ids)
+        Ok(Posted {
+            ids,
+            subscribed: Some(subscriptions > 0),
+        })
     }
 
     async fn list(&self, scope: &Scope, query: &ListQuery) -> StorageResult<MessagePage> {

@@ -2,9 +2,16 @@
 normalize()
 local limit = tonumber(ARGV[3])
 local out = {}
-scan_claimable(function(id, m)
-  out[#out + 1] = render(id, m)
-  remove_message(id)
-  return #out >= limit
-end)
+local ids = {}
+if limit > 0 then
+  scan_claimable(limit, function(id, m)
+    out[#out + 1] = render(id, m)
+    ids[#ids + 1] = id
+    return #out >= limit
+  end)
+end
+-- Claimable messages belong to no claim.
+local claims = {}
+for _, id in ipairs(ids) do claims[id] = '' end
+remove_messages(ids, claims)
 return out

@@ -5,7 +5,9 @@ local free = redis.call('ZCARD', K_FREE)
 local function edge(index)
   local ids = redis.call('ZRANGE', K_MSGS, index, index)
   if #ids == 0 then return '', '0' end
-  return ids[1], redis.call('HGET', mkey(ids[1]), 'cr') or '0'
+  local rec = redis.call('HGET', K_M, ids[1])
+  if not rec then return ids[1], '0' end
+  return ids[1], int(decode(rec).cr)
 end
 local oid, ocr = edge(0)
 local nid, ncr = edge(-1)

@@ -209,7 +209,8 @@ async fn bodies_are_stored_verbatim() {
         .messages
         .post(&scope, "c", (0..50).map(|n| msg(n, 60)).collect())
         .await
-        .unwrap();
+        .unwrap()
+        .ids;
     assert_eq!(ids.len(), 50);
     let got = backend
         .messages
@@ -236,7 +237,8 @@ async fn dotted_names_are_distinct_queues() {
         .messages
         .post(&a, "c", vec![msg(1, 60)])
         .await
-        .unwrap();
+        .unwrap()
+        .ids;
     assert!(backend.messages.get(&b, &ids[0]).await.unwrap().is_none());
     assert_eq!(backend.messages.stats(&b).await.unwrap().total, 0);
     backend
@@ -265,7 +267,8 @@ async fn interrupted_dead_letter_move_is_finished_later() {
         .messages
         .post(&src, "c", vec![msg(1, 3600)])
         .await
-        .unwrap();
+        .unwrap()
+        .ids;
     let request = ClaimRequest {
         ttl: 60,
         grace: 60,
@@ -469,7 +472,8 @@ async fn recovers_after_redis_restarts() {
         .messages
         .post(&scope, "c", vec![msg(1, 600)])
         .await
-        .unwrap();
+        .unwrap()
+        .ids;
     assert!(backend.queues.is_alive().await);
 
     redis.kill();
@@ -495,7 +499,8 @@ async fn recovers_after_redis_restarts() {
         .messages
         .post(&scope, "c", vec![msg(3, 600)])
         .await
-        .unwrap();
+        .unwrap()
+        .ids;
     let listed: Vec<String> = backend
         .messages
         .list(&scope, &everything())
@@ -533,7 +538,8 @@ async fn acknowledged_writes_survive_kill_9() {
                     (0..5).map(|n| msg(round * 5 + n, 600)).collect(),
                 )
                 .await
-                .unwrap(),
+                .unwrap()
+                .ids,
         );
     }
     let request = ClaimRequest {
@@ -702,7 +708,8 @@ async fn wait_replicas_acknowledges_after_replication() {
         .messages
         .post(&scope, "c", vec![msg(1, 600)])
         .await
-        .unwrap();
+        .unwrap()
+        .ids;
     assert_eq!(ids.len(), 1);
 
     opts.wait_replicas = 2;
@@ -722,4 +729,78 @@ async fn wait_replicas_acknowledges_after_replication() {
     // Every script waits, reads included (they may write: expiry clean-up).
     let err = backend.messages.stats(&scope).await.unwrap_err();
     assert!(matches!(err, StorageError::Unavailable(_)), "{err:?}");
+}
+
+/// Garbage collection: whatever path created them (a post, a claim, a
+/// release that re-creates the free set), every key of a queue carries an
+/// expiry, and that expiry outlives the queue's last message, so a queue
+/// nobody touches again is dropped by Redis and a live one never is.
+#[tokio::test]
+async fn every_queue_key_expires_after_its_data() {
+    let Some(url) = test_url("ZAQAR_TEST_REDIS_URL") else {
+        return;
+    };
+    let opts = options(&url);
+    let prefix = opts.key_prefix.clone();
+    let clock = ManualClock::new();
+    let backend = RedisStore::connect(opts, Arc::new(clock.clone()))
+        .unwrap()
+        .backend();
+    let scope = Scope::new("p", "gc");
+    let claim = ClaimRequest {
+        ttl: 60,
+        grace: 60,
+        limit: 10,
+        dead_letter: None,
+    };
+    backend
+        .messages
+        .post(&scope, "c", (0..3).map(|n| msg(n, 600)).collect())
+        .await
+        .unwrap();
+    // Claim everything (the free set empties and disappears), release it
+    // (the free set comes back), post and claim again.
+    let first = backend
+        .claims
+        .create(&scope, &claim)
+        .await
+        .unwrap()
+        .unwrap();
+    backend.claims.delete(&scope, &first.id).await.unwrap();
+    clock.advance_secs(30);
+    backend
+        .messages
+        .post(&scope, "c", vec![msg(9, 900)])
+        .await
+        .unwrap();
+    backend
+        .claims
+        .create(&scope, &claim)
+        .await
+        .unwrap()
+        .unwrap();
+
+    let client = ::redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = ::redis::cmd("KEYS")
+        .arg(format!("{prefix}:q*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(keys.len() >= 7, "queue keys: {keys:?}");
+    for key in keys {
+        let pttl: i64 = ::redis::cmd("PTTL")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(pttl > 0, "{key} has no expiry ({pttl})");
+        if !key.contains(":c:") && !key.contains(":cm:") {
+            // The last message lives 900 s from now.
+            assert!(
+                pttl >= 900_000,
+                "{key} would go before its data ({pttl} ms)"
+            );
+        }
+    }
 }

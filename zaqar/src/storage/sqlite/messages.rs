@@ -15,8 +15,8 @@ use uuid::Uuid;
 use super::schema::message_columns;
 use super::{ms, DbResult, SqliteStore};
 use crate::storage::{
-    ListQuery, Message, MessagePage, MessageStamp, MessageStore, NewMessage, QueueStats, Scope,
-    StorageError, StorageResult,
+    ListQuery, Message, MessagePage, MessageStamp, MessageStore, NewMessage, Posted, QueueStats,
+    Scope, StorageError, StorageResult,
 };
 
 /// Ids per `IN (...)` list, well below SQLite's bound-parameter limit.
@@ -115,7 +115,7 @@ impl MessageStore for SqliteStore {
         scope: &Scope,
         client_id: &str,
         messages: Vec<NewMessage>,
-    ) -> StorageResult<Vec<String>> {
+    ) -> StorageResult<Posted> {
         let scope = scope.clone();
         let client_id = client_id.to_owned();
         self.write("message post", move |conn, now| {
@@ -142,8 +142,19 @@ impl MessageStore for SqliteStore {
                     ])?;
                 }
             }
+            // Read in the same transaction, so the notifier needs no second
+            // trip to the blocking pool for queues without subscriptions.
+            let subscribed: bool = tx
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM subscriptions WHERE project = ?1 AND queue = ?2 \
+                     AND expires_ms > ?3)",
+                )?
+                .query_row(params![scope.project, scope.queue, now], |r| r.get(0))?;
             tx.commit()?;
-            Ok(ids)
+            Ok(Posted {
+                ids,
+                subscribed: Some(subscribed),
+            })
         })
         .await
     }

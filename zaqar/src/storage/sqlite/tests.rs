@@ -55,7 +55,8 @@ async fn data_survives_reopening() {
             .messages
             .post(&s, "c", vec![message(600), message(600)])
             .await
-            .unwrap();
+            .unwrap()
+            .ids;
         let claim = ClaimRequest {
             ttl: 300,
             grace: 60,
@@ -91,7 +92,12 @@ async fn data_survives_reopening() {
     assert_eq!(info.messages[0].id, posted[0]);
     // New ids keep growing after a restart: the marker of the old page
     // does not hide new messages.
-    let more = b.messages.post(&s, "c", vec![message(600)]).await.unwrap();
+    let more = b
+        .messages
+        .post(&s, "c", vec![message(600)])
+        .await
+        .unwrap()
+        .ids;
     let next = ListQuery {
         marker,
         ..everything()

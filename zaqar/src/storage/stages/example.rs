@@ -21,7 +21,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::storage::pipeline::{StageContext, StageRegistry};
-use crate::storage::{MessageStore, NewMessage, Scope, StorageError, StorageResult};
+use crate::storage::{MessageStore, NewMessage, Posted, Scope, StorageError, StorageResult};
 
 /// The name to list in `[storage] message_pipeline`.
 pub const NAME: &str = "zaqar.stages.example.max_body_size";
@@ -63,7 +63,7 @@ impl MessageStore for MaxBodySize {
         scope: &Scope,
         client_id: &str,
         messages: Vec<NewMessage>,
-    ) -> StorageResult<Vec<String>> {
+    ) -> StorageResult<Posted> {
         if let Some(m) = messages
             .iter()
             .find(|m| m.body.get().len() > self.max_body_bytes)
@@ -159,7 +159,8 @@ mod tests {
             .messages
             .post(&scope, "c", vec![message(json!({"ok": 1}))])
             .await
-            .unwrap();
+            .unwrap()
+            .ids;
         assert_eq!(ids.len(), 1);
     }
 }

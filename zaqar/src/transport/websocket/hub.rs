@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 use tokio::sync::broadcast;
 
-use crate::storage::{MessageStore, NewMessage, Scope, StorageResult};
+use crate::storage::{MessageStore, NewMessage, Posted, Scope, StorageResult};
 
 /// How many deliveries a listener may lag behind before it is cut off.
 pub const LISTENER_BACKLOG: usize = 256;
@@ -132,14 +132,14 @@ impl MessageStore for PublishStage {
         scope: &Scope,
         client_id: &str,
         messages: Vec<NewMessage>,
-    ) -> StorageResult<Vec<String>> {
+    ) -> StorageResult<Posted> {
         if self.hub.sender(scope).is_none() {
             return self.next.post(scope, client_id, messages).await;
         }
         let copy = messages.clone();
-        let ids = self.next.post(scope, client_id, messages).await?;
-        self.hub.publish(scope, &ids, &copy);
-        Ok(ids)
+        let posted = self.next.post(scope, client_id, messages).await?;
+        self.hub.publish(scope, &posted.ids, &copy);
+        Ok(posted)
     }
 }
 
