@@ -6,6 +6,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// mimalloc: much cheaper than glibc malloc for the many small, short-lived
+/// allocations of request handling.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Command line: the run's settings plus output and runtime options.
 #[derive(Parser, Debug)]
 #[command(
