@@ -81,6 +81,7 @@ macro_rules! conformance_tests {
             messages_are_scoped_to_project_and_queue,
             claims_are_scoped_to_project_and_queue,
             message_ttl_expiry,
+            mixed_ttls_in_one_batch,
             post_and_claim_without_queue_record,
             claim_lifecycle,
             claim_extends_short_lived_messages,
@@ -629,6 +630,34 @@ pub(crate) async fn message_ttl_expiry(backend: Backend, clock: ManualClock) {
         .await
         .unwrap()
         .is_none());
+    assert_eq!(m.stats(&s).await.unwrap().total, 0);
+}
+
+/// In one batch, each message expires on its own ttl, whatever its
+/// neighbours' (stores may index a batch's expiries together).
+pub(crate) async fn mixed_ttls_in_one_batch(backend: Backend, clock: ManualClock) {
+    let s = scope(&project(), "mixed-ttl");
+    let m = &backend.messages;
+    let ttls = [60, 60, 120, 60, 180];
+    let posted = m
+        .post(
+            &s,
+            CLIENT,
+            ttls.iter().map(|&t| new_message(json!(t), t, 0)).collect(),
+        )
+        .await
+        .unwrap()
+        .ids;
+    clock.advance_secs(61);
+    assert_eq!(
+        all_ids(&backend, &s).await,
+        [posted[2].clone(), posted[4].clone()]
+    );
+    assert_eq!(m.stats(&s).await.unwrap().total, 2);
+    clock.advance_secs(60);
+    assert_eq!(all_ids(&backend, &s).await, [posted[4].clone()]);
+    clock.advance_secs(60);
+    assert!(all_ids(&backend, &s).await.is_empty());
     assert_eq!(m.stats(&s).await.unwrap().total, 0);
 }
 

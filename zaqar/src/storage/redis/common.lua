@@ -8,7 +8,10 @@
 --
 -- Keys of one queue (<Q> = <prefix>:q{<plen>:<project>:<qlen>:<queue>}):
 --   <Q>:msgs        zset id -> rank         every live message, insertion order
---   <Q>:exp         zset id -> expiry ms    for trimming expired messages
+--   <Q>:exp         zset -> expiry ms       for trimming expired messages: members
+--                   'r:<first>:<last>' (a run of messages posted together with one
+--                   expiry, by rank) or a message id (an expiry a claim extended,
+--                   a dead letter's); a run is a bound, the record's own expiry rules
 --   <Q>:free        zset id -> rank         messages held by no live claim
 --   <Q>:m           hash id -> record       every message (live, or leaving for the DLQ)
 --   <Q>:seq         string                  last rank handed out
@@ -86,6 +89,28 @@ local function remove_message(id, claim)
   remove_messages({id}, claims)
 end
 
+-- The records of `ids` (in order; nil for a message that is not live in
+-- this queue). `ranks[i]`, when given, is the rank of ids[i] read from an
+-- index; otherwise it is looked up.
+local function load_many(ids, ranks)
+  local out = {}
+  if #ids == 0 then return out end
+  local recs = redis.call('HMGET', K_M, unpack(ids))
+  local gone = {}
+  for i, id in ipairs(ids) do
+    local rank = ranks and ranks[i]
+    if not rank then rank = redis.call('ZSCORE', K_MSGS, id) end
+    if rank and recs[i] then
+      out[i] = decode(recs[i], rank)
+    elseif rank then
+      -- The record was garbage-collected: the message is gone.
+      gone[#gone + 1] = id
+    end
+  end
+  if #gone > 0 then remove_messages(gone, {}) end
+  return out
+end
+
 -- The queue-level keys may be dropped by Redis a margin after the last
 -- message and the last claim are logically dead (`at_least`: an expiry the
 -- caller just wrote). Every key gets the same deadline, two margins out.
@@ -155,32 +180,32 @@ local function normalize()
   -- Released messages may have re-created the free set without an expiry.
   if released then gc_queue_lazy(K_FREE, NOW) end
   while true do
-    local ids = redis.call('ZRANGEBYSCORE', K_EXP, '-inf', NOW, 'LIMIT', 0, 200)
-    if #ids == 0 then break end
-    remove_messages(ids)
-  end
-end
-
--- The records of `ids` (in order; nil for a message that is not live in
--- this queue). `ranks[i]`, when given, is the rank of ids[i] read from an
--- index; otherwise it is looked up.
-local function load_many(ids, ranks)
-  local out = {}
-  if #ids == 0 then return out end
-  local recs = redis.call('HMGET', K_M, unpack(ids))
-  local gone = {}
-  for i, id in ipairs(ids) do
-    local rank = ranks and ranks[i]
-    if not rank then rank = redis.call('ZSCORE', K_MSGS, id) end
-    if rank and recs[i] then
-      out[i] = decode(recs[i], rank)
-    elseif rank then
-      -- The record was garbage-collected: the message is gone.
-      gone[#gone + 1] = id
+    local due = redis.call('ZRANGEBYSCORE', K_EXP, '-inf', NOW, 'LIMIT', 0, 200)
+    if #due == 0 then break end
+    local ids, runs = {}, {}
+    for _, member in ipairs(due) do
+      local a, b = string.match(member, '^r:(%d+):(%d+)$')
+      if a then
+        runs[#runs + 1] = member
+        -- Messages of the run still here; a claim may have extended some
+        -- (they have an entry of their own then), so their records decide.
+        local batch = redis.call('ZRANGEBYSCORE', K_MSGS, a, b, 'WITHSCORES')
+        local cand, ranks = {}, {}
+        for i = 1, #batch, 2 do
+          cand[#cand + 1] = batch[i]
+          ranks[#ranks + 1] = batch[i + 1]
+        end
+        local ms = load_many(cand, ranks)
+        for i, id in ipairs(cand) do
+          if ms[i] and ms[i].e <= NOW then ids[#ids + 1] = id end
+        end
+      else
+        ids[#ids + 1] = member
+      end
     end
+    remove_messages(ids)
+    if #runs > 0 then redis.call('ZREM', K_EXP, unpack(runs)) end
   end
-  if #gone > 0 then remove_messages(gone, {}) end
-  return out
 end
 
 -- The record of one message, or nil when it is not live in this queue.

@@ -435,6 +435,18 @@ async fn invoke<T: FromRedisValue>(
     Ok((value, acks))
 }
 
+/// The runs of consecutive equal values in `expiries`, as (value, length).
+fn runs(expiries: &[i64]) -> Vec<(i64, usize)> {
+    let mut out: Vec<(i64, usize)> = Vec::new();
+    for &e in expiries {
+        match out.last_mut() {
+            Some((last, n)) if *last == e => *n += 1,
+            _ => out.push((e, 1)),
+        }
+    }
+    out
+}
+
 /// A message's record as `common.lua` decodes it: the MessagePack sequence
 /// (ttl s, expiry ms, created ms, client id, body, checksum or "",
 /// claim id "", claim count 0, delayed until ms).
@@ -612,9 +624,9 @@ impl MessageStore for RedisStore {
             args.push(id.clone().into_bytes());
             args.push(record(m, client_id, now, *expiry));
         }
-        for (id, expiry) in ids.iter().zip(&expiries) {
+        for (expiry, count) in runs(&expiries) {
             args.push(expiry.to_string().into_bytes());
-            args.push(id.clone().into_bytes());
+            args.push(count.to_string().into_bytes());
         }
         let (_, subscriptions): (i64, i64) = self
             .eval_queue_at(
