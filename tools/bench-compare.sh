@@ -17,7 +17,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DURATION=${BENCH_DURATION:-10}
 WARMUP=${BENCH_WARMUP:-2}
-PREFILL=${BENCH_PREFILL:-100000}
+PREFILL=${BENCH_PREFILL:-300000}
 THREADS=${BENCH_THREADS:-1}
 REDIS_PORT=${BENCH_REDIS_PORT:-16479}
 REF_PORT=${BENCH_REF_PORT:-18891}
@@ -64,7 +64,7 @@ BENCH=$BIN_DIR/zaqar-bench
 
 # --- the reference, in its own venv -----------------------------------------
 if want "$ONLY" ref; then
-    if [ ! -x "$VENV/bin/uwsgi" ] || ! "$VENV/bin/python" -c 'import zaqar' 2>/dev/null; then
+    if [ ! -x "$VENV/bin/uwsgi" ] || ! "$VENV/bin/python" -c 'import zaqar, redis' 2>/dev/null; then
         log "installing zaqar==23.0.1 and uwsgi into $VENV"
         if ! python3 -c 'import sysconfig,os,sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"],"Python.h")))'; then
             log "Python headers missing: apt-get install -y python3-dev build-essential"
@@ -72,7 +72,7 @@ if want "$ONLY" ref; then
         fi
         python3 -m venv "$VENV"
         "$VENV/bin/pip" install -q --upgrade pip
-        "$VENV/bin/pip" install -q 'zaqar==23.0.1' uwsgi
+        "$VENV/bin/pip" install -q 'zaqar[redis]==23.0.1' uwsgi
     fi
 fi
 
