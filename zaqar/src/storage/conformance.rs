@@ -82,6 +82,7 @@ macro_rules! conformance_tests {
             claims_are_scoped_to_project_and_queue,
             message_ttl_expiry,
             mixed_ttls_in_one_batch,
+            unclaimed_order_across_claims_and_delays,
             post_and_claim_without_queue_record,
             claim_lifecycle,
             claim_extends_short_lived_messages,
@@ -659,6 +660,76 @@ pub(crate) async fn mixed_ttls_in_one_batch(backend: Backend, clock: ManualClock
     clock.advance_secs(60);
     assert!(all_ids(&backend, &s).await.is_empty());
     assert_eq!(m.stats(&s).await.unwrap().total, 0);
+}
+
+/// Unclaimed messages keep one rank order through claims, releases and
+/// delays (stores may keep messages a claim never looked at apart from
+/// those it released or passed over): listings page across both, stats
+/// count both, and a claim takes the oldest first.
+pub(crate) async fn unclaimed_order_across_claims_and_delays(backend: Backend, clock: ManualClock) {
+    let s = scope(&project(), "unclaimed-order");
+    let posted = backend
+        .messages
+        .post(
+            &s,
+            CLIENT,
+            (0..6)
+                .map(|i| new_message(json!(i), 300, if i == 1 { 30 } else { 0 }))
+                .collect(),
+        )
+        .await
+        .unwrap()
+        .ids;
+    let at = |is: &[usize]| is.iter().map(|&i| posted[i].clone()).collect::<Vec<_>>();
+    let unclaimed = |limit| ListQuery {
+        include_delayed: true,
+        ..list_default(limit)
+    };
+    let pages = |limit| {
+        let backend = backend.clone();
+        let s = s.clone();
+        async move {
+            let mut query = unclaimed(limit);
+            let mut out = Vec::new();
+            loop {
+                let page = backend.messages.list(&s, &query).await.unwrap();
+                if page.messages.is_empty() {
+                    return out;
+                }
+                out.push(ids(&page.messages));
+                query.marker = page.next_marker;
+            }
+        }
+    };
+
+    // The delayed message is passed over, not taken.
+    let c = backend
+        .claims
+        .create(&s, &claim(60, 0, 3))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ids(&c.messages), at(&[0, 2, 3]));
+    let stats = backend.messages.stats(&s).await.unwrap();
+    assert_eq!((stats.claimed, stats.free, stats.total), (3, 3, 6));
+    assert_eq!(pages(2).await, [at(&[1, 4]), at(&[5])]);
+
+    // Released messages come back in their place.
+    backend.claims.delete(&s, &c.id).await.unwrap();
+    let stats = backend.messages.stats(&s).await.unwrap();
+    assert_eq!((stats.claimed, stats.free, stats.total), (0, 6, 6));
+    assert_eq!(pages(4).await, [at(&[0, 1, 2, 3]), at(&[4, 5])]);
+
+    // Once its delay is over, the oldest goes first.
+    clock.advance_secs(30);
+    let c = backend
+        .claims
+        .create(&s, &claim(60, 0, 10))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ids(&c.messages), posted);
+    assert!(pages(10).await.is_empty());
 }
 
 /// Queues are implicit for messages: no record is needed, and none is created.

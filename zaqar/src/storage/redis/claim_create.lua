@@ -50,7 +50,7 @@ local members = {}    -- ZADD arguments of the claim's message set
 local extended = {}   -- ZADD arguments of <Q>:exp for extended expiries
 local page = limit
 if page < 1 then page = 1 end
-scan_claimable(page, function(id, m)
+local freed = scan_claimable(page, function(id, m)
   if max_count >= 0 and m.n >= max_count then
     leaving[#leaving + 1] = id
     dead[#dead + 1] = dead_record(id, m)
@@ -97,8 +97,10 @@ if #claimed > 0 then
 end
 if #leaving > 0 or #stale > 0 then
   gc_queue(keep_until)
-elseif #claimed > 0 then
-  -- The claim index is re-created with the first live claim.
-  gc_queue_lazy(K_CLAIMS, keep_until)
+else
+  -- The claim index is re-created with the first live claim, the free set
+  -- when delayed messages were passed over.
+  if #claimed > 0 then gc_queue_lazy(K_CLAIMS, keep_until) end
+  if freed then gc_queue_lazy(K_FREE, keep_until) end
 end
 return {claimed, dead}

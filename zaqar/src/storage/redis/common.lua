@@ -12,9 +12,13 @@
 --                   'r:<first>:<last>' (a run of messages posted together with one
 --                   expiry, by rank) or a message id (an expiry a claim extended,
 --                   a dead letter's); a run is a bound, the record's own expiry rules
---   <Q>:free        zset id -> rank         messages held by no live claim
+--   <Q>:free        zset id -> rank         messages at or below the head held by no
+--                                           live claim (released, or passed over while
+--                                           delayed); every message above the head is
+--                                           unclaimed, so a post writes no entry here
 --   <Q>:m           hash id -> record       every message (live, or leaving for the DLQ)
---   <Q>:seq         string                  last rank handed out
+--   <Q>:seq         hash last (last rank handed out), head (the highest rank a
+--                   claim or pop has looked at)
 --   <Q>:claims      zset cid -> expiry ms   live claims
 --   <Q>:c:<cid>     hash t (ttl s), u (created/renewed ms), e (expiry ms)
 --   <Q>:cm:<cid>    zset id -> rank         the claim's messages
@@ -220,11 +224,12 @@ end
 
 -- Walks `index` (a zset scored by rank) from `start` in rank order, loading
 -- records a page at a time, and calls visit(id, m) for each live message
--- until it returns true. `page` bounds the records read per call.
+-- until it returns true (then scan returns true). `page` bounds the records
+-- read per call.
 local function scan(index, start, page, visit)
   while true do
     local batch = redis.call('ZRANGEBYSCORE', index, start, '+inf', 'WITHSCORES', 'LIMIT', 0, page)
-    if #batch == 0 then return end
+    if #batch == 0 then return false end
     local ids, ranks = {}, {}
     for i = 1, #batch, 2 do
       ids[#ids + 1] = batch[i]
@@ -234,18 +239,50 @@ local function scan(index, start, page, visit)
     for i, id in ipairs(ids) do
       start = '(' .. ranks[i]
       local m = ms[i]
-      if m and visit(id, m) then return end
+      if m and visit(id, m) then return true end
     end
-    if #batch < 2 * page then return end
+    if #batch < 2 * page then return false end
     if page < 100 then page = page * 2 end
   end
 end
 
--- Claimable = held by no live claim (after normalize: in the free set) and
--- not delayed. Calls visit(id, m) in rank order until it returns true.
+local function head()
+  return redis.call('HGET', K_SEQ, 'head') or '0'
+end
+
+-- Unclaimed messages from `start` ('-inf' or '(' .. rank) in rank order:
+-- the free set (all at or below the head), then every message above it.
+local function scan_unclaimed(start, page, visit)
+  if scan(K_FREE, start, page, visit) then return end
+  local h = head()
+  local from = '(' .. h
+  if start ~= '-inf' and tonumber(string.sub(start, 2)) > tonumber(h) then from = start end
+  scan(K_MSGS, from, page, visit)
+end
+
+-- Claimable = held by no live claim and not delayed. Calls visit(id, m) in
+-- rank order until it returns true; each message visited is taken (claimed,
+-- popped or dead-lettered) by the caller. Above the head, the messages
+-- passed over (delayed) join the free set and the head moves up to the last
+-- message looked at. Returns true when the free set was written to.
 local function scan_claimable(page, visit)
-  scan(K_FREE, '-inf', page, function(id, m)
+  local function claimable(id, m)
     if m.d <= NOW then return visit(id, m) end
     return false
+  end
+  if scan(K_FREE, '-inf', page, claimable) then return false end
+  local passed, last = {}, nil
+  scan(K_MSGS, '(' .. head(), page, function(id, m)
+    last = m.r
+    if m.d <= NOW then return visit(id, m) end
+    passed[#passed + 1] = m.r
+    passed[#passed + 1] = id
+    return false
   end)
+  if last then redis.call('HSET', K_SEQ, 'head', last) end
+  if #passed > 0 then
+    redis.call('ZADD', K_FREE, unpack(passed))
+    return true
+  end
+  return false
 end

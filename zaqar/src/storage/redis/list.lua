@@ -8,19 +8,22 @@ local limit = tonumber(ARGV[4])
 local echo = ARGV[5] == '1'
 local client = ARGV[6]
 local include_delayed = ARGV[8] == '1'
-local source = K_FREE
-if ARGV[7] == '1' then source = K_MSGS end
 local start = '-inf'
 if string.match(marker, '^%d+$') then start = '(' .. marker end
 local out = {}
 local last = ''
 if limit > 0 then
-  scan(source, start, limit, function(id, m)
+  local function visit(id, m)
     if (include_delayed or m.d <= NOW) and (echo or m.u ~= client) then
       out[#out + 1] = render(id, m)
       last = m.r
     end
     return #out >= limit
-  end)
+  end
+  if ARGV[7] == '1' then
+    scan(K_MSGS, start, limit, visit)
+  else
+    scan_unclaimed(start, limit, visit)
+  end
 end
 return {last, out}

@@ -3,8 +3,9 @@ normalize()
 local limit = tonumber(ARGV[3])
 local out = {}
 local ids = {}
+local freed = false
 if limit > 0 then
-  scan_claimable(limit, function(id, m)
+  freed = scan_claimable(limit, function(id, m)
     out[#out + 1] = render(id, m)
     ids[#ids + 1] = id
     return #out >= limit
@@ -14,4 +15,6 @@ end
 local claims = {}
 for _, id in ipairs(ids) do claims[id] = '' end
 remove_messages(ids, claims)
+-- Passing over delayed messages may have created the free set.
+if freed then gc_queue_lazy(K_FREE, NOW) end
 return out

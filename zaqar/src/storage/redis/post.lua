@@ -8,7 +8,7 @@
 -- the notifier looks the subscriptions up only when there are some.
 normalize()
 local n = tonumber(ARGV[3])
-local first = redis.call('INCRBY', K_SEQ, n) - n
+local first = redis.call('HINCRBY', K_SEQ, 'last', n) - n
 local RECORDS = 5            -- ARGV index of the first (id, record) pair
 local RUNS = 5 + 2 * n       -- ARGV index of the first (expiry, count) pair
 -- Chunks keep unpack() far below Lua's limit on unpacked values.
@@ -21,8 +21,8 @@ for lo = 0, n - 1, CHUNK do
     by_rank[#by_rank + 1] = first + i + 1
     by_rank[#by_rank + 1] = ARGV[RECORDS + 2 * i]
   end
+  -- Above the head, so unclaimed without an entry in the free set.
   redis.call('ZADD', K_MSGS, unpack(by_rank))
-  redis.call('ZADD', K_FREE, unpack(by_rank))
 end
 local runs = {}
 local rank = first
@@ -37,7 +37,9 @@ for j = RUNS, #ARGV - 1, 2 do
   end
 end
 if #runs > 0 then redis.call('ZADD', K_EXP, unpack(runs)) end
--- Every key a post writes is re-created together with the free set.
-gc_queue_lazy(K_FREE, tonumber(ARGV[4]))
+-- Every key a post writes is re-created together with the message index
+-- (the expiry index and the record hash can outlive it only with an
+-- expiry they already had).
+gc_queue_lazy(K_MSGS, tonumber(ARGV[4]))
 local subs = redis.call('ZCOUNT', Q .. ':subexp', '(' .. ARGV[2], '+inf')
 return {n, subs}

@@ -1,7 +1,7 @@
 -- Stats: returns {total, free, oldest id|'', oldest created, newest id|'', newest created}.
 normalize()
 local total = redis.call('ZCARD', K_MSGS)
-local free = redis.call('ZCARD', K_FREE)
+local free = redis.call('ZCARD', K_FREE) + redis.call('ZCOUNT', K_MSGS, '(' .. head(), '+inf')
 local function edge(index)
   local ids = redis.call('ZRANGE', K_MSGS, index, index)
   if #ids == 0 then return '', '0' end
