@@ -5,12 +5,7 @@ local cid = ARGV[3]
 if not redis.call('ZSCORE', K_CLAIMS, cid) then return {} end
 local h = redis.call('HMGET', ckey(cid), 't', 'u')
 local out = {}
-local batch = redis.call('ZRANGE', cmkey(cid), 0, -1, 'WITHSCORES')
-local ids, ranks = {}, {}
-for i = 1, #batch, 2 do
-  ids[#ids + 1] = batch[i]
-  ranks[#ranks + 1] = batch[i + 1]
-end
+local ids, ranks = split_scored(redis.call('ZRANGE', cmkey(cid), 0, -1, 'WITHSCORES'))
 local ms = load_many(ids, ranks)
 for i, id in ipairs(ids) do
   if ms[i] then out[#out + 1] = render(id, ms[i]) end

@@ -57,6 +57,16 @@ local function gc_at(key, at_ms)
   redis.call('PEXPIRE', key, int(ttl + GC_MARGIN))
 end
 
+-- Splits a WITHSCORES reply into its members and their scores.
+local function split_scored(reply)
+  local members, scores = {}, {}
+  for i = 1, #reply, 2 do
+    members[#members + 1] = reply[i]
+    scores[#scores + 1] = reply[i + 1]
+  end
+  return members, scores
+end
+
 local function decode(rec, rank)
   local t, e, cr, u, b, k, c, n, d = cmsgpack.unpack(rec)
   return {t = t, e = e, cr = cr, u = u, b = b, k = k, c = c, n = n, d = d, r = rank}
@@ -193,12 +203,7 @@ local function normalize()
         runs[#runs + 1] = member
         -- Messages of the run still here; a claim may have extended some
         -- (they have an entry of their own then), so their records decide.
-        local batch = redis.call('ZRANGEBYSCORE', K_MSGS, a, b, 'WITHSCORES')
-        local cand, ranks = {}, {}
-        for i = 1, #batch, 2 do
-          cand[#cand + 1] = batch[i]
-          ranks[#ranks + 1] = batch[i + 1]
-        end
+        local cand, ranks = split_scored(redis.call('ZRANGEBYSCORE', K_MSGS, a, b, 'WITHSCORES'))
         local ms = load_many(cand, ranks)
         for i, id in ipairs(cand) do
           if ms[i] and ms[i].e <= NOW then ids[#ids + 1] = id end
@@ -230,11 +235,7 @@ local function scan(index, start, page, visit)
   while true do
     local batch = redis.call('ZRANGEBYSCORE', index, start, '+inf', 'WITHSCORES', 'LIMIT', 0, page)
     if #batch == 0 then return false end
-    local ids, ranks = {}, {}
-    for i = 1, #batch, 2 do
-      ids[#ids + 1] = batch[i]
-      ranks[#ranks + 1] = batch[i + 1]
-    end
+    local ids, ranks = split_scored(batch)
     local ms = load_many(ids, ranks)
     for i, id in ipairs(ids) do
       start = '(' .. ranks[i]
