@@ -8,8 +8,8 @@
 //!    the messages are stored, and when the queue has live subscriptions
 //!    (the stores say so in [`Posted::subscribed`], read in the post's own
 //!    transaction or script, so queues without subscribers pay nothing), it
-//!    writes one outbox row per (message, subscriber) and wakes the workers. The post never waits for a
-//!    delivery. (The reference notifies *before* storing and from an
+//!    writes one outbox row per (message, subscriber) and wakes the
+//!    workers. The post never waits for a delivery. (The reference notifies *before* storing and from an
 //!    in-memory thread pool, so a restart loses what was pending.)
 //! 2. [`Notifier`] leases due rows and delivers each on its channel, at
 //!    most `[notification] max_notifier_workers` at a time. A row is deleted

@@ -83,18 +83,9 @@ pub struct Posted {
     pub ids: Vec<String>,
     /// Whether the queue had live subscriptions when the messages were
     /// stored, for stores that can tell at no extra cost (Redis reads it in
-    /// the post's own script); `None` makes the notifier look them up.
+    /// the post's script, SQLite in its transaction); `None` makes the
+    /// notifier look them up.
     pub subscribed: Option<bool>,
-}
-
-impl Posted {
-    /// Ids only: the store does not say whether the queue has subscriptions.
-    pub fn ids(ids: Vec<String>) -> Self {
-        Posted {
-            ids,
-            subscribed: None,
-        }
-    }
 }
 
 /// A stored message as read back.
