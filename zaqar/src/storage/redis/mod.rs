@@ -83,7 +83,7 @@
 //!
 //! # Failure
 //!
-//! See [`conn`]: every operation finishes within `request_timeout` with
+//! See `conn.rs`: every operation finishes within `request_timeout` with
 //! [`StorageError::Unavailable`] when Redis cannot be reached, and the next
 //! operation reconnects by itself (following Sentinel to a new master).
 //! Writes are acknowledged by the master; with Sentinel, a failover can lose
