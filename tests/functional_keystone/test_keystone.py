@@ -253,6 +253,47 @@ def test_presigned_requests_bypass_keystone_and_grant_no_roles(ks, ks_server, al
     assert resp.status_code == 404  # /v2/health is not a signed path
 
 
+@pytest.mark.parametrize("secret_key", ["test-secret", ""])
+def test_a_signature_that_does_not_verify_never_bypasses_keystone(ks, ks_server, alice, secret_key):
+    """Issue 11, defect 1: a URL-Signature whose value was not visible ASCII
+    (one 0xff byte) skipped token validation AND the signature check, with or
+    without a secret key: any project's queues could be listed, read, written
+    and deleted without a token. Every such request is now a bare 404."""
+    srv = ks_server(extra={"signed_url": {"secret_key": secret_key}})
+    q = qname()
+    assert call(srv, "PUT", f"/v2/queues/{q}", alice).status_code == 201
+    assert call(srv, "POST", f"/v2/queues/{q}/messages", alice,
+                json={"messages": [{"body": "secret", "ttl": 600}]}).status_code == 201
+    for signature in [b"\xff", b"\xfe\xff", "0" * 64]:
+        forged = {"URL-Signature": signature, "X-Project-ID": ks.proj_a,
+                  "URL-Methods": "GET,POST,PUT,DELETE", "URL-Paths": f"/v2/queues/{q}",
+                  "URL-Expires": "2099-01-01T00:00:00"}
+        for method, path, body in [
+            ("GET", "/v2/queues", None),
+            ("GET", f"/v2/queues/{q}/messages?echo=true", None),
+            ("POST", f"/v2/queues/{q}/messages", {"messages": [{"body": "evil", "ttl": 60}]}),
+            ("DELETE", f"/v2/queues/{q}", None),
+        ]:
+            resp = call(srv, method, path, headers=forged, json=body)
+            assert resp.status_code == 404, (signature, method, path, resp.status_code, resp.text)
+            assert "secret" not in resp.text
+    # nothing was written or deleted
+    resp = call(srv, "GET", f"/v2/queues/{q}/messages?echo=true", alice)
+    assert [m["body"] for m in resp.json()["messages"]] == ["secret"]
+    # a WebSocket frame with a signature that does not verify passes no more
+    ws = Ws(srv)
+    try:
+        for signature in ["\u00ff", 5, "0" * 64]:
+            forged = {"URL-Signature": signature, "X-Project-ID": ks.proj_a, "URL-Methods": ["GET"],
+                      "URL-Paths": [f"/v2/queues/{q}/messages"], "URL-Expires": "2099-01-01T00:00:00"}
+            status, body = ws.call("message_list", forged, {"queue_name": q, "echo": True})
+            assert status == 404, (signature, status, body)
+            assert ws.call("queue_delete", forged, {"queue_name": q})[0] == 404
+    finally:
+        ws.ws.close()
+    assert call(srv, "GET", f"/v2/queues/{q}/stats", alice).json()["messages"]["total"] == 1
+
+
 # ---------------------------------------------------------------------------
 # WebSocket
 # ---------------------------------------------------------------------------
@@ -286,8 +327,9 @@ def test_websocket_authenticate_then_access_and_project_mismatch(ks, ks_server, 
         assert ws.call("queue_create", a, {"queue_name": q})[0] == 201
         status, body = ws.call("queue_list", a)
         assert status == 200 and q in [x["name"] for x in body["queues"]]
-        # later frames must name the token's project
-        assert ws.call("queue_list", {"X-Project-ID": ks.proj_b}) == (403, {"error": "Not authenticated."})
+        # later frames must name the token's project: refused as HTTP refuses it
+        status, body = ws.call("queue_list", {"X-Project-ID": ks.proj_b})
+        assert status == 403 and body["title"] == "Project mismatch", body
         assert ws.call("queue_list", dict(a, **{"X-Roles": "admin"}))[0] == 200
     finally:
         ws.ws.close()
@@ -306,8 +348,12 @@ def test_websocket_presigned_frames_pass_without_a_token(ks, ks_server, alice):
         assert status == 201, body
         status, body = ws.call("message_list", signed, {"queue_name": q, "echo": True})
         assert status == 200 and [m["body"] for m in body["messages"]] == [1]
-        assert ws.call("message_list", signed, {"queue_name": qname()})[0] == 403  # another queue
-        assert ws.call("queue_list", signed)[0] == 403  # not a message action
+        # what the signature does not cover is refused as over HTTP (a bare 404)
+        assert ws.call("message_list", signed, {"queue_name": qname()})[0] == 404  # another queue
+        assert ws.call("queue_list", signed)[0] == 404  # not a signed path
+        assert ws.call("message_delete_many", signed, {"queue_name": q, "pop": 1})[0] == 404  # not signed
+        # a frame without signature or session is still refused
+        assert ws.call("queue_list", {"X-Project-ID": grant["project"]}) == (403, {"error": "Not authentified."})
     finally:
         ws.ws.close()
 

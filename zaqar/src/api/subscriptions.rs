@@ -28,9 +28,10 @@ use serde_json::{Map, Value};
 
 use super::metadata::{truthy, validate_retry_policy};
 use super::queues::scope;
-use super::signed_url::{sign, SignedUrl, DATE_FORMAT};
+use super::signed_url::SignedUrl;
 use super::validate::{self, may_not_exceed, python_list};
 use super::{Api, Payload};
+use crate::auth::signature::{sign, DATE_FORMAT};
 use crate::context::RequestContext;
 use crate::error::{storage_error, ApiError, ApiResult};
 use crate::notification::ssrf::AddressPolicy;

@@ -36,6 +36,11 @@ impl ManualClock {
         ManualClock(Arc::new(AtomicI64::new(SystemClock.now_ms())))
     }
 
+    /// A manual clock starting at `now_ms` (milliseconds since the epoch).
+    pub fn at(now_ms: i64) -> Self {
+        ManualClock(Arc::new(AtomicI64::new(now_ms)))
+    }
+
     /// Moves the clock forward by `secs` seconds.
     pub fn advance_secs(&self, secs: i64) {
         self.0.fetch_add(secs * 1000, Ordering::SeqCst);

@@ -12,14 +12,13 @@ use http::StatusCode;
 use serde_json::{json, Map, Value};
 
 use super::actions::{self, Action, Checked};
-use super::auth::Authenticator;
+use super::auth as ws_auth;
 use super::connection::Conn;
 use super::frame::{self, Echo, Encoding, FrameError};
 use crate::api::messages::{BulkDeleteOutcome, BulkDeleteParams, MessageListParams};
 use crate::api::queues::QueueListParams;
 use crate::api::subscriptions::SubscriptionListParams;
 use crate::api::{validate, Payload};
-use crate::auth::Caller;
 use crate::context::RequestContext;
 use crate::error::ApiError;
 use crate::storage::{Message, QueueStats, Scope, Subscription};
@@ -36,9 +35,6 @@ pub enum WsError {
     /// Keystone mode, connection not authenticated (403).
     #[error("Not authentified.")]
     NotAuthentified,
-    /// Keystone mode, the frame names another project than the token (403).
-    #[error("Not authenticated.")]
-    ProjectMismatch,
     /// `authenticate` failed, with the status to answer.
     #[error("Authentication failed.")]
     AuthenticationFailed(u16),
@@ -53,7 +49,7 @@ impl WsError {
         match self {
             WsError::Frame(_) => 400,
             WsError::Api(e) => e.status().as_u16(),
-            WsError::NotAuthentified | WsError::ProjectMismatch => 403,
+            WsError::NotAuthentified => 403,
             WsError::AuthenticationFailed(status) => *status,
             WsError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED.as_u16(),
         }
@@ -144,40 +140,21 @@ async fn answer(conn: &mut Conn, c: &Checked<'_>, encoding: Encoding) -> Answer 
         return authenticate(conn, c).await;
     }
     let api = &state.api;
-    // Who the frame acts for (crate::auth): trusted headers without an auth
-    // strategy; with Keystone, the session's token (the frame must name its
-    // project) or, for a pre-signed frame, the signed project with no roles.
-    let caller = match &state.auth {
-        Authenticator::NoAuth => Caller::trusted(
-            c.header("X-Project-ID"),
-            c.header("X-User-ID"),
-            c.header("X-Roles"),
-        ),
-        Authenticator::Keystone(_) => match &conn.session.identity {
-            Some(identity) => {
-                if c.header("X-Project-ID") != Some(identity.project_id.as_str()) {
-                    return Err(WsError::ProjectMismatch);
-                }
-                Caller {
-                    token_project: Some(identity.project_id.clone()),
-                    user_id: identity.user_id.clone(),
-                    roles: identity.roles.clone(),
-                    token: identity.token.clone(),
-                    ..Caller::default()
-                }
-            }
-            None if state.auth.presigned_admits(
-                c.spec.action,
-                c.headers,
-                c.queue(),
-                api.config().signed_url.secret_key.as_deref(),
-                api.now_ms(),
-            ) =>
-            {
-                Caller::presigned(c.header("X-Project-ID"))
-            }
-            None => return Err(WsError::NotAuthentified),
-        },
+    // Who the frame acts for (crate::auth, the same rules as HTTP): the
+    // session's caller once `authenticate` succeeded; else a signature that
+    // verifies for the operation's HTTP route; else, without Keystone, the
+    // trusted headers.
+    let credentials = ws_auth::credentials(c.headers);
+    let caller = match &conn.session.caller {
+        Some(caller) => {
+            caller.check_claim(credentials.project.as_deref())?;
+            caller.clone()
+        }
+        None if credentials.signature.is_some() || !state.auth.requires_token() => {
+            let (method, path) = ws_auth::http_route(c);
+            state.auth.authenticate(&credentials, method, &path).await?
+        }
+        None => return Err(WsError::NotAuthentified),
     };
     let ctx = caller.context(
         c.header("Client-ID"),
@@ -195,37 +172,27 @@ async fn answer(conn: &mut Conn, c: &Checked<'_>, encoding: Encoding) -> Answer 
 
 /// `authenticate`: validates `X-Auth-Token` in Keystone mode.
 async fn authenticate(conn: &mut Conn, c: &Checked<'_>) -> Answer {
-    match &conn.state.auth {
-        Authenticator::NoAuth => Ok((
+    let auth = conn.state.auth.clone();
+    if !auth.requires_token() {
+        return Ok((
             200,
             json!({"message": "Authentication is not required: this server runs without an auth_strategy."}),
-        )),
-        Authenticator::Keystone(None) => {
-            tracing::warn!("authenticate frame refused: no Keystone token validator is configured");
-            Err(WsError::NotImplemented(
-                "Keystone token validation is not available on the WebSocket transport yet; only pre-signed \
-                 frames can be accepted.",
-            ))
+        ));
+    }
+    let token = c.header("X-Auth-Token").unwrap_or_default();
+    match auth.validate_token(token).await {
+        Ok(caller) => {
+            caller.check_claim(c.header("X-Project-ID"))?;
+            conn.session.expires_at = caller.expires_at.map(|at| {
+                let left = at.duration_since(SystemTime::now()).unwrap_or_default();
+                tokio::time::Instant::now() + left
+            });
+            conn.session.caller = Some(caller);
+            Ok((200, json!({"message": "Authentified."})))
         }
-        Authenticator::Keystone(Some(validator)) => {
-            let token = c.header("X-Auth-Token").unwrap_or_default();
-            match validator.validate(token).await {
-                Ok(identity) => {
-                    if c.header("X-Project-ID") != Some(identity.project_id.as_str()) {
-                        return Err(WsError::ProjectMismatch);
-                    }
-                    conn.session.expires_at = identity.expires_at.map(|at| {
-                        let left = at.duration_since(SystemTime::now()).unwrap_or_default();
-                        tokio::time::Instant::now() + left
-                    });
-                    conn.session.identity = Some(identity);
-                    Ok((200, json!({"message": "Authentified."})))
-                }
-                Err(failure) => {
-                    tracing::info!(reason = %failure.reason, "websocket authentication failed");
-                    Err(WsError::AuthenticationFailed(failure.status))
-                }
-            }
+        Err(e) => {
+            tracing::info!(reason = %e, "websocket authentication failed");
+            Err(WsError::AuthenticationFailed(e.status().as_u16()))
         }
     }
 }
@@ -538,7 +505,7 @@ async fn dispatch(
             api.queue_create(ctx, q, &Payload::Absent).await?;
             let options = c.body.get("options").cloned().unwrap_or_else(|| json!({}));
             let scope = Scope::new(ctx.project_id.as_str(), q);
-            let id = conn.subscribe(scope, ttl, options, encoding);
+            let id = conn.subscribe(scope, ttl, options, encoding)?;
             Ok((
                 201,
                 json!({"subscription_id": id, "message": format!("Subscription {q} created.")}),
