@@ -605,12 +605,21 @@ def test_include_claimed_without_marker_works(api, qname):
 
 def test_claim_update_validation(api, qname):
     api.post_messages(qname, [{"body": 1}])
-    loc = api.claim(qname).headers["Location"]
+    loc = api.claim(qname, limit=1).headers["Location"]
+    api.post_messages(qname, [{"body": 2}])
     assert_error(api.patch(loc, json={"ttl": 30}), 400, BAD_API, CLAIM_TTL)
-    # (the reference does not range-check grace on update: 204 for grace 43201)
+    # Issue 11, defect 3: the reference does not range-check grace on
+    # renewal; a grace of 9e18 kept messages forever on SQLite and deleted
+    # the whole queue on Redis. Grace is bounded as on creation.
+    for grace in [9 * 10**18, 2**63 - 1, 43201, 59, -1, 0]:
+        assert_error(api.patch(loc, json={"ttl": 60, "grace": grace}), 400, BAD_API, CLAIM_GRACE)
+    assert api.patch(loc, json={"ttl": 60, "grace": 43200}).status_code == 204
     assert_error(api.patch(loc, json={"ttl": "x"}), 400, BAD_BODY,
                  'The value of the "ttl" field must be a int.')
     assert_error(api.patch(loc, data="{"), 400, BAD_BODY, "Request body could not be parsed.")
+    # nothing was lost to the refused renewals
+    stats = api.get(f"/v2/queues/{qname}/stats").json()["messages"]
+    assert (stats["claimed"], stats["free"]) == (1, 1), stats
 
 
 def test_message_ids_with_bad_ids(api, qname):

@@ -94,9 +94,10 @@ impl Api {
     ) -> ApiResult<()> {
         let (ttl, grace) = self.claim_document(payload)?;
         validate::claim_ttl(ttl, self.limits())?;
-        // The reference checks only the TTL on renewal; a negative grace
-        // would shorten the messages' lives, so it counts as none.
-        let grace = grace.max(0);
+        // The reference checks only the TTL on renewal; a grace is bounded
+        // as on creation (a huge one once outlived max_message_ttl, and on
+        // Redis overflowed into deleting the whole queue).
+        validate::claim_grace(grace, self.limits())?;
         match self
             .storage
             .claims
