@@ -269,14 +269,34 @@ pub struct RedisConfig {
     pub wait_timeout_ms: u64,
 }
 
-/// A listener address (`bind` + `port`).
+/// A listener: its address and the limits that keep slow or idle clients
+/// from holding its connections (`[drivers:transport:wsgi]`,
+/// `[drivers:transport:websocket]`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Listen {
-    /// Address to bind.
+    /// `bind`: address to bind.
     pub bind: IpAddr,
-    /// Port to bind (0 picks a free one).
+    /// `port`: port to bind (0 picks a free one).
     pub port: u16,
+    /// `max_connections` (ours): most connections served at once; past it
+    /// new connections wait in the kernel's backlog until one closes.
+    pub max_connections: usize,
+    /// `header_read_timeout` (ours, seconds): how long a new connection
+    /// may take to send a whole request head; a client that is slower
+    /// (or sends nothing) is disconnected.
+    pub header_read_timeout: std::time::Duration,
+    /// `keepalive_timeout` (ours, seconds): how long a connection may stay
+    /// idle between requests (the next request head must be complete by
+    /// then) before it is closed.
+    pub keepalive_timeout: std::time::Duration,
 }
+
+/// Default of `max_connections` on each listener.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// Default of `header_read_timeout` (seconds).
+pub const DEFAULT_HEADER_READ_TIMEOUT: u64 = 30;
+/// Default of `keepalive_timeout` (seconds).
+pub const DEFAULT_KEEPALIVE_TIMEOUT: u64 = 75;
 
 /// `[DEFAULT] auth_strategy`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -465,6 +485,44 @@ impl Reader {
         }
         out
     }
+}
+
+/// A listener section: address, port and connection limits.
+fn read_listen(r: &mut Reader, section: &str, port: u16) -> Result<Listen, ConfigError> {
+    let bounded =
+        |r: &mut Reader, option: &str, default: u64, max: u64| -> Result<u64, ConfigError> {
+            let v: u64 = r.parse(section, option, default)?;
+            if !(1..=max).contains(&v) {
+                return Err(invalid(
+                    section,
+                    option,
+                    format!("{v} is not between 1 and {max}"),
+                ));
+            }
+            Ok(v)
+        };
+    Ok(Listen {
+        bind: r.parse(section, "bind", IpAddr::from([127, 0, 0, 1]))?,
+        port: r.parse(section, "port", port)?,
+        max_connections: bounded(
+            r,
+            "max_connections",
+            DEFAULT_MAX_CONNECTIONS as u64,
+            1_000_000,
+        )? as usize,
+        header_read_timeout: std::time::Duration::from_secs(bounded(
+            r,
+            "header_read_timeout",
+            DEFAULT_HEADER_READ_TIMEOUT,
+            3600,
+        )?),
+        keepalive_timeout: std::time::Duration::from_secs(bounded(
+            r,
+            "keepalive_timeout",
+            DEFAULT_KEEPALIVE_TIMEOUT,
+            3600,
+        )?),
+    })
 }
 
 fn invalid(section: &str, option: &str, reason: String) -> ConfigError {
@@ -659,22 +717,8 @@ impl Config {
             let _ = r.raw("drivers:management_store:redis", option);
         }
 
-        let http = Listen {
-            bind: r.parse(
-                "drivers:transport:wsgi",
-                "bind",
-                IpAddr::from([127, 0, 0, 1]),
-            )?,
-            port: r.parse("drivers:transport:wsgi", "port", 8888)?,
-        };
-        let websocket = Listen {
-            bind: r.parse(
-                "drivers:transport:websocket",
-                "bind",
-                IpAddr::from([127, 0, 0, 1]),
-            )?,
-            port: r.parse("drivers:transport:websocket", "port", 9000)?,
-        };
+        let http = read_listen(&mut r, "drivers:transport:wsgi", 8888)?;
+        let websocket = read_listen(&mut r, "drivers:transport:websocket", 9000)?;
         let _ = r.raw("drivers:transport:websocket", "external-port");
 
         let uri = r.string("drivers:message_store:sqlite", "uri", "");

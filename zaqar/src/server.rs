@@ -11,14 +11,14 @@ use tokio::net::TcpListener;
 
 use crate::api::policy::{Policy, PolicyError};
 use crate::api::Api;
-use crate::auth::{AuthConfigError, AuthLayer, KeystoneTokens};
+use crate::auth::{AuthConfigError, AuthLayer};
 use crate::config::{AuthStrategy, Config};
 use crate::storage::clock::SharedClock;
 use crate::storage::pipeline::{Backend, StageRegistry};
 use crate::storage::sqlite::SqliteStore;
 use crate::storage::SystemClock;
 use crate::transport::http::{self, HttpState};
-use crate::transport::websocket::auth::Authenticator;
+use crate::transport::listener::{self, ConnectionLimits};
 use crate::transport::websocket::hub::{Hub, PublishStage};
 use crate::transport::websocket::{self, WsLimits, WsState};
 
@@ -134,9 +134,12 @@ pub async fn serve(
 ///
 /// # Errors
 /// The policy file or `[keystone_authtoken]` is invalid.
-pub fn build_access(config: &Config) -> Result<(Policy, AuthLayer), StartError> {
+pub fn build_access(
+    config: &Config,
+    clock: SharedClock,
+) -> Result<(Policy, AuthLayer), StartError> {
     let policy = Policy::load(config)?;
-    let auth = AuthLayer::from_config(config)?;
+    let auth = AuthLayer::from_config(config, clock)?;
     Ok((policy, auth))
 }
 
@@ -153,7 +156,8 @@ pub async fn serve_all(
     websocket: Option<(TcpListener, Arc<Hub>)>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
-    let (policy, auth) = build_access(api.config())?;
+    let config = Arc::new(api.config().clone());
+    let (policy, auth) = build_access(&config, api.clock())?;
     if api.config().auth_strategy == AuthStrategy::None {
         tracing::warn!(
             "auth_strategy is empty (noauth): X-Project-ID and X-Roles are trusted, so any client can act for any \
@@ -167,7 +171,7 @@ pub async fn serve_all(
     });
     let mut tasks = Vec::new();
     if let Some(outbox) = api.storage().outbox.clone() {
-        let config = Arc::new(api.config().clone());
+        let config = config.clone();
         let wake = api.storage().outbox_wake.clone();
         match crate::notification::Notifier::new(outbox, config, api.clock(), wake) {
             Ok(notifier) => {
@@ -180,21 +184,15 @@ pub async fn serve_all(
         }
     }
     if let Some((listener, hub)) = websocket {
-        // The same validator (and token cache) as HTTP.
-        let ws_auth = match &auth {
-            AuthLayer::NoAuth => Authenticator::NoAuth,
-            AuthLayer::Keystone(v) => Authenticator::keystone(Arc::new(KeystoneTokens(v.clone()))),
+        let limits = WsLimits {
+            max_connections: config.websocket.max_connections,
+            ..WsLimits::default()
         };
-        let state = WsState::new(
-            api.clone(),
-            ws_auth,
-            policy.clone(),
-            hub,
-            WsLimits::default(),
-        );
+        let state = WsState::new(api.clone(), auth.clone(), policy.clone(), hub, limits);
         tasks.push(tokio::spawn(websocket::serve(
             state,
             listener,
+            ConnectionLimits::from(&config.websocket),
             stop_rx.clone(),
         )));
     }
@@ -204,17 +202,16 @@ pub async fn serve_all(
             policy,
             auth,
             metrics: Default::default(),
+            body_timeout: config.http.header_read_timeout,
         });
         let routes = http::routes(state);
-        let mut stop = stop_rx.clone();
-        tasks.push(tokio::spawn(
-            warp::serve(routes)
-                .incoming(listener)
-                .graceful(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .run(),
-        ));
+        let limits = ConnectionLimits::from(&config.http);
+        tasks.push(tokio::spawn(listener::serve(
+            listener,
+            routes,
+            limits,
+            stop_rx.clone(),
+        )));
     }
     for task in tasks {
         if let Err(e) = task.await {

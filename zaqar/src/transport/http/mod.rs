@@ -28,10 +28,10 @@ use warp::Filter;
 use crate::api::messages::{BulkDeleteOutcome, BulkDeleteParams, MessageListParams};
 use crate::api::policy::Policy;
 use crate::api::queues::QueueListParams;
-use crate::api::signed_url::{self, SignedHeaders};
 use crate::api::subscriptions::SubscriptionListParams;
 use crate::api::{validate, Api, Payload};
-use crate::auth::{AuthLayer, Caller};
+use crate::auth::signature::{comma_list, Signature};
+use crate::auth::{AuthLayer, Caller, Credentials, TOKEN_HEADER};
 use crate::context::RequestContext;
 use crate::error::{ApiError, ApiResult};
 use crate::metrics::Metrics;
@@ -49,6 +49,10 @@ pub struct HttpState {
     pub auth: AuthLayer,
     /// Response counters for `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// How long a request body may take to arrive (`[drivers:transport:wsgi]
+    /// header_read_timeout`: a client that sends its head quickly and its
+    /// body never would otherwise hold the connection forever).
+    pub body_timeout: std::time::Duration,
 }
 
 /// The warp filter serving the whole v2 API.
@@ -81,7 +85,7 @@ async fn handle<S, B>(
     method: Method,
     path: &str,
     raw_query: &str,
-    mut headers: HeaderMap,
+    headers: HeaderMap,
     body: S,
 ) -> Response
 where
@@ -94,7 +98,12 @@ where
         if path == "/metrics" && method == Method::GET && state.api.config().metrics_enabled {
             metrics(&state)
         } else {
-            let answer = match state.auth.authenticate_http(path, &mut headers).await {
+            let credentials = credentials(&headers);
+            let answer = match state
+                .auth
+                .authenticate(&credentials, method.as_str(), path)
+                .await
+            {
                 Ok(caller) => {
                     dispatch(
                         &state,
@@ -160,21 +169,7 @@ where
     if !endpoint.allows(method) {
         return Err(ApiError::MethodNotAllowed(endpoint.allowed()));
     }
-    // Pre-signed request (reference hook 1): a request carrying
-    // URL-Signature is authorised by its signature alone (no token needed),
-    // and any mismatch is a bare 404.
-    if let Some(signature) = header(headers, "url-signature") {
-        let signed = SignedHeaders {
-            signature,
-            expires: header(headers, "url-expires"),
-            methods: header(headers, "url-methods"),
-            paths: header(headers, "url-paths"),
-            project: caller.claimed_project.as_deref(),
-        };
-        let key = api.config().signed_url.secret_key.as_deref();
-        signed_url::verify(key, &signed, method.as_str(), path, api.now_ms())?;
-    }
-    let payload = read_body(headers, body, api.max_body_size()).await?;
+    let payload = read_body_within(headers, body, api.max_body_size(), state.body_timeout).await?;
     let content_type = header(headers, "content-type");
     if payload.len().is_some()
         && content_type.is_some_and(|c| c.eq_ignore_ascii_case("application/x-www-form-urlencoded"))
@@ -369,6 +364,29 @@ async fn handle_endpoint(
     }
 }
 
+/// What the request presents to the auth layer. Values that are not
+/// visible ASCII are read lossily: a garbled token or signature is refused
+/// by the auth layer, never mistaken for an absent one.
+fn credentials(headers: &HeaderMap) -> Credentials {
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    };
+    Credentials {
+        token: text(TOKEN_HEADER),
+        signature: text("url-signature").map(|signature| Signature {
+            signature,
+            expires: text("url-expires"),
+            methods: text("url-methods").map_or_else(Vec::new, |m| comma_list(&m)),
+            paths: text("url-paths").map_or_else(Vec::new, |p| comma_list(&p)),
+        }),
+        project: text("x-project-id"),
+        user_id: text("x-user-id"),
+        roles: text("x-roles"),
+    }
+}
+
 /// A header's value as text (`None` when absent or not visible ASCII).
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
@@ -394,6 +412,27 @@ fn accepts_json(accept: Option<&str>) -> bool {
     })
 }
 
+fn unreadable_body() -> ApiError {
+    ApiError::invalid_body("Request body could not be read.")
+}
+
+/// Reads the body up to `cap` bytes within `deadline`; a longer one is
+/// reported by length only.
+async fn read_body_within<S, B>(
+    headers: &HeaderMap,
+    body: S,
+    cap: u64,
+    deadline: std::time::Duration,
+) -> ApiResult<Payload>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Send + Unpin,
+    B: Buf,
+{
+    tokio::time::timeout(deadline, read_body(headers, body, cap))
+        .await
+        .map_err(|_| unreadable_body())?
+}
+
 /// Reads the body up to `cap` bytes; a longer one is reported by length only.
 async fn read_body<S, B>(headers: &HeaderMap, mut body: S, cap: u64) -> ApiResult<Payload>
 where
@@ -408,8 +447,9 @@ where
     }
     let mut buf = BytesMut::with_capacity(declared.unwrap_or(0) as usize);
     while let Some(chunk) = body.next().await {
-        let mut chunk =
-            chunk.map_err(|_| ApiError::Unavailable("Request body could not be read.".into()))?;
+        // A malformed chunked encoding or a connection cut mid-body: the
+        // client's fault, a 400 (never a 503).
+        let mut chunk = chunk.map_err(|_| unreadable_body())?;
         if buf.len() as u64 + chunk.remaining() as u64 > cap {
             return Ok(Payload::Oversized(
                 buf.len() as u64 + chunk.remaining() as u64,

@@ -29,9 +29,10 @@ use warp::filters::BoxedFilter;
 use warp::reply::{Reply, Response};
 use warp::Filter;
 
+use super::listener::ConnectionLimits;
 use crate::api::policy::Policy;
 use crate::api::Api;
-use auth::Authenticator;
+use crate::auth::AuthLayer;
 use hub::Hub;
 
 /// Limits of the WebSocket transport.
@@ -80,8 +81,8 @@ pub struct WsState {
     pub api: Api,
     /// The policy enforcer.
     pub policy: Policy,
-    /// How connections authenticate.
-    pub auth: Authenticator,
+    /// Who frames act for (the same layer, and token cache, as HTTP).
+    pub auth: AuthLayer,
     /// The WebSocket-subscription registry (the same one the publishing
     /// stage in the message pipeline feeds).
     pub hub: Arc<Hub>,
@@ -95,7 +96,7 @@ impl WsState {
     /// [`hub::PublishStage`] wraps `api`'s message pipeline.
     pub fn new(
         api: Api,
-        auth: Authenticator,
+        auth: AuthLayer,
         policy: Policy,
         hub: Arc<Hub>,
         limits: WsLimits,
@@ -146,15 +147,14 @@ pub fn routes(state: Arc<WsState>, shutdown: watch::Receiver<bool>) -> BoxedFilt
 /// Serves WebSocket connections on `listener` until `shutdown` turns true,
 /// then closes every connection with 1001 and waits (up to
 /// [`WsLimits::shutdown_grace`]) for them to end.
-pub async fn serve(state: Arc<WsState>, listener: TcpListener, shutdown: watch::Receiver<bool>) {
-    let mut stop = shutdown.clone();
-    warp::serve(routes(state.clone(), shutdown))
-        .incoming(listener)
-        .graceful(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        })
-        .run()
-        .await;
+pub async fn serve(
+    state: Arc<WsState>,
+    listener: TcpListener,
+    connection_limits: ConnectionLimits,
+    shutdown: watch::Receiver<bool>,
+) {
+    let routes = routes(state.clone(), shutdown.clone());
+    super::listener::serve(listener, routes, connection_limits, shutdown).await;
     let all = state.limits.max_connections as u32;
     if tokio::time::timeout(state.limits.shutdown_grace, state.slots.acquire_many(all))
         .await
