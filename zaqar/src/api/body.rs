@@ -17,13 +17,34 @@ pub fn parse(body: Option<&[u8]>) -> ApiResult<Value> {
     }
 }
 
+/// Deepest nesting of arrays and objects a document may have: serde_json's
+/// own recursion limit, so that everything stored can be read back
+/// (the reference accepted deeper bodies, which then rendered as `null`
+/// over WebSocket and in notifications).
+pub const MAX_NESTING: usize = 127;
+
 /// Refuses integers outside the signed 64-bit range anywhere in `bytes`
-/// (strings skipped), as the reference does before it stores anything.
+/// (strings skipped), as the reference does before it stores anything, and
+/// documents nested deeper than [`MAX_NESTING`].
 pub fn check_integers(bytes: &[u8]) -> ApiResult<()> {
     let mut i = 0;
     let n = bytes.len();
+    let mut depth = 0usize;
     while i < n {
         match bytes[i] {
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(ApiError::invalid_body(format!(
+                        "JSON is nested too deeply: at most {MAX_NESTING} levels of arrays and objects."
+                    )));
+                }
+                i += 1;
+            }
+            b']' | b'}' => {
+                depth = depth.saturating_sub(1);
+                i += 1;
+            }
             b'"' => {
                 i += 1;
                 while i < n && bytes[i] != b'"' {
@@ -98,6 +119,19 @@ mod tests {
         assert!(check_integers(br#"{"a": -9223372036854775808}"#).is_ok());
         assert!(check_integers(br#"{"a": 9223372036854775808}"#).is_err());
         assert!(check_integers(br#"[1, 2, 123456789012345678901234567890]"#).is_err());
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(check_integers(nested(MAX_NESTING).as_bytes()).is_ok());
+        assert!(check_integers(nested(MAX_NESTING + 1).as_bytes()).is_err());
+        // brackets inside strings do not count
+        let text = format!(r#"{{"a": "{}"}}"#, "[".repeat(1000));
+        assert!(check_integers(text.as_bytes()).is_ok());
+        // what passes can be parsed back as a Value
+        let doc = nested(MAX_NESTING);
+        assert!(serde_json::from_str::<Value>(&doc).is_ok());
         assert!(check_integers(br#"{"a": "123456789012345678901234567890"}"#).is_ok());
         assert!(check_integers(br#"{"a": 1.5e300, "b\"": 2}"#).is_ok());
     }

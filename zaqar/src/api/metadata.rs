@@ -5,7 +5,7 @@
 use serde_json::{Map, Value};
 
 use super::body::as_int;
-use super::validate::{message_ttl_text, MIN_MESSAGE_TTL};
+use super::validate::{message_ttl_text, queue_identification_problem, MIN_MESSAGE_TTL};
 use crate::config::TransportConfig;
 use crate::error::{ApiError, ApiResult};
 use crate::storage::{DeadLetter, Metadata};
@@ -132,7 +132,23 @@ pub fn validate(m: &Metadata, limits: &TransportConfig) -> ApiResult<()> {
             )
         },
     )?;
-    check_int(m, "_max_claim_count", None, String::new)?;
+    // The reference takes any integer; a negative count made no sense and
+    // a huge one none either.
+    check_int(m, "_max_claim_count", Some((0, MAX_CLAIM_COUNT)), || {
+        format!("_max_claim_count can not exceed {MAX_CLAIM_COUNT}, and must be at least 0.")
+    })?;
+    // The reference does not check the name at all (and answers 500 for
+    // some values); it names a queue of the same project, so it must be one.
+    match m.get("_dead_letter_queue") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(q)) if queue_identification_problem(q, "").is_none() => {}
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "_dead_letter_queue must be a queue name: at most 64 ASCII letters, digits, underscores, \
+                 dashes and dots.",
+            ))
+        }
+    }
     check_int(
         m,
         "_dead_letter_queue_messages_ttl",
@@ -159,6 +175,9 @@ pub fn validate(m: &Metadata, limits: &TransportConfig) -> ApiResult<()> {
     }
     validate_retry_policy(m.get("_retry_policy"))
 }
+
+/// Largest `_max_claim_count`.
+pub const MAX_CLAIM_COUNT: i64 = 1_000_000;
 
 /// Backoff functions a retry policy may name.
 pub const RETRY_BACKOFF_FUNCTIONS: [&str; 4] = ["linear", "arithmetic", "geometric", "exponential"];

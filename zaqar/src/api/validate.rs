@@ -106,6 +106,10 @@ pub fn project_id(raw: Option<&str>) -> ApiResult<String> {
             "Empty project header not allowed",
             "X-PROJECT-ID cannot be an empty string. Specify the right header X-PROJECT-ID and retry.",
         )),
+        // The reference checks the length only on routes naming a queue; a
+        // project id of any size is otherwise stored and echoed. Bounded on
+        // every route here.
+        Some(p) if p.len() > PROJECT_ID_MAX_LEN => Err(invalid_queue_identification()),
         Some(p) => Ok(p.to_owned()),
     }
 }

@@ -283,8 +283,20 @@ pub fn posted(path: &str, ids: &[String]) -> Response {
     }
     let resources = ids.iter().map(|id| format!("{path}/{id}")).collect();
     let r = json_with(StatusCode::CREATED, &Body { resources });
-    with_location(r, &format!("{path}?ids={}", ids.join(",")))
+    let listed = format!("{path}?ids={}", ids.join(","));
+    // A bulk post of thousands of messages would make a header clients
+    // refuse (Python's http.client stops at 64 KiB): past the bound the
+    // Location is the collection itself (the ids are in the body).
+    if listed.len() <= MAX_LOCATION_LEN {
+        with_location(r, &listed)
+    } else {
+        with_location(r, path)
+    }
 }
+
+/// Longest `Location` a post answers with (8 KiB: what proxies and clients
+/// accept for one header line).
+pub const MAX_LOCATION_LEN: usize = 8192;
 
 /// `DELETE /v2/queues/{q}/messages?pop=N`: the popped messages, no hrefs.
 pub fn popped(messages: &[Message], now: i64) -> Response {
