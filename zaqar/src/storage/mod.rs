@@ -36,7 +36,7 @@ pub use clock::{Clock, SystemClock};
 pub type Metadata = Map<String, Value>;
 
 /// The project and queue an operation acts on.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Scope {
     /// Keystone project id (or the `X-Project-ID` header in noauth mode).
     pub project: String,

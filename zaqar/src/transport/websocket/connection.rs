@@ -25,6 +25,7 @@ use super::auth::Session;
 use super::frame::{self, Encoding};
 use super::handler;
 use super::WsState;
+use crate::error::ApiError;
 use crate::storage::Scope;
 
 /// Close code: the server goes away (shutdown, idle connection).
@@ -35,6 +36,10 @@ pub const CLOSE_POLICY: u16 = 1008;
 pub const CLOSE_TOO_BIG: u16 = 1009;
 /// Close code: the session's token expired.
 pub const CLOSE_AUTH_EXPIRED: u16 = 4003;
+
+/// Most live subscriptions one connection may hold (each is a listener of
+/// one queue, with a task and a bounded backlog).
+pub const MAX_SUBSCRIPTIONS_PER_CONNECTION: usize = 100;
 
 /// The close reason sent on shutdown.
 const SHUTDOWN_REASON: &str = "Server is shutting down.";
@@ -152,15 +157,26 @@ impl Conn {
     /// Starts pushing `scope`'s new messages to this connection, in
     /// `encoding`, for `ttl` seconds or until it closes; returns the
     /// subscription id (the existing one when already subscribed).
+    ///
+    /// # Errors
+    /// 400 when the connection already holds
+    /// [`MAX_SUBSCRIPTIONS_PER_CONNECTION`] live subscriptions.
     pub fn subscribe(
         &mut self,
         scope: Scope,
         ttl: Option<i64>,
         options: Value,
         encoding: Encoding,
-    ) -> String {
+    ) -> Result<String, ApiError> {
+        self.subscriptions.retain(|_, s| !s.task.is_finished());
         if let Some((id, _)) = self.subscriptions.iter().find(|(_, s)| s.scope == scope) {
-            return id.clone();
+            return Ok(id.clone());
+        }
+        if self.subscriptions.len() >= MAX_SUBSCRIPTIONS_PER_CONNECTION {
+            return Err(ApiError::invalid(format!(
+                "A WebSocket connection may hold at most {MAX_SUBSCRIPTIONS_PER_CONNECTION} subscriptions; \
+                 delete one first."
+            )));
         }
         let id = uuid::Uuid::new_v4().to_string();
         let mut rx = self.state.hub.subscribe(&scope);
@@ -204,7 +220,7 @@ impl Conn {
                 task,
             },
         );
-        id
+        Ok(id)
     }
 
     /// The subscription `id` on (project, queue), when it is this connection's.
