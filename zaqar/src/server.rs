@@ -158,6 +158,7 @@ pub async fn serve_all(
 ) -> Result<(), StartError> {
     let config = Arc::new(api.config().clone());
     let (policy, auth) = build_access(&config, api.clock())?;
+    let api = api.with_policy(policy);
     if api.config().auth_strategy == AuthStrategy::None {
         tracing::warn!(
             "auth_strategy is empty (noauth): X-Project-ID and X-Roles are trusted, so any client can act for any \
@@ -188,7 +189,7 @@ pub async fn serve_all(
             max_connections: config.websocket.max_connections,
             ..WsLimits::default()
         };
-        let state = WsState::new(api.clone(), auth.clone(), policy.clone(), hub, limits);
+        let state = WsState::new(api.clone(), auth.clone(), hub, limits);
         tasks.push(tokio::spawn(websocket::serve(
             state,
             listener,
@@ -199,7 +200,6 @@ pub async fn serve_all(
     if let Some(listener) = http {
         let state = Arc::new(HttpState {
             api,
-            policy,
             auth,
             metrics: Default::default(),
             body_timeout: config.http.header_read_timeout,

@@ -155,7 +155,7 @@ impl Api {
             Payload::Oversized(_) => {
                 return Err(ApiError::invalid_body("Request body is too large."))
             }
-            Payload::Bytes(b) => b,
+            Payload::Bytes(b) | Payload::Document { json: b, .. } => b,
         };
         check_integers(bytes)?;
         let parse_error = || ApiError::invalid_body("Request body could not be parsed.");

@@ -42,6 +42,26 @@ use crate::storage::{
     Metadata, NewSubscription, Scope, StorageError, Subscription, SubscriptionUpdate,
 };
 
+/// The subscriptions a connection holds itself: over WebSocket, a
+/// `subscription_create` without a subscriber makes the connection the
+/// subscriber. The transport keeps them (they live as long as the
+/// connection); the api core decides when one is made, read or removed,
+/// with the same validation and policy as stored subscriptions.
+pub trait ConnectionSubscriptions: Send {
+    /// Subscribes the connection to `scope` for `ttl` seconds (or finds its
+    /// existing subscription there); the subscription's id.
+    ///
+    /// # Errors
+    /// The connection holds as many subscriptions as it may (400).
+    fn subscribe(&mut self, scope: &Scope, ttl: i64, options: Metadata) -> ApiResult<String>;
+    /// The connection's live subscription `id` on `scope`.
+    fn get(&self, scope: &Scope, id: &str) -> Option<Subscription>;
+    /// The connection's live subscriptions on `scope`.
+    fn list(&self, scope: &Scope) -> Vec<Subscription>;
+    /// Ends the connection's subscription `id` on `scope`; whether it had one.
+    fn unsubscribe(&mut self, scope: &Scope, id: &str) -> bool;
+}
+
 /// Smallest subscription TTL (seconds).
 pub const MIN_SUBSCRIPTION_TTL: i64 = 60;
 /// Default subscription page size.
@@ -65,6 +85,17 @@ pub struct SubscriptionListing {
     pub subscriptions: Vec<Subscription>,
     /// Marker for the next page: the last id, else the given marker, else `""`.
     pub next_marker: String,
+}
+
+/// What a subscription document is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DocumentMode {
+    /// `POST`: `subscriber` required.
+    Create,
+    /// `PATCH`: every field optional, at least one given.
+    Update,
+    /// A connection's own subscription: no `subscriber`, any field optional.
+    Connection,
 }
 
 /// A checked subscription document (`POST` or `PATCH` body).
@@ -120,7 +151,11 @@ fn scheme(uri: &str) -> String {
 impl Api {
     /// Validates a subscription document as the reference's
     /// `subscription_patching` (and `subscription_posting` when `create`).
-    fn subscription_document(&self, doc: Value, create: bool) -> ApiResult<Document> {
+    fn subscription_document(&self, doc: Value, mode: DocumentMode) -> ApiResult<Document> {
+        let create = mode == DocumentMode::Create;
+        if mode == DocumentMode::Connection && doc.as_object().is_some_and(|d| d.is_empty()) {
+            return Ok(Document::default());
+        }
         let Value::Object(doc) = doc else {
             return Err(ApiError::invalid(if create {
                 "Missing parameter subscriber in body."
@@ -290,6 +325,7 @@ impl Api {
         ctx: &RequestContext,
         queue: &str,
         params: SubscriptionListParams,
+        connection: Option<&mut dyn ConnectionSubscriptions>,
     ) -> ApiResult<SubscriptionListing> {
         let limit = validate::limit(
             params.limit,
@@ -297,12 +333,19 @@ impl Api {
             may_not_exceed,
         )?
         .unwrap_or(DEFAULT_SUBSCRIPTION_PAGE);
-        let subscriptions = self
-            .storage
-            .subscriptions
-            .list(&scope(ctx, queue), params.marker.as_deref(), limit)
-            .await
-            .map_err(storage_error("Subscriptions could not be listed."))?;
+        let scope = scope(ctx, queue);
+        let mut subscriptions = match (&connection, &params.marker) {
+            // The connection's own come first, on the first page.
+            (Some(c), None) => c.list(&scope),
+            _ => Vec::new(),
+        };
+        subscriptions.extend(
+            self.storage
+                .subscriptions
+                .list(&scope, params.marker.as_deref(), limit)
+                .await
+                .map_err(storage_error("Subscriptions could not be listed."))?,
+        );
         let next_marker = match subscriptions.last() {
             Some(s) => s.id.clone(),
             None => params.marker.unwrap_or_default(),
@@ -325,6 +368,7 @@ impl Api {
         ctx: &RequestContext,
         queue: &str,
         payload: &Payload,
+        connection: Option<&mut dyn ConnectionSubscriptions>,
     ) -> ApiResult<String> {
         const WHAT: &str = "Subscription could not be created.";
         let scope = scope(ctx, queue);
@@ -343,7 +387,16 @@ impl Api {
                 .map_err(storage_error(WHAT))?;
         }
         let doc = self.body_document_or_empty(payload)?;
-        let doc = self.subscription_document(doc, true)?;
+        if let Some(connection) = connection {
+            let given = doc.get("subscriber").is_some_and(|s| !s.is_null());
+            if !given {
+                // The connection itself is the subscriber.
+                let doc = self.subscription_document(doc, DocumentMode::Connection)?;
+                let ttl = doc.ttl.unwrap_or(self.limits().default_subscription_ttl);
+                return connection.subscribe(&scope, ttl, doc.options.unwrap_or_default());
+            }
+        }
+        let doc = self.subscription_document(doc, DocumentMode::Create)?;
         let subscriber = doc.subscriber.unwrap_or_default();
         self.check_subscriber_address(&subscriber).await?;
         let mut options = doc.options.unwrap_or_default();
@@ -422,7 +475,11 @@ impl Api {
         ctx: &RequestContext,
         queue: &str,
         id: &str,
+        connection: Option<&mut dyn ConnectionSubscriptions>,
     ) -> ApiResult<Subscription> {
+        if let Some(own) = connection.and_then(|c| c.get(&scope(ctx, queue), id)) {
+            return Ok(own);
+        }
         self.storage
             .subscriptions
             .get(&scope(ctx, queue), id)
@@ -445,7 +502,7 @@ impl Api {
         payload: &Payload,
     ) -> ApiResult<()> {
         let doc = self.body_document_or_empty(payload)?;
-        let doc = self.subscription_document(doc, false)?;
+        let doc = self.subscription_document(doc, DocumentMode::Update)?;
         if let Some(s) = &doc.subscriber {
             self.check_subscriber_address(s).await?;
         }
@@ -486,7 +543,11 @@ impl Api {
         ctx: &RequestContext,
         queue: &str,
         id: &str,
+        connection: Option<&mut dyn ConnectionSubscriptions>,
     ) -> ApiResult<()> {
+        if connection.is_some_and(|c| c.unsubscribe(&scope(ctx, queue), id)) {
+            return Ok(());
+        }
         self.storage
             .subscriptions
             .delete(&scope(ctx, queue), id)

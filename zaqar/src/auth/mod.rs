@@ -39,8 +39,8 @@ use std::time::SystemTime;
 
 use keystone_middleware::{AuthError, AuthTokenConfig, Identity, Validator};
 
-use crate::config::{split_list, AuthStrategy, Config, TransportConfig};
-use crate::context::{AuthToken, RequestContext};
+use crate::config::{split_list, AuthStrategy, Config};
+use crate::context::AuthToken;
 use crate::error::{ApiError, ApiResult};
 use crate::storage::clock::SharedClock;
 use signature::Signature;
@@ -186,28 +186,6 @@ impl Caller {
             }),
             _ => Ok(()),
         }
-    }
-
-    /// The request context: the validated `Client-ID` and project, the
-    /// caller's user and roles.
-    ///
-    /// # Errors
-    /// 400 for a missing or malformed `Client-ID` or project (the
-    /// reference's texts).
-    pub fn context(
-        &self,
-        client_id: Option<&str>,
-        limits: &TransportConfig,
-        request_id: String,
-    ) -> ApiResult<RequestContext> {
-        Ok(RequestContext {
-            client_id: crate::api::validate::client_id(client_id, limits)?,
-            project_id: crate::api::validate::project_id(self.project())?,
-            user_id: self.user_id.clone(),
-            roles: self.roles.clone(),
-            request_id,
-            auth_token: self.token.clone(),
-        })
     }
 }
 

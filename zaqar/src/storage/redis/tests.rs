@@ -98,7 +98,7 @@ fn delivery(n: u32) -> NewDelivery {
         subscription_id: format!("s{n}"),
         subscriber: format!("http://127.0.0.1:9/{n}"),
         options,
-        queue_retry_policy: (n % 2 == 0).then(|| json!({"minimum_delay": 1})),
+        queue_retry_policy: n.is_multiple_of(2).then(|| json!({"minimum_delay": 1})),
         payload: json!({"body": {"n": n}, "ttl": 60, "queue_name": format!("q{n}")}),
     }
 }

@@ -9,7 +9,6 @@
 //! before auth when `[metrics] enabled`. This module only translates: every rule
 //! lives in [`crate::api`].
 
-pub mod home;
 pub mod query;
 pub mod render;
 pub mod router;
@@ -20,31 +19,25 @@ use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
-use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http::{HeaderMap, HeaderValue, Method};
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::Filter;
 
-use crate::api::messages::{BulkDeleteOutcome, BulkDeleteParams, MessageListParams};
-use crate::api::policy::Policy;
-use crate::api::queues::QueueListParams;
-use crate::api::subscriptions::SubscriptionListParams;
-use crate::api::{validate, Api, Payload};
+use crate::api::execute::Request;
+use crate::api::operation::OperationKind;
+use crate::api::{Api, Payload};
 use crate::auth::signature::{comma_list, Signature};
 use crate::auth::{AuthLayer, Caller, Credentials, TOKEN_HEADER};
-use crate::context::RequestContext;
 use crate::error::{ApiError, ApiResult};
 use crate::metrics::Metrics;
 use query::Query;
-use render::{empty, json, json_with, Json};
 use router::Endpoint;
 
 /// What the HTTP transport needs to answer requests.
 pub struct HttpState {
     /// The api core.
     pub api: Api,
-    /// The policy enforcer.
-    pub policy: Policy,
     /// Who requests act for (noauth or Keystone).
     pub auth: AuthLayer,
     /// Response counters for `/metrics`.
@@ -145,7 +138,8 @@ fn metrics(state: &HttpState) -> Response {
     r
 }
 
-/// The reference's request hooks, then the endpoint's handler.
+/// The HTTP-only checks (route, method, body, media types), then the
+/// operation through the api core, then its rendering.
 #[allow(clippy::too_many_arguments)]
 async fn dispatch<S, B>(
     state: &HttpState,
@@ -163,7 +157,7 @@ where
 {
     let api = &state.api;
     let endpoint = Endpoint::parse(path).ok_or(ApiError::RouteNotFound)?;
-    if endpoint == Endpoint::Health && !api.config().admin_mode {
+    if !api.serves(endpoint.kind()) {
         return Err(ApiError::RouteNotFound);
     }
     if !endpoint.allows(method) {
@@ -183,184 +177,22 @@ where
     if !accepts_json(header(headers, "accept")) {
         return Err(ApiError::NotAcceptable);
     }
-    if endpoint == Endpoint::Versions {
-        return Ok(json_with(StatusCode::MULTIPLE_CHOICES, &home::versions()));
-    }
-    let ctx = caller.context(
-        header(headers, "client-id"),
-        api.limits(),
-        request_id.to_owned(),
-    )?;
-    if let Some(queue) = endpoint.queue() {
-        validate::queue_identification(queue, &ctx.project_id)?;
-    }
-    if let Some(rule) = endpoint.policy_rule(method) {
-        state.policy.enforce(rule, &ctx)?;
-    }
     let query = Query::parse(raw_query);
-    handle_endpoint(api, &ctx, method, endpoint, path, &query, headers, &payload).await
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn handle_endpoint(
-    api: &Api,
-    ctx: &RequestContext,
-    method: &Method,
-    endpoint: Endpoint,
-    path: &str,
-    query: &Query,
-    headers: &HeaderMap,
-    payload: &Payload,
-) -> ApiResult<Response> {
-    let now = api.now_ms();
-    let m = method.as_str();
-    match (endpoint, m) {
-        (Endpoint::Home, _) => Ok(render::home(api.config().admin_mode)),
-        (Endpoint::Ping, "HEAD") => Ok(empty(StatusCode::NO_CONTENT)),
-        (Endpoint::Ping, _) => Ok(empty(if api.ping().await {
-            StatusCode::NO_CONTENT
-        } else {
-            StatusCode::SERVICE_UNAVAILABLE
-        })),
-        (Endpoint::Health, _) => Ok(json(&api.health().await)),
-        (Endpoint::Queues, _) => {
-            let params = QueueListParams {
-                marker: query.get("marker").map(String::from),
-                limit: query.int("limit")?,
-                detailed: query.bool("detailed")?.unwrap_or(false),
-                with_count: query.bool("with_count")?.unwrap_or(false),
-            };
-            let listing = api.queue_list(ctx, params).await?;
-            Ok(render::queue_listing(path, query, &listing))
+    let operation = endpoint.operation(method, &query, content_type, payload)?;
+    let kind = operation.kind();
+    let request = Request {
+        caller,
+        client_id: header(headers, "client-id"),
+        request_id,
+        connection: None,
+    };
+    match api.execute(request, operation).await {
+        Ok(reply) => Ok(render::reply(reply, path, &query, api.now_ms())),
+        // A duplicate subscription answers its 409 with the collection's Location.
+        Err(e @ ApiError::Conflict(_)) if kind == OperationKind::SubscriptionCreate => {
+            Ok(render::with_location(render::error(&e, method), path))
         }
-        (Endpoint::Queue(q), "PUT") => {
-            let created = api.queue_create(ctx, &q, payload).await?;
-            let status = if created {
-                StatusCode::CREATED
-            } else {
-                StatusCode::NO_CONTENT
-            };
-            Ok(render::with_location(empty(status), path))
-        }
-        (Endpoint::Queue(q), "GET") => Ok(json(&api.queue_get(ctx, &q).await?)),
-        (Endpoint::Queue(q), "PATCH") => {
-            let metadata = api
-                .queue_update(ctx, &q, header(headers, "content-type"), payload)
-                .await?;
-            Ok(json(&metadata))
-        }
-        (Endpoint::Queue(q), _) => {
-            api.queue_delete(ctx, &q).await?;
-            Ok(empty(StatusCode::NO_CONTENT))
-        }
-        (Endpoint::QueueStats(q), _) => {
-            let stats = api.queue_stats(ctx, &q).await?;
-            Ok(render::stats(&q, &stats, now))
-        }
-        (Endpoint::QueuePurge(q), _) => {
-            api.queue_purge(ctx, &q, payload).await?;
-            Ok(empty(StatusCode::NO_CONTENT))
-        }
-        (Endpoint::Messages(q), "POST") => {
-            let ids = api.messages_post(ctx, &q, payload).await?;
-            Ok(render::posted(path, &ids))
-        }
-        (Endpoint::Messages(q), "GET") => match query.list("ids") {
-            Some(ids) => {
-                let messages = api.messages_get_by_ids(ctx, &q, &ids).await?;
-                Ok(json(&Json::from(render::MessagesOnly {
-                    messages: messages
-                        .iter()
-                        .map(|m| render::message_view(&q, m, None, now))
-                        .collect(),
-                })))
-            }
-            None => {
-                let params = MessageListParams {
-                    marker: query.get("marker").map(String::from),
-                    limit: query.int("limit")?,
-                    echo: query.bool("echo")?,
-                    include_claimed: query.bool("include_claimed")?,
-                    include_delayed: query.bool("include_delayed")?,
-                };
-                let listing = api.messages_list(ctx, &q, params).await?;
-                Ok(render::message_listing(path, &q, query, &listing, now))
-            }
-        },
-        (Endpoint::Messages(q), _) => {
-            let params = BulkDeleteParams {
-                ids: query.list("ids"),
-                claim_ids: query.list("claim_ids"),
-                pop: query.int("pop")?,
-            };
-            match api.messages_delete_bulk(ctx, &q, params).await? {
-                BulkDeleteOutcome::Deleted => Ok(empty(StatusCode::NO_CONTENT)),
-                BulkDeleteOutcome::Popped(messages) => Ok(render::popped(&messages, now)),
-            }
-        }
-        (Endpoint::Message(q, id), "GET") => {
-            let message = api.message_get(ctx, &q, &id).await?;
-            Ok(json(&render::message_view(&q, &message, None, now)))
-        }
-        (Endpoint::Message(q, id), _) => {
-            api.message_delete(ctx, &q, &id, query.get("claim_id"))
-                .await?;
-            Ok(empty(StatusCode::NO_CONTENT))
-        }
-        (Endpoint::Claims(q), _) => match api
-            .claim_create(ctx, &q, query.int("limit")?, payload)
-            .await?
-        {
-            None => Ok(empty(StatusCode::NO_CONTENT)),
-            Some(claim) => Ok(render::claim_created(path, &q, &claim, now)),
-        },
-        (Endpoint::Claim(q, id), "GET") => {
-            let claim = api.claim_get(ctx, &q, &id).await?;
-            Ok(render::claim(path, &q, &claim, now))
-        }
-        (Endpoint::Claim(q, id), "PATCH") => {
-            api.claim_update(ctx, &q, &id, payload).await?;
-            Ok(empty(StatusCode::NO_CONTENT))
-        }
-        (Endpoint::Claim(q, id), _) => {
-            api.claim_delete(ctx, &q, &id).await?;
-            Ok(empty(StatusCode::NO_CONTENT))
-        }
-        (Endpoint::QueueShare(q), _) => Ok(json(&api.queue_share(ctx, &q, payload)?)),
-        (Endpoint::Subscriptions(q), "POST") => {
-            match api.subscription_create(ctx, &q, payload).await {
-                Ok(id) => Ok(render::subscription_created(path, &id)),
-                Err(e @ ApiError::Conflict(_)) => {
-                    Ok(render::with_location(render::error(&e, method), path))
-                }
-                Err(e) => Err(e),
-            }
-        }
-        (Endpoint::Subscriptions(q), _) => {
-            let params = SubscriptionListParams {
-                marker: query.get("marker").map(String::from),
-                limit: query.int("limit")?,
-            };
-            let listing = api.subscription_list(ctx, &q, params).await?;
-            Ok(render::subscription_listing(path, query, &listing, now))
-        }
-        (Endpoint::Subscription(q, id), "GET") => {
-            let subscription = api.subscription_get(ctx, &q, &id).await?;
-            Ok(json(&render::subscription_view(&subscription, now)))
-        }
-        (Endpoint::Subscription(q, id), "PATCH") => {
-            api.subscription_update(ctx, &q, &id, payload).await?;
-            Ok(render::with_location(empty(StatusCode::NO_CONTENT), path))
-        }
-        (Endpoint::Subscription(q, id), _) => {
-            api.subscription_delete(ctx, &q, &id).await?;
-            Ok(empty(StatusCode::NO_CONTENT))
-        }
-        (Endpoint::SubscriptionConfirm(q, id), _) => {
-            api.subscription_confirm(ctx, &q, &id, payload).await?;
-            Ok(render::with_location(empty(StatusCode::NO_CONTENT), path))
-        }
-        (Endpoint::Versions, _) => Ok(json_with(StatusCode::MULTIPLE_CHOICES, &home::versions())),
+        Err(e) => Err(e),
     }
 }
 

@@ -11,11 +11,11 @@ use warp::reply::Response;
 use super::query::{to_query_string, Query};
 use crate::api::messages::MessageListing;
 use crate::api::queues::QueueListing;
+use crate::api::reply::Reply;
 use crate::api::subscriptions::SubscriptionListing;
+use crate::api::views::{self, SubscriptionView};
 use crate::error::ApiError;
-use crate::storage::{
-    ClaimInfo, Message, MessageStamp, Metadata, NewClaim, QueueStats, Subscription,
-};
+use crate::storage::{ClaimInfo, Message, NewClaim, QueueStats};
 
 /// A body serialised as JSON (a thin wrapper so any `Serialize` can be rendered).
 pub struct Json<T>(pub T);
@@ -101,9 +101,68 @@ pub fn error(e: &ApiError, method: &Method) -> Response {
     r
 }
 
+/// Renders the reply of the request for `path` (with `query`), as of
+/// `now` (ms).
+pub fn reply(reply: Reply, path: &str, query: &Query, now: i64) -> Response {
+    let queue = queue_of(path);
+    match reply {
+        Reply::Versions => json_with(StatusCode::MULTIPLE_CHOICES, &crate::api::home::versions()),
+        Reply::HomeDoc { admin_mode } => home(admin_mode),
+        Reply::Pong { alive: true } => empty(StatusCode::NO_CONTENT),
+        Reply::Pong { alive: false } => empty(StatusCode::SERVICE_UNAVAILABLE),
+        Reply::Health(health) => json(&health),
+        Reply::Queues(listing) => queue_listing(path, query, &listing),
+        Reply::QueueCreated { created } => with_location(
+            empty(if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::NO_CONTENT
+            }),
+            path,
+        ),
+        Reply::QueueMetadata(metadata) => json(&metadata),
+        Reply::QueueStats(stats_) => stats(queue, &stats_, now),
+        Reply::SignedUrl(signed) => json(&signed),
+        Reply::MessagesPosted(ids) => posted(path, &ids),
+        Reply::MessagePage(listing) => message_listing(path, queue, query, &listing, now),
+        Reply::Messages(messages) => json(&MessagesOnly {
+            messages: messages
+                .iter()
+                .map(|m| message_view(queue, m, None, now))
+                .collect(),
+        }),
+        Reply::MessagesPopped(messages) => popped(&messages, now),
+        Reply::Message(m) => json(&message_view(queue, &m, None, now)),
+        Reply::ClaimCreated(None) => empty(StatusCode::NO_CONTENT),
+        Reply::ClaimCreated(Some(new)) => claim_created(path, queue, &new, now),
+        Reply::Claim(info) => claim(path, queue, &info, now),
+        Reply::Subscriptions(listing) => subscription_listing(path, query, &listing, now),
+        Reply::SubscriptionCreated { id } => subscription_created(path, &id),
+        Reply::Subscription(s) => json(&SubscriptionView::of(&s, now)),
+        Reply::SubscriptionUpdated | Reply::SubscriptionConfirmed => {
+            with_location(empty(StatusCode::NO_CONTENT), path)
+        }
+        Reply::QueueDeleted
+        | Reply::QueuePurged
+        | Reply::MessagesDeleted
+        | Reply::MessageDeleted
+        | Reply::ClaimUpdated
+        | Reply::ClaimDeleted
+        | Reply::SubscriptionDeleted => empty(StatusCode::NO_CONTENT),
+    }
+}
+
+/// The queue named in a `/v2/queues/{q}/...` path (`""` for other paths).
+fn queue_of(path: &str) -> &str {
+    path.strip_prefix("/v2/queues/")
+        .map(|rest| rest.split('/').next().unwrap_or(""))
+        .unwrap_or("")
+}
+
 /// `GET /v2/`.
 pub fn home(admin_mode: bool) -> Response {
-    let body = serde_json::to_string_pretty(&super::home::document(admin_mode)).unwrap_or_default();
+    let body =
+        serde_json::to_string_pretty(&crate::api::home::document(admin_mode)).unwrap_or_default();
     let mut r = Response::new(Bytes::from(body).into());
     r.headers_mut().insert(
         CONTENT_TYPE,
@@ -114,16 +173,12 @@ pub fn home(admin_mode: bool) -> Response {
     r
 }
 
-/// A message as the HTTP API shows it.
+/// A message as the HTTP API shows it: the common view plus its href.
 #[derive(Serialize)]
 pub struct MessageView<'a> {
-    id: &'a str,
+    #[serde(flatten)]
+    message: views::MessageView<'a>,
     href: String,
-    ttl: i64,
-    age: i64,
-    body: &'a RawValue,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    checksum: Option<&'a str>,
 }
 
 /// The view of `m` in `queue`; `claim_id` overrides the message's own claim
@@ -140,12 +195,8 @@ pub fn message_view<'a>(
         href.push_str(cid);
     }
     MessageView {
-        id: &m.id,
+        message: views::MessageView::of(m, now),
         href,
-        ttl: m.ttl,
-        age: m.age(now),
-        body: &m.body,
-        checksum: m.checksum.as_deref(),
     }
 }
 
@@ -334,42 +385,14 @@ pub fn popped(messages: &[Message], now: i64) -> Response {
 pub fn stats(queue: &str, s: &QueueStats, now: i64) -> Response {
     #[derive(Serialize)]
     struct Stamp {
-        age: i64,
-        created: String,
+        #[serde(flatten)]
+        stamp: views::StampView,
         href: String,
     }
-    #[derive(Serialize)]
-    struct Counts {
-        claimed: u64,
-        free: u64,
-        total: u64,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        oldest: Option<Stamp>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        newest: Option<Stamp>,
-    }
-    #[derive(Serialize)]
-    struct Body {
-        messages: Counts,
-    }
-    let stamp = |m: &Option<MessageStamp>| {
-        m.as_ref().filter(|_| s.total > 0).map(|m| Stamp {
-            age: ((now - m.created_ms) / 1000).max(0),
-            created: chrono::DateTime::from_timestamp_millis(m.created_ms)
-                .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-                .unwrap_or_default(),
-            href: format!("/v2/queues/{queue}/messages/{}", m.id),
-        })
-    };
-    json(&Body {
-        messages: Counts {
-            claimed: s.claimed,
-            free: s.free,
-            total: s.total,
-            oldest: stamp(&s.oldest),
-            newest: stamp(&s.newest),
-        },
-    })
+    json(&views::StatsView::of(s, |m| Stamp {
+        stamp: views::StampView::of(m, now),
+        href: format!("/v2/queues/{queue}/messages/{}", m.id),
+    }))
 }
 
 /// `POST /v2/queues/{q}/claims`: 201, Location and the claimed messages.
@@ -408,31 +431,6 @@ pub fn claim(path: &str, queue: &str, claim: &ClaimInfo, now: i64) -> Response {
     })
 }
 
-/// A subscription as the HTTP API shows it.
-#[derive(Serialize)]
-pub struct SubscriptionView<'a> {
-    id: &'a str,
-    source: &'a str,
-    subscriber: &'a str,
-    ttl: i64,
-    age: i64,
-    options: &'a Metadata,
-    confirmed: bool,
-}
-
-/// The view of one subscription.
-pub fn subscription_view(s: &Subscription, now: i64) -> SubscriptionView<'_> {
-    SubscriptionView {
-        id: &s.id,
-        source: &s.source,
-        subscriber: &s.subscriber,
-        ttl: s.ttl,
-        age: s.age(now),
-        options: &s.options,
-        confirmed: s.confirmed,
-    }
-}
-
 /// `POST /v2/queues/{q}/subscriptions`: 201, Location and the id.
 pub fn subscription_created(path: &str, id: &str) -> Response {
     #[derive(Serialize)]
@@ -466,7 +464,7 @@ pub fn subscription_listing(
     let subscriptions: Vec<SubscriptionView> = listing
         .subscriptions
         .iter()
-        .map(|s| subscription_view(s, now))
+        .map(|s| SubscriptionView::of(s, now))
         .collect();
     let mut links = Vec::new();
     if !subscriptions.is_empty() {

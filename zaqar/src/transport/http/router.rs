@@ -2,6 +2,14 @@
 
 use http::Method;
 
+use super::query::Query;
+use crate::api::messages::{BulkDeleteParams, MessageListParams};
+use crate::api::operation::{Operation, OperationKind};
+use crate::api::queues::QueueListParams;
+use crate::api::subscriptions::SubscriptionListParams;
+use crate::api::Payload;
+use crate::error::ApiResult;
+
 /// A route of the v2 API, with its path parameters.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Endpoint {
@@ -96,55 +104,124 @@ impl Endpoint {
         self.allowed().contains(&method.as_str())
     }
 
-    /// The queue named in the path, if any.
-    pub fn queue(&self) -> Option<&str> {
-        match self {
-            Endpoint::Queue(q)
-            | Endpoint::QueueStats(q)
-            | Endpoint::QueuePurge(q)
-            | Endpoint::QueueShare(q)
-            | Endpoint::Messages(q)
-            | Endpoint::Message(q, _)
-            | Endpoint::Claims(q)
-            | Endpoint::Claim(q, _)
-            | Endpoint::Subscriptions(q)
-            | Endpoint::Subscription(q, _)
-            | Endpoint::SubscriptionConfirm(q, _) => Some(q),
-            _ => None,
-        }
+    /// The operation this endpoint and `method` (one it allows) ask for,
+    /// with its parameters read from the query and the body.
+    ///
+    /// # Errors
+    /// 400 for a query parameter of the wrong type.
+    pub fn operation(
+        self,
+        method: &Method,
+        query: &Query,
+        content_type: Option<&str>,
+        body: Payload,
+    ) -> ApiResult<Operation> {
+        use Operation as O;
+        let m = method.as_str();
+        Ok(match (self, m) {
+            (Endpoint::Versions, _) => O::GetVersions,
+            (Endpoint::Home, _) => O::GetHomeDoc,
+            (Endpoint::Ping, "HEAD") => O::Ping { probe: false },
+            (Endpoint::Ping, _) => O::Ping { probe: true },
+            (Endpoint::Health, _) => O::CheckHealth,
+            (Endpoint::Queues, _) => O::QueueList(QueueListParams {
+                marker: query.get("marker").map(String::from),
+                limit: query.int("limit")?,
+                detailed: query.bool("detailed")?.unwrap_or(false),
+                with_count: query.bool("with_count")?.unwrap_or(false),
+            }),
+            (Endpoint::Queue(queue), "PUT") => O::QueueCreate {
+                queue,
+                metadata: body,
+            },
+            (Endpoint::Queue(queue), "PATCH") => O::QueueUpdate {
+                queue,
+                content_type: content_type.map(String::from),
+                patch: body,
+            },
+            (Endpoint::Queue(queue), "DELETE") => O::QueueDelete { queue },
+            (Endpoint::Queue(queue), _) => O::QueueGet { queue },
+            (Endpoint::QueueStats(queue), _) => O::QueueStats { queue },
+            (Endpoint::QueuePurge(queue), _) => O::QueuePurge { queue, body },
+            (Endpoint::QueueShare(queue), _) => O::QueueShare { queue, body },
+            (Endpoint::Messages(queue), "POST") => O::MessagePost { queue, body },
+            (Endpoint::Messages(queue), "GET") => match query.list("ids") {
+                Some(ids) => O::MessageGetMany { queue, ids },
+                None => O::MessageList {
+                    queue,
+                    params: MessageListParams {
+                        marker: query.get("marker").map(String::from),
+                        limit: query.int("limit")?,
+                        echo: query.bool("echo")?,
+                        include_claimed: query.bool("include_claimed")?,
+                        include_delayed: query.bool("include_delayed")?,
+                    },
+                },
+            },
+            (Endpoint::Messages(queue), _) => O::MessageDeleteMany {
+                queue,
+                params: BulkDeleteParams {
+                    ids: query.list("ids"),
+                    claim_ids: query.list("claim_ids"),
+                    pop: query.int("pop")?,
+                },
+            },
+            (Endpoint::Message(queue, id), "DELETE") => O::MessageDelete {
+                queue,
+                id,
+                claim_id: query.get("claim_id").map(String::from),
+            },
+            (Endpoint::Message(queue, id), _) => O::MessageGet { queue, id },
+            (Endpoint::Claims(queue), _) => O::ClaimCreate {
+                queue,
+                limit: query.int("limit")?,
+                body,
+            },
+            (Endpoint::Claim(queue, id), "PATCH") => O::ClaimUpdate { queue, id, body },
+            (Endpoint::Claim(queue, id), "DELETE") => O::ClaimDelete { queue, id },
+            (Endpoint::Claim(queue, id), _) => O::ClaimGet { queue, id },
+            (Endpoint::Subscriptions(queue), "POST") => O::SubscriptionCreate { queue, body },
+            (Endpoint::Subscriptions(queue), _) => O::SubscriptionList {
+                queue,
+                params: SubscriptionListParams {
+                    marker: query.get("marker").map(String::from),
+                    limit: query.int("limit")?,
+                },
+            },
+            (Endpoint::Subscription(queue, id), "PATCH") => {
+                O::SubscriptionUpdate { queue, id, body }
+            }
+            (Endpoint::Subscription(queue, id), "DELETE") => O::SubscriptionDelete { queue, id },
+            (Endpoint::Subscription(queue, id), _) => O::SubscriptionGet { queue, id },
+            (Endpoint::SubscriptionConfirm(queue, id), _) => {
+                O::SubscriptionConfirm { queue, id, body }
+            }
+        })
     }
 
-    /// The policy rule guarding `method` on this endpoint (reference names).
-    pub fn policy_rule(&self, method: &Method) -> Option<&'static str> {
-        let m = method.as_str();
-        Some(match (self, m) {
-            (Endpoint::Versions | Endpoint::Home, _) => return None,
-            (Endpoint::Ping, _) => "ping:get",
-            (Endpoint::Health, _) => "health:get",
-            (Endpoint::Queues, _) => "queues:get_all",
-            (Endpoint::Queue(_), "PUT") => "queues:create",
-            (Endpoint::Queue(_), "PATCH") => "queues:update",
-            (Endpoint::Queue(_), "DELETE") => "queues:delete",
-            (Endpoint::Queue(_), _) => "queues:get",
-            (Endpoint::QueueStats(_), _) => "queues:stats",
-            (Endpoint::QueuePurge(_), _) => "queues:purge",
-            (Endpoint::QueueShare(_), _) => "queues:share",
-            (Endpoint::Messages(_), "POST") => "messages:create",
-            (Endpoint::Messages(_), "DELETE") => "messages:delete_all",
-            (Endpoint::Messages(_), _) => "messages:get_all",
-            (Endpoint::Message(_, _), "DELETE") => "messages:delete",
-            (Endpoint::Message(_, _), _) => "messages:get",
-            (Endpoint::Claims(_), _) => "claims:create",
-            (Endpoint::Claim(_, _), "PATCH") => "claims:update",
-            (Endpoint::Claim(_, _), "DELETE") => "claims:delete",
-            (Endpoint::Claim(_, _), _) => "claims:get",
-            (Endpoint::Subscriptions(_), "POST") => "subscription:create",
-            (Endpoint::Subscriptions(_), _) => "subscription:get_all",
-            (Endpoint::Subscription(_, _), "PATCH") => "subscription:update",
-            (Endpoint::Subscription(_, _), "DELETE") => "subscription:delete",
-            (Endpoint::Subscription(_, _), _) => "subscription:get",
-            (Endpoint::SubscriptionConfirm(_, _), _) => "subscription:confirm",
-        })
+    /// The kind of operation behind this endpoint (for any method it
+    /// allows, the kind of its GET, or first, operation), so the router can
+    /// tell an endpoint the server does not serve before its methods.
+    pub fn kind(&self) -> OperationKind {
+        use OperationKind as K;
+        match self {
+            Endpoint::Versions => K::GetVersions,
+            Endpoint::Home => K::GetHomeDoc,
+            Endpoint::Ping => K::Ping,
+            Endpoint::Health => K::CheckHealth,
+            Endpoint::Queues => K::QueueList,
+            Endpoint::Queue(_) => K::QueueGet,
+            Endpoint::QueueStats(_) => K::QueueStats,
+            Endpoint::QueuePurge(_) => K::QueuePurge,
+            Endpoint::QueueShare(_) => K::QueueShare,
+            Endpoint::Messages(_) => K::MessageList,
+            Endpoint::Message(_, _) => K::MessageGet,
+            Endpoint::Claims(_) => K::ClaimCreate,
+            Endpoint::Claim(_, _) => K::ClaimGet,
+            Endpoint::Subscriptions(_) => K::SubscriptionList,
+            Endpoint::Subscription(_, _) => K::SubscriptionGet,
+            Endpoint::SubscriptionConfirm(_, _) => K::SubscriptionConfirm,
+        }
     }
 }
 

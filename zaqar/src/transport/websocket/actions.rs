@@ -1,14 +1,21 @@
 //! The action table: every action of the reference's request schema, with
-//! the shape its frame must have and the policy rule that guards it.
+//! the shape its frame must have, and the parsing of a checked frame into
+//! the api core's [`Operation`].
 //!
 //! The shape check is the reference's JSON-schema check, written out: the
 //! top-level keys a frame needs, the headers it needs (every known header
 //! is a string), and the type of each body field it reads. Anything past
-//! the shape (limits, names, values) is the api core's to judge.
+//! the shape (names, limits, values, policy) is the api core's to judge.
 
 use serde_json::{Map, Value};
 
 use super::frame::FrameError;
+use crate::api::messages::{BulkDeleteParams, MessageListParams};
+use crate::api::operation::Operation;
+use crate::api::queues::QueueListParams;
+use crate::api::subscriptions::SubscriptionListParams;
+use crate::api::Payload;
+use crate::error::{ApiError, ApiResult};
 
 /// The JSON type a schema field must have (JSON-schema draft 4 names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,7 +58,7 @@ pub const KNOWN_HEADERS: &[&str] = &[
 /// The headers every data action requires.
 const DATA_HEADERS: &[&str] = &["Client-ID", "X-Project-ID"];
 
-/// One action: its name, its frame's shape and its policy rule.
+/// One action: its name and its frame's shape.
 #[derive(Debug)]
 pub struct ActionSpec {
     /// The action name (`queue_list`, ...).
@@ -66,8 +73,6 @@ pub struct ActionSpec {
     pub fields: &'static [(&'static str, FieldType)],
     /// Body fields that must be present.
     pub fields_required: &'static [&'static str],
-    /// The policy rule (the HTTP route's rule for the same operation).
-    pub policy: Option<&'static str>,
 }
 
 /// Every action of the WebSocket API.
@@ -115,7 +120,7 @@ use FieldType::{Array as A, Boolean as B, Integer as I, Object as O, String as S
 const Q: (&str, FieldType) = ("queue_name", S);
 
 macro_rules! spec {
-    ($name:literal, $action:ident, body: $body:expr, headers: $h:expr, fields: [$($f:expr),*], required: [$($r:literal),*], policy: $p:expr) => {
+    ($name:literal, $action:ident, body: $body:expr, headers: $h:expr, fields: [$($f:expr),*], required: [$($r:literal),*]) => {
         ActionSpec {
             name: $name,
             action: Action::$action,
@@ -123,47 +128,46 @@ macro_rules! spec {
             headers_required: $h,
             fields: &[$($f),*],
             fields_required: &[$($r),*],
-            policy: $p,
         }
     };
 }
 
 /// The table, in the reference schema's order.
 pub const ACTIONS: &[ActionSpec] = &[
-    spec!("get_home_doc", GetHomeDoc, body: false, headers: &[], fields: [], required: [], policy: None),
-    spec!("check_node_health", CheckNodeHealth, body: false, headers: &[], fields: [], required: [], policy: Some("health:get")),
-    spec!("ping_node", PingNode, body: false, headers: &[], fields: [], required: [], policy: Some("ping:get")),
-    spec!("authenticate", Authenticate, body: false, headers: &["X-Project-ID", "X-Auth-Token"], fields: [], required: [], policy: None),
-    spec!("queue_list", QueueList, body: false, headers: DATA_HEADERS, fields: [("marker", S), ("limit", I), ("detailed", B)], required: [], policy: Some("queues:get_all")),
-    spec!("queue_create", QueueCreate, body: true, headers: DATA_HEADERS, fields: [Q], required: ["queue_name"], policy: Some("queues:create")),
-    spec!("queue_delete", QueueDelete, body: true, headers: DATA_HEADERS, fields: [Q], required: ["queue_name"], policy: Some("queues:delete")),
-    spec!("queue_get", QueueGet, body: true, headers: DATA_HEADERS, fields: [Q], required: ["queue_name"], policy: Some("queues:get")),
-    spec!("queue_get_stats", QueueGetStats, body: true, headers: DATA_HEADERS, fields: [Q], required: ["queue_name"], policy: Some("queues:stats")),
-    spec!("queue_purge", QueuePurge, body: true, headers: DATA_HEADERS, fields: [Q, ("resource_types", A)], required: ["queue_name"], policy: Some("queues:purge")),
-    spec!("message_list", MessageList, body: true, headers: DATA_HEADERS, fields: [Q, ("marker", S), ("limit", I), ("echo", B), ("include_claimed", B)], required: ["queue_name"], policy: Some("messages:get_all")),
-    spec!("message_get", MessageGet, body: true, headers: DATA_HEADERS, fields: [Q, ("message_id", S)], required: ["queue_name", "message_id"], policy: Some("messages:get")),
-    spec!("message_get_many", MessageGetMany, body: true, headers: DATA_HEADERS, fields: [Q, ("message_ids", A)], required: ["queue_name", "message_ids"], policy: Some("messages:get_all")),
-    spec!("message_post", MessagePost, body: true, headers: DATA_HEADERS, fields: [Q, ("messages", A)], required: ["queue_name", "messages"], policy: Some("messages:create")),
-    spec!("message_delete", MessageDelete, body: true, headers: DATA_HEADERS, fields: [Q, ("message_id", S), ("claim_id", S)], required: ["queue_name", "message_id"], policy: Some("messages:delete")),
-    spec!("message_delete_many", MessageDeleteMany, body: true, headers: DATA_HEADERS, fields: [Q, ("message_ids", A), ("claim_ids", A), ("pop", I)], required: ["queue_name"], policy: Some("messages:delete_all")),
-    spec!("claim_create", ClaimCreate, body: true, headers: DATA_HEADERS, fields: [Q, ("limit", I), ("ttl", I), ("grace", I)], required: ["queue_name"], policy: Some("claims:create")),
-    spec!("claim_get", ClaimGet, body: true, headers: DATA_HEADERS, fields: [Q, ("claim_id", S)], required: ["queue_name", "claim_id"], policy: Some("claims:get")),
-    spec!("claim_update", ClaimUpdate, body: true, headers: DATA_HEADERS, fields: [Q, ("claim_id", S), ("ttl", I)], required: ["queue_name", "claim_id"], policy: Some("claims:update")),
-    spec!("claim_delete", ClaimDelete, body: true, headers: DATA_HEADERS, fields: [Q, ("claim_id", S)], required: ["queue_name", "claim_id"], policy: Some("claims:delete")),
-    spec!("pool_list", PoolList, body: true, headers: DATA_HEADERS, fields: [("pool_name", S), ("limit", I), ("marker", S)], required: ["pool_name"], policy: Some("pools:get_all")),
-    spec!("pool_create", PoolCreate, body: true, headers: DATA_HEADERS, fields: [("pool_name", S), ("weight", I), ("uri", S), ("options", O)], required: ["pool_name"], policy: Some("pools:create")),
-    spec!("pool_update", PoolUpdate, body: true, headers: DATA_HEADERS, fields: [("pool_name", S), ("weight", I), ("uri", S), ("options", O)], required: ["pool_name"], policy: Some("pools:update")),
-    spec!("pool_get", PoolGet, body: true, headers: DATA_HEADERS, fields: [("pool_name", S), ("detailed", B)], required: ["pool_name"], policy: Some("pools:get")),
-    spec!("pool_delete", PoolDelete, body: true, headers: DATA_HEADERS, fields: [("pool_name", S)], required: ["pool_name"], policy: Some("pools:delete")),
-    spec!("flavor_list", FlavorList, body: true, headers: DATA_HEADERS, fields: [("flavor_name", S), ("limit", I), ("marker", S)], required: ["flavor_name"], policy: Some("flavors:get_all")),
-    spec!("flavor_create", FlavorCreate, body: true, headers: DATA_HEADERS, fields: [("flavor_name", S), ("pool_name", S), ("capabilities", O)], required: ["flavor_name", "pool_name"], policy: Some("flavors:create")),
-    spec!("flavor_update", FlavorUpdate, body: true, headers: DATA_HEADERS, fields: [("flavor_name", S), ("pool_name", S), ("capabilities", O)], required: ["flavor_name"], policy: Some("flavors:update")),
-    spec!("flavor_get", FlavorGet, body: true, headers: DATA_HEADERS, fields: [("flavor_name", S), ("detailed", B)], required: ["flavor_name"], policy: Some("flavors:get")),
-    spec!("flavor_delete", FlavorDelete, body: true, headers: DATA_HEADERS, fields: [("flavor_name", S)], required: ["flavor_name"], policy: Some("flavors:delete")),
-    spec!("subscription_list", SubscriptionList, body: true, headers: DATA_HEADERS, fields: [Q], required: ["queue_name"], policy: Some("subscription:get_all")),
-    spec!("subscription_create", SubscriptionCreate, body: true, headers: DATA_HEADERS, fields: [Q, ("subscriber", S), ("ttl", I), ("options", O)], required: ["queue_name"], policy: Some("subscription:create")),
-    spec!("subscription_delete", SubscriptionDelete, body: true, headers: DATA_HEADERS, fields: [Q, ("subscription_id", S)], required: ["queue_name", "subscription_id"], policy: Some("subscription:delete")),
-    spec!("subscription_get", SubscriptionGet, body: true, headers: DATA_HEADERS, fields: [Q, ("subscription_id", S)], required: ["queue_name", "subscription_id"], policy: Some("subscription:get")),
+    spec!("get_home_doc", GetHomeDoc, body: false, headers: &[], fields: [], required: []),
+    spec!("check_node_health", CheckNodeHealth, body: false, headers: &[], fields: [], required: []),
+    spec!("ping_node", PingNode, body: false, headers: &[], fields: [], required: []),
+    spec!("authenticate", Authenticate, body: false, headers: &["X-Project-ID", "X-Auth-Token"], fields: [], required: []),
+    spec!("queue_list", QueueList, body: false, headers: DATA_HEADERS, fields: [("marker", S), ("limit", I), ("detailed", B)], required: []),
+    spec!("queue_create", QueueCreate, body: true, headers: DATA_HEADERS, fields: [Q], required: ["queue_name"]),
+    spec!("queue_delete", QueueDelete, body: true, headers: DATA_HEADERS, fields: [Q], required: ["queue_name"]),
+    spec!("queue_get", QueueGet, body: true, headers: DATA_HEADERS, fields: [Q], required: ["queue_name"]),
+    spec!("queue_get_stats", QueueGetStats, body: true, headers: DATA_HEADERS, fields: [Q], required: ["queue_name"]),
+    spec!("queue_purge", QueuePurge, body: true, headers: DATA_HEADERS, fields: [Q, ("resource_types", A)], required: ["queue_name"]),
+    spec!("message_list", MessageList, body: true, headers: DATA_HEADERS, fields: [Q, ("marker", S), ("limit", I), ("echo", B), ("include_claimed", B)], required: ["queue_name"]),
+    spec!("message_get", MessageGet, body: true, headers: DATA_HEADERS, fields: [Q, ("message_id", S)], required: ["queue_name", "message_id"]),
+    spec!("message_get_many", MessageGetMany, body: true, headers: DATA_HEADERS, fields: [Q, ("message_ids", A)], required: ["queue_name", "message_ids"]),
+    spec!("message_post", MessagePost, body: true, headers: DATA_HEADERS, fields: [Q, ("messages", A)], required: ["queue_name", "messages"]),
+    spec!("message_delete", MessageDelete, body: true, headers: DATA_HEADERS, fields: [Q, ("message_id", S), ("claim_id", S)], required: ["queue_name", "message_id"]),
+    spec!("message_delete_many", MessageDeleteMany, body: true, headers: DATA_HEADERS, fields: [Q, ("message_ids", A), ("claim_ids", A), ("pop", I)], required: ["queue_name"]),
+    spec!("claim_create", ClaimCreate, body: true, headers: DATA_HEADERS, fields: [Q, ("limit", I), ("ttl", I), ("grace", I)], required: ["queue_name"]),
+    spec!("claim_get", ClaimGet, body: true, headers: DATA_HEADERS, fields: [Q, ("claim_id", S)], required: ["queue_name", "claim_id"]),
+    spec!("claim_update", ClaimUpdate, body: true, headers: DATA_HEADERS, fields: [Q, ("claim_id", S), ("ttl", I)], required: ["queue_name", "claim_id"]),
+    spec!("claim_delete", ClaimDelete, body: true, headers: DATA_HEADERS, fields: [Q, ("claim_id", S)], required: ["queue_name", "claim_id"]),
+    spec!("pool_list", PoolList, body: true, headers: DATA_HEADERS, fields: [("pool_name", S), ("limit", I), ("marker", S)], required: ["pool_name"]),
+    spec!("pool_create", PoolCreate, body: true, headers: DATA_HEADERS, fields: [("pool_name", S), ("weight", I), ("uri", S), ("options", O)], required: ["pool_name"]),
+    spec!("pool_update", PoolUpdate, body: true, headers: DATA_HEADERS, fields: [("pool_name", S), ("weight", I), ("uri", S), ("options", O)], required: ["pool_name"]),
+    spec!("pool_get", PoolGet, body: true, headers: DATA_HEADERS, fields: [("pool_name", S), ("detailed", B)], required: ["pool_name"]),
+    spec!("pool_delete", PoolDelete, body: true, headers: DATA_HEADERS, fields: [("pool_name", S)], required: ["pool_name"]),
+    spec!("flavor_list", FlavorList, body: true, headers: DATA_HEADERS, fields: [("flavor_name", S), ("limit", I), ("marker", S)], required: ["flavor_name"]),
+    spec!("flavor_create", FlavorCreate, body: true, headers: DATA_HEADERS, fields: [("flavor_name", S), ("pool_name", S), ("capabilities", O)], required: ["flavor_name", "pool_name"]),
+    spec!("flavor_update", FlavorUpdate, body: true, headers: DATA_HEADERS, fields: [("flavor_name", S), ("pool_name", S), ("capabilities", O)], required: ["flavor_name"]),
+    spec!("flavor_get", FlavorGet, body: true, headers: DATA_HEADERS, fields: [("flavor_name", S), ("detailed", B)], required: ["flavor_name"]),
+    spec!("flavor_delete", FlavorDelete, body: true, headers: DATA_HEADERS, fields: [("flavor_name", S)], required: ["flavor_name"]),
+    spec!("subscription_list", SubscriptionList, body: true, headers: DATA_HEADERS, fields: [Q], required: ["queue_name"]),
+    spec!("subscription_create", SubscriptionCreate, body: true, headers: DATA_HEADERS, fields: [Q, ("subscriber", S), ("ttl", I), ("options", O)], required: ["queue_name"]),
+    spec!("subscription_delete", SubscriptionDelete, body: true, headers: DATA_HEADERS, fields: [Q, ("subscription_id", S)], required: ["queue_name", "subscription_id"]),
+    spec!("subscription_get", SubscriptionGet, body: true, headers: DATA_HEADERS, fields: [Q, ("subscription_id", S)], required: ["queue_name", "subscription_id"]),
 ];
 
 /// Looks an action up by name.
@@ -273,6 +277,192 @@ pub fn check(doc: &Map<String, Value>) -> Result<Checked<'_>, FrameError> {
         headers,
         body,
     })
+}
+
+/// What a checked frame asks for.
+#[derive(Debug)]
+pub enum Request {
+    /// `authenticate`: a session matter, answered by the transport.
+    Authenticate,
+    /// An operation of the api core.
+    Operation(Operation),
+}
+
+impl Checked<'_> {
+    /// The JSON document `{key: value}` of the body fields among `keys`, as
+    /// a payload for the api core; [`Payload::Absent`] when the frame has
+    /// none of them.
+    fn payload(&self, keys: &[&str]) -> Payload {
+        let mut doc = Map::new();
+        for k in keys {
+            if let Some(v) = self.body.get(*k) {
+                doc.insert((*k).to_owned(), v.clone());
+            }
+        }
+        if doc.is_empty() {
+            return Payload::Absent;
+        }
+        Payload::document(&Value::Object(doc))
+    }
+
+    /// A boolean field the schema does not type: a boolean, or a string the
+    /// HTTP transport would accept, else the HTTP transport's error.
+    fn loose_bool(&self, name: &str) -> ApiResult<Option<bool>> {
+        match self.body.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(Value::String(s)) if crate::config::parse_bool(s).is_some() => {
+                Ok(crate::config::parse_bool(s))
+            }
+            Some(_) => Err(ApiError::invalid(format!(
+                "The \"{name}\" parameter is invalid. The value of the parameter must be \"true\" or \"false\"."
+            ))),
+        }
+    }
+
+    /// A list of ids (`message_ids`, `claim_ids`); an empty list counts as
+    /// none, as a blank `ids=` does over HTTP.
+    fn id_list(&self, name: &str) -> Option<Vec<String>> {
+        let items = self.body.get(name)?.as_array()?;
+        let ids: Vec<String> = items
+            .iter()
+            .map(|v| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect();
+        (!ids.is_empty()).then_some(ids)
+    }
+
+    fn string(&self, name: &str) -> String {
+        self.str_field(name).unwrap_or_default().to_owned()
+    }
+
+    /// The request of the frame.
+    ///
+    /// # Errors
+    /// 404 for the pool and flavor actions (this server has no pooling: the
+    /// same answer as their HTTP routes); 400 for a field of the wrong kind.
+    pub fn request(&self) -> ApiResult<Request> {
+        use Operation as O;
+        let queue = || self.string("queue_name");
+        let op = match self.spec.action {
+            Action::Authenticate => return Ok(Request::Authenticate),
+            Action::GetHomeDoc => O::GetHomeDoc,
+            Action::CheckNodeHealth => O::CheckHealth,
+            Action::PingNode => O::Ping { probe: true },
+            Action::QueueList => O::QueueList(QueueListParams {
+                marker: self.str_field("marker").map(String::from),
+                limit: self.int_field("limit"),
+                detailed: self
+                    .body
+                    .get("detailed")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
+                with_count: self.loose_bool("with_count")?.unwrap_or(false),
+            }),
+            Action::QueueCreate => O::QueueCreate {
+                queue: queue(),
+                metadata: match self.body.get("metadata") {
+                    None => Payload::Absent,
+                    Some(v) => Payload::document(v),
+                },
+            },
+            Action::QueueGet => O::QueueGet { queue: queue() },
+            Action::QueueDelete => O::QueueDelete { queue: queue() },
+            Action::QueueGetStats => O::QueueStats { queue: queue() },
+            Action::QueuePurge => O::QueuePurge {
+                queue: queue(),
+                body: self.payload(&["resource_types"]),
+            },
+            Action::MessageList => O::MessageList {
+                queue: queue(),
+                params: MessageListParams {
+                    marker: self.str_field("marker").map(String::from),
+                    limit: self.int_field("limit"),
+                    echo: self.body.get("echo").and_then(Value::as_bool),
+                    include_claimed: self.body.get("include_claimed").and_then(Value::as_bool),
+                    include_delayed: self.loose_bool("include_delayed")?,
+                },
+            },
+            Action::MessageGet => O::MessageGet {
+                queue: queue(),
+                id: self.string("message_id"),
+            },
+            Action::MessageGetMany => O::MessageGetMany {
+                queue: queue(),
+                ids: self.id_list("message_ids").unwrap_or_default(),
+            },
+            Action::MessagePost => O::MessagePost {
+                queue: queue(),
+                body: self.payload(&["messages"]),
+            },
+            Action::MessageDelete => O::MessageDelete {
+                queue: queue(),
+                id: self.string("message_id"),
+                claim_id: self.str_field("claim_id").map(String::from),
+            },
+            Action::MessageDeleteMany => O::MessageDeleteMany {
+                queue: queue(),
+                params: BulkDeleteParams {
+                    ids: self.id_list("message_ids"),
+                    claim_ids: self.id_list("claim_ids"),
+                    pop: self.int_field("pop"),
+                },
+            },
+            Action::ClaimCreate => O::ClaimCreate {
+                queue: queue(),
+                limit: self.int_field("limit"),
+                body: self.payload(&["ttl", "grace"]),
+            },
+            Action::ClaimGet => O::ClaimGet {
+                queue: queue(),
+                id: self.string("claim_id"),
+            },
+            Action::ClaimUpdate => O::ClaimUpdate {
+                queue: queue(),
+                id: self.string("claim_id"),
+                body: match self.payload(&["ttl", "grace"]) {
+                    Payload::Absent => Payload::document(&Value::Object(Map::new())),
+                    p => p,
+                },
+            },
+            Action::ClaimDelete => O::ClaimDelete {
+                queue: queue(),
+                id: self.string("claim_id"),
+            },
+            Action::SubscriptionList => O::SubscriptionList {
+                queue: queue(),
+                params: SubscriptionListParams {
+                    marker: self.str_field("marker").map(String::from),
+                    limit: self.int_field("limit"),
+                },
+            },
+            Action::SubscriptionCreate => O::SubscriptionCreate {
+                queue: queue(),
+                body: self.payload(&["subscriber", "ttl", "options"]),
+            },
+            Action::SubscriptionGet => O::SubscriptionGet {
+                queue: queue(),
+                id: self.string("subscription_id"),
+            },
+            Action::SubscriptionDelete => O::SubscriptionDelete {
+                queue: queue(),
+                id: self.string("subscription_id"),
+            },
+            Action::PoolList
+            | Action::PoolCreate
+            | Action::PoolUpdate
+            | Action::PoolGet
+            | Action::PoolDelete
+            | Action::FlavorList
+            | Action::FlavorCreate
+            | Action::FlavorUpdate
+            | Action::FlavorGet
+            | Action::FlavorDelete => return Err(ApiError::RouteNotFound),
+        };
+        Ok(Request::Operation(op))
+    }
 }
 
 #[cfg(test)]

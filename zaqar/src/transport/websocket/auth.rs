@@ -12,7 +12,6 @@
 
 use serde_json::{Map, Value};
 
-use super::actions::{Action, Checked};
 use crate::auth::signature::{comma_list, Signature};
 use crate::auth::{Caller, Credentials};
 
@@ -59,56 +58,6 @@ pub fn credentials(headers: &Map<String, Value>) -> Credentials {
         project: text("X-Project-ID"),
         user_id: text("X-User-ID"),
         roles: text("X-Roles"),
-    }
-}
-
-/// The HTTP method and path of the frame's operation: what a signature
-/// must cover for the frame to pass, exactly as the same request over HTTP.
-pub fn http_route(c: &Checked<'_>) -> (&'static str, String) {
-    let q = || format!("/v2/queues/{}", c.queue().unwrap_or_default());
-    let field = |name: &str| c.str_field(name).unwrap_or_default().to_owned();
-    match c.spec.action {
-        Action::GetHomeDoc | Action::Authenticate => ("GET", "/v2/".into()),
-        Action::CheckNodeHealth => ("GET", "/v2/health".into()),
-        Action::PingNode => ("GET", "/v2/ping".into()),
-        Action::QueueList => ("GET", "/v2/queues".into()),
-        Action::QueueCreate => ("PUT", q()),
-        Action::QueueDelete => ("DELETE", q()),
-        Action::QueueGet => ("GET", q()),
-        Action::QueueGetStats => ("GET", format!("{}/stats", q())),
-        Action::QueuePurge => ("POST", format!("{}/purge", q())),
-        Action::MessageList | Action::MessageGetMany => ("GET", format!("{}/messages", q())),
-        Action::MessageGet => ("GET", format!("{}/messages/{}", q(), field("message_id"))),
-        Action::MessagePost => ("POST", format!("{}/messages", q())),
-        Action::MessageDelete => (
-            "DELETE",
-            format!("{}/messages/{}", q(), field("message_id")),
-        ),
-        Action::MessageDeleteMany => ("DELETE", format!("{}/messages", q())),
-        Action::ClaimCreate => ("POST", format!("{}/claims", q())),
-        Action::ClaimGet => ("GET", format!("{}/claims/{}", q(), field("claim_id"))),
-        Action::ClaimUpdate => ("PATCH", format!("{}/claims/{}", q(), field("claim_id"))),
-        Action::ClaimDelete => ("DELETE", format!("{}/claims/{}", q(), field("claim_id"))),
-        Action::SubscriptionList => ("GET", format!("{}/subscriptions", q())),
-        Action::SubscriptionCreate => ("POST", format!("{}/subscriptions", q())),
-        Action::SubscriptionGet => (
-            "GET",
-            format!("{}/subscriptions/{}", q(), field("subscription_id")),
-        ),
-        Action::SubscriptionDelete => (
-            "DELETE",
-            format!("{}/subscriptions/{}", q(), field("subscription_id")),
-        ),
-        Action::PoolList => ("GET", "/v2/pools".into()),
-        Action::PoolCreate => ("PUT", format!("/v2/pools/{}", field("pool_name"))),
-        Action::PoolUpdate => ("PATCH", format!("/v2/pools/{}", field("pool_name"))),
-        Action::PoolGet => ("GET", format!("/v2/pools/{}", field("pool_name"))),
-        Action::PoolDelete => ("DELETE", format!("/v2/pools/{}", field("pool_name"))),
-        Action::FlavorList => ("GET", "/v2/flavors".into()),
-        Action::FlavorCreate => ("PUT", format!("/v2/flavors/{}", field("flavor_name"))),
-        Action::FlavorUpdate => ("PATCH", format!("/v2/flavors/{}", field("flavor_name"))),
-        Action::FlavorGet => ("GET", format!("/v2/flavors/{}", field("flavor_name"))),
-        Action::FlavorDelete => ("DELETE", format!("/v2/flavors/{}", field("flavor_name"))),
     }
 }
 

@@ -13,7 +13,6 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
@@ -25,8 +24,9 @@ use super::auth::Session;
 use super::frame::{self, Encoding};
 use super::handler;
 use super::WsState;
+use crate::api::subscriptions::ConnectionSubscriptions;
 use crate::error::ApiError;
-use crate::storage::Scope;
+use crate::storage::{Metadata, Scope, Subscription};
 
 /// Close code: the server goes away (shutdown, idle connection).
 pub const CLOSE_GOING_AWAY: u16 = 1001;
@@ -116,25 +116,9 @@ impl Outbox {
 
 /// A WebSocket subscription of this connection.
 pub struct LocalSubscription {
+    record: Subscription,
     scope: Scope,
-    ttl: Option<i64>,
-    options: Value,
-    since: Instant,
     task: JoinHandle<()>,
-}
-
-impl LocalSubscription {
-    /// The subscription as `subscription_get` shows it.
-    pub fn view(&self, id: &str, conn_id: &str) -> Value {
-        handler::subscription_view(
-            &self.scope.queue,
-            id,
-            conn_id,
-            self.ttl,
-            &self.options,
-            self.since,
-        )
-    }
 }
 
 /// The state of one connection, as the frame handler sees it.
@@ -145,6 +129,8 @@ pub struct Conn {
     pub session: Session,
     outbox: Outbox,
     id: String,
+    /// The encoding of the frame being answered (new subscriptions push in it).
+    encoding: Encoding,
     subscriptions: HashMap<String, LocalSubscription>,
 }
 
@@ -154,22 +140,39 @@ impl Conn {
         &self.id
     }
 
-    /// Starts pushing `scope`'s new messages to this connection, in
-    /// `encoding`, for `ttl` seconds or until it closes; returns the
-    /// subscription id (the existing one when already subscribed).
-    ///
-    /// # Errors
-    /// 400 when the connection already holds
-    /// [`MAX_SUBSCRIPTIONS_PER_CONNECTION`] live subscriptions.
-    pub fn subscribe(
+    /// Sets the encoding of the frame being answered.
+    pub fn set_encoding(&mut self, encoding: Encoding) {
+        self.encoding = encoding;
+    }
+
+    fn live(&self, scope: &Scope, id: &str) -> Option<&LocalSubscription> {
+        self.subscriptions
+            .get(id)
+            .filter(|s| &s.scope == scope && !s.task.is_finished())
+    }
+
+    /// Ends every subscription (the connection is closing).
+    async fn end_subscriptions(&mut self) {
+        for (_, sub) in self.subscriptions.drain() {
+            sub.task.abort();
+            let _ = sub.task.await;
+            self.state.hub.release(&sub.scope);
+        }
+    }
+}
+
+impl ConnectionSubscriptions for Conn {
+    /// Starts pushing `scope`'s new messages to this connection, in the
+    /// encoding of the frame that asked, for `ttl` seconds or until it
+    /// closes (the existing subscription when already subscribed).
+    fn subscribe(
         &mut self,
-        scope: Scope,
-        ttl: Option<i64>,
-        options: Value,
-        encoding: Encoding,
+        scope: &Scope,
+        ttl: i64,
+        options: Metadata,
     ) -> Result<String, ApiError> {
         self.subscriptions.retain(|_, s| !s.task.is_finished());
-        if let Some((id, _)) = self.subscriptions.iter().find(|(_, s)| s.scope == scope) {
+        if let Some((id, _)) = self.subscriptions.iter().find(|(_, s)| &s.scope == scope) {
             return Ok(id.clone());
         }
         if self.subscriptions.len() >= MAX_SUBSCRIPTIONS_PER_CONNECTION {
@@ -179,11 +182,12 @@ impl Conn {
             )));
         }
         let id = uuid::Uuid::new_v4().to_string();
-        let mut rx = self.state.hub.subscribe(&scope);
+        let mut rx = self.state.hub.subscribe(scope);
         let outbox = self.outbox.clone();
         let hub = self.state.hub.clone();
         let task_scope = scope.clone();
-        let lifetime = ttl.map(|t| std::time::Duration::from_secs(t.max(0) as u64));
+        let encoding = self.encoding;
+        let lifetime = std::time::Duration::from_secs(ttl.max(0).unsigned_abs());
         let task = tokio::spawn(async move {
             let forward = async {
                 loop {
@@ -201,72 +205,60 @@ impl Conn {
                     }
                 }
             };
-            match lifetime {
-                Some(d) => {
-                    let _ = tokio::time::timeout(d, forward).await;
-                }
-                None => forward.await,
-            }
+            let _ = tokio::time::timeout(lifetime, forward).await;
             drop(rx);
             hub.release(&task_scope);
         });
+        let now = self.state.api.now_ms();
+        let record = Subscription {
+            id: id.clone(),
+            source: scope.queue.clone(),
+            subscriber: format!("websocket:{}", self.id),
+            ttl,
+            expires_ms: now.saturating_add(ttl.saturating_mul(1000)),
+            options,
+            confirmed: true,
+        };
         self.subscriptions.insert(
             id.clone(),
             LocalSubscription {
-                scope,
-                ttl,
-                options,
-                since: Instant::now(),
+                record,
+                scope: scope.clone(),
                 task,
             },
         );
         Ok(id)
     }
 
-    /// The subscription `id` on (project, queue), when it is this connection's.
-    pub fn subscription(&self, project: &str, queue: &str, id: &str) -> Option<&LocalSubscription> {
-        self.subscriptions.get(id).filter(|s| {
-            s.scope.project == project && s.scope.queue == queue && !s.task.is_finished()
-        })
+    fn get(&self, scope: &Scope, id: &str) -> Option<Subscription> {
+        self.live(scope, id).map(|s| s.record.clone())
     }
 
-    /// This connection's live subscriptions on (project, queue).
-    pub fn subscriptions_of(&self, project: &str, queue: &str) -> Vec<Value> {
-        self.subscriptions
-            .iter()
-            .filter(|(_, s)| {
-                s.scope.project == project && s.scope.queue == queue && !s.task.is_finished()
-            })
-            .map(|(id, s)| s.view(id, &self.id))
-            .collect()
+    fn list(&self, scope: &Scope) -> Vec<Subscription> {
+        let mut own: Vec<&LocalSubscription> = self
+            .subscriptions
+            .values()
+            .filter(|s| &s.scope == scope && !s.task.is_finished())
+            .collect();
+        own.sort_by_key(|s| s.record.expires_ms - s.record.ttl.saturating_mul(1000));
+        own.into_iter().map(|s| s.record.clone()).collect()
     }
 
-    /// Ends the subscription `id` on (project, queue), if it is this connection's.
-    pub fn unsubscribe(&mut self, project: &str, queue: &str, id: &str) {
-        if self.subscription(project, queue, id).is_some()
-            || self
-                .subscriptions
-                .get(id)
-                .is_some_and(|s| s.task.is_finished())
-        {
-            if let Some(sub) = self.subscriptions.remove(id) {
-                sub.task.abort();
-                let hub = self.state.hub.clone();
-                tokio::spawn(async move {
-                    let _ = sub.task.await;
-                    hub.release(&sub.scope);
-                });
-            }
+    fn unsubscribe(&mut self, scope: &Scope, id: &str) -> bool {
+        if self.subscriptions.get(id).is_none_or(|s| &s.scope != scope) {
+            return false;
         }
-    }
-
-    /// Ends every subscription (the connection is closing).
-    async fn end_subscriptions(&mut self) {
-        for (_, sub) in self.subscriptions.drain() {
-            sub.task.abort();
+        let Some(sub) = self.subscriptions.remove(id) else {
+            return false;
+        };
+        let live = !sub.task.is_finished();
+        sub.task.abort();
+        let hub = self.state.hub.clone();
+        tokio::spawn(async move {
             let _ = sub.task.await;
-            self.state.hub.release(&sub.scope);
-        }
+            hub.release(&sub.scope);
+        });
+        live
     }
 }
 
@@ -302,6 +294,7 @@ pub async fn run(
         session: Session::default(),
         outbox: outbox.clone(),
         id: uuid::Uuid::new_v4().to_string(),
+        encoding: Encoding::Json,
         subscriptions: HashMap::new(),
     };
     tracing::debug!(conn = %conn.id, "websocket connection open");

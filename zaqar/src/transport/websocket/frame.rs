@@ -146,8 +146,9 @@ impl Echo {
     }
 }
 
-/// Builds the response document for `echo` with `status` and `body`.
-pub fn response(echo: Echo, status: u16, body: Value) -> Value {
+/// Builds the response document for `echo` with `status` and `body`; its
+/// headers carry the request id, as an HTTP response's do.
+pub fn response(echo: Echo, status: u16, body: Value, request_id: &str) -> Value {
     let mut request = Map::new();
     request.insert("action".into(), echo.action);
     request.insert("body".into(), echo.body);
@@ -155,6 +156,7 @@ pub fn response(echo: Echo, status: u16, body: Value) -> Value {
     request.insert("api".into(), Value::String("v2".into()));
     let mut headers = Map::new();
     headers.insert("status".into(), Value::from(status));
+    headers.insert("x-openstack-request-id".into(), Value::from(request_id));
     let mut doc = Map::new();
     doc.insert("request".into(), Value::Object(request));
     doc.insert("body".into(), body);
@@ -230,16 +232,16 @@ mod tests {
     fn responses_echo_the_request() {
         let doc = json!({"action": "queue_get", "headers": {"Client-ID": "c"}, "body": {"queue_name": "q"}});
         let echo = Echo::of(doc.as_object().unwrap());
-        let r = response(echo, 200, json!({"a": 1}));
+        let r = response(echo, 200, json!({"a": 1}), "req-1");
         assert_eq!(
             r,
             json!({
                 "request": {"action": "queue_get", "body": {"queue_name": "q"}, "headers": {"Client-ID": "c"}, "api": "v2"},
                 "body": {"a": 1},
-                "headers": {"status": 200},
+                "headers": {"status": 200, "x-openstack-request-id": "req-1"},
             })
         );
-        let r = response(Echo::empty(), 400, json!({"error": "e"}));
+        let r = response(Echo::empty(), 400, json!({"error": "e"}), "req-2");
         assert_eq!(
             r["request"],
             json!({"action": null, "body": {}, "headers": {}, "api": "v2"})

@@ -30,7 +30,6 @@ use warp::reply::{Reply, Response};
 use warp::Filter;
 
 use super::listener::ConnectionLimits;
-use crate::api::policy::Policy;
 use crate::api::Api;
 use crate::auth::AuthLayer;
 use hub::Hub;
@@ -79,8 +78,6 @@ impl Default for WsLimits {
 pub struct WsState {
     /// The api core.
     pub api: Api,
-    /// The policy enforcer.
-    pub policy: Policy,
     /// Who frames act for (the same layer, and token cache, as HTTP).
     pub auth: AuthLayer,
     /// The WebSocket-subscription registry (the same one the publishing
@@ -94,17 +91,10 @@ pub struct WsState {
 impl WsState {
     /// The transport state; `hub` must be the one whose
     /// [`hub::PublishStage`] wraps `api`'s message pipeline.
-    pub fn new(
-        api: Api,
-        auth: AuthLayer,
-        policy: Policy,
-        hub: Arc<Hub>,
-        limits: WsLimits,
-    ) -> Arc<Self> {
+    pub fn new(api: Api, auth: AuthLayer, hub: Arc<Hub>, limits: WsLimits) -> Arc<Self> {
         let slots = Arc::new(Semaphore::new(limits.max_connections));
         Arc::new(WsState {
             api,
-            policy,
             auth,
             hub,
             limits,

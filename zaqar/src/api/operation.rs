@@ -1,0 +1,490 @@
+//! The operations of the v2 API: one vocabulary for every transport.
+//!
+//! A transport parses its wire format into an [`Operation`] (HTTP: method,
+//! path and query; WebSocket: action and body) and hands it to
+//! [`Api::execute`](super::Api::execute). What is true of an operation
+//! whatever carried it is a property of its [`OperationKind`]: its name
+//! (the reference's WebSocket action names, extended to the operations
+//! only HTTP had), its HTTP route, its policy rule, and whether it exists
+//! only in admin mode.
+
+use super::messages::{BulkDeleteParams, MessageListParams};
+use super::queues::QueueListParams;
+use super::subscriptions::SubscriptionListParams;
+use super::Payload;
+
+/// One request of the v2 API, parsed from its transport.
+#[derive(Clone, Debug)]
+pub enum Operation {
+    /// `GET /`: the versions document.
+    GetVersions,
+    /// `GET /v2/`: the home document.
+    GetHomeDoc,
+    /// `GET /v2/ping` (`probe`: ask the store) or `HEAD /v2/ping` (not).
+    Ping {
+        /// Whether the store is asked (GET) or not (HEAD).
+        probe: bool,
+    },
+    /// `GET /v2/health` (admin mode).
+    CheckHealth,
+    /// `GET /v2/queues`.
+    QueueList(QueueListParams),
+    /// `PUT /v2/queues/{q}`.
+    QueueCreate {
+        /// Queue name.
+        queue: String,
+        /// The metadata document.
+        metadata: Payload,
+    },
+    /// `GET /v2/queues/{q}`.
+    QueueGet {
+        /// Queue name.
+        queue: String,
+    },
+    /// `PATCH /v2/queues/{q}`.
+    QueueUpdate {
+        /// Queue name.
+        queue: String,
+        /// The request's `Content-Type` (must be the JSON-patch type).
+        content_type: Option<String>,
+        /// The JSON-patch document.
+        patch: Payload,
+    },
+    /// `DELETE /v2/queues/{q}`.
+    QueueDelete {
+        /// Queue name.
+        queue: String,
+    },
+    /// `GET /v2/queues/{q}/stats`.
+    QueueStats {
+        /// Queue name.
+        queue: String,
+    },
+    /// `POST /v2/queues/{q}/purge`.
+    QueuePurge {
+        /// Queue name.
+        queue: String,
+        /// `{"resource_types": [...]}`, optional.
+        body: Payload,
+    },
+    /// `POST /v2/queues/{q}/share`.
+    QueueShare {
+        /// Queue name.
+        queue: String,
+        /// `{"methods", "paths", "expires"}`.
+        body: Payload,
+    },
+    /// `POST /v2/queues/{q}/messages`.
+    MessagePost {
+        /// Queue name.
+        queue: String,
+        /// `{"messages": [...]}`.
+        body: Payload,
+    },
+    /// `GET /v2/queues/{q}/messages`.
+    MessageList {
+        /// Queue name.
+        queue: String,
+        /// Paging and filters.
+        params: MessageListParams,
+    },
+    /// `GET /v2/queues/{q}/messages?ids=...`.
+    MessageGetMany {
+        /// Queue name.
+        queue: String,
+        /// Message ids.
+        ids: Vec<String>,
+    },
+    /// `DELETE /v2/queues/{q}/messages?ids=...|pop=N`.
+    MessageDeleteMany {
+        /// Queue name.
+        queue: String,
+        /// Ids, claim ids or pop.
+        params: BulkDeleteParams,
+    },
+    /// `GET /v2/queues/{q}/messages/{id}`.
+    MessageGet {
+        /// Queue name.
+        queue: String,
+        /// Message id.
+        id: String,
+    },
+    /// `DELETE /v2/queues/{q}/messages/{id}`.
+    MessageDelete {
+        /// Queue name.
+        queue: String,
+        /// Message id.
+        id: String,
+        /// `claim_id`, when the message is claimed.
+        claim_id: Option<String>,
+    },
+    /// `POST /v2/queues/{q}/claims`.
+    ClaimCreate {
+        /// Queue name.
+        queue: String,
+        /// `limit`.
+        limit: Option<i64>,
+        /// `{"ttl", "grace"}`, optional.
+        body: Payload,
+    },
+    /// `GET /v2/queues/{q}/claims/{id}`.
+    ClaimGet {
+        /// Queue name.
+        queue: String,
+        /// Claim id.
+        id: String,
+    },
+    /// `PATCH /v2/queues/{q}/claims/{id}`.
+    ClaimUpdate {
+        /// Queue name.
+        queue: String,
+        /// Claim id.
+        id: String,
+        /// `{"ttl", "grace"}`.
+        body: Payload,
+    },
+    /// `DELETE /v2/queues/{q}/claims/{id}`.
+    ClaimDelete {
+        /// Queue name.
+        queue: String,
+        /// Claim id.
+        id: String,
+    },
+    /// `GET /v2/queues/{q}/subscriptions`.
+    SubscriptionList {
+        /// Queue name.
+        queue: String,
+        /// Paging.
+        params: SubscriptionListParams,
+    },
+    /// `POST /v2/queues/{q}/subscriptions`.
+    SubscriptionCreate {
+        /// Queue name.
+        queue: String,
+        /// `{"subscriber", "ttl", "options"}`.
+        body: Payload,
+    },
+    /// `GET /v2/queues/{q}/subscriptions/{id}`.
+    SubscriptionGet {
+        /// Queue name.
+        queue: String,
+        /// Subscription id.
+        id: String,
+    },
+    /// `PATCH /v2/queues/{q}/subscriptions/{id}`.
+    SubscriptionUpdate {
+        /// Queue name.
+        queue: String,
+        /// Subscription id.
+        id: String,
+        /// The fields to change.
+        body: Payload,
+    },
+    /// `DELETE /v2/queues/{q}/subscriptions/{id}`.
+    SubscriptionDelete {
+        /// Queue name.
+        queue: String,
+        /// Subscription id.
+        id: String,
+    },
+    /// `PUT /v2/queues/{q}/subscriptions/{id}/confirm`.
+    SubscriptionConfirm {
+        /// Queue name.
+        queue: String,
+        /// Subscription id.
+        id: String,
+        /// `{"confirmed": bool}`.
+        body: Payload,
+    },
+}
+
+/// What kind of operation a request is: everything about it that does not
+/// depend on its parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[allow(missing_docs)]
+pub enum OperationKind {
+    GetVersions,
+    GetHomeDoc,
+    Ping,
+    CheckHealth,
+    QueueList,
+    QueueCreate,
+    QueueGet,
+    QueueUpdate,
+    QueueDelete,
+    QueueStats,
+    QueuePurge,
+    QueueShare,
+    MessagePost,
+    MessageList,
+    MessageGetMany,
+    MessageDeleteMany,
+    MessageGet,
+    MessageDelete,
+    ClaimCreate,
+    ClaimGet,
+    ClaimUpdate,
+    ClaimDelete,
+    SubscriptionList,
+    SubscriptionCreate,
+    SubscriptionGet,
+    SubscriptionUpdate,
+    SubscriptionDelete,
+    SubscriptionConfirm,
+}
+
+impl OperationKind {
+    /// Every kind, in the order of the API reference.
+    pub const ALL: [OperationKind; 28] = [
+        OperationKind::GetVersions,
+        OperationKind::GetHomeDoc,
+        OperationKind::Ping,
+        OperationKind::CheckHealth,
+        OperationKind::QueueList,
+        OperationKind::QueueCreate,
+        OperationKind::QueueGet,
+        OperationKind::QueueUpdate,
+        OperationKind::QueueDelete,
+        OperationKind::QueueStats,
+        OperationKind::QueuePurge,
+        OperationKind::QueueShare,
+        OperationKind::MessagePost,
+        OperationKind::MessageList,
+        OperationKind::MessageGetMany,
+        OperationKind::MessageDeleteMany,
+        OperationKind::MessageGet,
+        OperationKind::MessageDelete,
+        OperationKind::ClaimCreate,
+        OperationKind::ClaimGet,
+        OperationKind::ClaimUpdate,
+        OperationKind::ClaimDelete,
+        OperationKind::SubscriptionList,
+        OperationKind::SubscriptionCreate,
+        OperationKind::SubscriptionGet,
+        OperationKind::SubscriptionUpdate,
+        OperationKind::SubscriptionDelete,
+        OperationKind::SubscriptionConfirm,
+    ];
+
+    /// The operation's name: the reference's WebSocket action name where
+    /// it has one, else a name in the same style.
+    pub fn name(self) -> &'static str {
+        use OperationKind::*;
+        match self {
+            GetVersions => "get_versions",
+            GetHomeDoc => "get_home_doc",
+            Ping => "ping_node",
+            CheckHealth => "check_node_health",
+            QueueList => "queue_list",
+            QueueCreate => "queue_create",
+            QueueGet => "queue_get",
+            QueueUpdate => "queue_update",
+            QueueDelete => "queue_delete",
+            QueueStats => "queue_get_stats",
+            QueuePurge => "queue_purge",
+            QueueShare => "queue_share",
+            MessagePost => "message_post",
+            MessageList => "message_list",
+            MessageGetMany => "message_get_many",
+            MessageDeleteMany => "message_delete_many",
+            MessageGet => "message_get",
+            MessageDelete => "message_delete",
+            ClaimCreate => "claim_create",
+            ClaimGet => "claim_get",
+            ClaimUpdate => "claim_update",
+            ClaimDelete => "claim_delete",
+            SubscriptionList => "subscription_list",
+            SubscriptionCreate => "subscription_create",
+            SubscriptionGet => "subscription_get",
+            SubscriptionUpdate => "subscription_update",
+            SubscriptionDelete => "subscription_delete",
+            SubscriptionConfirm => "subscription_confirm",
+        }
+    }
+
+    /// The policy rule guarding the operation (the reference's names);
+    /// `None` for the documents anyone may read.
+    pub fn policy_rule(self) -> Option<&'static str> {
+        use OperationKind::*;
+        Some(match self {
+            GetVersions | GetHomeDoc => return None,
+            Ping => "ping:get",
+            CheckHealth => "health:get",
+            QueueList => "queues:get_all",
+            QueueCreate => "queues:create",
+            QueueGet => "queues:get",
+            QueueUpdate => "queues:update",
+            QueueDelete => "queues:delete",
+            QueueStats => "queues:stats",
+            QueuePurge => "queues:purge",
+            QueueShare => "queues:share",
+            MessagePost => "messages:create",
+            MessageList | MessageGetMany => "messages:get_all",
+            MessageDeleteMany => "messages:delete_all",
+            MessageGet => "messages:get",
+            MessageDelete => "messages:delete",
+            ClaimCreate => "claims:create",
+            ClaimGet => "claims:get",
+            ClaimUpdate => "claims:update",
+            ClaimDelete => "claims:delete",
+            SubscriptionList => "subscription:get_all",
+            SubscriptionCreate => "subscription:create",
+            SubscriptionGet => "subscription:get",
+            SubscriptionUpdate => "subscription:update",
+            SubscriptionDelete => "subscription:delete",
+            SubscriptionConfirm => "subscription:confirm",
+        })
+    }
+
+    /// Whether the operation exists only with `[DEFAULT] admin_mode`
+    /// (elsewhere it is answered as a route the server does not have).
+    pub fn admin_mode_only(self) -> bool {
+        matches!(self, OperationKind::CheckHealth)
+    }
+
+    /// Whether the operation needs a request context (`Client-ID`, project);
+    /// only the versions document does not, as in the reference.
+    pub fn needs_context(self) -> bool {
+        !matches!(self, OperationKind::GetVersions)
+    }
+
+    /// The HTTP method and path template of the operation (`{queue}`,
+    /// `{id}` stand for the parameters); a WebSocket frame is checked
+    /// against a pre-signed URL as the same request over HTTP.
+    pub fn http_route(self) -> (&'static str, &'static str) {
+        use OperationKind::*;
+        match self {
+            GetVersions => ("GET", "/"),
+            GetHomeDoc => ("GET", "/v2/"),
+            Ping => ("GET", "/v2/ping"),
+            CheckHealth => ("GET", "/v2/health"),
+            QueueList => ("GET", "/v2/queues"),
+            QueueCreate => ("PUT", "/v2/queues/{queue}"),
+            QueueGet => ("GET", "/v2/queues/{queue}"),
+            QueueUpdate => ("PATCH", "/v2/queues/{queue}"),
+            QueueDelete => ("DELETE", "/v2/queues/{queue}"),
+            QueueStats => ("GET", "/v2/queues/{queue}/stats"),
+            QueuePurge => ("POST", "/v2/queues/{queue}/purge"),
+            QueueShare => ("POST", "/v2/queues/{queue}/share"),
+            MessagePost => ("POST", "/v2/queues/{queue}/messages"),
+            MessageList | MessageGetMany => ("GET", "/v2/queues/{queue}/messages"),
+            MessageDeleteMany => ("DELETE", "/v2/queues/{queue}/messages"),
+            MessageGet => ("GET", "/v2/queues/{queue}/messages/{id}"),
+            MessageDelete => ("DELETE", "/v2/queues/{queue}/messages/{id}"),
+            ClaimCreate => ("POST", "/v2/queues/{queue}/claims"),
+            ClaimGet => ("GET", "/v2/queues/{queue}/claims/{id}"),
+            ClaimUpdate => ("PATCH", "/v2/queues/{queue}/claims/{id}"),
+            ClaimDelete => ("DELETE", "/v2/queues/{queue}/claims/{id}"),
+            SubscriptionList => ("GET", "/v2/queues/{queue}/subscriptions"),
+            SubscriptionCreate => ("POST", "/v2/queues/{queue}/subscriptions"),
+            SubscriptionGet => ("GET", "/v2/queues/{queue}/subscriptions/{id}"),
+            SubscriptionUpdate => ("PATCH", "/v2/queues/{queue}/subscriptions/{id}"),
+            SubscriptionDelete => ("DELETE", "/v2/queues/{queue}/subscriptions/{id}"),
+            SubscriptionConfirm => ("PUT", "/v2/queues/{queue}/subscriptions/{id}/confirm"),
+        }
+    }
+}
+
+impl Operation {
+    /// The operation's kind.
+    pub fn kind(&self) -> OperationKind {
+        use Operation as O;
+        use OperationKind as K;
+        match self {
+            O::GetVersions => K::GetVersions,
+            O::GetHomeDoc => K::GetHomeDoc,
+            O::Ping { .. } => K::Ping,
+            O::CheckHealth => K::CheckHealth,
+            O::QueueList(_) => K::QueueList,
+            O::QueueCreate { .. } => K::QueueCreate,
+            O::QueueGet { .. } => K::QueueGet,
+            O::QueueUpdate { .. } => K::QueueUpdate,
+            O::QueueDelete { .. } => K::QueueDelete,
+            O::QueueStats { .. } => K::QueueStats,
+            O::QueuePurge { .. } => K::QueuePurge,
+            O::QueueShare { .. } => K::QueueShare,
+            O::MessagePost { .. } => K::MessagePost,
+            O::MessageList { .. } => K::MessageList,
+            O::MessageGetMany { .. } => K::MessageGetMany,
+            O::MessageDeleteMany { .. } => K::MessageDeleteMany,
+            O::MessageGet { .. } => K::MessageGet,
+            O::MessageDelete { .. } => K::MessageDelete,
+            O::ClaimCreate { .. } => K::ClaimCreate,
+            O::ClaimGet { .. } => K::ClaimGet,
+            O::ClaimUpdate { .. } => K::ClaimUpdate,
+            O::ClaimDelete { .. } => K::ClaimDelete,
+            O::SubscriptionList { .. } => K::SubscriptionList,
+            O::SubscriptionCreate { .. } => K::SubscriptionCreate,
+            O::SubscriptionGet { .. } => K::SubscriptionGet,
+            O::SubscriptionUpdate { .. } => K::SubscriptionUpdate,
+            O::SubscriptionDelete { .. } => K::SubscriptionDelete,
+            O::SubscriptionConfirm { .. } => K::SubscriptionConfirm,
+        }
+    }
+
+    /// The queue the operation names, if any.
+    pub fn queue(&self) -> Option<&str> {
+        use Operation as O;
+        match self {
+            O::GetVersions | O::GetHomeDoc | O::Ping { .. } | O::CheckHealth | O::QueueList(_) => {
+                None
+            }
+            O::QueueCreate { queue, .. }
+            | O::QueueGet { queue }
+            | O::QueueUpdate { queue, .. }
+            | O::QueueDelete { queue }
+            | O::QueueStats { queue }
+            | O::QueuePurge { queue, .. }
+            | O::QueueShare { queue, .. }
+            | O::MessagePost { queue, .. }
+            | O::MessageList { queue, .. }
+            | O::MessageGetMany { queue, .. }
+            | O::MessageDeleteMany { queue, .. }
+            | O::MessageGet { queue, .. }
+            | O::MessageDelete { queue, .. }
+            | O::ClaimCreate { queue, .. }
+            | O::ClaimGet { queue, .. }
+            | O::ClaimUpdate { queue, .. }
+            | O::ClaimDelete { queue, .. }
+            | O::SubscriptionList { queue, .. }
+            | O::SubscriptionCreate { queue, .. }
+            | O::SubscriptionGet { queue, .. }
+            | O::SubscriptionUpdate { queue, .. }
+            | O::SubscriptionDelete { queue, .. }
+            | O::SubscriptionConfirm { queue, .. } => Some(queue),
+        }
+    }
+
+    /// The id in the operation's path (message, claim or subscription).
+    pub fn resource_id(&self) -> Option<&str> {
+        use Operation as O;
+        match self {
+            O::MessageGet { id, .. }
+            | O::MessageDelete { id, .. }
+            | O::ClaimGet { id, .. }
+            | O::ClaimUpdate { id, .. }
+            | O::ClaimDelete { id, .. }
+            | O::SubscriptionGet { id, .. }
+            | O::SubscriptionUpdate { id, .. }
+            | O::SubscriptionDelete { id, .. }
+            | O::SubscriptionConfirm { id, .. } => Some(id),
+            _ => None,
+        }
+    }
+
+    /// The HTTP method and path of this request (the route with its
+    /// parameters filled in).
+    pub fn http_route(&self) -> (&'static str, String) {
+        let (method, template) = self.kind().http_route();
+        let path = template
+            .split('/')
+            .map(|segment| match segment {
+                "{queue}" => self.queue().unwrap_or_default(),
+                "{id}" => self.resource_id().unwrap_or_default(),
+                other => other,
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        (method, path)
+    }
+}

@@ -1,0 +1,135 @@
+//! How records look to clients, for every transport.
+//!
+//! A transport renders a [`Reply`](super::reply::Reply) with these views and
+//! adds only what is its own: HTTP adds `href`s and links, WebSocket a
+//! message's `claim_id` and the stats' message ids.
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::storage::{Message, MessageStamp, Metadata, QueueStats, Subscription};
+
+/// A message: what both transports show of it.
+#[derive(Serialize)]
+pub struct MessageView<'a> {
+    /// Message id.
+    pub id: &'a str,
+    /// Time to live, seconds.
+    pub ttl: i64,
+    /// Seconds since it was posted.
+    pub age: i64,
+    /// The body as posted.
+    pub body: &'a RawValue,
+    /// `MD5:<hex>` when checksums are on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<&'a str>,
+}
+
+impl<'a> MessageView<'a> {
+    /// The view of `m` as of `now` (ms).
+    pub fn of(m: &'a Message, now: i64) -> Self {
+        MessageView {
+            id: &m.id,
+            ttl: m.ttl,
+            age: m.age(now),
+            body: &m.body,
+            checksum: m.checksum.as_deref(),
+        }
+    }
+}
+
+/// The oldest or newest message of a queue in its stats.
+#[derive(Serialize)]
+pub struct StampView {
+    /// Seconds since it was posted.
+    pub age: i64,
+    /// When it was posted, `YYYY-MM-DDTHH:MM:SSZ`.
+    pub created: String,
+}
+
+impl StampView {
+    /// The view of `m` as of `now` (ms).
+    pub fn of(m: &MessageStamp, now: i64) -> Self {
+        StampView {
+            age: ((now - m.created_ms) / 1000).max(0),
+            created: chrono::DateTime::from_timestamp_millis(m.created_ms)
+                .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// A queue's message counts, with the oldest and newest messages (shown
+/// only when there are messages) as each transport shows them (`S`).
+#[derive(Serialize)]
+pub struct CountsView<S> {
+    /// Claimed messages.
+    pub claimed: u64,
+    /// Messages not claimed.
+    pub free: u64,
+    /// All live messages.
+    pub total: u64,
+    /// The oldest message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oldest: Option<S>,
+    /// The newest message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub newest: Option<S>,
+}
+
+/// `{"messages": counts}`: a queue's stats.
+#[derive(Serialize)]
+pub struct StatsView<S> {
+    /// The counts.
+    pub messages: CountsView<S>,
+}
+
+impl<S> StatsView<S> {
+    /// The stats `s`, each stamp shown by `stamp`.
+    pub fn of(s: &QueueStats, stamp: impl Fn(&MessageStamp) -> S) -> Self {
+        let shown = |m: &Option<MessageStamp>| m.as_ref().filter(|_| s.total > 0).map(&stamp);
+        StatsView {
+            messages: CountsView {
+                claimed: s.claimed,
+                free: s.free,
+                total: s.total,
+                oldest: shown(&s.oldest),
+                newest: shown(&s.newest),
+            },
+        }
+    }
+}
+
+/// A subscription, the same on both transports.
+#[derive(Serialize)]
+pub struct SubscriptionView<'a> {
+    /// Subscription id.
+    pub id: &'a str,
+    /// The queue it listens to.
+    pub source: &'a str,
+    /// Where notifications go.
+    pub subscriber: &'a str,
+    /// Lifetime, seconds.
+    pub ttl: i64,
+    /// Seconds since it started (or its ttl was last reset).
+    pub age: i64,
+    /// Its options.
+    pub options: &'a Metadata,
+    /// Whether the subscriber confirmed.
+    pub confirmed: bool,
+}
+
+impl<'a> SubscriptionView<'a> {
+    /// The view of `s` as of `now` (ms).
+    pub fn of(s: &'a Subscription, now: i64) -> Self {
+        SubscriptionView {
+            id: &s.id,
+            source: &s.source,
+            subscriber: &s.subscriber,
+            ttl: s.ttl,
+            age: s.age(now),
+            options: &s.options,
+            confirmed: s.confirmed,
+        }
+    }
+}
