@@ -63,6 +63,13 @@ def test_default_ttl(api, qname):
     ({"subscriber": SUB, "options": {"_retry_policy": "x"}}, "retry_policy must be a dict."),
     ({"subscriber": SUB, "options": {"_retry_policy": {"minimum_delay": 20, "maximum_delay": 10}}},
      "minimum_delay must less than maximum_delay."),
+    # Ours: every retry policy field is bounded (the reference accepts any integer).
+    ({"subscriber": SUB, "options": {"_retry_policy": {"maximum_delay": 9 * 10 ** 18}}},
+     "Retry policy: maximum_delay can not exceed 86400 seconds, and must be at least 0 seconds long."),
+    ({"subscriber": SUB, "options": {"_retry_policy": {"minimum_delay_retries": -1}}},
+     "Retry policy: minimum_delay_retries can not exceed 1000, and must be at least 0."),
+    ({"subscriber": SUB, "options": {"_retry_policy": {"retries_with_no_delay": 0.5}}},
+     "Retry policy: retries_with_no_delay must be a integer."),
     # Ours (the reference answers 503 for these): 400 with its own texts.
     ({"subscriber": 42}, f"The subscriber type of subscription must be supported in the list {TYPES}."),
     ([{"subscriber": SUB}], "Missing parameter subscriber in body."),
@@ -134,6 +141,10 @@ def test_update(api, qname):
                  "The TTL for a subscription must be at least 60 seconds long.")
     assert_error(api.patch(f"{subs(qname)}/{sid}", json={"nothing": 1}), 400, "Unable to update subscription",
                  f"Subscription {sid} could not be updated.")
+    huge = {"options": {"_retry_policy": {"maximum_delay": 9 * 10 ** 18}}}
+    assert_error(api.patch(f"{subs(qname)}/{sid}", json=huge), 400, "Invalid API request",
+                 "Retry policy: maximum_delay can not exceed 86400 seconds, and must be at least 0 seconds long.")
+    assert api.get(f"{subs(qname)}/{sid}").json()["options"] == {"post_headers": {"X-A": "1"}}
     assert other
 
 

@@ -373,15 +373,19 @@ impl Notifier {
                     d.delivery.options.get("_retry_policy"),
                     d.delivery.queue_retry_policy.as_ref(),
                 );
-                let waits = retry::schedule(policy);
-                match waits.get(d.attempts as usize) {
+                // The policy is clamped there, not trusted: the row may
+                // predate the API's bounds.
+                match retry::wait_before_retry(policy, u64::from(d.attempts)) {
                     Some(wait) => {
-                        tracing::info!(subscription = %sid, attempt = d.attempts + 1, wait_secs = wait, %why, "notification will be retried");
-                        let due = self.clock.now_ms() + (*wait as i64) * 1000;
-                        self.outbox.retry_at(&d.id, d.attempts + 1, due).await
+                        tracing::info!(subscription = %sid, attempt = d.attempts.saturating_add(1), wait_secs = wait, %why, "notification will be retried");
+                        let wait_ms = i64::try_from(wait).unwrap_or(i64::MAX).saturating_mul(1000);
+                        let due = self.clock.now_ms().saturating_add(wait_ms);
+                        self.outbox
+                            .retry_at(&d.id, d.attempts.saturating_add(1), due)
+                            .await
                     }
                     None => {
-                        tracing::warn!(subscription = %sid, attempts = d.attempts + 1, %why, "notification retries exhausted");
+                        tracing::warn!(subscription = %sid, attempts = d.attempts.saturating_add(1), %why, "notification retries exhausted");
                         self.outbox.complete(&d.id).await
                     }
                 }
@@ -417,5 +421,101 @@ impl Notifier {
     /// Nudges the dispatcher (after something was enqueued elsewhere).
     pub fn wake(&self) {
         self.wake.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+    use tokio::sync::Notify;
+
+    use super::*;
+    use crate::storage::clock::{Clock, ManualClock};
+    use crate::storage::sqlite::SqliteStore;
+
+    /// A subscriber URL on a loopback port that refuses connections (it was
+    /// bound, then closed): every attempt fails and asks for a retry.
+    fn refusing_subscriber() -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        drop(listener);
+        format!("http://127.0.0.1:{port}/hook")
+    }
+
+    fn loopback_config() -> Arc<Config> {
+        let mut config = Config::default();
+        config.notification.allowed_subscriber_networks = vec!["127.0.0.0/8".parse().unwrap()];
+        config.notification.webhook_timeout_secs = 5;
+        Arc::new(config)
+    }
+
+    /// Defect: a `_retry_policy` stored before the API bounded it (here
+    /// `maximum_delay` and the retry counts near 2^63, in the subscription
+    /// options and the queue's policy of a durable outbox row) made the
+    /// worker build the whole backoff series and abort the process, again
+    /// after every restart. The delivery path clamps the stored policy.
+    #[tokio::test]
+    async fn a_stored_hostile_policy_is_clamped_at_delivery() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let clock = ManualClock::new();
+        let store = Arc::new(
+            SqliteStore::open(&dir.path().join("zaqar.sqlite"), Arc::new(clock.clone()))
+                .expect("open"),
+        );
+        let huge = 9_000_000_000_000_000_000_i64;
+        let mut options = serde_json::Map::new();
+        options.insert(
+            "_retry_policy".into(),
+            json!({"retries_with_no_delay": 0, "minimum_delay_retries": 0,
+                   "minimum_delay": 5, "maximum_delay": huge, "maximum_delay_retries": huge}),
+        );
+        store
+            .enqueue(vec![NewDelivery {
+                project: "p".into(),
+                queue: "q".into(),
+                subscription_id: "s".into(),
+                subscriber: refusing_subscriber(),
+                options,
+                queue_retry_policy: Some(json!({"maximum_delay": huge, "minimum_delay": -huge})),
+                payload: json!({"body": 1}),
+            }])
+            .await
+            .unwrap();
+        let notifier = Notifier::new(
+            store.clone(),
+            loopback_config(),
+            Arc::new(clock.clone()),
+            Arc::new(Notify::new()),
+        )
+        .expect("notifier");
+
+        // First failure: the first step of the clamped series, 5 s.
+        let d = store.lease_due(1, 60_000).await.unwrap().remove(0);
+        notifier.deliver(d).await;
+        assert_eq!(store.next_due_ms().await.unwrap(), Some(clock.now_ms() + 5_000));
+
+        // The 1000th retry (the last one allowed) waits 5 + 5 * 999 s, the
+        // series' step within the one-day bound.
+        clock.advance_secs(5);
+        let d = store.lease_due(1, 60_000).await.unwrap().remove(0);
+        store.retry_at(&d.id, 999, clock.now_ms()).await.unwrap();
+        let d = store.lease_due(1, 60_000).await.unwrap().remove(0);
+        assert_eq!(d.attempts, 999);
+        notifier.deliver(d).await;
+        assert_eq!(
+            store.next_due_ms().await.unwrap(),
+            Some(clock.now_ms() + (5 + 5 * 999) * 1000)
+        );
+
+        // Past MAX_RETRIES (attempt counts from storage are not trusted
+        // either): given up, the row is gone.
+        clock.advance_secs(5 + 5 * 999);
+        let d = store.lease_due(1, 60_000).await.unwrap().remove(0);
+        store.retry_at(&d.id, u32::MAX, clock.now_ms()).await.unwrap();
+        let d = store.lease_due(1, 60_000).await.unwrap().remove(0);
+        notifier.deliver(d).await;
+        assert_eq!(store.next_due_ms().await.unwrap(), None);
     }
 }
