@@ -209,3 +209,60 @@ def test_notifier_named_in_the_pipeline_is_accepted(server_factory, receiver, pr
     receiver.wait_for(1)
     time.sleep(0.5)
     assert len(receiver.requests) == 1, "named and default notifier must not both run"
+
+
+PROXY_VARIABLES = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+
+
+def wait_for_log(srv, *needles, timeout=30):
+    """Waits until one line of the server's log holds every needle."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in srv.log_text(tail=100000).splitlines():
+            if all(n in line for n in needles):
+                return line
+        time.sleep(0.05)
+    raise AssertionError(f"no log line with {needles} within {timeout}s:\n{srv.log_text()}")
+
+
+def test_webhooks_ignore_proxy_variables(server_factory, receiver, project, qname):
+    # Defect: the delivery client honoured HTTP_PROXY & co., so the proxy
+    # resolved subscriber names and the address guard never saw where they
+    # led. The "proxy" is a real HTTP server that records what it is sent.
+    proxy = Receiver()
+    try:
+        env = {v: proxy.url for v in PROXY_VARIABLES}
+        env.update(NO_PROXY="", no_proxy="")
+        srv = server_factory(ALLOW_LOOPBACK, env=env)
+        api = Api(srv.url, project)
+        # .invalid never resolves (RFC 6761): accepted at subscription time,
+        # then refused by the guard at each delivery. A proxy would have
+        # been handed the name to resolve itself.
+        hidden = subscribe(api, qname, "http://subscriber.invalid/hook")
+        subscribe(api, qname, receiver.url + "/direct")
+        api.post_messages(qname, [{"body": "direct", "ttl": 300}])
+        [req] = receiver.wait_for(1)
+        assert req["path"] == "/direct"
+        assert json.loads(req["body"])["body"] == "direct"
+        line = wait_for_log(srv, f"subscription={hidden}", "notification will be retried")
+        assert "subscriber.invalid" in line, line
+        assert proxy.requests == []
+    finally:
+        proxy.close()
+
+
+def test_webhook_proxy_option(server_factory, project, qname):
+    # With [notification] webhook_proxy, deliveries go through that proxy
+    # (which is then the guard): the subscriber's name reaches it unresolved.
+    proxy = Receiver()
+    try:
+        srv = server_factory({"notification": {"webhook_proxy": proxy.url}})
+        api = Api(srv.url, project)
+        subscribe(api, qname, "http://subscriber.invalid:8080/hook?x=1")
+        api.post_messages(qname, [{"body": "proxied", "ttl": 300}])
+        [req] = proxy.wait_for(1)
+        assert req["path"] == "http://subscriber.invalid:8080/hook?x=1"
+        assert req["headers"]["host"] == "subscriber.invalid:8080"
+        assert json.loads(req["body"])["body"] == "proxied"
+    finally:
+        proxy.close()

@@ -190,6 +190,13 @@ pub struct NotificationConfig {
     /// link-local, unique-local or metadata addresses (empty by default:
     /// such subscribers are refused).
     pub allowed_subscriber_networks: Vec<ipnet::IpNet>,
+    /// `webhook_proxy` (ours): an `http://` or `https://` proxy that every
+    /// webhook and `trust+` delivery goes through. Unset (the default),
+    /// deliveries use no proxy at all, whatever `HTTP_PROXY` and the like
+    /// say: a proxy resolves the subscriber's name itself, out of reach of
+    /// the address guard ([`crate::notification::ssrf`]). When set, that
+    /// proxy is the guard.
+    pub webhook_proxy: Option<reqwest::Url>,
 }
 
 impl Default for NotificationConfig {
@@ -221,6 +228,7 @@ impl Default for NotificationConfig {
             },
             webhook_timeout_secs: 10,
             allowed_subscriber_networks: Vec::new(),
+            webhook_proxy: None,
         }
     }
 }
@@ -825,6 +833,21 @@ fn read_notification(r: &mut Reader) -> Result<NotificationConfig, ConfigError> 
             .map_err(|e| invalid(s, "allowed_subscriber_networks", format!("{net:?}: {e}")))?;
         allowed_subscriber_networks.push(parsed);
     }
+    let webhook_proxy = match optional(r, "webhook_proxy") {
+        None => None,
+        Some(raw) => {
+            let url = reqwest::Url::parse(raw.trim())
+                .map_err(|e| invalid(s, "webhook_proxy", format!("{raw:?}: {e}")))?;
+            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                return Err(invalid(
+                    s,
+                    "webhook_proxy",
+                    format!("{raw:?} is not an http:// or https:// URL with a host"),
+                ));
+            }
+            Some(url)
+        }
+    };
     let subscription_confirmation_email_template = email_template(
         r,
         "subscription_confirmation_email_template",
@@ -850,6 +873,7 @@ fn read_notification(r: &mut Reader) -> Result<NotificationConfig, ConfigError> 
         unsubscribe_confirmation_email_template,
         webhook_timeout_secs: webhook_timeout as u64,
         allowed_subscriber_networks,
+        webhook_proxy,
     })
 }
 
@@ -954,11 +978,13 @@ mod tests {
             vec!["/usr/sbin/sendmail", "-t", "-oi"]
         );
         assert!(c.notification.allowed_subscriber_networks.is_empty());
+        assert!(c.notification.webhook_proxy.is_none());
         assert!(c.signed_url.secret_key.is_none());
         let c = Config::parse(
             "[notification]\nmax_notifier_workers = 3\nrequire_confirmation = true\n\
              allowed_subscriber_networks = 127.0.0.0/8, ::1\nsmtp_command = /bin/cat -u\n\
              subscription_confirmation_email_template = topic:Hi, there,body:Go {2}, now,sender:me@x\n\
+             webhook_proxy = http://proxy.example:3128\n\
              [signed_url]\nsecret_key = s3cret\n\
              [storage]\nsubscription_pipeline = x\n",
         )
@@ -967,6 +993,10 @@ mod tests {
         assert!(c.notification.require_confirmation);
         assert_eq!(c.notification.allowed_subscriber_networks.len(), 2);
         assert_eq!(c.notification.smtp_command, vec!["/bin/cat", "-u"]);
+        assert_eq!(
+            c.notification.webhook_proxy.as_ref().map(|u| u.as_str()),
+            Some("http://proxy.example:3128/")
+        );
         let t = &c.notification.subscription_confirmation_email_template;
         assert_eq!(
             (t.topic.as_str(), t.body.as_str(), t.sender.as_str()),
@@ -990,6 +1020,14 @@ mod tests {
             (
                 "[notification]\nsmtp_mode = self_local\n",
                 "[notification] smtp_host:",
+            ),
+            (
+                "[notification]\nwebhook_proxy = socks5://p:1080\n",
+                "[notification] webhook_proxy:",
+            ),
+            (
+                "[notification]\nwebhook_proxy = not a url\n",
+                "[notification] webhook_proxy:",
             ),
         ] {
             let e = Config::parse(text).unwrap_err();

@@ -252,6 +252,46 @@ pub enum Outcome {
     GiveUp(String),
 }
 
+/// The HTTP client of every subscriber delivery (webhook and `trust+`).
+///
+/// It never follows redirects, resolves names through the address guard
+/// ([`ssrf::GuardedResolver`]) and ignores the proxy variables of the
+/// environment (`HTTP_PROXY`, `ALL_PROXY`, ...): through a proxy, the proxy
+/// would resolve the subscriber's name and the guard would never see the
+/// address. Only `[notification] webhook_proxy` sends deliveries through a
+/// proxy, which is then the guard (subscriber IP literals are still
+/// checked here).
+///
+/// # Errors
+/// The client cannot be built (TLS set-up, a proxy URL reqwest refuses).
+pub fn webhook_client(
+    n: &crate::config::NotificationConfig,
+    policy: &ssrf::AddressPolicy,
+) -> Result<reqwest::Client, String> {
+    let builder = reqwest::Client::builder()
+        .timeout(Duration::from_secs(n.webhook_timeout_secs))
+        .connect_timeout(Duration::from_secs(n.webhook_timeout_secs))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("zaqar-rs/", env!("CARGO_PKG_VERSION")));
+    let builder = match &n.webhook_proxy {
+        None => builder
+            .no_proxy()
+            .dns_resolver(Arc::new(ssrf::GuardedResolver {
+                policy: policy.clone(),
+            })),
+        Some(url) => {
+            let proxy = reqwest::Proxy::all(url.clone())
+                .map_err(|e| format!("[notification] webhook_proxy: {e}"))?;
+            // Only the proxy's own name would go through a resolver here;
+            // an operator's proxy may well sit on a private network.
+            builder.proxy(proxy)
+        }
+    };
+    builder
+        .build()
+        .map_err(|e| format!("cannot build the webhook HTTP client: {e}"))
+}
+
 /// The delivery workers: lease due outbox rows and deliver them.
 #[derive(Clone)]
 pub struct Notifier {
@@ -278,16 +318,7 @@ impl Notifier {
     ) -> Result<Self, String> {
         let n = &config.notification;
         let policy = ssrf::AddressPolicy::new(n.allowed_subscriber_networks.clone());
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(n.webhook_timeout_secs))
-            .connect_timeout(Duration::from_secs(n.webhook_timeout_secs))
-            .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(Arc::new(ssrf::GuardedResolver {
-                policy: policy.clone(),
-            }))
-            .user_agent(concat!("zaqar-rs/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("cannot build the webhook HTTP client: {e}"))?;
+        let http = webhook_client(n, &policy)?;
         let trusts = trust::KeystoneTrusts::from_config(&config)?
             .map(|k| Arc::new(k) as Arc<dyn trust::TrustTokens>);
         Ok(Notifier {
@@ -494,7 +525,10 @@ mod tests {
         // First failure: the first step of the clamped series, 5 s.
         let d = store.lease_due(1, 60_000).await.unwrap().remove(0);
         notifier.deliver(d).await;
-        assert_eq!(store.next_due_ms().await.unwrap(), Some(clock.now_ms() + 5_000));
+        assert_eq!(
+            store.next_due_ms().await.unwrap(),
+            Some(clock.now_ms() + 5_000)
+        );
 
         // The 1000th retry (the last one allowed) waits 5 + 5 * 999 s, the
         // series' step within the one-day bound.
@@ -513,7 +547,10 @@ mod tests {
         // either): given up, the row is gone.
         clock.advance_secs(5 + 5 * 999);
         let d = store.lease_due(1, 60_000).await.unwrap().remove(0);
-        store.retry_at(&d.id, u32::MAX, clock.now_ms()).await.unwrap();
+        store
+            .retry_at(&d.id, u32::MAX, clock.now_ms())
+            .await
+            .unwrap();
         let d = store.lease_due(1, 60_000).await.unwrap().remove(0);
         notifier.deliver(d).await;
         assert_eq!(store.next_due_ms().await.unwrap(), None);
