@@ -266,3 +266,26 @@ def test_webhook_proxy_option(server_factory, project, qname):
         assert json.loads(req["body"])["body"] == "proxied"
     finally:
         proxy.close()
+
+
+def test_subscriber_secrets_stay_out_of_the_log(server_factory, project, qname):
+    # Defect: subscriber URLs (credentials, tokens in the query) were logged
+    # whole at WARN. Both the "dropped" line (a 4xx) and the "retried" line
+    # (a connection error, whose text used to embed the URL) are checked.
+    receiver = Receiver(statuses=[404])
+    try:
+        srv = server_factory(ALLOW_LOOPBACK)
+        api = Api(srv.url, project)
+        host = receiver.url.removeprefix("http://")
+        dropped = subscribe(api, qname, f"http://alice:pa55word@{host}/hook?token=t0ps3cret#frag")
+        refused = subscribe(api, qname, f"http://bob:hunter2@127.0.0.1:{reserve_port()}/x?sig=s1gnature")
+        api.post_messages(qname, [{"body": 1, "ttl": 300}])
+        line = wait_for_log(srv, f"subscription={dropped}", "notification dropped")
+        assert f"http://***@{host}/hook?***#***" in line, line
+        line = wait_for_log(srv, f"subscription={refused}", "notification will be retried")
+        assert "http://***@127.0.0.1:" in line and "/x?***" in line, line
+        log = srv.log_text(tail=100000)
+        for secret in ("alice", "pa55word", "t0ps3cret", "frag", "bob", "hunter2", "s1gnature"):
+            assert secret not in log
+    finally:
+        receiver.close()

@@ -1,10 +1,12 @@
 """Subscriptions API (behaviour notes §1.8, §2) against the real binary.
 
 Subscribers here are IP literals in a documentation range (203.0.113.0/24):
-public as far as the SSRF guard is concerned, never resolved, never reached.
+never resolved, never reached. The SSRF guard refuses documentation ranges
+(they are not globally reachable), so this module's server allows that one
+block explicitly (``allowed_subscriber_networks``) and nothing else.
 Where we deliberately differ from the reference (400 instead of its 503 for
-non-object bodies and non-string subscribers; private-range subscribers
-refused), the test says so.
+non-object bodies and non-string subscribers; subscribers that are not
+globally reachable refused), the test says so.
 """
 
 import uuid
@@ -12,7 +14,24 @@ import uuid
 import pytest
 from zaqarclient.queues.v2 import client as zclient
 
-from zaqar_testlib import assert_error
+from zaqar_testlib import Api, ZaqarServer, assert_error
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """This module's server: the shared one's options, plus 203.0.113.0/24."""
+    srv = ZaqarServer(tmp_path_factory.mktemp("zaqar-subscriptions"),
+                      {"notification": {"allowed_subscriber_networks": "203.0.113.0/24"}}).start()
+    yield srv
+    if srv.running():
+        srv.stop()
+    if srv.panicked():
+        pytest.fail(f"zaqar-server panicked:\n{srv.log_text()}")
+
+
+@pytest.fixture
+def api(server, project):
+    return Api(server.url, project)
 
 SUB = "http://203.0.113.5:8080/hook"
 TYPES = "['http', 'https', 'mailto', 'trust+http', 'trust+https']"
@@ -193,6 +212,9 @@ def test_purge_subscriptions(api, qname):
     "http://127.0.0.1:9/hook", "http://10.1.2.3/", "https://192.168.0.1/", "http://172.16.5.4/",
     "http://169.254.169.254/latest/meta-data/", "http://[::1]:8080/", "http://[fd00::1]/", "http://localhost/",
     "trust+http://127.0.0.1/",
+    # Every special-purpose block that is not globally reachable (IANA), e.g.:
+    "http://198.18.0.1/", "http://198.51.100.7/", "http://[fec0::1]/", "http://[2002:a00:1::1]/",
+    "http://[64:ff9b::a9fe:a9fe]/", "http://[2001:db8::1]/", "http://192.0.0.8/",
 ])
 def test_internal_subscribers_refused_by_default(api, qname, subscriber):
     resp = api.post(subs(qname), json={"subscriber": subscriber, "options": {"trust_id": "t"}})

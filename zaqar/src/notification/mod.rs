@@ -37,6 +37,7 @@
 //! Confirmation requests ([`confirmation_payload`]) have their own keys.
 
 pub mod mailto;
+pub mod redact;
 pub mod retry;
 pub mod ssrf;
 pub mod trust;
@@ -390,13 +391,15 @@ impl Notifier {
     async fn deliver(&self, d: Delivery) {
         let outcome = self.attempt(&d).await;
         let sid = &d.delivery.subscription_id;
+        // Subscriber URIs can hold credentials: never logged whole.
+        let subscriber = redact::redact(&d.delivery.subscriber);
         let result = match outcome {
             Outcome::Delivered => {
                 tracing::debug!(subscription = %sid, attempts = d.attempts, "notification delivered");
                 self.outbox.complete(&d.id).await
             }
             Outcome::GiveUp(why) => {
-                tracing::warn!(subscription = %sid, subscriber = %d.delivery.subscriber, %why, "notification dropped");
+                tracing::warn!(subscription = %sid, %subscriber, %why, "notification dropped");
                 self.outbox.complete(&d.id).await
             }
             Outcome::Retry(why) => {
@@ -408,7 +411,7 @@ impl Notifier {
                 // predate the API's bounds.
                 match retry::wait_before_retry(policy, u64::from(d.attempts)) {
                     Some(wait) => {
-                        tracing::info!(subscription = %sid, attempt = d.attempts.saturating_add(1), wait_secs = wait, %why, "notification will be retried");
+                        tracing::info!(subscription = %sid, %subscriber, attempt = d.attempts.saturating_add(1), wait_secs = wait, %why, "notification will be retried");
                         let wait_ms = i64::try_from(wait).unwrap_or(i64::MAX).saturating_mul(1000);
                         let due = self.clock.now_ms().saturating_add(wait_ms);
                         self.outbox
@@ -416,7 +419,7 @@ impl Notifier {
                             .await
                     }
                     None => {
-                        tracing::warn!(subscription = %sid, attempts = d.attempts.saturating_add(1), %why, "notification retries exhausted");
+                        tracing::warn!(subscription = %sid, %subscriber, attempts = d.attempts.saturating_add(1), %why, "notification retries exhausted");
                         self.outbox.complete(&d.id).await
                     }
                 }
