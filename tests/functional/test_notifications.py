@@ -13,7 +13,7 @@ import time
 import pytest
 import requests
 
-from receivers import Receiver, mail_recorder, read_mails, reserve_port
+from receivers import BlackHole, Receiver, mail_recorder, read_mails, reserve_port
 from zaqar_testlib import Api, assert_error
 
 ALLOW_LOOPBACK = {"notification": {"allowed_subscriber_networks": "127.0.0.0/8"}}
@@ -288,4 +288,33 @@ def test_subscriber_secrets_stay_out_of_the_log(server_factory, project, qname):
         for secret in ("alice", "pa55word", "t0ps3cret", "frag", "bob", "hunter2", "s1gnature"):
             assert secret not in log
     finally:
+        receiver.close()
+
+
+def test_one_projects_hanging_subscribers_delay_no_other(server_factory, project, qname):
+    # Defect: 30 subscriptions of one project to an endpoint that accepts and
+    # never answers held every delivery worker until the webhook timeout, so
+    # another project's notification waited 30 s. Now a project has at most
+    # max_notifier_workers_per_project deliveries in flight and the projects
+    # take turns. Asserted by order: Y's notification arrives while every
+    # request to X's subscribers still hangs (none has timed out).
+    hole = BlackHole()
+    receiver = Receiver()
+    try:
+        srv = server_factory(merged(ALLOW_LOOPBACK, {"notification": {
+            "max_notifier_workers": 4, "max_notifier_workers_per_project": 2, "webhook_timeout": 30}}))
+        x = Api(srv.url, project + "-x")
+        y = Api(srv.url, project + "-y")
+        for i in range(10):
+            subscribe(x, qname, f"{hole.url}/x{i}")
+        x.post_messages(qname, [{"body": "x", "ttl": 300}])
+        hole.wait_for_hanging(2)
+        subscribe(y, qname, receiver.url + "/y")
+        y.post_messages(qname, [{"body": "y", "ttl": 300}])
+        [req] = receiver.wait_for(1, timeout=150)
+        assert json.loads(req["body"])["body"] == "y"
+        assert hole.closed == 0, "Y's notification waited for X's requests to time out"
+        assert hole.accepted == 2, "X had more than its share of the workers"
+    finally:
+        hole.close()
         receiver.close()

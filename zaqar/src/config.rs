@@ -173,6 +173,11 @@ pub struct NotificationConfig {
     pub smtp_command: Vec<String>,
     /// `max_notifier_workers`: deliveries in flight at once (default 10).
     pub max_notifier_workers: usize,
+    /// `max_notifier_workers_per_project` (ours): deliveries of one project
+    /// in flight at once, so that a tenant whose subscribers hang cannot
+    /// hold every worker (default: half of `max_notifier_workers`, rounded
+    /// up; at most `max_notifier_workers`).
+    pub max_notifier_workers_per_project: usize,
     /// `require_confirmation`: only confirmed subscriptions are notified,
     /// and new ones are sent a confirmation request.
     pub require_confirmation: bool,
@@ -210,6 +215,7 @@ impl Default for NotificationConfig {
             smtp_cafile: None,
             smtp_command: split_command(DEFAULT_SMTP_COMMAND),
             max_notifier_workers: 10,
+            max_notifier_workers_per_project: 5,
             require_confirmation: false,
             external_confirmation_url: None,
             subscription_confirmation_email_template: EmailTemplate {
@@ -824,6 +830,19 @@ fn read_notification(r: &mut Reader) -> Result<NotificationConfig, ConfigError> 
         ));
     }
     let max_notifier_workers = r.int(s, "max_notifier_workers", 10, 1)?;
+    let max_notifier_workers_per_project = r.int(
+        s,
+        "max_notifier_workers_per_project",
+        (max_notifier_workers + 1) / 2,
+        1,
+    )?;
+    if max_notifier_workers_per_project > max_notifier_workers {
+        return Err(invalid(
+            s,
+            "max_notifier_workers_per_project",
+            format!("{max_notifier_workers_per_project} is more than max_notifier_workers ({max_notifier_workers})"),
+        ));
+    }
     let webhook_timeout = r.int(s, "webhook_timeout", d.webhook_timeout_secs as i64, 1)?;
     let mut allowed_subscriber_networks = Vec::new();
     for net in r.list(s, "allowed_subscriber_networks", &[]) {
@@ -867,6 +886,7 @@ fn read_notification(r: &mut Reader) -> Result<NotificationConfig, ConfigError> 
         smtp_cafile: optional(r, "smtp_cafile"),
         smtp_command,
         max_notifier_workers: max_notifier_workers as usize,
+        max_notifier_workers_per_project: max_notifier_workers_per_project as usize,
         require_confirmation: r.boolean(s, "require_confirmation", false)?,
         external_confirmation_url: optional(r, "external_confirmation_url"),
         subscription_confirmation_email_template,
@@ -973,6 +993,7 @@ mod tests {
     fn notification_and_signed_url_sections() {
         let c = Config::parse("").unwrap();
         assert_eq!(c.notification.max_notifier_workers, 10);
+        assert_eq!(c.notification.max_notifier_workers_per_project, 5);
         assert_eq!(
             c.notification.smtp_command,
             vec!["/usr/sbin/sendmail", "-t", "-oi"]
@@ -990,6 +1011,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.notification.max_notifier_workers, 3);
+        assert_eq!(c.notification.max_notifier_workers_per_project, 2);
         assert!(c.notification.require_confirmation);
         assert_eq!(c.notification.allowed_subscriber_networks.len(), 2);
         assert_eq!(c.notification.smtp_command, vec!["/bin/cat", "-u"]);
@@ -1020,6 +1042,14 @@ mod tests {
             (
                 "[notification]\nsmtp_mode = self_local\n",
                 "[notification] smtp_host:",
+            ),
+            (
+                "[notification]\nmax_notifier_workers = 4\nmax_notifier_workers_per_project = 5\n",
+                "[notification] max_notifier_workers_per_project:",
+            ),
+            (
+                "[notification]\nmax_notifier_workers_per_project = 0\n",
+                "[notification] max_notifier_workers_per_project:",
             ),
             (
                 "[notification]\nwebhook_proxy = socks5://p:1080\n",

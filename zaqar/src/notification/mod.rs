@@ -12,7 +12,9 @@
 //!    workers. The post never waits for a delivery. (The reference notifies *before* storing and from an
 //!    in-memory thread pool, so a restart loses what was pending.)
 //! 2. [`Notifier`] leases due rows and delivers each on its channel, at
-//!    most `[notification] max_notifier_workers` at a time. A row is deleted
+//!    most `[notification] max_notifier_workers` at a time, and at most
+//!    `max_notifier_workers_per_project` of one project, the projects
+//!    taking turns (see [`Notifier::run`]). A row is deleted
 //!    only when delivered or given up, so each delivery happens at least
 //!    once, across restarts too.
 //!
@@ -43,7 +45,8 @@ pub mod ssrf;
 pub mod trust;
 pub mod webhook;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -52,7 +55,7 @@ use tokio::sync::{Notify, Semaphore};
 
 use crate::config::Config;
 use crate::storage::clock::SharedClock;
-use crate::storage::outbox::{Delivery, NewDelivery, Outbox};
+use crate::storage::outbox::{Delivery, FairShare, NewDelivery, Outbox};
 use crate::storage::pipeline::StageContext;
 use crate::storage::{
     MessageStore, NewMessage, Posted, QueueStore, Scope, StorageResult, Subscription,
@@ -66,6 +69,9 @@ pub const NOTIFIER_STAGE: &str = "zaqar.notification.notifier";
 const FANOUT_PAGE: usize = 100;
 /// Longest sleep of the dispatcher between two looks at the outbox.
 const MAX_IDLE: Duration = Duration::from_secs(2);
+/// Sleep of the dispatcher while due deliveries wait for their project's
+/// cap (a finished delivery wakes it sooner).
+const CAPPED_IDLE: Duration = Duration::from_millis(250);
 /// Extra lease time beyond the per-request timeout.
 const LEASE_MARGIN_MS: i64 = 30_000;
 
@@ -293,6 +299,51 @@ pub fn webhook_client(
         .map_err(|e| format!("cannot build the webhook HTTP client: {e}"))
 }
 
+/// The deliveries of each project in flight on this server, for fair
+/// leases, and a signal whenever one ends.
+#[derive(Clone, Default)]
+struct InFlight {
+    counts: Arc<Mutex<HashMap<String, usize>>>,
+    freed: Arc<Notify>,
+}
+
+impl InFlight {
+    fn snapshot(&self) -> HashMap<String, usize> {
+        self.counts.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// Counts a delivery of `project` until the returned guard is dropped.
+    fn start(&self, project: &str) -> InFlightGuard {
+        if let Ok(mut c) = self.counts.lock() {
+            *c.entry(project.to_owned()).or_default() += 1;
+        }
+        InFlightGuard {
+            owner: self.clone(),
+            project: project.to_owned(),
+        }
+    }
+}
+
+/// One delivery in flight (see [`InFlight::start`]).
+struct InFlightGuard {
+    owner: InFlight,
+    project: String,
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        if let Ok(mut c) = self.owner.counts.lock() {
+            if let Some(n) = c.get_mut(&self.project) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    c.remove(&self.project);
+                }
+            }
+        }
+        self.owner.freed.notify_one();
+    }
+}
+
 /// The delivery workers: lease due outbox rows and deliver them.
 #[derive(Clone)]
 pub struct Notifier {
@@ -336,28 +387,45 @@ impl Notifier {
     /// Runs the dispatcher until `shutdown` completes. Deliveries in flight
     /// at shutdown are abandoned; their rows come back when the lease runs
     /// out.
+    ///
+    /// Workers are shared out fairly ([`crate::storage::outbox::FairShare`]):
+    /// one project has at most `max_notifier_workers_per_project`
+    /// deliveries in flight, and the projects with due deliveries take
+    /// turns, so a tenant whose subscribers hang until the webhook timeout
+    /// delays nobody else.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send) {
         tokio::pin!(shutdown);
-        let workers = self.config.notification.max_notifier_workers.max(1);
+        let n = &self.config.notification;
+        let workers = n.max_notifier_workers.max(1);
+        let per_project = n.max_notifier_workers_per_project.clamp(1, workers);
         let slots = Arc::new(Semaphore::new(workers));
-        let lease_ms =
-            (self.config.notification.webhook_timeout_secs as i64) * 1000 + LEASE_MARGIN_MS;
-        tracing::info!(workers, "notification delivery started");
+        let in_flight = InFlight::default();
+        let lease_ms = i64::try_from(n.webhook_timeout_secs)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1000)
+            .saturating_add(LEASE_MARGIN_MS);
+        tracing::info!(workers, per_project, "notification delivery started");
         loop {
             let free = slots.available_permits();
             let mut leased = 0;
             if free > 0 {
-                match self.outbox.lease_due(free, lease_ms).await {
+                let share = FairShare {
+                    per_project,
+                    in_flight: in_flight.snapshot(),
+                };
+                match self.outbox.lease_fair(free, lease_ms, &share).await {
                     Ok(batch) => {
                         leased = batch.len();
                         for d in batch {
                             let Ok(permit) = slots.clone().acquire_owned().await else {
                                 return;
                             };
+                            let busy = in_flight.start(&d.delivery.project);
                             let me = self.clone();
                             tokio::spawn(async move {
                                 me.deliver(d).await;
                                 drop(permit);
+                                drop(busy);
                             });
                         }
                     }
@@ -372,15 +440,20 @@ impl Notifier {
                 }
                 continue;
             }
+            let now = self.clock.now_ms();
             let idle = match self.outbox.next_due_ms().await {
-                Ok(Some(due)) => Duration::from_millis(
-                    (due - self.clock.now_ms()).clamp(20, MAX_IDLE.as_millis() as i64) as u64,
-                ),
+                // Due but not leased: its project is at its cap, and a
+                // finishing delivery wakes us (or the lease failed).
+                Ok(Some(due)) if due <= now => CAPPED_IDLE,
+                Ok(Some(due)) => {
+                    Duration::from_millis((due - now).clamp(20, MAX_IDLE.as_millis() as i64) as u64)
+                }
                 _ => MAX_IDLE,
             };
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = self.wake.notified() => {}
+                _ = in_flight.freed.notified() => {}
                 _ = tokio::time::sleep(idle) => {}
             }
         }
