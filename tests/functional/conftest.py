@@ -61,13 +61,14 @@ def server(tmp_path_factory):
 @pytest.fixture
 def server_factory(tmp_path, request):
     """``server_factory(options)`` starts a server; options like
-    ``{"transport": {"client_id_uuid_safe": "off"}, "DEFAULT": {"enable_checksum": True}}``.
+    ``{"transport": {"client_id_uuid_safe": "off"}, "DEFAULT": {"enable_checksum": True}}``;
+    ``env`` adds environment variables for the server process only.
     """
     servers = []
     counter = itertools.count()
 
-    def factory(options=None, start=True):
-        srv = ZaqarServer(tmp_path / f"srv{next(counter)}", options)
+    def factory(options=None, start=True, env=None):
+        srv = ZaqarServer(tmp_path / f"srv{next(counter)}", options, env)
         servers.append(srv)
         return srv.start() if start else srv
 

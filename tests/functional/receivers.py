@@ -3,8 +3,10 @@
 ``Receiver`` is a small HTTP server on loopback (its own thread) that records
 every request it gets (method, path, headers, body) and answers with a status
 taken from a script: ``Receiver(statuses=[503, 503])`` answers 503 twice, then
-200.  ``mail_recorder(tmp_path)`` writes an executable ``smtp_command`` that
-appends each message it reads on stdin to a file.
+200.  ``BlackHole`` accepts connections and never answers (a subscriber
+that hangs until the webhook timeout).  ``mail_recorder(tmp_path)`` writes an
+executable ``smtp_command`` that appends each message it reads on stdin to a
+file.
 """
 
 import http.server
@@ -71,6 +73,70 @@ class Receiver:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+class BlackHole:
+    """A subscriber that hangs: accepts TCP connections, reads the request,
+    never answers.  Counts the connections it accepted and those the client
+    gave up on (closed), so a test can tell requests are still hanging."""
+
+    def __init__(self):
+        self.accepted = 0
+        self.closed = 0
+        self._lock = threading.Lock()
+        self._conns = []
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(128)
+        self.port = self._sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            with self._lock:
+                self.accepted += 1
+                self._conns.append(conn)
+            threading.Thread(target=self._drain, args=(conn,), daemon=True).start()
+
+    def _drain(self, conn):
+        try:
+            while conn.recv(65536):
+                pass
+        except OSError:
+            pass
+        with self._lock:
+            self.closed += 1
+
+    def hanging(self):
+        with self._lock:
+            return self.accepted - self.closed
+
+    def wait_for_hanging(self, count, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.hanging() >= count:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"expected {count} hanging requests within {timeout}s, got {self.hanging()}")
+
+    def close(self):
+        self._sock.close()
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            conn.close()
 
 
 def reserve_port():

@@ -197,6 +197,25 @@ CASES = [
     Case("reserved-encrypt-string", "PUT", "/v2/queues/{q}",
          {"json": {"_enable_encrypt_messages": "yes"}}, 400, BAD_API,
          "_enable_encrypt_messages must be boolean."),
+    # Ours: every _retry_policy field is bounded (the reference accepts any
+    # integer; a maximum_delay near 2**63 then exhausted the notifier's memory).
+    Case("retry-policy-huge-maximum-delay", "PUT", "/v2/queues/{q}",
+         {"json": {"_retry_policy": {"maximum_delay": 9 * 10 ** 18}}}, 400, BAD_API,
+         "Retry policy: maximum_delay can not exceed 86400 seconds, and must be at least 0 "
+         "seconds long."),
+    Case("retry-policy-negative-minimum-delay", "PUT", "/v2/queues/{q}",
+         {"json": {"_retry_policy": {"minimum_delay": -30}}}, 400, BAD_API,
+         "Retry policy: minimum_delay can not exceed 86400 seconds, and must be at least 0 "
+         "seconds long."),
+    Case("retry-policy-huge-retries", "PUT", "/v2/queues/{q}",
+         {"json": {"_retry_policy": {"retries_with_no_delay": 9 * 10 ** 18}}}, 400, BAD_API,
+         "Retry policy: retries_with_no_delay can not exceed 1000, and must be at least 0."),
+    Case("retry-policy-float-retries", "PUT", "/v2/queues/{q}",
+         {"json": {"_retry_policy": {"minimum_delay_retries": 1.5}}}, 400, BAD_API,
+         "Retry policy: minimum_delay_retries must be a integer."),
+    Case("retry-policy-empty-string-retries", "PUT", "/v2/queues/{q}",
+         {"json": {"_retry_policy": {"maximum_delay_retries": ""}}}, 400, BAD_API,
+         "Retry policy: maximum_delay_retries must be a integer."),
     # ERRATA: "", [] and {} for a reserved integer key are 500s in the reference
     Case("reserved-ttl-empty-string", "PUT", "/v2/queues/{q}",
          {"json": {"_default_message_ttl": ""}}, 400, BAD_API, re.compile(r"_default_message_ttl .*")),
@@ -522,6 +541,9 @@ PATCH_CASES = [
     ("reserved-invalid", [{"op": "add", "path": "/metadata/_default_message_ttl", "value": 10}],
      False, "_default_message_ttl can not exceed 1209600 seconds, and must be at least "
      "60 seconds long."),
+    ("reserved-retry-policy-unbounded",
+     [{"op": "add", "path": "/metadata/_retry_policy", "value": {"maximum_delay_retries": 10 ** 18}}],
+     False, "Retry policy: maximum_delay_retries can not exceed 1000, and must be at least 0."),
     # ERRATA: object body and non-string path are 500/503 in the reference
     ("object-body", {"op": "add", "path": "/metadata/a", "value": 1}, False,
      re.compile(r"Document type not supported\.|Request body must be a JSON array of "

@@ -13,7 +13,7 @@ import time
 import pytest
 import requests
 
-from receivers import Receiver, mail_recorder, read_mails, reserve_port
+from receivers import BlackHole, Receiver, mail_recorder, read_mails, reserve_port
 from zaqar_testlib import Api, assert_error
 
 ALLOW_LOOPBACK = {"notification": {"allowed_subscriber_networks": "127.0.0.0/8"}}
@@ -209,3 +209,112 @@ def test_notifier_named_in_the_pipeline_is_accepted(server_factory, receiver, pr
     receiver.wait_for(1)
     time.sleep(0.5)
     assert len(receiver.requests) == 1, "named and default notifier must not both run"
+
+
+PROXY_VARIABLES = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+
+
+def wait_for_log(srv, *needles, timeout=30):
+    """Waits until one line of the server's log holds every needle."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in srv.log_text(tail=100000).splitlines():
+            if all(n in line for n in needles):
+                return line
+        time.sleep(0.05)
+    raise AssertionError(f"no log line with {needles} within {timeout}s:\n{srv.log_text()}")
+
+
+def test_webhooks_ignore_proxy_variables(server_factory, receiver, project, qname):
+    # Defect: the delivery client honoured HTTP_PROXY & co., so the proxy
+    # resolved subscriber names and the address guard never saw where they
+    # led. The "proxy" is a real HTTP server that records what it is sent.
+    proxy = Receiver()
+    try:
+        env = {v: proxy.url for v in PROXY_VARIABLES}
+        env.update(NO_PROXY="", no_proxy="")
+        srv = server_factory(ALLOW_LOOPBACK, env=env)
+        api = Api(srv.url, project)
+        # .invalid never resolves (RFC 6761): accepted at subscription time,
+        # then refused by the guard at each delivery. A proxy would have
+        # been handed the name to resolve itself.
+        hidden = subscribe(api, qname, "http://subscriber.invalid/hook")
+        subscribe(api, qname, receiver.url + "/direct")
+        api.post_messages(qname, [{"body": "direct", "ttl": 300}])
+        [req] = receiver.wait_for(1)
+        assert req["path"] == "/direct"
+        assert json.loads(req["body"])["body"] == "direct"
+        line = wait_for_log(srv, f"subscription={hidden}", "notification will be retried")
+        assert "subscriber.invalid" in line, line
+        assert proxy.requests == []
+    finally:
+        proxy.close()
+
+
+def test_webhook_proxy_option(server_factory, project, qname):
+    # With [notification] webhook_proxy, deliveries go through that proxy
+    # (which is then the guard): the subscriber's name reaches it unresolved.
+    proxy = Receiver()
+    try:
+        srv = server_factory({"notification": {"webhook_proxy": proxy.url}})
+        api = Api(srv.url, project)
+        subscribe(api, qname, "http://subscriber.invalid:8080/hook?x=1")
+        api.post_messages(qname, [{"body": "proxied", "ttl": 300}])
+        [req] = proxy.wait_for(1)
+        assert req["path"] == "http://subscriber.invalid:8080/hook?x=1"
+        assert req["headers"]["host"] == "subscriber.invalid:8080"
+        assert json.loads(req["body"])["body"] == "proxied"
+    finally:
+        proxy.close()
+
+
+def test_subscriber_secrets_stay_out_of_the_log(server_factory, project, qname):
+    # Defect: subscriber URLs (credentials, tokens in the query) were logged
+    # whole at WARN. Both the "dropped" line (a 4xx) and the "retried" line
+    # (a connection error, whose text used to embed the URL) are checked.
+    receiver = Receiver(statuses=[404])
+    try:
+        srv = server_factory(ALLOW_LOOPBACK)
+        api = Api(srv.url, project)
+        host = receiver.url.removeprefix("http://")
+        dropped = subscribe(api, qname, f"http://alice:pa55word@{host}/hook?token=t0ps3cret#frag")
+        refused = subscribe(api, qname, f"http://bob:hunter2@127.0.0.1:{reserve_port()}/x?sig=s1gnature")
+        api.post_messages(qname, [{"body": 1, "ttl": 300}])
+        line = wait_for_log(srv, f"subscription={dropped}", "notification dropped")
+        assert f"http://***@{host}/hook?***#***" in line, line
+        line = wait_for_log(srv, f"subscription={refused}", "notification will be retried")
+        assert "http://***@127.0.0.1:" in line and "/x?***" in line, line
+        log = srv.log_text(tail=100000)
+        for secret in ("alice", "pa55word", "t0ps3cret", "frag", "bob", "hunter2", "s1gnature"):
+            assert secret not in log
+    finally:
+        receiver.close()
+
+
+def test_one_projects_hanging_subscribers_delay_no_other(server_factory, project, qname):
+    # Defect: 30 subscriptions of one project to an endpoint that accepts and
+    # never answers held every delivery worker until the webhook timeout, so
+    # another project's notification waited 30 s. Now a project has at most
+    # max_notifier_workers_per_project deliveries in flight and the projects
+    # take turns. Asserted by order: Y's notification arrives while every
+    # request to X's subscribers still hangs (none has timed out).
+    hole = BlackHole()
+    receiver = Receiver()
+    try:
+        srv = server_factory(merged(ALLOW_LOOPBACK, {"notification": {
+            "max_notifier_workers": 4, "max_notifier_workers_per_project": 2, "webhook_timeout": 30}}))
+        x = Api(srv.url, project + "-x")
+        y = Api(srv.url, project + "-y")
+        for i in range(10):
+            subscribe(x, qname, f"{hole.url}/x{i}")
+        x.post_messages(qname, [{"body": "x", "ttl": 300}])
+        hole.wait_for_hanging(2)
+        subscribe(y, qname, receiver.url + "/y")
+        y.post_messages(qname, [{"body": "y", "ttl": 300}])
+        [req] = receiver.wait_for(1, timeout=150)
+        assert json.loads(req["body"])["body"] == "y"
+        assert hole.closed == 0, "Y's notification waited for X's requests to time out"
+        assert hole.accepted == 2, "X had more than its share of the workers"
+    finally:
+        hole.close()
+        receiver.close()

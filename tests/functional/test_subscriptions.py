@@ -1,10 +1,12 @@
 """Subscriptions API (behaviour notes §1.8, §2) against the real binary.
 
 Subscribers here are IP literals in a documentation range (203.0.113.0/24):
-public as far as the SSRF guard is concerned, never resolved, never reached.
+never resolved, never reached. The SSRF guard refuses documentation ranges
+(they are not globally reachable), so this module's server allows that one
+block explicitly (``allowed_subscriber_networks``) and nothing else.
 Where we deliberately differ from the reference (400 instead of its 503 for
-non-object bodies and non-string subscribers; private-range subscribers
-refused), the test says so.
+non-object bodies and non-string subscribers; subscribers that are not
+globally reachable refused), the test says so.
 """
 
 import uuid
@@ -12,7 +14,24 @@ import uuid
 import pytest
 from zaqarclient.queues.v2 import client as zclient
 
-from zaqar_testlib import assert_error
+from zaqar_testlib import Api, ZaqarServer, assert_error
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """This module's server: the shared one's options, plus 203.0.113.0/24."""
+    srv = ZaqarServer(tmp_path_factory.mktemp("zaqar-subscriptions"),
+                      {"notification": {"allowed_subscriber_networks": "203.0.113.0/24"}}).start()
+    yield srv
+    if srv.running():
+        srv.stop()
+    if srv.panicked():
+        pytest.fail(f"zaqar-server panicked:\n{srv.log_text()}")
+
+
+@pytest.fixture
+def api(server, project):
+    return Api(server.url, project)
 
 SUB = "http://203.0.113.5:8080/hook"
 TYPES = "['http', 'https', 'mailto', 'trust+http', 'trust+https']"
@@ -63,6 +82,13 @@ def test_default_ttl(api, qname):
     ({"subscriber": SUB, "options": {"_retry_policy": "x"}}, "retry_policy must be a dict."),
     ({"subscriber": SUB, "options": {"_retry_policy": {"minimum_delay": 20, "maximum_delay": 10}}},
      "minimum_delay must less than maximum_delay."),
+    # Ours: every retry policy field is bounded (the reference accepts any integer).
+    ({"subscriber": SUB, "options": {"_retry_policy": {"maximum_delay": 9 * 10 ** 18}}},
+     "Retry policy: maximum_delay can not exceed 86400 seconds, and must be at least 0 seconds long."),
+    ({"subscriber": SUB, "options": {"_retry_policy": {"minimum_delay_retries": -1}}},
+     "Retry policy: minimum_delay_retries can not exceed 1000, and must be at least 0."),
+    ({"subscriber": SUB, "options": {"_retry_policy": {"retries_with_no_delay": 0.5}}},
+     "Retry policy: retries_with_no_delay must be a integer."),
     # Ours (the reference answers 503 for these): 400 with its own texts.
     ({"subscriber": 42}, f"The subscriber type of subscription must be supported in the list {TYPES}."),
     ([{"subscriber": SUB}], "Missing parameter subscriber in body."),
@@ -134,6 +160,10 @@ def test_update(api, qname):
                  "The TTL for a subscription must be at least 60 seconds long.")
     assert_error(api.patch(f"{subs(qname)}/{sid}", json={"nothing": 1}), 400, "Unable to update subscription",
                  f"Subscription {sid} could not be updated.")
+    huge = {"options": {"_retry_policy": {"maximum_delay": 9 * 10 ** 18}}}
+    assert_error(api.patch(f"{subs(qname)}/{sid}", json=huge), 400, "Invalid API request",
+                 "Retry policy: maximum_delay can not exceed 86400 seconds, and must be at least 0 seconds long.")
+    assert api.get(f"{subs(qname)}/{sid}").json()["options"] == {"post_headers": {"X-A": "1"}}
     assert other
 
 
@@ -182,6 +212,9 @@ def test_purge_subscriptions(api, qname):
     "http://127.0.0.1:9/hook", "http://10.1.2.3/", "https://192.168.0.1/", "http://172.16.5.4/",
     "http://169.254.169.254/latest/meta-data/", "http://[::1]:8080/", "http://[fd00::1]/", "http://localhost/",
     "trust+http://127.0.0.1/",
+    # Every special-purpose block that is not globally reachable (IANA), e.g.:
+    "http://198.18.0.1/", "http://198.51.100.7/", "http://[fec0::1]/", "http://[2002:a00:1::1]/",
+    "http://[64:ff9b::a9fe:a9fe]/", "http://[2001:db8::1]/", "http://192.0.0.8/",
 ])
 def test_internal_subscribers_refused_by_default(api, qname, subscriber):
     resp = api.post(subs(qname), json={"subscriber": subscriber, "options": {"trust_id": "t"}})

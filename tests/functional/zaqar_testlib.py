@@ -66,8 +66,9 @@ class ZaqarServer:
 
     _serial = itertools.count(1)
 
-    def __init__(self, workdir, options=None):
+    def __init__(self, workdir, options=None, env=None):
         self.workdir = pathlib.Path(workdir)
+        self.extra_env = dict(env or {})  # on top of this process' environment
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.db_path = self.workdir / "zaqar.db"
         self.config_path = self.workdir / "zaqar.conf"
@@ -143,6 +144,7 @@ class ZaqarServer:
         env = dict(os.environ)
         env.setdefault("RUST_LOG", "info")
         env.setdefault("RUST_BACKTRACE", "1")
+        env.update(self.extra_env)
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 [str(binary), "--config-file", str(self.config_path)],

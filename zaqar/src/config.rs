@@ -173,6 +173,11 @@ pub struct NotificationConfig {
     pub smtp_command: Vec<String>,
     /// `max_notifier_workers`: deliveries in flight at once (default 10).
     pub max_notifier_workers: usize,
+    /// `max_notifier_workers_per_project` (ours): deliveries of one project
+    /// in flight at once, so that a tenant whose subscribers hang cannot
+    /// hold every worker (default: half of `max_notifier_workers`, rounded
+    /// up; at most `max_notifier_workers`).
+    pub max_notifier_workers_per_project: usize,
     /// `require_confirmation`: only confirmed subscriptions are notified,
     /// and new ones are sent a confirmation request.
     pub require_confirmation: bool,
@@ -190,6 +195,13 @@ pub struct NotificationConfig {
     /// link-local, unique-local or metadata addresses (empty by default:
     /// such subscribers are refused).
     pub allowed_subscriber_networks: Vec<ipnet::IpNet>,
+    /// `webhook_proxy` (ours): an `http://` or `https://` proxy that every
+    /// webhook and `trust+` delivery goes through. Unset (the default),
+    /// deliveries use no proxy at all, whatever `HTTP_PROXY` and the like
+    /// say: a proxy resolves the subscriber's name itself, out of reach of
+    /// the address guard ([`crate::notification::ssrf`]). When set, that
+    /// proxy is the guard.
+    pub webhook_proxy: Option<reqwest::Url>,
 }
 
 impl Default for NotificationConfig {
@@ -203,6 +215,7 @@ impl Default for NotificationConfig {
             smtp_cafile: None,
             smtp_command: split_command(DEFAULT_SMTP_COMMAND),
             max_notifier_workers: 10,
+            max_notifier_workers_per_project: 5,
             require_confirmation: false,
             external_confirmation_url: None,
             subscription_confirmation_email_template: EmailTemplate {
@@ -221,6 +234,7 @@ impl Default for NotificationConfig {
             },
             webhook_timeout_secs: 10,
             allowed_subscriber_networks: Vec::new(),
+            webhook_proxy: None,
         }
     }
 }
@@ -860,6 +874,19 @@ fn read_notification(r: &mut Reader) -> Result<NotificationConfig, ConfigError> 
         ));
     }
     let max_notifier_workers = r.int(s, "max_notifier_workers", 10, 1)?;
+    let max_notifier_workers_per_project = r.int(
+        s,
+        "max_notifier_workers_per_project",
+        (max_notifier_workers + 1) / 2,
+        1,
+    )?;
+    if max_notifier_workers_per_project > max_notifier_workers {
+        return Err(invalid(
+            s,
+            "max_notifier_workers_per_project",
+            format!("{max_notifier_workers_per_project} is more than max_notifier_workers ({max_notifier_workers})"),
+        ));
+    }
     let webhook_timeout = r.int(s, "webhook_timeout", d.webhook_timeout_secs as i64, 1)?;
     let mut allowed_subscriber_networks = Vec::new();
     for net in r.list(s, "allowed_subscriber_networks", &[]) {
@@ -869,6 +896,21 @@ fn read_notification(r: &mut Reader) -> Result<NotificationConfig, ConfigError> 
             .map_err(|e| invalid(s, "allowed_subscriber_networks", format!("{net:?}: {e}")))?;
         allowed_subscriber_networks.push(parsed);
     }
+    let webhook_proxy = match optional(r, "webhook_proxy") {
+        None => None,
+        Some(raw) => {
+            let url = reqwest::Url::parse(raw.trim())
+                .map_err(|e| invalid(s, "webhook_proxy", format!("{raw:?}: {e}")))?;
+            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                return Err(invalid(
+                    s,
+                    "webhook_proxy",
+                    format!("{raw:?} is not an http:// or https:// URL with a host"),
+                ));
+            }
+            Some(url)
+        }
+    };
     let subscription_confirmation_email_template = email_template(
         r,
         "subscription_confirmation_email_template",
@@ -888,12 +930,14 @@ fn read_notification(r: &mut Reader) -> Result<NotificationConfig, ConfigError> 
         smtp_cafile: optional(r, "smtp_cafile"),
         smtp_command,
         max_notifier_workers: max_notifier_workers as usize,
+        max_notifier_workers_per_project: max_notifier_workers_per_project as usize,
         require_confirmation: r.boolean(s, "require_confirmation", false)?,
         external_confirmation_url: optional(r, "external_confirmation_url"),
         subscription_confirmation_email_template,
         unsubscribe_confirmation_email_template,
         webhook_timeout_secs: webhook_timeout as u64,
         allowed_subscriber_networks,
+        webhook_proxy,
     })
 }
 
@@ -993,24 +1037,32 @@ mod tests {
     fn notification_and_signed_url_sections() {
         let c = Config::parse("").unwrap();
         assert_eq!(c.notification.max_notifier_workers, 10);
+        assert_eq!(c.notification.max_notifier_workers_per_project, 5);
         assert_eq!(
             c.notification.smtp_command,
             vec!["/usr/sbin/sendmail", "-t", "-oi"]
         );
         assert!(c.notification.allowed_subscriber_networks.is_empty());
+        assert!(c.notification.webhook_proxy.is_none());
         assert!(c.signed_url.secret_key.is_none());
         let c = Config::parse(
             "[notification]\nmax_notifier_workers = 3\nrequire_confirmation = true\n\
              allowed_subscriber_networks = 127.0.0.0/8, ::1\nsmtp_command = /bin/cat -u\n\
              subscription_confirmation_email_template = topic:Hi, there,body:Go {2}, now,sender:me@x\n\
+             webhook_proxy = http://proxy.example:3128\n\
              [signed_url]\nsecret_key = s3cret\n\
              [storage]\nsubscription_pipeline = x\n",
         )
         .unwrap();
         assert_eq!(c.notification.max_notifier_workers, 3);
+        assert_eq!(c.notification.max_notifier_workers_per_project, 2);
         assert!(c.notification.require_confirmation);
         assert_eq!(c.notification.allowed_subscriber_networks.len(), 2);
         assert_eq!(c.notification.smtp_command, vec!["/bin/cat", "-u"]);
+        assert_eq!(
+            c.notification.webhook_proxy.as_ref().map(|u| u.as_str()),
+            Some("http://proxy.example:3128/")
+        );
         let t = &c.notification.subscription_confirmation_email_template;
         assert_eq!(
             (t.topic.as_str(), t.body.as_str(), t.sender.as_str()),
@@ -1034,6 +1086,22 @@ mod tests {
             (
                 "[notification]\nsmtp_mode = self_local\n",
                 "[notification] smtp_host:",
+            ),
+            (
+                "[notification]\nmax_notifier_workers = 4\nmax_notifier_workers_per_project = 5\n",
+                "[notification] max_notifier_workers_per_project:",
+            ),
+            (
+                "[notification]\nmax_notifier_workers_per_project = 0\n",
+                "[notification] max_notifier_workers_per_project:",
+            ),
+            (
+                "[notification]\nwebhook_proxy = socks5://p:1080\n",
+                "[notification] webhook_proxy:",
+            ),
+            (
+                "[notification]\nwebhook_proxy = not a url\n",
+                "[notification] webhook_proxy:",
             ),
         ] {
             let e = Config::parse(text).unwrap_err();

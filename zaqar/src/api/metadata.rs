@@ -187,8 +187,33 @@ pub const MINIMUM_DELAY: i64 = 5;
 pub const MAXIMUM_DELAY: i64 = 30;
 /// Step of the linear backoff (seconds).
 pub const LINEAR_INTERVAL: i64 = 5;
+/// Largest `minimum_delay` and `maximum_delay` of a retry policy (seconds):
+/// one day. Ours; the reference sets no bound (and a huge one exhausted
+/// memory, see [`crate::notification::retry`]).
+pub const MAX_RETRY_DELAY: i64 = 86_400;
+/// Largest `retries_with_no_delay`, `minimum_delay_retries` and
+/// `maximum_delay_retries` of a retry policy. Ours; a delivery is retried at
+/// most [`crate::notification::retry::MAX_RETRIES`] times in all anyway.
+pub const MAX_RETRY_COUNT: i64 = 1_000;
+
+/// The integer fields of a retry policy, in the reference's order, each
+/// with its upper bound and unit.
+const RETRY_POLICY_INTEGERS: [(&str, i64, &str); 5] = [
+    ("retries_with_no_delay", MAX_RETRY_COUNT, ""),
+    ("minimum_delay_retries", MAX_RETRY_COUNT, ""),
+    ("minimum_delay", MAX_RETRY_DELAY, " seconds"),
+    ("maximum_delay", MAX_RETRY_DELAY, " seconds"),
+    ("maximum_delay_retries", MAX_RETRY_COUNT, ""),
+];
 
 /// Validates a `_retry_policy` (queue metadata or subscription options).
+///
+/// The reference's checks and texts, plus bounds of ours on every integer
+/// field (`0..=`[`MAX_RETRY_COUNT`] retries, `0..=`[`MAX_RETRY_DELAY`]
+/// seconds): the reference accepts any integer, negative or near 2^63, and
+/// fails only when it delivers. Likewise an integer field must be an
+/// integer (or `null`, meaning the default) even when falsy: the reference
+/// lets `""`, `[]` or `0.0` through and then fails at delivery.
 pub fn validate_retry_policy(policy: Option<&Value>) -> ApiResult<()> {
     let Some(policy) = policy.filter(|p| truthy(p)) else {
         return Ok(());
@@ -196,55 +221,40 @@ pub fn validate_retry_policy(policy: Option<&Value>) -> ApiResult<()> {
     let Value::Object(p) = policy else {
         return Err(ApiError::invalid("retry_policy must be a dict."));
     };
-    for key in [
-        "retries_with_no_delay",
-        "minimum_delay_retries",
-        "minimum_delay",
-        "maximum_delay",
-        "maximum_delay_retries",
-        "retry_backoff_function",
-        "ignore_subscription_override",
-    ] {
-        let Some(v) = p.get(key).filter(|v| truthy(v)) else {
+    for (key, hi, unit) in RETRY_POLICY_INTEGERS {
+        let Some(v) = p.get(key).filter(|v| !v.is_null()) else {
             continue;
         };
-        match key {
-            "retry_backoff_function" => match v {
-                Value::String(s) if RETRY_BACKOFF_FUNCTIONS.contains(&s.as_str()) => {}
-                Value::String(_) => {
-                    return Err(ApiError::invalid("invalid retry_backoff_function."))
-                }
-                _ => {
-                    return Err(ApiError::invalid(
-                        "retry_backoff_function must be a string.",
-                    ))
-                }
-            },
-            "ignore_subscription_override" => {
-                if !v.is_boolean() {
-                    return Err(ApiError::invalid(
-                        "ignore_subscription_override must be a boolean.",
-                    ));
-                }
-            }
+        let n = as_int(v)
+            .ok_or_else(|| ApiError::invalid(format!("Retry policy: {key} must be a integer.")))?;
+        if !(0..=hi).contains(&n) {
+            let long = if unit.is_empty() { "" } else { " long" };
+            return Err(ApiError::invalid(format!(
+                "Retry policy: {key} can not exceed {hi}{unit}, and must be at least 0{unit}{long}."
+            )));
+        }
+    }
+    if let Some(v) = p.get("retry_backoff_function").filter(|v| truthy(v)) {
+        match v {
+            Value::String(s) if RETRY_BACKOFF_FUNCTIONS.contains(&s.as_str()) => {}
+            Value::String(_) => return Err(ApiError::invalid("invalid retry_backoff_function.")),
             _ => {
-                if as_int(v).is_none() {
-                    return Err(ApiError::invalid(format!(
-                        "Retry policy: {key} must be a integer."
-                    )));
-                }
+                return Err(ApiError::invalid(
+                    "retry_backoff_function must be a string.",
+                ))
             }
         }
     }
-    let delay = |k: &str, d: i64| -> ApiResult<i64> {
-        match p.get(k) {
-            None => Ok(d),
-            Some(v) => as_int(v)
-                .ok_or_else(|| ApiError::invalid(format!("Retry policy: {k} must be a integer."))),
+    if let Some(v) = p.get("ignore_subscription_override").filter(|v| truthy(v)) {
+        if !v.is_boolean() {
+            return Err(ApiError::invalid(
+                "ignore_subscription_override must be a boolean.",
+            ));
         }
-    };
-    let min = delay("minimum_delay", MINIMUM_DELAY)?;
-    let max = delay("maximum_delay", MAXIMUM_DELAY)?;
+    }
+    let delay = |k: &str, default: i64| p.get(k).and_then(as_int).unwrap_or(default);
+    let min = delay("minimum_delay", MINIMUM_DELAY);
+    let max = delay("maximum_delay", MAXIMUM_DELAY);
     if max < min {
         return Err(ApiError::invalid(
             "minimum_delay must less than maximum_delay.",
@@ -452,6 +462,97 @@ mod tests {
             &l
         )
         .is_err());
+    }
+
+    /// Defect: `_retry_policy` fields were unbounded, and a `maximum_delay`
+    /// near 2^63 crashed the delivery worker. Every integer field is
+    /// bounded; what the reference accepts within the bounds still passes.
+    #[test]
+    fn retry_policy_fields_are_bounded() {
+        let l = TransportConfig::default();
+        let check = |policy: Value| validate(&meta(json!({ "_retry_policy": policy })), &l);
+        for ok in [
+            json!({"retries_with_no_delay": 3, "minimum_delay_retries": 3, "minimum_delay": 5,
+                   "maximum_delay": 30, "maximum_delay_retries": 3, "retry_backoff_function": "linear",
+                   "ignore_subscription_override": false}),
+            json!({"minimum_delay": 0, "maximum_delay": MAX_RETRY_DELAY}),
+            json!({"minimum_delay": MAX_RETRY_DELAY - 10, "maximum_delay": MAX_RETRY_DELAY}),
+            json!({"retries_with_no_delay": MAX_RETRY_COUNT, "minimum_delay_retries": 0,
+                   "maximum_delay_retries": MAX_RETRY_COUNT}),
+            json!({"retries_with_no_delay": true, "maximum_delay": null}),
+            json!({"retry_backoff_function": "", "ignore_subscription_override": 0}),
+            json!({}),
+        ] {
+            assert!(check(ok.clone()).is_ok(), "{ok} must be accepted");
+        }
+        let bad = |policy: Value, text: &str| {
+            let e = check(policy.clone()).unwrap_err();
+            assert_eq!(e.status(), http::StatusCode::BAD_REQUEST, "{policy}");
+            assert_eq!(e.description().as_deref(), Some(text), "{policy}");
+        };
+        let delay = |k: &str| {
+            format!("Retry policy: {k} can not exceed 86400 seconds, and must be at least 0 seconds long.")
+        };
+        let count =
+            |k: &str| format!("Retry policy: {k} can not exceed 1000, and must be at least 0.");
+        bad(
+            json!({"maximum_delay": 9_000_000_000_000_000_000_i64}),
+            &delay("maximum_delay"),
+        );
+        bad(
+            json!({"maximum_delay": MAX_RETRY_DELAY + 1}),
+            &delay("maximum_delay"),
+        );
+        bad(
+            json!({"minimum_delay": -5, "maximum_delay": 30}),
+            &delay("minimum_delay"),
+        );
+        bad(
+            json!({"retries_with_no_delay": 9_000_000_000_000_000_000_i64}),
+            &count("retries_with_no_delay"),
+        );
+        bad(
+            json!({"minimum_delay_retries": -1}),
+            &count("minimum_delay_retries"),
+        );
+        bad(
+            json!({"maximum_delay_retries": MAX_RETRY_COUNT + 1}),
+            &count("maximum_delay_retries"),
+        );
+        for wrong in [
+            json!(1.5),
+            json!(0.0),
+            json!("5"),
+            json!(""),
+            json!([]),
+            json!({}),
+        ] {
+            bad(
+                json!({ "minimum_delay_retries": wrong }),
+                "Retry policy: minimum_delay_retries must be a integer.",
+            );
+        }
+        bad(
+            json!({"retry_backoff_function": "cubic"}),
+            "invalid retry_backoff_function.",
+        );
+        bad(
+            json!({"retry_backoff_function": 3}),
+            "retry_backoff_function must be a string.",
+        );
+        bad(
+            json!({"ignore_subscription_override": "yes"}),
+            "ignore_subscription_override must be a boolean.",
+        );
+        bad(
+            json!({"minimum_delay": 20, "maximum_delay": 10}),
+            "minimum_delay must less than maximum_delay.",
+        );
+        bad(
+            json!({"minimum_delay": 20, "maximum_delay": 29}),
+            "invalid minimum_delay and maximum_delay.",
+        );
+        bad(json!("x"), "retry_policy must be a dict.");
     }
 
     #[test]

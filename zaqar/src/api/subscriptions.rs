@@ -10,9 +10,10 @@
 //!   on update) instead of an already expired subscription;
 //! - `options.post_headers` must be an object and `options.post_data` a
 //!   string, since delivery could not use anything else;
-//! - webhook and `trust+` subscribers whose host is or resolves to a
-//!   loopback, private, link-local, unique-local or metadata address are
-//!   refused unless `[notification] allowed_subscriber_networks` allows it
+//! - webhook and `trust+` subscribers whose host is or resolves to an
+//!   address that is not globally reachable (loopback, private, link-local
+//!   where the metadata service lives, unique-local, documentation, ...)
+//!   are refused unless `[notification] allowed_subscriber_networks` allows it
 //!   (see [`crate::notification::ssrf`]);
 //! - with Keystone, a `trust+` subscription given an `options.trust_id`
 //!   of its own is accepted only if Keystone, asked with the caller's

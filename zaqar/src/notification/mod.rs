@@ -12,7 +12,9 @@
 //!    workers. The post never waits for a delivery. (The reference notifies *before* storing and from an
 //!    in-memory thread pool, so a restart loses what was pending.)
 //! 2. [`Notifier`] leases due rows and delivers each on its channel, at
-//!    most `[notification] max_notifier_workers` at a time. A row is deleted
+//!    most `[notification] max_notifier_workers` at a time, and at most
+//!    `max_notifier_workers_per_project` of one project, the projects
+//!    taking turns (see [`Notifier::run`]). A row is deleted
 //!    only when delivered or given up, so each delivery happens at least
 //!    once, across restarts too.
 //!
@@ -37,12 +39,14 @@
 //! Confirmation requests ([`confirmation_payload`]) have their own keys.
 
 pub mod mailto;
+pub mod redact;
 pub mod retry;
 pub mod ssrf;
 pub mod trust;
 pub mod webhook;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -51,7 +55,7 @@ use tokio::sync::{Notify, Semaphore};
 
 use crate::config::Config;
 use crate::storage::clock::SharedClock;
-use crate::storage::outbox::{Delivery, NewDelivery, Outbox};
+use crate::storage::outbox::{Delivery, FairShare, NewDelivery, Outbox};
 use crate::storage::pipeline::StageContext;
 use crate::storage::{
     MessageStore, NewMessage, Posted, QueueStore, Scope, StorageResult, Subscription,
@@ -65,6 +69,9 @@ pub const NOTIFIER_STAGE: &str = "zaqar.notification.notifier";
 const FANOUT_PAGE: usize = 100;
 /// Longest sleep of the dispatcher between two looks at the outbox.
 const MAX_IDLE: Duration = Duration::from_secs(2);
+/// Sleep of the dispatcher while due deliveries wait for their project's
+/// cap (a finished delivery wakes it sooner).
+const CAPPED_IDLE: Duration = Duration::from_millis(250);
 /// Extra lease time beyond the per-request timeout.
 const LEASE_MARGIN_MS: i64 = 30_000;
 
@@ -252,6 +259,91 @@ pub enum Outcome {
     GiveUp(String),
 }
 
+/// The HTTP client of every subscriber delivery (webhook and `trust+`).
+///
+/// It never follows redirects, resolves names through the address guard
+/// ([`ssrf::GuardedResolver`]) and ignores the proxy variables of the
+/// environment (`HTTP_PROXY`, `ALL_PROXY`, ...): through a proxy, the proxy
+/// would resolve the subscriber's name and the guard would never see the
+/// address. Only `[notification] webhook_proxy` sends deliveries through a
+/// proxy, which is then the guard (subscriber IP literals are still
+/// checked here).
+///
+/// # Errors
+/// The client cannot be built (TLS set-up, a proxy URL reqwest refuses).
+pub fn webhook_client(
+    n: &crate::config::NotificationConfig,
+    policy: &ssrf::AddressPolicy,
+) -> Result<reqwest::Client, String> {
+    let builder = reqwest::Client::builder()
+        .timeout(Duration::from_secs(n.webhook_timeout_secs))
+        .connect_timeout(Duration::from_secs(n.webhook_timeout_secs))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("zaqar-rs/", env!("CARGO_PKG_VERSION")));
+    let builder = match &n.webhook_proxy {
+        None => builder
+            .no_proxy()
+            .dns_resolver(Arc::new(ssrf::GuardedResolver {
+                policy: policy.clone(),
+            })),
+        Some(url) => {
+            let proxy = reqwest::Proxy::all(url.clone())
+                .map_err(|e| format!("[notification] webhook_proxy: {e}"))?;
+            // Only the proxy's own name would go through a resolver here;
+            // an operator's proxy may well sit on a private network.
+            builder.proxy(proxy)
+        }
+    };
+    builder
+        .build()
+        .map_err(|e| format!("cannot build the webhook HTTP client: {e}"))
+}
+
+/// The deliveries of each project in flight on this server, for fair
+/// leases, and a signal whenever one ends.
+#[derive(Clone, Default)]
+struct InFlight {
+    counts: Arc<Mutex<HashMap<String, usize>>>,
+    freed: Arc<Notify>,
+}
+
+impl InFlight {
+    fn snapshot(&self) -> HashMap<String, usize> {
+        self.counts.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// Counts a delivery of `project` until the returned guard is dropped.
+    fn start(&self, project: &str) -> InFlightGuard {
+        if let Ok(mut c) = self.counts.lock() {
+            *c.entry(project.to_owned()).or_default() += 1;
+        }
+        InFlightGuard {
+            owner: self.clone(),
+            project: project.to_owned(),
+        }
+    }
+}
+
+/// One delivery in flight (see [`InFlight::start`]).
+struct InFlightGuard {
+    owner: InFlight,
+    project: String,
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        if let Ok(mut c) = self.owner.counts.lock() {
+            if let Some(n) = c.get_mut(&self.project) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    c.remove(&self.project);
+                }
+            }
+        }
+        self.owner.freed.notify_one();
+    }
+}
+
 /// The delivery workers: lease due outbox rows and deliver them.
 #[derive(Clone)]
 pub struct Notifier {
@@ -278,16 +370,7 @@ impl Notifier {
     ) -> Result<Self, String> {
         let n = &config.notification;
         let policy = ssrf::AddressPolicy::new(n.allowed_subscriber_networks.clone());
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(n.webhook_timeout_secs))
-            .connect_timeout(Duration::from_secs(n.webhook_timeout_secs))
-            .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(Arc::new(ssrf::GuardedResolver {
-                policy: policy.clone(),
-            }))
-            .user_agent(concat!("zaqar-rs/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("cannot build the webhook HTTP client: {e}"))?;
+        let http = webhook_client(n, &policy)?;
         let trusts = trust::KeystoneTrusts::from_config(&config)?
             .map(|k| Arc::new(k) as Arc<dyn trust::TrustTokens>);
         Ok(Notifier {
@@ -304,28 +387,45 @@ impl Notifier {
     /// Runs the dispatcher until `shutdown` completes. Deliveries in flight
     /// at shutdown are abandoned; their rows come back when the lease runs
     /// out.
+    ///
+    /// Workers are shared out fairly ([`crate::storage::outbox::FairShare`]):
+    /// one project has at most `max_notifier_workers_per_project`
+    /// deliveries in flight, and the projects with due deliveries take
+    /// turns, so a tenant whose subscribers hang until the webhook timeout
+    /// delays nobody else.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send) {
         tokio::pin!(shutdown);
-        let workers = self.config.notification.max_notifier_workers.max(1);
+        let n = &self.config.notification;
+        let workers = n.max_notifier_workers.max(1);
+        let per_project = n.max_notifier_workers_per_project.clamp(1, workers);
         let slots = Arc::new(Semaphore::new(workers));
-        let lease_ms =
-            (self.config.notification.webhook_timeout_secs as i64) * 1000 + LEASE_MARGIN_MS;
-        tracing::info!(workers, "notification delivery started");
+        let in_flight = InFlight::default();
+        let lease_ms = i64::try_from(n.webhook_timeout_secs)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1000)
+            .saturating_add(LEASE_MARGIN_MS);
+        tracing::info!(workers, per_project, "notification delivery started");
         loop {
             let free = slots.available_permits();
             let mut leased = 0;
             if free > 0 {
-                match self.outbox.lease_due(free, lease_ms).await {
+                let share = FairShare {
+                    per_project,
+                    in_flight: in_flight.snapshot(),
+                };
+                match self.outbox.lease_fair(free, lease_ms, &share).await {
                     Ok(batch) => {
                         leased = batch.len();
                         for d in batch {
                             let Ok(permit) = slots.clone().acquire_owned().await else {
                                 return;
                             };
+                            let busy = in_flight.start(&d.delivery.project);
                             let me = self.clone();
                             tokio::spawn(async move {
                                 me.deliver(d).await;
                                 drop(permit);
+                                drop(busy);
                             });
                         }
                     }
@@ -340,15 +440,20 @@ impl Notifier {
                 }
                 continue;
             }
+            let now = self.clock.now_ms();
             let idle = match self.outbox.next_due_ms().await {
-                Ok(Some(due)) => Duration::from_millis(
-                    (due - self.clock.now_ms()).clamp(20, MAX_IDLE.as_millis() as i64) as u64,
-                ),
+                // Due but not leased: its project is at its cap, and a
+                // finishing delivery wakes us (or the lease failed).
+                Ok(Some(due)) if due <= now => CAPPED_IDLE,
+                Ok(Some(due)) => {
+                    Duration::from_millis((due - now).clamp(20, MAX_IDLE.as_millis() as i64) as u64)
+                }
                 _ => MAX_IDLE,
             };
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = self.wake.notified() => {}
+                _ = in_flight.freed.notified() => {}
                 _ = tokio::time::sleep(idle) => {}
             }
         }
@@ -359,13 +464,15 @@ impl Notifier {
     async fn deliver(&self, d: Delivery) {
         let outcome = self.attempt(&d).await;
         let sid = &d.delivery.subscription_id;
+        // Subscriber URIs can hold credentials: never logged whole.
+        let subscriber = redact::redact(&d.delivery.subscriber);
         let result = match outcome {
             Outcome::Delivered => {
                 tracing::debug!(subscription = %sid, attempts = d.attempts, "notification delivered");
                 self.outbox.complete(&d.id).await
             }
             Outcome::GiveUp(why) => {
-                tracing::warn!(subscription = %sid, subscriber = %d.delivery.subscriber, %why, "notification dropped");
+                tracing::warn!(subscription = %sid, %subscriber, %why, "notification dropped");
                 self.outbox.complete(&d.id).await
             }
             Outcome::Retry(why) => {
@@ -373,15 +480,19 @@ impl Notifier {
                     d.delivery.options.get("_retry_policy"),
                     d.delivery.queue_retry_policy.as_ref(),
                 );
-                let waits = retry::schedule(policy);
-                match waits.get(d.attempts as usize) {
+                // The policy is clamped there, not trusted: the row may
+                // predate the API's bounds.
+                match retry::wait_before_retry(policy, u64::from(d.attempts)) {
                     Some(wait) => {
-                        tracing::info!(subscription = %sid, attempt = d.attempts + 1, wait_secs = wait, %why, "notification will be retried");
-                        let due = self.clock.now_ms() + (*wait as i64) * 1000;
-                        self.outbox.retry_at(&d.id, d.attempts + 1, due).await
+                        tracing::info!(subscription = %sid, %subscriber, attempt = d.attempts.saturating_add(1), wait_secs = wait, %why, "notification will be retried");
+                        let wait_ms = i64::try_from(wait).unwrap_or(i64::MAX).saturating_mul(1000);
+                        let due = self.clock.now_ms().saturating_add(wait_ms);
+                        self.outbox
+                            .retry_at(&d.id, d.attempts.saturating_add(1), due)
+                            .await
                     }
                     None => {
-                        tracing::warn!(subscription = %sid, attempts = d.attempts + 1, %why, "notification retries exhausted");
+                        tracing::warn!(subscription = %sid, %subscriber, attempts = d.attempts.saturating_add(1), %why, "notification retries exhausted");
                         self.outbox.complete(&d.id).await
                     }
                 }
@@ -417,5 +528,107 @@ impl Notifier {
     /// Nudges the dispatcher (after something was enqueued elsewhere).
     pub fn wake(&self) {
         self.wake.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+    use tokio::sync::Notify;
+
+    use super::*;
+    use crate::storage::clock::{Clock, ManualClock};
+    use crate::storage::sqlite::SqliteStore;
+
+    /// A subscriber URL on a loopback port that refuses connections (it was
+    /// bound, then closed): every attempt fails and asks for a retry.
+    fn refusing_subscriber() -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        drop(listener);
+        format!("http://127.0.0.1:{port}/hook")
+    }
+
+    fn loopback_config() -> Arc<Config> {
+        let mut config = Config::default();
+        config.notification.allowed_subscriber_networks = vec!["127.0.0.0/8".parse().unwrap()];
+        config.notification.webhook_timeout_secs = 5;
+        Arc::new(config)
+    }
+
+    /// Defect: a `_retry_policy` stored before the API bounded it (here
+    /// `maximum_delay` and the retry counts near 2^63, in the subscription
+    /// options and the queue's policy of a durable outbox row) made the
+    /// worker build the whole backoff series and abort the process, again
+    /// after every restart. The delivery path clamps the stored policy.
+    #[tokio::test]
+    async fn a_stored_hostile_policy_is_clamped_at_delivery() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let clock = ManualClock::new();
+        let store = Arc::new(
+            SqliteStore::open(&dir.path().join("zaqar.sqlite"), Arc::new(clock.clone()))
+                .expect("open"),
+        );
+        let huge = 9_000_000_000_000_000_000_i64;
+        let mut options = serde_json::Map::new();
+        options.insert(
+            "_retry_policy".into(),
+            json!({"retries_with_no_delay": 0, "minimum_delay_retries": 0,
+                   "minimum_delay": 5, "maximum_delay": huge, "maximum_delay_retries": huge}),
+        );
+        store
+            .enqueue(vec![NewDelivery {
+                project: "p".into(),
+                queue: "q".into(),
+                subscription_id: "s".into(),
+                subscriber: refusing_subscriber(),
+                options,
+                queue_retry_policy: Some(json!({"maximum_delay": huge, "minimum_delay": -huge})),
+                payload: json!({"body": 1}),
+            }])
+            .await
+            .unwrap();
+        let notifier = Notifier::new(
+            store.clone(),
+            loopback_config(),
+            Arc::new(clock.clone()),
+            Arc::new(Notify::new()),
+        )
+        .expect("notifier");
+
+        // First failure: the first step of the clamped series, 5 s.
+        let d = store.lease_due(1, 60_000).await.unwrap().remove(0);
+        notifier.deliver(d).await;
+        assert_eq!(
+            store.next_due_ms().await.unwrap(),
+            Some(clock.now_ms() + 5_000)
+        );
+
+        // The 1000th retry (the last one allowed) waits 5 + 5 * 999 s, the
+        // series' step within the one-day bound.
+        clock.advance_secs(5);
+        let d = store.lease_due(1, 60_000).await.unwrap().remove(0);
+        store.retry_at(&d.id, 999, clock.now_ms()).await.unwrap();
+        let d = store.lease_due(1, 60_000).await.unwrap().remove(0);
+        assert_eq!(d.attempts, 999);
+        notifier.deliver(d).await;
+        assert_eq!(
+            store.next_due_ms().await.unwrap(),
+            Some(clock.now_ms() + (5 + 5 * 999) * 1000)
+        );
+
+        // Past MAX_RETRIES (attempt counts from storage are not trusted
+        // either): given up, the row is gone.
+        clock.advance_secs(5 + 5 * 999);
+        let d = store.lease_due(1, 60_000).await.unwrap().remove(0);
+        store
+            .retry_at(&d.id, u32::MAX, clock.now_ms())
+            .await
+            .unwrap();
+        let d = store.lease_due(1, 60_000).await.unwrap().remove(0);
+        notifier.deliver(d).await;
+        assert_eq!(store.next_due_ms().await.unwrap(), None);
     }
 }

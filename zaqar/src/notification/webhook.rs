@@ -70,10 +70,16 @@ pub async fn post(
                 Outcome::GiveUp(format!("subscriber answered {status}"))
             }
         }
+        // The error's text would carry the whole URL (credentials and
+        // query included) into the logs: the reasons go without it (the
+        // caller logs the subscriber, redacted).
         Err(e) if e.is_builder() || e.is_request() && !e.is_connect() && !e.is_timeout() => {
-            Outcome::GiveUp(format!("request could not be made: {}", chain(&e)))
+            Outcome::GiveUp(format!(
+                "request could not be made: {}",
+                chain(&e.without_url())
+            ))
         }
-        Err(e) => Outcome::Retry(chain(&e)),
+        Err(e) => Outcome::Retry(chain(&e.without_url())),
     }
 }
 

@@ -13,9 +13,18 @@
 //! worker that dies mid-delivery (or a process that is killed) therefore
 //! only delays the row by the lease time.
 //!
+//! A lease shares the delivery workers out among projects ([`FairShare`]):
+//! a project gets at most so many deliveries in flight, and the due
+//! deliveries of every project are taken in turn, so one tenant whose
+//! subscribers hang (or who fans out to thousands of them) cannot make the
+//! others wait behind it.
+//!
 //! The trait is small on purpose so that every backend can keep its
-//! deliveries where it keeps its messages (SQLite: a table; Redis: a sorted
-//! set by due time).
+//! deliveries where it keeps its messages (SQLite: a table indexed by
+//! project and due time; Redis: a sorted set by due time per project, and
+//! one of the projects by their oldest due delivery).
+
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -58,16 +67,58 @@ pub struct Delivery {
     pub delivery: NewDelivery,
 }
 
+/// How one lease shares the delivery workers out among projects.
+#[derive(Clone, Debug)]
+pub struct FairShare {
+    /// Deliveries of one project in flight at most, those in
+    /// [`FairShare::in_flight`] included.
+    pub per_project: usize,
+    /// Deliveries of each project in flight now (leased and not yet
+    /// completed or rescheduled, by this server).
+    pub in_flight: HashMap<String, usize>,
+}
+
+impl FairShare {
+    /// No cap: any number of deliveries of one project.
+    pub fn unlimited() -> Self {
+        FairShare {
+            per_project: usize::MAX,
+            in_flight: HashMap::new(),
+        }
+    }
+
+    /// How many deliveries of `project` a lease of `limit` may take.
+    pub fn quota(&self, project: &str, limit: usize) -> usize {
+        let busy = self.in_flight.get(project).copied().unwrap_or(0);
+        self.per_project.saturating_sub(busy).min(limit)
+    }
+}
+
 /// Durable queue of pending deliveries.
 #[async_trait]
 pub trait Outbox: Send + Sync {
     /// Queues deliveries, due now.
     async fn enqueue(&self, deliveries: Vec<NewDelivery>) -> StorageResult<()>;
 
-    /// Leases up to `limit` due deliveries (oldest due first) for
-    /// `lease_ms`: no other call returns them until the lease runs out or
-    /// the row is rescheduled.
-    async fn lease_due(&self, limit: usize, lease_ms: i64) -> StorageResult<Vec<Delivery>>;
+    /// Leases up to `limit` due deliveries for `lease_ms`: no other call
+    /// returns them until the lease runs out or the row is rescheduled.
+    /// At most [`FairShare::quota`] of them belong to one project, and the
+    /// projects take turns: every project with a due delivery and a quota
+    /// gets its oldest one before any gets a second (when more projects
+    /// are due than `limit`, those whose oldest due delivery waited longest
+    /// come first); within a project, oldest due first.
+    async fn lease_fair(
+        &self,
+        limit: usize,
+        lease_ms: i64,
+        share: &FairShare,
+    ) -> StorageResult<Vec<Delivery>>;
+
+    /// [`Outbox::lease_fair`] without a cap per project.
+    async fn lease_due(&self, limit: usize, lease_ms: i64) -> StorageResult<Vec<Delivery>> {
+        self.lease_fair(limit, lease_ms, &FairShare::unlimited())
+            .await
+    }
 
     /// Removes a delivery for good (delivered, or retries exhausted).
     async fn complete(&self, id: &str) -> StorageResult<()>;

@@ -14,6 +14,7 @@ use std::any::Any;
 use serde_json::json;
 
 use super::clock::{Clock, ManualClock};
+use super::outbox::{Delivery, FairShare, NewDelivery};
 use super::pipeline::Backend;
 use super::{Metadata, NewMessage, NewSubscription, Scope, StorageError, SubscriptionUpdate};
 
@@ -36,6 +37,7 @@ macro_rules! subscription_conformance_tests {
             subscription_ttl_expiry,
             subscription_project_isolation,
             post_tells_whether_queue_is_subscribed,
+            outbox_leases_are_fair,
         );
     };
     (@each $open:path; $($name:ident),* $(,)?) => {
@@ -469,4 +471,109 @@ pub(crate) async fn post_tells_whether_queue_is_subscribed(b: Backend, clock: Ma
     assert_eq!(post(s.clone()).await.subscribed, Some(true));
     clock.advance_secs(61);
     assert_eq!(post(s).await.subscribed, Some(false));
+}
+
+/// Defect: a lease took the oldest due deliveries whoever they belonged to,
+/// so a project with many deliveries to subscribers that hang held every
+/// delivery worker and the other projects' notifications waited behind
+/// them. A lease now caps each project and lets the projects take turns.
+pub(crate) async fn outbox_leases_are_fair(b: Backend, clock: ManualClock) {
+    let Some(outbox) = b.outbox.clone() else {
+        return;
+    };
+    let delivery = |project: &str, n: u32| NewDelivery {
+        project: project.to_owned(),
+        queue: "q".into(),
+        subscription_id: format!("s{n}"),
+        subscriber: format!("http://subscriber.invalid/{n}"),
+        options: Metadata::new(),
+        queue_retry_policy: None,
+        payload: json!({ "n": n }),
+    };
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let (x, y, z) = (format!("x-{tag}"), format!("y-{tag}"), format!("z-{tag}"));
+    let share = |per_project: usize, busy: &[(&str, usize)]| FairShare {
+        per_project,
+        in_flight: busy.iter().map(|(p, n)| ((*p).to_owned(), *n)).collect(),
+    };
+    let seen = |leased: &[Delivery]| -> Vec<(String, u64)> {
+        leased
+            .iter()
+            .map(|d| {
+                let n = d.delivery.payload["n"].as_u64().unwrap();
+                (d.delivery.project.clone(), n)
+            })
+            .collect()
+    };
+    // X queues ten deliveries, then Y one, then Z two.
+    outbox
+        .enqueue((0..10).map(|n| delivery(&x, n)).collect())
+        .await
+        .unwrap();
+    clock.advance_secs(1);
+    outbox.enqueue(vec![delivery(&y, 0)]).await.unwrap();
+    clock.advance_secs(1);
+    outbox
+        .enqueue(vec![delivery(&z, 0), delivery(&z, 1)])
+        .await
+        .unwrap();
+
+    // Turns: each project's oldest first (X, whose oldest waited longest,
+    // leads), then the second of each.
+    let got = outbox.lease_fair(5, 60_000, &share(10, &[])).await.unwrap();
+    let expect = |v: &[(&String, u64)]| -> Vec<(String, u64)> {
+        v.iter().map(|(p, n)| ((*p).clone(), *n)).collect()
+    };
+    assert_eq!(
+        seen(&got),
+        expect(&[(&x, 0), (&y, 0), (&z, 0), (&x, 1), (&z, 1)])
+    );
+
+    // A project's quota counts what it has in flight: X may take one more.
+    let busy = [(x.as_str(), 2), (y.as_str(), 1), (z.as_str(), 2)];
+    let got = outbox
+        .lease_fair(10, 60_000, &share(3, &busy))
+        .await
+        .unwrap();
+    assert_eq!(seen(&got), expect(&[(&x, 2)]));
+
+    // X at its cap: its seven due deliveries wait, Y's new one does not.
+    let busy = [(x.as_str(), 3), (y.as_str(), 1), (z.as_str(), 2)];
+    assert!(outbox
+        .lease_fair(10, 60_000, &share(3, &busy))
+        .await
+        .unwrap()
+        .is_empty());
+    outbox.enqueue(vec![delivery(&y, 1)]).await.unwrap();
+    let got = outbox
+        .lease_fair(10, 60_000, &share(3, &busy))
+        .await
+        .unwrap();
+    assert_eq!(seen(&got), expect(&[(&y, 1)]));
+
+    // Without a cap, the rest of X, oldest first; then nothing is due.
+    let got = outbox.lease_due(10, 60_000).await.unwrap();
+    assert_eq!(
+        seen(&got),
+        (3..10).map(|n| (x.clone(), n)).collect::<Vec<_>>()
+    );
+    assert!(outbox.lease_due(10, 60_000).await.unwrap().is_empty());
+
+    // A rescheduled delivery rejoins its project; a completed one is gone
+    // and its project leaves the lease's view once empty.
+    outbox
+        .retry_at(&got[0].id, 1, clock.now_ms() + 1_000)
+        .await
+        .unwrap();
+    for d in &got[1..] {
+        outbox.complete(&d.id).await.unwrap();
+    }
+    assert_eq!(
+        outbox.next_due_ms().await.unwrap(),
+        Some(clock.now_ms() + 1_000)
+    );
+    clock.advance_secs(1);
+    let again = outbox.lease_fair(10, 60_000, &share(1, &[])).await.unwrap();
+    assert_eq!(seen(&again), expect(&[(&x, 3)]));
+    assert_eq!(again[0].attempts, 1);
 }

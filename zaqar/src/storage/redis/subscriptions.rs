@@ -21,9 +21,11 @@
 //! queues with pending deliveries, kept apart from (so not atomic with) the
 //! queues themselves, and a lease would walk many slots. We keep **one
 //! outbox per deployment (key prefix) under its own hash tag,
-//! `<prefix>:o{outbox}`** instead: a sorted set by due time plus a hash per
-//! delivery. Each call is one script, so enqueueing a whole post's fan-out
-//! is atomic, and a lease is one round trip.
+//! `<prefix>:o{outbox}`** instead: a sorted set by due time per project, a
+//! sorted set of the projects by their earliest due time (for fair leases,
+//! see [`Outbox::lease_fair`]), and a hash per delivery (keys in
+//! `outbox.lua`). Each call is one script, so enqueueing a whole post's
+//! fan-out is atomic, and a lease is one round trip.
 //!
 //! What that costs on Cluster: every outbox operation goes to the one
 //! master owning that slot (and its memory holds every pending delivery),
@@ -50,7 +52,7 @@ use async_trait::async_trait;
 use serde_json::{json, Value};
 
 use super::{keys, RedisStore};
-use crate::storage::outbox::{Delivery, NewDelivery, Outbox};
+use crate::storage::outbox::{Delivery, FairShare, NewDelivery, Outbox};
 use crate::storage::{
     Metadata, NewSubscription, Scope, StorageError, StorageResult, Subscription, SubscriptionStore,
     SubscriptionUpdate,
@@ -101,7 +103,7 @@ fn flag(b: bool) -> String {
     if b { "1" } else { "0" }.to_owned()
 }
 
-fn delivery_json(d: &NewDelivery) -> StorageResult<String> {
+pub(super) fn delivery_json(d: &NewDelivery) -> StorageResult<String> {
     encode(
         "delivery",
         &json!({
@@ -339,10 +341,11 @@ impl Outbox for RedisStore {
         if deliveries.is_empty() {
             return Ok(());
         }
-        let rows = deliveries
-            .iter()
-            .map(delivery_json)
-            .collect::<StorageResult<Vec<_>>>()?;
+        let mut rows = Vec::with_capacity(2 * deliveries.len());
+        for d in &deliveries {
+            rows.push(d.project.clone());
+            rows.push(delivery_json(d)?);
+        }
         // Not retried on a broken connection: the script may have run.
         let _: i64 = self
             .eval_outbox("outbox enqueue", false, "enqueue", rows)
@@ -350,11 +353,29 @@ impl Outbox for RedisStore {
         Ok(())
     }
 
-    async fn lease_due(&self, limit: usize, lease_ms: i64) -> StorageResult<Vec<Delivery>> {
+    async fn lease_fair(
+        &self,
+        limit: usize,
+        lease_ms: i64,
+        share: &FairShare,
+    ) -> StorageResult<Vec<Delivery>> {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let args = vec![limit.to_string(), lease_ms.max(0).to_string()];
+        // Counts beyond any real number of workers mean "no cap" and stay
+        // exact as Lua numbers.
+        const NO_CAP: usize = 1 << 40;
+        let busy: Vec<(&String, &usize)> =
+            share.in_flight.iter().filter(|(_, n)| **n > 0).collect();
+        let mut args = Vec::with_capacity(4 + 2 * busy.len());
+        args.push(limit.min(NO_CAP).to_string());
+        args.push(lease_ms.max(0).to_string());
+        args.push(share.per_project.min(NO_CAP).to_string());
+        args.push(busy.len().to_string());
+        for (project, n) in busy {
+            args.push(project.clone());
+            args.push((*n).min(NO_CAP).to_string());
+        }
         // Not retried either: a lost reply leaves its rows leased, so they
         // only come back when the lease runs out.
         let rows: Vec<DeliveryRow> = self

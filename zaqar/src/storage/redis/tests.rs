@@ -198,6 +198,79 @@ fn everything() -> ListQuery {
 
 /// Bodies come back byte for byte (no re-encoding by Lua's cjson), and one
 /// post of many messages is one script call.
+/// Deliveries queued by a version without per-project sets (one sorted
+/// set `<O>:due`, hashes without a project) are still leased, retried and
+/// completed after an upgrade, taking turns with the new ones; nothing is
+/// migrated, they drain.
+#[tokio::test]
+async fn outbox_rows_of_the_previous_layout_drain() {
+    let Some(url) = test_url("ZAQAR_TEST_REDIS_URL") else {
+        return;
+    };
+    let clock = ManualClock::new();
+    let opts = options(&url);
+    let o = super::keys::outbox_prefix(&opts.key_prefix);
+    let store = RedisStore::connect(opts, Arc::new(clock.clone())).unwrap();
+    // What the previous outbox.lua wrote for two enqueued deliveries.
+    let client = ::redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    for n in [1u32, 2] {
+        let id = format!("{n:020}");
+        let json = super::subscriptions::delivery_json(&delivery(n)).unwrap();
+        let _: () = ::redis::cmd("HSET")
+            .arg(format!("{o}:d:{id}"))
+            .arg("j")
+            .arg(json)
+            .arg("a")
+            .arg("0")
+            .arg("cr")
+            .arg(clock.now_ms())
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let _: () = ::redis::cmd("ZADD")
+            .arg(format!("{o}:due"))
+            .arg(clock.now_ms())
+            .arg(&id)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    let _: () = ::redis::cmd("SET")
+        .arg(format!("{o}:seq"))
+        .arg(2)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(store.next_due_ms().await.unwrap(), Some(clock.now_ms()));
+    clock.advance_secs(1);
+    store.enqueue(vec![delivery(3)]).await.unwrap();
+
+    // The old rows are one more group, with the new project's in turns.
+    let leased = store.lease_due(10, 30_000).await.unwrap();
+    let got: Vec<_> = leased.iter().map(|d| d.delivery.clone()).collect();
+    assert_eq!(got, vec![delivery(1), delivery(3), delivery(2)]);
+    assert_eq!(leased[2].id, format!("{:020}", 2));
+    store.complete(&leased[0].id).await.unwrap();
+    store.complete(&leased[1].id).await.unwrap();
+    let due = clock.now_ms() + 5_000;
+    store.retry_at(&leased[2].id, 1, due).await.unwrap();
+    assert_eq!(store.next_due_ms().await.unwrap(), Some(due));
+    clock.advance_secs(5);
+    let again = store.lease_due(10, 30_000).await.unwrap();
+    assert_eq!((again.len(), again[0].attempts), (1, 1));
+    assert_eq!(again[0].delivery, delivery(2));
+    store.complete(&again[0].id).await.unwrap();
+    assert_eq!(store.next_due_ms().await.unwrap(), None);
+    let left: i64 = ::redis::cmd("EXISTS")
+        .arg(format!("{o}:due"))
+        .arg(format!("{o}:ready"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+}
+
 #[tokio::test]
 async fn bodies_are_stored_verbatim() {
     let Some(url) = test_url("ZAQAR_TEST_REDIS_URL") else {

@@ -1,7 +1,8 @@
 //! The database schema and the statements shared by several modules.
 //!
 //! Three tables, every row scoped by `(project, queue)` (version 2 adds
-//! `subscriptions` and `outbox`, described in the `subscriptions` module):
+//! `subscriptions` and `outbox`, version 3 the outbox's index by project,
+//! described in the `subscriptions` module):
 //!
 //! - `queues`: the queue records, keyed by `(project, name)` (listing in name
 //!   order is a range scan of the key).
@@ -33,7 +34,7 @@ use rusqlite::Connection;
 use super::OpenError;
 
 /// The schema version this build writes.
-pub(super) const VERSION: i64 = 2;
+pub(super) const VERSION: i64 = 3;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS queues (
@@ -105,8 +106,9 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), OpenError> {
     }
     if version < VERSION {
         conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {SCHEMA_V1} {v2} PRAGMA user_version = {VERSION}; COMMIT;",
-            v2 = super::subscriptions::SCHEMA_V2
+            "BEGIN IMMEDIATE; {SCHEMA_V1} {v2} {v3} PRAGMA user_version = {VERSION}; COMMIT;",
+            v2 = super::subscriptions::SCHEMA_V2,
+            v3 = super::subscriptions::SCHEMA_V3
         ))?;
     }
     Ok(())

@@ -11,15 +11,17 @@
 //! (or is purged).
 //!
 //! Outbox rows are due when `due_ms <= now` and not leased
-//! (`lease_until_ms <= now`); `outbox_by_due` serves both the lease scan and
-//! [`Outbox::next_due_ms`].
+//! (`lease_until_ms <= now`). A lease walks the projects with deliveries
+//! and each one's oldest due rows through `outbox_by_project (project,
+//! due_ms, seq)` (schema version 3), so its cost grows with the number of
+//! projects, not with the rows a project has queued.
 
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension, Row};
 use serde_json::Value;
 
 use super::{ms, DbError, DbResult, SqliteStore};
-use crate::storage::outbox::{Delivery, NewDelivery, Outbox};
+use crate::storage::outbox::{Delivery, FairShare, NewDelivery, Outbox};
 use crate::storage::{
     Metadata, NewSubscription, Scope, StorageError, StorageResult, Subscription, SubscriptionStore,
     SubscriptionUpdate,
@@ -55,6 +57,12 @@ CREATE TABLE IF NOT EXISTS outbox (
     lease_until_ms     INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS outbox_by_due ON outbox (due_ms);
+";
+
+/// Added by schema version 3: the index behind fair leases (the projects
+/// with deliveries, and each one's oldest due delivery).
+pub(super) const SCHEMA_V3: &str = "
+CREATE INDEX IF NOT EXISTS outbox_by_project ON outbox (project, due_ms, seq);
 ";
 
 const COLUMNS: &str = "id, queue, subscriber, ttl, expires_ms, options, confirmed";
@@ -294,6 +302,75 @@ impl SubscriptionStore for SqliteStore {
     }
 }
 
+/// The `seq`s a fair lease takes (see [`Outbox::lease_fair`]), in order.
+///
+/// The projects with deliveries are found by a skip scan of
+/// `outbox_by_project` (one index probe per project, however many rows each
+/// has), each project's oldest due and unleased delivery by one more probe;
+/// the `limit` projects whose oldest waited longest are served, each up to
+/// its quota, one delivery per project per round.
+fn fair_pick(
+    tx: &rusqlite::Transaction<'_>,
+    now: i64,
+    limit: usize,
+    share: &FairShare,
+) -> DbResult<Vec<i64>> {
+    let mut first_project =
+        tx.prepare_cached("SELECT project FROM outbox ORDER BY project LIMIT 1")?;
+    let mut next_project = tx
+        .prepare_cached("SELECT project FROM outbox WHERE project > ?1 ORDER BY project LIMIT 1")?;
+    let mut due = tx.prepare_cached(
+        "SELECT seq, due_ms FROM outbox WHERE project = ?1 AND due_ms <= ?2 AND lease_until_ms <= ?2 \
+         ORDER BY due_ms, seq LIMIT ?3",
+    )?;
+    // (oldest due ms, its seq, project, quota) of every project with work.
+    let mut heads: Vec<(i64, i64, String, usize)> = Vec::new();
+    let mut project = first_project
+        .query_row([], |r| r.get::<_, String>(0))
+        .optional()?;
+    while let Some(p) = project {
+        let quota = share.quota(&p, limit);
+        if quota > 0 {
+            let head = due
+                .query_row(params![p, now, 1], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+                })
+                .optional()?;
+            if let Some((seq, due_ms)) = head {
+                heads.push((due_ms, seq, p.clone(), quota));
+            }
+        }
+        project = next_project
+            .query_row(params![p], |r| r.get::<_, String>(0))
+            .optional()?;
+    }
+    heads.sort();
+    heads.truncate(limit);
+    let mut lists = Vec::with_capacity(heads.len());
+    for (_, _, project, quota) in &heads {
+        let seqs = due
+            .query_map(params![project, now, *quota as i64], |r| r.get::<_, i64>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        lists.push(seqs);
+    }
+    let mut picked = Vec::with_capacity(limit);
+    for round in 0.. {
+        let before = picked.len();
+        for seqs in &lists {
+            if picked.len() == limit {
+                return Ok(picked);
+            }
+            if let Some(seq) = seqs.get(round) {
+                picked.push(*seq);
+            }
+        }
+        if picked.len() == before {
+            break;
+        }
+    }
+    Ok(picked)
+}
+
 #[async_trait]
 impl Outbox for SqliteStore {
     async fn enqueue(&self, deliveries: Vec<NewDelivery>) -> StorageResult<()> {
@@ -336,35 +413,42 @@ impl Outbox for SqliteStore {
         .await
     }
 
-    async fn lease_due(&self, limit: usize, lease_ms: i64) -> StorageResult<Vec<Delivery>> {
+    async fn lease_fair(
+        &self,
+        limit: usize,
+        lease_ms: i64,
+        share: &FairShare,
+    ) -> StorageResult<Vec<Delivery>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let share = share.clone();
         self.write("outbox lease", move |conn, now| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let mut out = Vec::new();
+            let picked = fair_pick(&tx, now, limit, &share)?;
+            let mut out = Vec::with_capacity(picked.len());
             {
-                let mut stmt = tx.prepare_cached(
-                    "SELECT seq, project, queue, subscription_id, subscriber, options, queue_retry_policy, payload, \
-                     attempts, created_ms FROM outbox WHERE due_ms <= ?1 AND lease_until_ms <= ?1 \
-                     ORDER BY due_ms, seq LIMIT ?2",
-                )?;
-                let rows = stmt
-                    .query_map(params![now, limit as i64], |r| {
-                        Ok((
-                            r.get::<_, i64>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, String>(2)?,
-                            r.get::<_, String>(3)?,
-                            r.get::<_, String>(4)?,
-                            r.get::<_, String>(5)?,
-                            r.get::<_, Option<String>>(6)?,
-                            r.get::<_, String>(7)?,
-                            r.get::<_, i64>(8)?,
-                            r.get::<_, i64>(9)?,
-                        ))
-                    })?
-                    .collect::<Result<Vec<_>, _>>()?;
                 let mut lease = tx.prepare_cached("UPDATE outbox SET lease_until_ms = ?2 WHERE seq = ?1")?;
-                for (seq, project, queue, sid, subscriber, options, policy, payload, attempts, created_ms) in rows {
+                let mut row = tx.prepare_cached(
+                    "SELECT project, queue, subscription_id, subscriber, options, queue_retry_policy, payload, \
+                     attempts, created_ms FROM outbox WHERE seq = ?1",
+                )?;
+                for seq in picked {
                     lease.execute(params![seq, now.saturating_add(lease_ms)])?;
+                    let (project, queue, sid, subscriber, options, policy, payload, attempts, created_ms) =
+                        row.query_row(params![seq], |r| {
+                            Ok((
+                                r.get::<_, String>(0)?,
+                                r.get::<_, String>(1)?,
+                                r.get::<_, String>(2)?,
+                                r.get::<_, String>(3)?,
+                                r.get::<_, String>(4)?,
+                                r.get::<_, Option<String>>(5)?,
+                                r.get::<_, String>(6)?,
+                                r.get::<_, i64>(7)?,
+                                r.get::<_, i64>(8)?,
+                            ))
+                        })?;
                     let options: Metadata = decode("delivery options", &options)?;
                     let policy: Option<Value> = policy.map(|p| decode("retry policy", &p)).transpose()?;
                     let payload: Value = decode("delivery payload", &payload)?;
