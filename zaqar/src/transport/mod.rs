@@ -3,3 +3,93 @@
 pub mod http;
 pub mod listener;
 pub mod websocket;
+
+#[cfg(test)]
+mod tests {
+    //! The operation table: every HTTP route and every WebSocket action
+    //! parse to the operation their kind names, so both transports share
+    //! its policy rule, its admin gate and its handling.
+
+    use http::Method;
+    use serde_json::{json, Map, Value};
+
+    use super::http::query::Query;
+    use super::http::router::Endpoint;
+    use super::websocket::actions::{self, Request};
+    use crate::api::operation::OperationKind;
+    use crate::api::Payload;
+
+    /// The HTTP request that asks for `kind`: its route with sample
+    /// parameters (and `ids` for the one operation a query selects).
+    fn http_kind(kind: OperationKind) -> OperationKind {
+        let (method, template) = kind.http_route();
+        let path = template.replace("{queue}", "q").replace("{id}", "i");
+        let query = if kind == OperationKind::MessageGetMany {
+            "ids=a,b"
+        } else {
+            ""
+        };
+        let endpoint = Endpoint::parse(&path).unwrap_or_else(|| panic!("{path} is not routed"));
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        assert!(endpoint.allows(&method), "{method} {path}");
+        endpoint
+            .operation(&method, &Query::parse(query), None, Payload::Absent)
+            .unwrap()
+            .kind()
+    }
+
+    /// The WebSocket frame for the action named `name`, with every
+    /// required field.
+    fn ws_kind(name: &str) -> Option<OperationKind> {
+        let spec = actions::lookup(name)?;
+        let mut body = Map::new();
+        for field in spec.fields_required {
+            let v = match *field {
+                "message_ids" => json!(["a"]),
+                "messages" => json!([{"body": 1}]),
+                _ => json!("x"),
+            };
+            body.insert((*field).to_owned(), v);
+        }
+        let doc: Map<String, Value> = serde_json::from_value(json!({
+            "action": name,
+            "headers": {"Client-ID": "c", "X-Project-ID": "p", "X-Auth-Token": "t"},
+            "body": body,
+        }))
+        .unwrap();
+        let doc: &'static Map<String, Value> = Box::leak(Box::new(doc));
+        match actions::check(doc).unwrap().request().unwrap() {
+            Request::Operation(op) => Some(op.kind()),
+            Request::Authenticate => None,
+        }
+    }
+
+    #[test]
+    fn every_route_and_action_maps_to_its_operation() {
+        for kind in OperationKind::ALL {
+            assert_eq!(http_kind(kind), kind, "HTTP route of {kind:?}");
+            // Operations the reference's WebSocket schema has keep its
+            // action name; the others exist over HTTP only.
+            if let Some(ws) = ws_kind(kind.name()) {
+                assert_eq!(ws, kind, "WebSocket action {}", kind.name());
+            }
+        }
+        let ws_only: Vec<&str> = actions::ACTIONS
+            .iter()
+            .map(|a| a.name)
+            .filter(|name| OperationKind::ALL.iter().all(|k| k.name() != *name))
+            .collect();
+        // authenticate is a session matter; pools and flavors come with pooling.
+        for name in &ws_only {
+            assert!(
+                *name == "authenticate" || name.starts_with("pool_") || name.starts_with("flavor_"),
+                "{name} has no operation"
+            );
+        }
+        let ws_operations = OperationKind::ALL
+            .iter()
+            .filter(|k| ws_kind(k.name()).is_some())
+            .count();
+        assert_eq!(ws_operations, 23, "the reference's data and node actions");
+    }
+}
