@@ -11,8 +11,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use crate::storage::pipeline::PipelineConfig;
-
 /// A configuration error, naming the section and option at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -281,6 +279,20 @@ pub struct RedisConfig {
     /// `wait_timeout_ms` (ours): how long that wait may take; a write not
     /// on enough replicas by then answers 503 (default 1000).
     pub wait_timeout_ms: u64,
+}
+
+/// The names of the configured storage stages, one list per resource
+/// (`[storage] *_pipeline`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PipelineConfig {
+    /// `[storage] queue_pipeline`.
+    pub queue: Vec<String>,
+    /// `[storage] message_pipeline`.
+    pub message: Vec<String>,
+    /// `[storage] claim_pipeline`.
+    pub claim: Vec<String>,
+    /// `[storage] subscription_pipeline`.
+    pub subscription: Vec<String>,
 }
 
 /// A listener: its address and the limits that keep slow or idle clients

@@ -13,6 +13,7 @@ use crate::api::policy::{Policy, PolicyError};
 use crate::api::Api;
 use crate::auth::{AuthConfigError, AuthLayer};
 use crate::config::{AuthStrategy, Config};
+use crate::notification::{notifier_stage, NOTIFIER_STAGE};
 use crate::storage::clock::SharedClock;
 use crate::storage::pipeline::{Backend, StageRegistry};
 use crate::storage::sqlite::SqliteStore;
@@ -107,13 +108,41 @@ pub fn build(config: Arc<Config>) -> Result<(Api, Option<Arc<Hub>>), StartError>
     let clock: SharedClock = Arc::new(SystemClock);
     let backend = open_backend(&config, clock.clone())?;
     let wake = Arc::new(tokio::sync::Notify::new());
-    let mut storage =
-        StageRegistry::with_builtin_stages().assemble_with(backend, config.clone(), wake)?;
     let hub = config.serve_websocket.then(Hub::new);
-    if let Some(hub) = &hub {
-        storage.messages = PublishStage::wrap(storage.messages, hub.clone());
-    }
+    let storage =
+        stage_registry(hub.as_ref(), &backend).assemble_with(backend, config.clone(), wake)?;
     Ok((Api::new(storage, config, clock), hub))
+}
+
+/// The name of the stage that pushes posted messages to WebSocket
+/// subscribers.
+pub const WEBSOCKET_PUBLISH_STAGE: &str = "zaqar.transport.websocket.publish";
+
+/// Every storage stage this server has, and which run by default:
+///
+/// - the WebSocket publisher (on whenever the WebSocket transport is
+///   served, outermost: it pushes what every other stage let through);
+/// - the notifier (`zaqar.notification.notifier`: on by default when the
+///   driver keeps an outbox);
+/// - the queue metadata cache and the tutorial's example stage (only when
+///   a pipeline names them).
+pub fn stage_registry(hub: Option<&Arc<Hub>>, backend: &Backend) -> StageRegistry {
+    let mut registry = StageRegistry::default();
+    if let Some(hub) = hub {
+        let hub = hub.clone();
+        registry
+            .register_message_stage(WEBSOCKET_PUBLISH_STAGE, move |next, _| {
+                PublishStage::wrap(next, hub.clone())
+            })
+            .on_by_default(WEBSOCKET_PUBLISH_STAGE);
+    }
+    registry.register_message_stage(NOTIFIER_STAGE, notifier_stage);
+    if backend.outbox.is_some() {
+        registry.on_by_default(NOTIFIER_STAGE);
+    }
+    crate::storage::stages::example::register(&mut registry);
+    crate::storage::stages::metadata_cache::register(&mut registry);
+    registry
 }
 
 /// Serves the HTTP API on `http` until `shutdown` completes, then lets

@@ -89,15 +89,7 @@ pub fn document_type_not_supported() -> ApiError {
     ApiError::invalid_body("Document type not supported.")
 }
 
-/// An integer field the way the reference reads it: Python booleans are
-/// integers, floats and everything else are not.
-pub fn as_int(value: &Value) -> Option<i64> {
-    match value {
-        Value::Number(n) => n.as_i64(),
-        Value::Bool(b) => Some(*b as i64),
-        _ => None,
-    }
-}
+pub use crate::json::as_int;
 
 /// Reads an optional integer field of an object, with a default.
 pub fn int_field(doc: &serde_json::Map<String, Value>, name: &str, default: i64) -> ApiResult<i64> {

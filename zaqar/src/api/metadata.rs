@@ -8,6 +8,7 @@ use super::body::as_int;
 use super::validate::{message_ttl_text, queue_identification_problem, MIN_MESSAGE_TTL};
 use crate::config::TransportConfig;
 use crate::error::{ApiError, ApiResult};
+use crate::notification::retry;
 use crate::storage::{DeadLetter, Metadata};
 
 /// The reserved keys and the defaults shown for them when unset or falsy.
@@ -29,17 +30,7 @@ pub fn reserved_defaults(limits: &TransportConfig) -> [(&'static str, Value); 7]
     ]
 }
 
-/// Python truthiness of a JSON value.
-pub fn truthy(v: &Value) -> bool {
-    match v {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(o) => !o.is_empty(),
-    }
-}
+pub use crate::json::truthy;
 
 /// Stored metadata with every reserved key that is missing or falsy set to
 /// its default, as `GET /v2/queues/{q}` shows it.
@@ -179,93 +170,13 @@ pub fn validate(m: &Metadata, limits: &TransportConfig) -> ApiResult<()> {
 /// Largest `_max_claim_count`.
 pub const MAX_CLAIM_COUNT: i64 = 1_000_000;
 
-/// Backoff functions a retry policy may name.
-pub const RETRY_BACKOFF_FUNCTIONS: [&str; 4] = ["linear", "arithmetic", "geometric", "exponential"];
-/// Default shortest delay between webhook retries (seconds).
-pub const MINIMUM_DELAY: i64 = 5;
-/// Default longest delay between webhook retries (seconds).
-pub const MAXIMUM_DELAY: i64 = 30;
-/// Step of the linear backoff (seconds).
-pub const LINEAR_INTERVAL: i64 = 5;
-/// Largest `minimum_delay` and `maximum_delay` of a retry policy (seconds):
-/// one day. Ours; the reference sets no bound (and a huge one exhausted
-/// memory, see [`crate::notification::retry`]).
-pub const MAX_RETRY_DELAY: i64 = 86_400;
-/// Largest `retries_with_no_delay`, `minimum_delay_retries` and
-/// `maximum_delay_retries` of a retry policy. Ours; a delivery is retried at
-/// most [`crate::notification::retry::MAX_RETRIES`] times in all anyway.
-pub const MAX_RETRY_COUNT: i64 = 1_000;
-
-/// The integer fields of a retry policy, in the reference's order, each
-/// with its upper bound and unit.
-const RETRY_POLICY_INTEGERS: [(&str, i64, &str); 5] = [
-    ("retries_with_no_delay", MAX_RETRY_COUNT, ""),
-    ("minimum_delay_retries", MAX_RETRY_COUNT, ""),
-    ("minimum_delay", MAX_RETRY_DELAY, " seconds"),
-    ("maximum_delay", MAX_RETRY_DELAY, " seconds"),
-    ("maximum_delay_retries", MAX_RETRY_COUNT, ""),
-];
-
-/// Validates a `_retry_policy` (queue metadata or subscription options).
+/// Validates a `_retry_policy` (queue metadata or subscription options):
+/// the notification layer's rules ([`retry::validate`]), answered as 400.
 ///
-/// The reference's checks and texts, plus bounds of ours on every integer
-/// field (`0..=`[`MAX_RETRY_COUNT`] retries, `0..=`[`MAX_RETRY_DELAY`]
-/// seconds): the reference accepts any integer, negative or near 2^63, and
-/// fails only when it delivers. Likewise an integer field must be an
-/// integer (or `null`, meaning the default) even when falsy: the reference
-/// lets `""`, `[]` or `0.0` through and then fails at delivery.
+/// # Errors
+/// 400 "Invalid API request" saying what is wrong.
 pub fn validate_retry_policy(policy: Option<&Value>) -> ApiResult<()> {
-    let Some(policy) = policy.filter(|p| truthy(p)) else {
-        return Ok(());
-    };
-    let Value::Object(p) = policy else {
-        return Err(ApiError::invalid("retry_policy must be a dict."));
-    };
-    for (key, hi, unit) in RETRY_POLICY_INTEGERS {
-        let Some(v) = p.get(key).filter(|v| !v.is_null()) else {
-            continue;
-        };
-        let n = as_int(v)
-            .ok_or_else(|| ApiError::invalid(format!("Retry policy: {key} must be a integer.")))?;
-        if !(0..=hi).contains(&n) {
-            let long = if unit.is_empty() { "" } else { " long" };
-            return Err(ApiError::invalid(format!(
-                "Retry policy: {key} can not exceed {hi}{unit}, and must be at least 0{unit}{long}."
-            )));
-        }
-    }
-    if let Some(v) = p.get("retry_backoff_function").filter(|v| truthy(v)) {
-        match v {
-            Value::String(s) if RETRY_BACKOFF_FUNCTIONS.contains(&s.as_str()) => {}
-            Value::String(_) => return Err(ApiError::invalid("invalid retry_backoff_function.")),
-            _ => {
-                return Err(ApiError::invalid(
-                    "retry_backoff_function must be a string.",
-                ))
-            }
-        }
-    }
-    if let Some(v) = p.get("ignore_subscription_override").filter(|v| truthy(v)) {
-        if !v.is_boolean() {
-            return Err(ApiError::invalid(
-                "ignore_subscription_override must be a boolean.",
-            ));
-        }
-    }
-    let delay = |k: &str, default: i64| p.get(k).and_then(as_int).unwrap_or(default);
-    let min = delay("minimum_delay", MINIMUM_DELAY);
-    let max = delay("maximum_delay", MAXIMUM_DELAY);
-    if max < min {
-        return Err(ApiError::invalid(
-            "minimum_delay must less than maximum_delay.",
-        ));
-    }
-    if max - min < 2 * LINEAR_INTERVAL {
-        return Err(ApiError::invalid(
-            "invalid minimum_delay and maximum_delay.",
-        ));
-    }
-    Ok(())
+    retry::validate(policy).map_err(ApiError::invalid)
 }
 
 /// One validated JSON-patch operation on queue metadata.
@@ -431,6 +342,7 @@ pub fn apply_patch(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::notification::retry::{MAX_RETRY_COUNT, MAX_RETRY_DELAY};
     use serde_json::json;
 
     fn meta(v: Value) -> Metadata {

@@ -29,7 +29,6 @@ use serde_json::{Map, Value};
 
 use super::metadata::{truthy, validate_retry_policy};
 use super::queues::scope;
-use super::signed_url::SignedUrl;
 use super::validate::{self, may_not_exceed, python_list};
 use super::{Api, Payload};
 use crate::auth::signature::{sign, DATE_FORMAT};
@@ -37,7 +36,7 @@ use crate::context::RequestContext;
 use crate::error::{storage_error, ApiError, ApiResult};
 use crate::notification::ssrf::AddressPolicy;
 use crate::notification::trust::{TrustError, TrustRequest};
-use crate::notification::{confirmation_payload, ConfirmationKind};
+use crate::notification::{confirmation_payload, ConfirmationGrant, ConfirmationKind};
 use crate::storage::outbox::NewDelivery;
 use crate::storage::{
     Metadata, NewSubscription, Scope, StorageError, Subscription, SubscriptionUpdate,
@@ -637,15 +636,18 @@ impl Api {
         .unwrap_or_default()
         .format(DATE_FORMAT)
         .to_string();
-        let paths = vec![path];
-        let methods = vec!["PUT".to_owned()];
-        let signature = sign(key, &paths, &methods, Some(&scope.project), &expires);
-        let signed = SignedUrl {
-            paths,
-            methods,
-            project: scope.project.clone(),
-            expires,
-            signature,
+        let signature = sign(
+            key,
+            std::slice::from_ref(&path),
+            &["PUT".to_owned()],
+            Some(&scope.project),
+            &expires,
+        );
+        let grant = ConfirmationGrant {
+            method: "PUT",
+            path: &path,
+            expires: &expires,
+            signature: &signature,
         };
         let delivery = NewDelivery {
             project: scope.project.clone(),
@@ -654,7 +656,7 @@ impl Api {
             subscriber: subscription.subscriber.clone(),
             options: subscription.options.clone(),
             queue_retry_policy: None,
-            payload: confirmation_payload(kind, &scope.queue, &scope.project, &signed),
+            payload: confirmation_payload(kind, &scope.queue, &scope.project, &grant),
         };
         match outbox.enqueue(vec![delivery]).await {
             Ok(()) => self.storage.outbox_wake.notify_one(),

@@ -213,13 +213,26 @@ pub enum ConfirmationKind {
     Unsubscribe,
 }
 
+/// The pre-signed request a confirmation asks the subscriber to make.
+#[derive(Clone, Copy, Debug)]
+pub struct ConfirmationGrant<'a> {
+    /// The signed method (`PUT`).
+    pub method: &'a str,
+    /// The signed path (the subscription's confirm path).
+    pub path: &'a str,
+    /// When the signature expires.
+    pub expires: &'a str,
+    /// The signature.
+    pub signature: &'a str,
+}
+
 /// The confirmation request document (reference keys): the pre-signed
 /// `PUT` of the confirm path and the bodies to send to it.
 pub fn confirmation_payload(
     kind: ConfirmationKind,
     queue: &str,
     project: &str,
-    signed: &crate::api::signed_url::SignedUrl,
+    grant: &ConfirmationGrant<'_>,
 ) -> Value {
     let (message_type, message) = match kind {
         ConfirmationKind::Subscribe => (
@@ -237,11 +250,11 @@ pub fn confirmation_payload(
     serde_json::json!({
         "Message_Type": message_type,
         "Message": message,
-        "URL-Signature": signed.signature,
-        "URL-Methods": signed.methods.first().cloned().unwrap_or_default(),
-        "URL-Paths": signed.paths.first().cloned().unwrap_or_default(),
+        "URL-Signature": grant.signature,
+        "URL-Methods": grant.method,
+        "URL-Paths": grant.path,
         "X-Project-ID": project,
-        "URL-Expires": signed.expires,
+        "URL-Expires": grant.expires,
         "SubscribeBody": {"confirmed": true},
         "UnsubscribeBody": {"confirmed": false},
         "queue_name": queue,

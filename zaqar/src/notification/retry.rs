@@ -14,17 +14,95 @@
 //! long the series. The reference (and an earlier version of ours) built the
 //! whole series first, so a policy with a `maximum_delay` near 2^63 made the
 //! delivery worker allocate until the process died. The API refuses such
-//! policies ([`crate::api::metadata::validate_retry_policy`]); a policy read
+//! policies ([`validate`]); a policy read
 //! back from storage is still clamped to the same bounds here, because it
 //! may have been stored before those bounds existed (a durable outbox row
 //! outlives the server version that wrote it).
 
 use serde_json::Value;
 
-use crate::api::body::as_int;
-use crate::api::metadata::{
-    LINEAR_INTERVAL, MAXIMUM_DELAY, MAX_RETRY_COUNT, MAX_RETRY_DELAY, MINIMUM_DELAY,
-};
+use crate::json::{as_int, truthy};
+
+/// Backoff functions a retry policy may name.
+pub const RETRY_BACKOFF_FUNCTIONS: [&str; 4] = ["linear", "arithmetic", "geometric", "exponential"];
+/// Default shortest delay between webhook retries (seconds).
+pub const MINIMUM_DELAY: i64 = 5;
+/// Default longest delay between webhook retries (seconds).
+pub const MAXIMUM_DELAY: i64 = 30;
+/// Step of the linear backoff (seconds).
+pub const LINEAR_INTERVAL: i64 = 5;
+/// Largest `minimum_delay` and `maximum_delay` of a retry policy (seconds):
+/// one day. Ours; the reference sets no bound (and a huge one exhausted
+/// memory, see [`wait_before_retry`]).
+pub const MAX_RETRY_DELAY: i64 = 86_400;
+/// Largest `retries_with_no_delay`, `minimum_delay_retries` and
+/// `maximum_delay_retries` of a retry policy. Ours; a delivery is retried at
+/// most [`MAX_RETRIES`] times in all anyway.
+pub const MAX_RETRY_COUNT: i64 = 1_000;
+
+/// The integer fields of a retry policy, in the reference's order, each
+/// with its upper bound and unit.
+const RETRY_POLICY_INTEGERS: [(&str, i64, &str); 5] = [
+    ("retries_with_no_delay", MAX_RETRY_COUNT, ""),
+    ("minimum_delay_retries", MAX_RETRY_COUNT, ""),
+    ("minimum_delay", MAX_RETRY_DELAY, " seconds"),
+    ("maximum_delay", MAX_RETRY_DELAY, " seconds"),
+    ("maximum_delay_retries", MAX_RETRY_COUNT, ""),
+];
+
+/// Validates a `_retry_policy` (queue metadata or subscription options);
+/// the error is the text a client is answered (400).
+///
+/// The reference's checks and texts, plus bounds of ours on every integer
+/// field (`0..=`[`MAX_RETRY_COUNT`] retries, `0..=`[`MAX_RETRY_DELAY`]
+/// seconds): the reference accepts any integer, negative or near 2^63, and
+/// fails only when it delivers. Likewise an integer field must be an
+/// integer (or `null`, meaning the default) even when falsy: the reference
+/// lets `""`, `[]` or `0.0` through and then fails at delivery.
+pub fn validate(policy: Option<&Value>) -> Result<(), String> {
+    let Some(policy) = policy.filter(|p| truthy(p)) else {
+        return Ok(());
+    };
+    let Value::Object(p) = policy else {
+        return Err(String::from("retry_policy must be a dict."));
+    };
+    for (key, hi, unit) in RETRY_POLICY_INTEGERS {
+        let Some(v) = p.get(key).filter(|v| !v.is_null()) else {
+            continue;
+        };
+        let n = as_int(v).ok_or_else(|| format!("Retry policy: {key} must be a integer."))?;
+        if !(0..=hi).contains(&n) {
+            let long = if unit.is_empty() { "" } else { " long" };
+            return Err(format!(
+                "Retry policy: {key} can not exceed {hi}{unit}, and must be at least 0{unit}{long}."
+            ));
+        }
+    }
+    if let Some(v) = p.get("retry_backoff_function").filter(|v| truthy(v)) {
+        match v {
+            Value::String(s) if RETRY_BACKOFF_FUNCTIONS.contains(&s.as_str()) => {}
+            Value::String(_) => return Err(String::from("invalid retry_backoff_function.")),
+            _ => return Err(String::from("retry_backoff_function must be a string.")),
+        }
+    }
+    if let Some(v) = p.get("ignore_subscription_override").filter(|v| truthy(v)) {
+        if !v.is_boolean() {
+            return Err(String::from(
+                "ignore_subscription_override must be a boolean.",
+            ));
+        }
+    }
+    let delay = |k: &str, default: i64| p.get(k).and_then(as_int).unwrap_or(default);
+    let min = delay("minimum_delay", MINIMUM_DELAY);
+    let max = delay("maximum_delay", MAXIMUM_DELAY);
+    if max < min {
+        return Err(String::from("minimum_delay must less than maximum_delay."));
+    }
+    if max - min < 2 * LINEAR_INTERVAL {
+        return Err(String::from("invalid minimum_delay and maximum_delay."));
+    }
+    Ok(())
+}
 
 /// Default immediate retries.
 pub const RETRIES_WITH_NO_DELAY: i64 = 3;

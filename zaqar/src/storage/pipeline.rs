@@ -7,13 +7,14 @@
 //! that receives the store after it (and a [`StageContext`] with the other
 //! resources' pipelines); naming an unknown stage is a start-up error.
 //!
-//! The notifier (`zaqar.notification.notifier`, see [`crate::notification`])
-//! is on by default: when the driver keeps an outbox and no
-//! `message_pipeline` names the notifier, it is put first (outermost) in the
-//! message pipeline, so it sees a post only after every other stage and the
-//! driver accepted it. Naming it in `message_pipeline` (as reference
-//! deployments do) places it where it is named instead; it is never added
-//! twice. A tutorial on writing stages is in
+//! A message stage can be registered *on by default*
+//! ([`StageRegistry::on_by_default`]): unless `message_pipeline` names it
+//! (reference deployments name the notifier there, which places it where it
+//! is named), it runs first, outermost, so it sees a post only after every
+//! other stage and the driver accepted it. The registry is a mechanism: the
+//! server decides which stages exist and which are on by default (the
+//! notifier when the driver keeps an outbox, the WebSocket publisher when
+//! that transport is served). A tutorial on writing stages is in
 //! `doc/source/contributor/writing_pipeline_stages.rst`, with the example
 //! stage of [`super::stages::example`].
 
@@ -25,7 +26,7 @@ use tokio::sync::Notify;
 
 use super::outbox::Outbox;
 use super::{ClaimStore, MessageStore, QueueStore, Scope, StorageResult, SubscriptionStore};
-use crate::config::Config;
+use crate::config::{Config, PipelineConfig};
 
 /// The stores of one driver, before any stage is added.
 #[derive(Clone)]
@@ -82,28 +83,16 @@ pub struct StageContext {
     pub outbox_wake: Arc<Notify>,
 }
 
+/// Builds a stage of resource `S` in front of the store after it.
+pub type StageFn<S> = Arc<dyn Fn(Arc<S>, &StageContext) -> Arc<S> + Send + Sync>;
 /// Builds a queue stage in front of `next`.
-pub type QueueStageFn = fn(Arc<dyn QueueStore>, &StageContext) -> Arc<dyn QueueStore>;
+pub type QueueStageFn = StageFn<dyn QueueStore>;
 /// Builds a message stage in front of `next`.
-pub type MessageStageFn = fn(Arc<dyn MessageStore>, &StageContext) -> Arc<dyn MessageStore>;
+pub type MessageStageFn = StageFn<dyn MessageStore>;
 /// Builds a claim stage in front of `next`.
-pub type ClaimStageFn = fn(Arc<dyn ClaimStore>, &StageContext) -> Arc<dyn ClaimStore>;
+pub type ClaimStageFn = StageFn<dyn ClaimStore>;
 /// Builds a subscription stage in front of `next`.
-pub type SubscriptionStageFn =
-    fn(Arc<dyn SubscriptionStore>, &StageContext) -> Arc<dyn SubscriptionStore>;
-
-/// The names of the configured stages, one list per resource (`[storage]`).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct PipelineConfig {
-    /// `[storage] queue_pipeline`.
-    pub queue: Vec<String>,
-    /// `[storage] message_pipeline`.
-    pub message: Vec<String>,
-    /// `[storage] claim_pipeline`.
-    pub claim: Vec<String>,
-    /// `[storage] subscription_pipeline`.
-    pub subscription: Vec<String>,
-}
+pub type SubscriptionStageFn = StageFn<dyn SubscriptionStore>;
 
 /// A stage name that no registered stage answers to.
 #[derive(Debug, thiserror::Error)]
@@ -124,49 +113,71 @@ pub struct StageRegistry {
     message: BTreeMap<String, MessageStageFn>,
     claim: BTreeMap<String, ClaimStageFn>,
     subscription: BTreeMap<String, SubscriptionStageFn>,
+    /// Message stages that run unless the configuration places them, in
+    /// the order they were marked (the first is outermost).
+    message_defaults: Vec<String>,
 }
 
 impl StageRegistry {
-    /// A registry with every stage this crate ships: the notifier
-    /// (`zaqar.notification.notifier`) and the tutorial's example stage
-    /// (`zaqar.stages.example.max_body_size`), and the queue metadata cache
-    /// (`zaqar.stages.metadata_cache`).
-    pub fn with_builtin_stages() -> Self {
-        let mut registry = StageRegistry::default();
-        registry.register_message_stage(
-            crate::notification::NOTIFIER_STAGE,
-            crate::notification::notifier_stage,
-        );
-        super::stages::example::register(&mut registry);
-        super::stages::metadata_cache::register(&mut registry);
-        registry
-    }
-
     /// Registers a subscription stage under `name`.
     pub fn register_subscription_stage(
         &mut self,
         name: &str,
-        build: SubscriptionStageFn,
+        build: impl Fn(Arc<dyn SubscriptionStore>, &StageContext) -> Arc<dyn SubscriptionStore>
+            + Send
+            + Sync
+            + 'static,
     ) -> &mut Self {
-        self.subscription.insert(name.to_owned(), build);
+        self.subscription.insert(name.to_owned(), Arc::new(build));
         self
     }
 
     /// Registers a queue stage under `name`.
-    pub fn register_queue_stage(&mut self, name: &str, build: QueueStageFn) -> &mut Self {
-        self.queue.insert(name.to_owned(), build);
+    pub fn register_queue_stage(
+        &mut self,
+        name: &str,
+        build: impl Fn(Arc<dyn QueueStore>, &StageContext) -> Arc<dyn QueueStore>
+            + Send
+            + Sync
+            + 'static,
+    ) -> &mut Self {
+        self.queue.insert(name.to_owned(), Arc::new(build));
         self
     }
 
     /// Registers a message stage under `name`.
-    pub fn register_message_stage(&mut self, name: &str, build: MessageStageFn) -> &mut Self {
-        self.message.insert(name.to_owned(), build);
+    pub fn register_message_stage(
+        &mut self,
+        name: &str,
+        build: impl Fn(Arc<dyn MessageStore>, &StageContext) -> Arc<dyn MessageStore>
+            + Send
+            + Sync
+            + 'static,
+    ) -> &mut Self {
+        self.message.insert(name.to_owned(), Arc::new(build));
         self
     }
 
     /// Registers a claim stage under `name`.
-    pub fn register_claim_stage(&mut self, name: &str, build: ClaimStageFn) -> &mut Self {
-        self.claim.insert(name.to_owned(), build);
+    pub fn register_claim_stage(
+        &mut self,
+        name: &str,
+        build: impl Fn(Arc<dyn ClaimStore>, &StageContext) -> Arc<dyn ClaimStore>
+            + Send
+            + Sync
+            + 'static,
+    ) -> &mut Self {
+        self.claim.insert(name.to_owned(), Arc::new(build));
+        self
+    }
+
+    /// Makes the message stage `name` run even when `message_pipeline`
+    /// does not name it: first (outermost), before the configured stages,
+    /// in the order stages were marked.
+    pub fn on_by_default(&mut self, name: &str) -> &mut Self {
+        if !self.message_defaults.iter().any(|n| n == name) {
+            self.message_defaults.push(name.to_owned());
+        }
         self
     }
 
@@ -215,13 +226,13 @@ impl StageRegistry {
     ) -> Result<Storage, UnknownStage> {
         let mut pipeline = settings.pipeline.clone();
         self.check(&pipeline)?;
-        let notifier = crate::notification::NOTIFIER_STAGE;
-        if backend.outbox.is_some()
-            && !pipeline.message.iter().any(|n| n == notifier)
-            && self.message.contains_key(notifier)
-        {
-            pipeline.message.insert(0, notifier.to_owned());
-        }
+        let unplaced: Vec<String> = self
+            .message_defaults
+            .iter()
+            .filter(|n| self.message.contains_key(*n) && !pipeline.message.contains(n))
+            .cloned()
+            .collect();
+        pipeline.message.splice(0..0, unplaced);
         let config = &pipeline;
         let ctx = StageContext {
             backend: backend.clone(),

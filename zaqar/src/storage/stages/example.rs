@@ -116,7 +116,8 @@ mod tests {
     use serde_json::value::to_raw_value;
 
     use super::*;
-    use crate::storage::pipeline::{PipelineConfig, StageRegistry};
+    use crate::config::PipelineConfig;
+    use crate::storage::pipeline::StageRegistry;
     use crate::storage::sqlite::SqliteStore;
     use crate::storage::SystemClock;
 
@@ -138,9 +139,9 @@ mod tests {
             message: vec![NAME.to_owned()],
             ..Default::default()
         };
-        let storage = StageRegistry::with_builtin_stages()
-            .assemble(store.backend(), &config)
-            .unwrap();
+        let mut registry = StageRegistry::default();
+        register(&mut registry);
+        let storage = registry.assemble(store.backend(), &config).unwrap();
         let scope = Scope::new("p", "q");
 
         let big = message(json!("x".repeat(DEFAULT_MAX_BODY_BYTES)));
