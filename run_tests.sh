@@ -6,12 +6,21 @@
 # functional tests against the real binaries, then prints a summary.  Exits
 # non-zero when anything failed.
 #
-# Structure: each step is a shell function, run by `run_step` (a setup step:
-# failure stops the run) or `run_check` (a test step: failure is recorded and the
-# run goes on, so one report lists every failing suite).  Services a suite needs
-# (Redis, Keystone, ...) are started by a setup step on a port of their own and
-# stopped on exit through `on_exit_do`.  To add a suite: write a function and add
-# a line to `main` at the bottom.
+# Usage:
+#   ./run_tests.sh                 every step (what CI runs)
+#   ./run_tests.sh --list          the steps, with what each needs
+#   ./run_tests.sh STEP...         only these test steps (and the setup steps
+#                                  they need), e.g. ./run_tests.sh cargo-test docs
+#   ./run_tests.sh bootstrap       only install what is missing (packages, venv)
+#
+# Structure: each step is a shell function.  Setup steps (bootstrap, build,
+# services) run in this shell and their failure stops the run; test steps run
+# in a subshell, and a failure is recorded while the run goes on, so one report
+# lists every failing suite.  Services a suite needs (Redis, Keystone, ...) are
+# started on ports of their own and stopped on exit through `on_exit_do`; a
+# suite that needs a service fails (never skips) when the service is missing.
+# To add a suite: write a function and add a line to the STEPS table at the
+# bottom.
 #
 # Environment:
 #   SKIP_APT=1        never call apt-get (a missing tool is then an error)
@@ -309,40 +318,99 @@ docs_build() {
 
 # ---------------------------------------------------------------------------
 
-main() {
+# ---------------------------------------------------------------------------
+# The steps: name | what it needs (setup steps, in order) | function [args]
+# ---------------------------------------------------------------------------
+
+STEPS=(
+    "cargo-test|build redis keystone|cargo_test"
+    "clippy|build|cargo_clippy"
+    "fmt||cargo_fmt"
+    "functional|build|pytest_suite tests/functional"
+    "functional-redis|build redis|pytest_functional_redis"
+    "functional-keystone|build keystone|pytest_suite tests/functional_keystone"
+    "zaqarclient|build|reference_suite zaqarclient"
+    "zaqarclient-redis|build redis|reference_suite_redis zaqarclient"
+    "tempest|build keystone|reference_suite tempest"
+    "docs||docs_build"
+)
+
+# The setup steps, in the order they run: name | title | function.
+SETUPS=(
+    "build|cargo build|cargo_build"
+    "redis|start redis (standalone, cluster, sentinel)|start_redis_topologies"
+    "keystone|start keystone|start_keystone"
+)
+
+bootstrap() {
     run_step "system packages" install_system_packages
     run_step "rust toolchain" check_toolchain
     run_step "python venv" setup_venv
-    run_step "cargo build" cargo_build
-    run_step "start redis (standalone, cluster, sentinel)" start_redis_topologies
-    local keystone=0
-    if python_venv_works; then
-        run_step "start keystone" start_keystone
-        keystone=1
-    fi
+}
 
-    run_check "cargo test" cargo_test
-    run_check "cargo clippy -D warnings" cargo_clippy
-    run_check "cargo fmt --check" cargo_fmt
-    run_check "pytest tests/functional" pytest_suite tests/functional
-    run_check "pytest tests/functional (redis)" pytest_functional_redis
-    if (( keystone )); then
-        run_check "pytest tests/functional_keystone" pytest_suite tests/functional_keystone
-    else
-        skip "pytest tests/functional_keystone" "python3 cannot create a venv for Keystone"
+list_steps() {
+    local row name needs fn
+    echo "test steps (./run_tests.sh STEP...):"
+    for row in "${STEPS[@]}"; do
+        IFS='|' read -r name needs fn <<<"$row"
+        printf '  %-22s needs: %s\n' "$name" "${needs:-nothing}"
+    done
+    echo "setup steps (run as needed): bootstrap (always)$(for row in "${SETUPS[@]}"; do IFS='|' read -r name _ _ <<<"$row"; printf ', %s' "$name"; done)"
+}
+
+main() {
+    local selected=("$@") row name needs fn title
+    if [[ "${1:-}" == "--list" || "${1:-}" == "-l" ]]; then
+        trap - EXIT
+        list_steps
+        return 0
     fi
-    run_check "reference: python-zaqarclient functional" reference_suite zaqarclient
-    run_check "reference: python-zaqarclient functional (redis)" reference_suite_redis zaqarclient
-    if (( keystone )); then
-        run_check "reference: zaqar-tempest-plugin" reference_suite tempest
-    else
-        skip "reference: zaqar-tempest-plugin" "python3 cannot create a venv for Keystone"
+    if [[ "${1:-}" == "bootstrap" && $# -eq 1 ]]; then
+        bootstrap
+        return 0
     fi
-    if [[ -f "$ROOT/doc/source/conf.py" ]]; then
-        run_check "docs (sphinx -W)" docs_build
-    else
-        skip "docs (sphinx -W)" "no doc/source/conf.py"
-    fi
+    # Which test steps, and which setup steps they need.
+    local wanted=() needed=" "
+    for row in "${STEPS[@]}"; do
+        IFS='|' read -r name needs fn <<<"$row"
+        if (( ${#selected[@]} == 0 )) || [[ " ${selected[*]} " == *" $name "* ]]; then
+            wanted+=("$row")
+            needed+="$needs "
+        fi
+    done
+    local known=" " s
+    for row in "${STEPS[@]}"; do IFS='|' read -r name _ _ <<<"$row"; known+="$name "; done
+    for s in "${selected[@]}"; do
+        if [[ "$known" != *" $s "* ]]; then
+            trap - EXIT
+            echo "run_tests.sh: unknown step $s" >&2
+            list_steps >&2
+            return 2
+        fi
+    done
+    bootstrap
+    for row in "${SETUPS[@]}"; do
+        IFS='|' read -r name title fn <<<"$row"
+        if [[ "$needed" == *" $name "* ]]; then
+            if [[ "$name" == keystone ]] && ! python_venv_works; then
+                echo "python3 cannot create a venv: Keystone (and the suites that need it) cannot run" >&2
+                return 1
+            fi
+            # shellcheck disable=SC2086
+            run_step "$title" $fn
+        fi
+    done
+    # Tell the suites which services they must find (a missing one fails them).
+    local require=()
+    [[ "$needed" == *" redis "* ]] && require+=(redis)
+    [[ "$needed" == *" keystone "* ]] && require+=(keystone)
+    ZAQAR_TEST_REQUIRE="$(IFS=,; echo "${require[*]}")"
+    export ZAQAR_TEST_REQUIRE
+    for row in "${wanted[@]}"; do
+        IFS='|' read -r name needs fn <<<"$row"
+        # shellcheck disable=SC2086
+        run_check "$name" $fn
+    done
 }
 
 main "$@"

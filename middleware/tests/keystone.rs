@@ -7,7 +7,9 @@
 //! cargo test -p keystone-middleware --test keystone
 //! ```
 //! Without `KEYSTONE_URL` the tests that need Keystone print why they are
-//! skipped and pass; the unreachable-Keystone test needs none and always runs.
+//! skipped and pass, unless `ZAQAR_TEST_REQUIRE` names `keystone` (as
+//! run_tests.sh sets it): then they fail. The unreachable-Keystone test
+//! needs none and always runs.
 
 use std::io::Write;
 use std::time::Duration;
@@ -35,6 +37,11 @@ struct Env {
 
 fn env() -> Option<Env> {
     let Ok(url) = std::env::var("KEYSTONE_URL") else {
+        let required = std::env::var("ZAQAR_TEST_REQUIRE").unwrap_or_default();
+        assert!(
+            !required.split(',').any(|r| r == "keystone"),
+            "Keystone is required (ZAQAR_TEST_REQUIRE) but KEYSTONE_URL is unset"
+        );
         // Straight to stderr: the test harness captures eprintln! of
         // passing tests, and this message must be seen.
         static ONCE: std::sync::Once = std::sync::Once::new();
