@@ -20,6 +20,7 @@ use std::time::Instant;
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use http::{HeaderMap, HeaderValue, Method};
+use tracing::Instrument;
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::Filter;
@@ -87,7 +88,18 @@ where
 {
     let started = Instant::now();
     let request_id = format!("req-{}", uuid::Uuid::new_v4());
-    let mut response =
+    // Every log line of this request (api core, storage, stages) carries
+    // its id, and the caller's own id when it sent one (a service calling
+    // on behalf of another request), as oslo's global_request_id.
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        global_request_id = tracing::field::Empty,
+    );
+    if let Some(global) = global_request_id(&headers) {
+        span.record("global_request_id", global);
+    }
+    let mut response = async {
         if path == "/metrics" && method == Method::GET && state.api.config().metrics_enabled {
             metrics(&state)
         } else {
@@ -113,7 +125,11 @@ where
                 Err(e) => Err(e),
             };
             answer.unwrap_or_else(|e| render::error(&e, &method))
-        };
+        }
+    }
+    .instrument(span.clone())
+    .await;
+    let _in_span = span.enter();
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-openstack-request-id", v);
     }
@@ -121,11 +137,19 @@ where
     state.metrics.record(status.as_u16());
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     if status.is_server_error() {
-        tracing::warn!(request_id, %method, path, status = status.as_u16(), elapsed_ms, "request failed");
+        tracing::warn!(%method, path, status = status.as_u16(), elapsed_ms, "request failed");
     } else {
-        tracing::debug!(request_id, %method, path, status = status.as_u16(), elapsed_ms, "request");
+        tracing::debug!(%method, path, status = status.as_u16(), elapsed_ms, "request");
     }
     response
+}
+
+/// The `X-OpenStack-Request-ID` a caller sent, when it has the form of one
+/// (`req-` and a UUID): logged as the global request id.
+fn global_request_id(headers: &HeaderMap) -> Option<&str> {
+    let id = header(headers, "x-openstack-request-id")?;
+    let uuid = id.strip_prefix("req-")?;
+    uuid::Uuid::try_parse(uuid).is_ok().then_some(id)
 }
 
 /// `GET /metrics`.

@@ -12,6 +12,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 use serde_json::{json, Map, Value};
+use tracing::Instrument;
 
 use super::actions::{self, Checked, Request};
 use super::auth as ws_auth;
@@ -90,6 +91,18 @@ type Answer = Result<(u16, Value), WsError>;
 /// Answers the frame `bytes` of `encoding`; the response document to send.
 pub async fn respond(conn: &mut Conn, bytes: &[u8], encoding: Encoding) -> Value {
     let request_id = format!("req-{}", uuid::Uuid::new_v4());
+    let span = tracing::info_span!("request", request_id = %request_id, conn = %conn.id());
+    answer_frame(conn, bytes, encoding, request_id)
+        .instrument(span)
+        .await
+}
+
+async fn answer_frame(
+    conn: &mut Conn,
+    bytes: &[u8],
+    encoding: Encoding,
+    request_id: String,
+) -> Value {
     let doc = match frame::decode(bytes, encoding) {
         Ok(Value::Object(doc)) => doc,
         Ok(_) => {
@@ -132,9 +145,9 @@ fn render(echo: Echo, answer: Answer, request_id: &str) -> Value {
         Err(e) => (e.status(), e.body()),
     };
     if status >= 500 {
-        tracing::warn!(request_id, action = %echo.action, status, "websocket request failed");
+        tracing::warn!(action = %echo.action, status, "websocket request failed");
     } else {
-        tracing::debug!(request_id, action = %echo.action, status, "websocket request");
+        tracing::debug!(action = %echo.action, status, "websocket request");
     }
     frame::response(echo, status, body, request_id)
 }
