@@ -3,7 +3,7 @@
 # a cached token, on the same SQLite store and the same load (zaqar-bench).
 #
 #   tests/keystone/setup.sh                 # a real Keystone (writes its env file)
-#   cargo build --release -p zaqar --bins
+#   cargo build --release -p zaqar -p zaqar-bench --bins
 #   tools/bench-keystone.sh [zaqar-bench options...]   # default: -o 4 --stats-readers 4 -t 15
 #
 # Environment: KEYSTONE_STATE_DIR (default tests/keystone/.state), ZAQAR_BIN_DIR

@@ -6,7 +6,6 @@
 
 pub mod api;
 pub mod auth;
-pub mod bench;
 pub mod config;
 pub mod context;
 pub mod error;

@@ -1,6 +1,6 @@
 //! `zaqar-bench`: drives a Zaqar v2 HTTP server with producers, consumers,
 //! observers and stats readers, and reports throughput, latency and
-//! correctness (see [`zaqar::bench`]).
+//! correctness (see the library, [`zaqar_bench`]).
 
 use std::process::ExitCode;
 
@@ -20,7 +20,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 )]
 struct Cli {
     #[command(flatten)]
-    config: zaqar::bench::BenchConfig,
+    config: zaqar_bench::BenchConfig,
     /// Print the report as JSON (for scripts) instead of a table.
     #[arg(long)]
     json: bool,
@@ -42,7 +42,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let report = match runtime.block_on(zaqar::bench::run(cli.config, !cli.quiet)) {
+    let report = match runtime.block_on(zaqar_bench::run(cli.config, !cli.quiet)) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("zaqar-bench: {e}");
