@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use crate::api::policy::{Policy, PolicyError};
 use crate::api::Api;
 use crate::auth::{AuthConfigError, AuthLayer};
-use crate::config::{AuthStrategy, Config};
+use crate::config::{AuthStrategy, Config, StoreEngine};
 use crate::notification::{notifier_stage, NOTIFIER_STAGE};
 use crate::storage::clock::SharedClock;
 use crate::storage::pipeline::{Backend, StageRegistry};
@@ -56,8 +56,8 @@ pub enum StartError {
 /// # Errors
 /// The store cannot be opened.
 pub fn open_backend(config: &Config, clock: SharedClock) -> Result<Backend, StartError> {
-    match config.message_store.as_str() {
-        "sqlite" => {
+    match config.message_store {
+        StoreEngine::Sqlite => {
             if let Some(dir) = config.sqlite_path.parent() {
                 if !dir.as_os_str().is_empty() {
                     std::fs::create_dir_all(dir).map_err(|e| {
@@ -71,7 +71,7 @@ pub fn open_backend(config: &Config, clock: SharedClock) -> Result<Backend, Star
             Ok(SqliteStore::open(&config.sqlite_path, clock)?.backend())
         }
         #[cfg(feature = "redis")]
-        "redis" => {
+        StoreEngine::Redis => {
             use crate::storage::redis::{RedisOptions, RedisStore};
             let mut options = RedisOptions::from_uri(&config.redis.uri).map_err(|e| {
                 StartError::Unsupported(format!("[drivers:message_store:redis] uri: {e}"))
@@ -83,8 +83,9 @@ pub fn open_backend(config: &Config, clock: SharedClock) -> Result<Backend, Star
             options.wait_timeout = std::time::Duration::from_millis(config.redis.wait_timeout_ms);
             Ok(RedisStore::connect(options, clock)?.backend())
         }
+        #[allow(unreachable_patterns)]
         other => Err(StartError::Unsupported(format!(
-            "message store {other:?} is not in this build"
+            "message store {other} is not in this build"
         ))),
     }
 }

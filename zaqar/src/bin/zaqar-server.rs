@@ -25,6 +25,9 @@ struct Cli {
     /// Serve the admin routes (overrides `[DEFAULT] admin_mode`).
     #[arg(long = "admin_mode", alias = "admin-mode")]
     admin_mode: bool,
+    /// Print a sample zaqar.conf (every option, its default and help) and exit.
+    #[arg(long = "sample-config")]
+    sample_config: bool,
 }
 
 #[tokio::main]
@@ -37,6 +40,10 @@ async fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
+    if cli.sample_config {
+        print!("{}", zaqar::config::sample_config());
+        return ExitCode::SUCCESS;
+    }
     raise_nofile_limit();
     let config = match &cli.config_file {
         Some(path) => zaqar::config::Config::load(path),

@@ -155,12 +155,12 @@ pub fn compose(config: &NotificationConfig, delivery: &NewDelivery) -> Result<Em
                 "no [notification] external_confirmation_url: confirmation e-mails cannot be made",
             )?;
             let template = if kind == "SubscriptionConfirmation" {
-                &config.subscription_confirmation_email_template
+                config.subscribe_template()
             } else {
-                &config.unsubscribe_confirmation_email_template
+                config.unsubscribe_template()
             };
             let project = p.get("X-Project-ID").and_then(Value::as_str).unwrap_or("");
-            from_template(template, &delivery.queue, project, &confirm_link(base, p))
+            from_template(&template, &delivery.queue, project, &confirm_link(base, p))
         }
         _ => {
             let opt = |k: &str| {
@@ -197,9 +197,9 @@ pub async fn send(config: &NotificationConfig, delivery: &NewDelivery) -> Outcom
         SmtpMode::SelfLocal => smtp(config, &email).await,
         SmtpMode::ThirdPart => {
             pipe(
-                &config.smtp_command,
+                &config.smtp_command.0,
                 &email.text,
-                Duration::from_secs(config.webhook_timeout_secs.max(10)),
+                Duration::from_secs(config.webhook_timeout.max(10)),
             )
             .await
         }
@@ -252,9 +252,7 @@ async fn smtp(config: &NotificationConfig, email: &Email) -> Outcome {
     let mut transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
         .port(config.smtp_port)
         .tls(tls)
-        .timeout(Some(Duration::from_secs(
-            config.webhook_timeout_secs.max(10),
-        )));
+        .timeout(Some(Duration::from_secs(config.webhook_timeout.max(10))));
     if let Some(login) = login {
         transport = transport.credentials(login);
     }

@@ -289,8 +289,8 @@ pub fn webhook_client(
     policy: &ssrf::AddressPolicy,
 ) -> Result<reqwest::Client, String> {
     let builder = reqwest::Client::builder()
-        .timeout(Duration::from_secs(n.webhook_timeout_secs))
-        .connect_timeout(Duration::from_secs(n.webhook_timeout_secs))
+        .timeout(Duration::from_secs(n.webhook_timeout))
+        .connect_timeout(Duration::from_secs(n.webhook_timeout))
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("zaqar-rs/", env!("CARGO_PKG_VERSION")));
     let builder = match &n.webhook_proxy {
@@ -410,10 +410,10 @@ impl Notifier {
         tokio::pin!(shutdown);
         let n = &self.config.notification;
         let workers = n.max_notifier_workers.max(1);
-        let per_project = n.max_notifier_workers_per_project.clamp(1, workers);
+        let per_project = n.workers_per_project().clamp(1, workers);
         let slots = Arc::new(Semaphore::new(workers));
         let in_flight = InFlight::default();
-        let lease_ms = i64::try_from(n.webhook_timeout_secs)
+        let lease_ms = i64::try_from(n.webhook_timeout)
             .unwrap_or(i64::MAX)
             .saturating_mul(1000)
             .saturating_add(LEASE_MARGIN_MS);
@@ -567,7 +567,7 @@ mod tests {
     fn loopback_config() -> Arc<Config> {
         let mut config = Config::default();
         config.notification.allowed_subscriber_networks = vec!["127.0.0.0/8".parse().unwrap()];
-        config.notification.webhook_timeout_secs = 5;
+        config.notification.webhook_timeout = 5;
         Arc::new(config)
     }
 

@@ -186,12 +186,12 @@ impl StageRegistry {
     /// # Errors
     /// The first name that no stage answers to.
     pub fn check(&self, config: &PipelineConfig) -> Result<(), UnknownStage> {
-        check_names("queue_pipeline", &config.queue, &self.queue)?;
-        check_names("message_pipeline", &config.message, &self.message)?;
-        check_names("claim_pipeline", &config.claim, &self.claim)?;
+        check_names("queue_pipeline", &config.queue_pipeline, &self.queue)?;
+        check_names("message_pipeline", &config.message_pipeline, &self.message)?;
+        check_names("claim_pipeline", &config.claim_pipeline, &self.claim)?;
         check_names(
             "subscription_pipeline",
-            &config.subscription,
+            &config.subscription_pipeline,
             &self.subscription,
         )
     }
@@ -229,10 +229,10 @@ impl StageRegistry {
         let unplaced: Vec<String> = self
             .message_defaults
             .iter()
-            .filter(|n| self.message.contains_key(*n) && !pipeline.message.contains(n))
+            .filter(|n| self.message.contains_key(*n) && !pipeline.message_pipeline.contains(n))
             .cloned()
             .collect();
-        pipeline.message.splice(0..0, unplaced);
+        pipeline.message_pipeline.splice(0..0, unplaced);
         let config = &pipeline;
         let ctx = StageContext {
             backend: backend.clone(),
@@ -240,19 +240,19 @@ impl StageRegistry {
             outbox_wake: outbox_wake.clone(),
         };
         let mut queues = backend.queues.clone();
-        for name in config.queue.iter().rev() {
+        for name in config.queue_pipeline.iter().rev() {
             queues = (self.queue[name])(queues, &ctx);
         }
         let mut messages = backend.messages.clone();
-        for name in config.message.iter().rev() {
+        for name in config.message_pipeline.iter().rev() {
             messages = (self.message[name])(messages, &ctx);
         }
         let mut claims = backend.claims.clone();
-        for name in config.claim.iter().rev() {
+        for name in config.claim_pipeline.iter().rev() {
             claims = (self.claim[name])(claims, &ctx);
         }
         let mut subscriptions = backend.subscriptions.clone();
-        for name in config.subscription.iter().rev() {
+        for name in config.subscription_pipeline.iter().rev() {
             subscriptions = (self.subscription[name])(subscriptions, &ctx);
         }
         // Built-in stages come first, as in the reference.

@@ -136,7 +136,7 @@ mod tests {
         let store = SqliteStore::open(&dir.path().join("db"), Arc::new(SystemClock)).unwrap();
         // Assemble the pipeline as the server does, from stage names.
         let config = PipelineConfig {
-            message: vec![NAME.to_owned()],
+            message_pipeline: vec![NAME.to_owned()],
             ..Default::default()
         };
         let mut registry = StageRegistry::default();
