@@ -106,6 +106,7 @@ macro_rules! conformance_tests {
             expiry_past_collection_budget_stays_invisible,
             bulk_operations_past_unpack_limit,
             purge_of_a_large_queue,
+            queue_list_past_unpack_limit,
         );
     };
     (@each $open:path; $($name:ident),* $(,)?) => {

@@ -365,3 +365,27 @@ pub(crate) async fn purge_of_a_large_queue(backend: Backend, _clock: ManualClock
     let again = post_n(&backend, &s, 1).await;
     assert_eq!(all_ids_paged(&backend, &s, 100).await, again);
 }
+
+/// A detailed listing of more than 8,000 queues returns every one with its
+/// metadata (Redis read them in one HMGET of all the names).
+pub(crate) async fn queue_list_past_unpack_limit(backend: Backend, _clock: ManualClock) {
+    let p = project();
+    for i in 0..PAST_UNPACK {
+        let md = crate::storage::Metadata::from_iter([("i".to_owned(), json!(i))]);
+        backend
+            .queues
+            .create(&scope(&p, &format!("q{i:05}")), &md)
+            .await
+            .unwrap();
+    }
+    let listed = backend
+        .queues
+        .list(&p, None, PAST_UNPACK, true)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), PAST_UNPACK);
+    for (i, entry) in listed.iter().enumerate() {
+        assert_eq!(entry.name, format!("q{i:05}"));
+        assert_eq!(entry.metadata.as_ref().unwrap()["i"], json!(i));
+    }
+}
