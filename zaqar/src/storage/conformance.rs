@@ -24,6 +24,8 @@
 //! so every test works in projects of its own ([`project`] gives a fresh
 //! UUID) and never assumes the store is empty.
 
+mod limits;
+
 use std::any::Any;
 use std::collections::HashSet;
 
@@ -98,6 +100,13 @@ macro_rules! conformance_tests {
             pop_takes_oldest_claimable,
             stats_counts_and_stamps,
             purge_removes_messages_and_claims,
+            absurd_durations_are_refused_and_lose_nothing,
+            dead_letter_thousands_in_one_claim,
+            mass_expiry_leaves_queue_usable,
+            expiry_past_collection_budget_stays_invisible,
+            bulk_operations_past_unpack_limit,
+            purge_of_a_large_queue,
+            queue_list_past_unpack_limit,
         );
     };
     (@each $open:path; $($name:ident),* $(,)?) => {
@@ -118,6 +127,7 @@ macro_rules! conformance_tests {
     };
 }
 pub(crate) use conformance_tests;
+pub(crate) use limits::*;
 
 // ---------------------------------------------------------------- helpers
 
@@ -207,8 +217,13 @@ async fn post_n(backend: &Backend, scope: &Scope, n: usize) -> Vec<String> {
 
 /// Every live message of the queue, claimed and delayed ones included.
 async fn all_ids(backend: &Backend, scope: &Scope) -> Vec<String> {
+    all_ids_paged(backend, scope, 7).await
+}
+
+/// [`all_ids`] in pages of `page`.
+async fn all_ids_paged(backend: &Backend, scope: &Scope, page: usize) -> Vec<String> {
     let mut out = Vec::new();
-    let mut query = list_all(7);
+    let mut query = list_all(page);
     loop {
         let page = backend.messages.list(scope, &query).await.expect("list");
         if page.messages.is_empty() {

@@ -14,6 +14,7 @@
 //! must never let one project see another's queue, message or claim.
 
 pub mod clock;
+pub mod deadline;
 pub mod outbox;
 pub mod pipeline;
 #[cfg(feature = "redis")]

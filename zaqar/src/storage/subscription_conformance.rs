@@ -38,6 +38,7 @@ macro_rules! subscription_conformance_tests {
             subscription_project_isolation,
             post_tells_whether_queue_is_subscribed,
             outbox_leases_are_fair,
+            subscription_heavy_queue,
         );
     };
     (@each $open:path; $($name:ident),* $(,)?) => {
@@ -576,4 +577,89 @@ pub(crate) async fn outbox_leases_are_fair(b: Backend, clock: ManualClock) {
     let again = outbox.lease_fair(10, 60_000, &share(1, &[])).await.unwrap();
     assert_eq!(seen(&again), expect(&[(&x, 3)]));
     assert_eq!(again[0].attempts, 1);
+}
+
+/// A queue with 9,000 subscriptions that expire together, and one that
+/// lasts: posts tell whether it is subscribed, listings page through the
+/// live ones only (a store may clean the expired ones up over several
+/// calls, never show them), and an expired subscriber can subscribe again.
+pub(crate) async fn subscription_heavy_queue(b: Backend, clock: ManualClock) {
+    const N: usize = 9_000;
+    let s = scope("crowded");
+    let post = || {
+        let (b, s) = (b.clone(), s.clone());
+        async move {
+            let message = NewMessage {
+                ttl: 600,
+                delay: 0,
+                body: serde_json::value::RawValue::from_string("1".into()).unwrap(),
+                checksum: None,
+            };
+            b.messages
+                .post(&s, "c", vec![message])
+                .await
+                .unwrap()
+                .subscribed
+        }
+    };
+    let listed = || {
+        let (b, s) = (b.clone(), s.clone());
+        async move {
+            let mut out = Vec::new();
+            let mut marker: Option<String> = None;
+            loop {
+                let page = b
+                    .subscriptions
+                    .list(&s, marker.as_deref(), 1000)
+                    .await
+                    .unwrap();
+                let Some(last) = page.last() else {
+                    return out;
+                };
+                marker = Some(last.id.clone());
+                out.extend(page.into_iter().map(|x| x.subscriber));
+            }
+        }
+    };
+    let mut created = Vec::with_capacity(N);
+    for i in 0..N {
+        let sub = new(&format!("http://h{i}.example/"), 60);
+        created.push(b.subscriptions.create(&s, &sub).await.unwrap().unwrap());
+    }
+    let lasting = b
+        .subscriptions
+        .create(&s, &new("http://lasting.example/", 600))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(post().await, Some(true));
+    let all = listed().await;
+    assert_eq!(all.len(), N + 1);
+    assert_eq!(all[0], "http://h0.example/");
+
+    clock.advance_secs(61);
+    assert_eq!(post().await, Some(true));
+    assert_eq!(listed().await, ["http://lasting.example/"]);
+    assert!(b
+        .subscriptions
+        .get(&s, &created[N - 1])
+        .await
+        .unwrap()
+        .is_none());
+    assert!(b
+        .subscriptions
+        .get_with_subscriber(&s, "http://h0.example/")
+        .await
+        .unwrap()
+        .is_none());
+    let again = b
+        .subscriptions
+        .create(&s, &new("http://h0.example/", 60))
+        .await
+        .unwrap();
+    assert!(again.is_some(), "an expired subscriber subscribes again");
+    b.subscriptions.delete(&s, &lasting).await.unwrap();
+    b.subscriptions.delete(&s, &again.unwrap()).await.unwrap();
+    assert_eq!(post().await, Some(false));
+    assert!(listed().await.is_empty());
 }

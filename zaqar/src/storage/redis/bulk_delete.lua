@@ -1,27 +1,54 @@
--- Bulk delete: ARGV[3] = 1 when claim ids are given, ARGV[4] = how many,
--- then the claim ids, then the message ids. With claim ids, every existing
--- message must be held by one of those (live) claims, else nothing is
--- deleted and 'mismatch' is returned.
+-- Bulk delete: ARGV[3] = 1 when claim ids are given, ARGV[4] = how many
+-- claim ids, ARGV[5] = how many message ids, ARGV[6] = '' or the key of a
+-- spilled list (see arg_list), then the list: the claim ids, then the
+-- message ids. With claim ids, every live message must be held by one of
+-- those live claims, else nothing is deleted and 'mismatch' is returned:
+-- every chunk is checked before the first is deleted.
+local with_claims = ARGV[3] == '1'
+local nclaims = arg_int(4, 0, 100000000)
+local nids = arg_int(5, 0, 100000000)
+local spill = ARGV[6]
+local list = arg_list(spill, 7, nclaims + nids)
+
 normalize()
-local nclaims = tonumber(ARGV[4])
-local first_id = 5 + nclaims
-local ids = {}
-for i = first_id, #ARGV do ids[#ids + 1] = ARGV[i] end
-local ms = load_many(ids)
-if ARGV[3] == '1' then
-  local allowed = {}
-  for i = 5, first_id - 1 do allowed[ARGV[i]] = true end
-  for i = 1, #ids do
-    local m = ms[i]
-    if m and (m.c == '' or not allowed[m.c]) then return 'mismatch' end
+local allowed = {}
+for lo = 1, nclaims, CHUNK do
+  for _, c in ipairs(list(lo, math.min(lo + CHUNK - 1, nclaims))) do allowed[c] = true end
+end
+-- Message ids lo..hi of the list (1-based among the message ids).
+local function ids_at(lo)
+  return list(nclaims + lo, nclaims + math.min(lo + CHUNK - 1, nids))
+end
+local outcome = 'ok'
+if with_claims then
+  for lo = 1, nids, CHUNK do
+    local ids = ids_at(lo)
+    local ms = load_many(ids)
+    for i = 1, #ids do
+      local m = ms[i]
+      if m then
+        local c = claim_of(m)
+        if c == '' or not allowed[c] then outcome = 'mismatch' end
+      end
+    end
+    if outcome ~= 'ok' then break end
   end
 end
-local live, claims = {}, {}
-for i, id in ipairs(ids) do
-  if ms[i] and not claims[id] then
-    live[#live + 1] = id
-    claims[id] = ms[i].c
+if outcome == 'ok' then
+  local seen = {}
+  for lo = 1, nids, CHUNK do
+    local ids = ids_at(lo)
+    local ms = load_many(ids)
+    local live, claims = {}, {}
+    for i, id in ipairs(ids) do
+      if ms[i] and not seen[id] then
+        seen[id] = true
+        live[#live + 1] = id
+        claims[id] = ms[i].c
+      end
+    end
+    remove_messages(live, claims)
   end
 end
-remove_messages(live, claims)
-return 'ok'
+if spill ~= '' then redis.call('UNLINK', spill) end
+return outcome

@@ -1,29 +1,31 @@
--- Claim create: ARGV[3] = new claim id, ARGV[4] = ttl s, ARGV[5] = grace s,
--- ARGV[6] = limit, ARGV[7] = max claim count (-1 = no dead-letter policy),
--- ARGV[8] = DLQ hand-over lease in ms.
--- Returns {{claimed message...}, {dead-letter record...}}.
+-- Claim create: ARGV[3] = new claim id, ARGV[4] = claim ttl s, ARGV[5] =
+-- claim end ms, ARGV[6] = ttl s of an extended message (ttl + grace),
+-- ARGV[7] = the expiry a claimed message keeps at least (claim end +
+-- grace, ms), ARGV[8] = limit, ARGV[9] = max claim count (-1 = no
+-- dead-letter policy), ARGV[10] = DLQ hand-over lease in ms. The server
+-- computes the times (storage::deadline); they are checked here again.
+-- Returns {{claimed message...}, {id leaving for the dead-letter queue...}}.
 --
 -- Takes the oldest messages held by no live claim and not delayed. With a
 -- dead-letter policy, a message already claimed max times leaves the queue
 -- for the outbox <Q>:dead instead (it no longer counts for the queue); the
--- caller copies the returned records into the DLQ (another slot on Cluster)
--- and then acknowledges them with dlq_ack. Outbox entries whose lease ran
--- out (a caller died between the steps) are handed out again.
-normalize()
+-- caller reads their records (dlq_read), copies them into the DLQ
+-- (another slot on Cluster) and then acknowledges them with dlq_ack, a
+-- chunk at a time. Outbox entries whose lease ran out (a caller died
+-- between the steps) are handed out again.
 local cid = ARGV[3]
-local ttl = tonumber(ARGV[4])
-local grace = tonumber(ARGV[5])
-local limit = tonumber(ARGV[6])
-local max_count = tonumber(ARGV[7])
-local lease = tonumber(ARGV[8])
-local ce = NOW + ttl * 1000
-local keep_until = ce + grace * 1000
+local ttl = arg_int(4, 0, MAX_SECS)
+local ce = arg_int(5, NOW, MAX_TIME)
+local extended_ttl = arg_int(6, ttl, MAX_SECS)
+local keep_until = arg_int(7, ce, MAX_TIME)
+local limit = arg_int(8, 0, SCAN_BUDGET)
+local max_count = arg_int(9, -1, 2147483647)
+local lease = arg_int(10, 0, 86400000)
+if cid == '' then error('empty claim id') end
+
+normalize()
 local claimed = {}
 local dead = {}
-
-local function dead_record(id, m)
-  return {id, int(m.t), int(m.e), int(m.cr), m.u, m.b, m.k, int(m.n)}
-end
 
 -- Earlier hand-overs that were never acknowledged (only with a policy,
 -- which names the queue they go to).
@@ -32,15 +34,19 @@ if max_count >= 0 then
   stale = redis.call('ZRANGEBYSCORE', K_DEAD, '-inf', NOW, 'LIMIT', 0, 100)
 end
 if #stale > 0 then
-  local recs = redis.call('HMGET', K_M, unpack(stale))
+  local recs = hmget(K_M, stale)
+  local renewed, gone = {}, {}
   for i, id in ipairs(stale) do
     if recs[i] then
-      redis.call('ZADD', K_DEAD, int(NOW + lease), id)
-      dead[#dead + 1] = dead_record(id, decode(recs[i]))
+      renewed[#renewed + 1] = int(NOW + lease)
+      renewed[#renewed + 1] = id
+      dead[#dead + 1] = id
     else
-      redis.call('ZREM', K_DEAD, id)
+      gone[#gone + 1] = id
     end
   end
+  call_chunked('ZADD', K_DEAD, renewed)
+  call_chunked('ZREM', K_DEAD, gone)
 end
 
 local leaving = {}    -- ids leaving for the dead-letter outbox
@@ -50,46 +56,49 @@ local members = {}    -- ZADD arguments of the claim's message set
 local extended = {}   -- ZADD arguments of <Q>:exp for extended expiries
 local page = limit
 if page < 1 then page = 1 end
-local freed = scan_claimable(page, function(id, m)
-  if max_count >= 0 and m.n >= max_count then
-    leaving[#leaving + 1] = id
-    dead[#dead + 1] = dead_record(id, m)
-    return false
-  end
-  if max_count >= 0 then m.n = m.n + 1 end
-  m.c = cid
-  if m.e < keep_until then
-    m.e = keep_until
-    m.t = ttl + grace
-    extended[#extended + 1] = int(keep_until)
-    extended[#extended + 1] = id
-  end
-  records[#records + 1] = id
-  records[#records + 1] = encode(m)
-  taken[#taken + 1] = id
-  members[#members + 1] = m.r
-  members[#members + 1] = id
-  claimed[#claimed + 1] = render(id, m)
-  return #claimed >= limit
-end)
+local freed = false
+if limit > 0 then
+  freed = scan_claimable(page, function(id, m)
+    if max_count >= 0 and m.n >= max_count then
+      leaving[#leaving + 1] = id
+      dead[#dead + 1] = id
+      return false
+    end
+    if max_count >= 0 then m.n = m.n + 1 end
+    m.c = cid
+    if m.e < keep_until then
+      m.e = keep_until
+      m.t = extended_ttl
+      extended[#extended + 1] = int(keep_until)
+      extended[#extended + 1] = id
+    end
+    records[#records + 1] = id
+    records[#records + 1] = encode(m)
+    taken[#taken + 1] = id
+    members[#members + 1] = m.r
+    members[#members + 1] = id
+    claimed[#claimed + 1] = {id, int(m.t), int(m.cr), m.b, cid, int(m.n), m.k}
+    return #claimed >= limit
+  end)
+end
 
 if #leaving > 0 then
-  redis.call('ZREM', K_MSGS, unpack(leaving))
-  redis.call('ZREM', K_EXP, unpack(leaving))
-  redis.call('ZREM', K_FREE, unpack(leaving))
+  call_chunked('ZREM', K_MSGS, leaving)
+  call_chunked('ZREM', K_EXP, leaving)
+  call_chunked('ZREM', K_FREE, leaving)
   local outbox = {}
   for _, id in ipairs(leaving) do
     outbox[#outbox + 1] = int(NOW + lease)
     outbox[#outbox + 1] = id
   end
-  redis.call('ZADD', K_DEAD, unpack(outbox))
+  call_chunked('ZADD', K_DEAD, outbox)
 end
 
 if #claimed > 0 then
-  redis.call('HSET', K_M, unpack(records))
-  redis.call('ZREM', K_FREE, unpack(taken))
-  redis.call('ZADD', cmkey(cid), unpack(members))
-  if #extended > 0 then redis.call('ZADD', K_EXP, unpack(extended)) end
+  call_chunked('HSET', K_M, records)
+  call_chunked('ZREM', K_FREE, taken)
+  call_chunked('ZADD', cmkey(cid), members)
+  call_chunked('ZADD', K_EXP, extended)
   redis.call('HSET', ckey(cid), 't', int(ttl), 'u', int(NOW), 'e', int(ce))
   redis.call('ZADD', K_CLAIMS, int(ce), cid)
   gc_at(ckey(cid), ce)

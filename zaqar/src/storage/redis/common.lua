@@ -23,6 +23,8 @@
 --   <Q>:c:<cid>     hash t (ttl s), u (created/renewed ms), e (expiry ms)
 --   <Q>:cm:<cid>    zset id -> rank         the claim's messages
 --   <Q>:dead        zset id -> lease ms     outbox of messages leaving for the DLQ
+--   <Q>:spill:<id>  list                    a long list argument the server wrote
+--                                           just before the script (see arg_list)
 --
 -- A record is the MessagePack sequence (ttl s, expiry ms, created ms, client
 -- id, body as raw JSON text, checksum or '', claim id or '', claim count,
@@ -30,11 +32,55 @@
 -- per queue (not one per message) keeps a post to a handful of calls
 -- whatever the batch size: every redis.call from Lua costs about as much
 -- as a small command.
+--
+-- Limits (the same numbers are in mod.rs, "Limits"):
+--   * no Redis command built here takes more than CHUNK values from a
+--     list (Lua's unpack stops near 8,000, and a script error after a
+--     write does not roll it back);
+--   * every number a script is given is checked before its first write
+--     (arg_int): integers only, times within [0, MAX_TIME];
+--   * one call spends at most GC_BUDGET units collecting expired messages
+--     and releasing expired claims (the rest on the next calls: readers
+--     skip what expired meanwhile), and reads at most SCAN_BUDGET records
+--     walking an index.
 
-local Q = ARGV[1]
-local NOW = tonumber(ARGV[2])
+-- Values per Redis command built from a list; even, so (score, member) and
+-- (field, value) pairs are never split.
+local CHUNK = 1000
+-- Garbage collection per call, in units: an expired message above the
+-- head costs 1 (never claimed, so its record need not be read), any other
+-- expired message or released claim message costs GC_READ. About 10 ms of
+-- Redis time at most either way.
+local GC_BUDGET = 10000
+local GC_READ = 4
+-- Records a call reads while walking an index (claims, pops, listings).
+local SCAN_BUDGET = 10000
+-- The latest time any script accepts or writes (ms): 9999-12-31T23:59:59.999Z,
+-- storage::deadline::MAX_DEADLINE_MS; exact as a Lua number (below 2^53).
+local MAX_TIME = 253402300799999
+-- The longest duration in seconds that fits before MAX_TIME (stored ttls).
+local MAX_SECS = math.floor(MAX_TIME / 1000)
 -- Redis may drop a key this long after it is logically dead (GC only).
 local GC_MARGIN = 3600000
+
+-- Numbers go to Redis as integer text (never exponent notation). Only ever
+-- called on integers within [-2^53, 2^53]: every input is checked by
+-- arg_int and sums of them stay far below 2^53.
+local function int(x) return string.format('%d', x) end
+
+-- ARGV[i] as an integer within [lo, hi]; anything else (text, a fraction,
+-- nan, inf, out of range) stops the script. Called before the first write.
+local function arg_int(i, lo, hi)
+  local v = tonumber(ARGV[i])
+  if v == nil or v ~= v or v < lo or v > hi or v ~= math.floor(v) then
+    error('argument ' .. i .. ' must be an integer within [' .. int(lo) .. ', ' .. int(hi) ..
+          '], got ' .. tostring(ARGV[i]))
+  end
+  return v
+end
+
+local Q = ARGV[1]
+local NOW = arg_int(2, 0, MAX_TIME)
 
 local K_MSGS = Q .. ':msgs'
 local K_EXP = Q .. ':exp'
@@ -44,11 +90,49 @@ local K_SEQ = Q .. ':seq'
 local K_CLAIMS = Q .. ':claims'
 local K_DEAD = Q .. ':dead'
 
--- Numbers go to Redis as integer text (never exponent notation).
-local function int(x) return string.format('%d', x) end
-
 local function ckey(cid) return Q .. ':c:' .. cid end
 local function cmkey(cid) return Q .. ':cm:' .. cid end
+
+-- The highest rank a claim or pop has looked at: every message above it is
+-- unclaimed and was never claimed.
+local function head()
+  return redis.call('HGET', K_SEQ, 'head') or '0'
+end
+
+-- redis.call(cmd, key, values...) for `list` in chunks of at most CHUNK values.
+local function call_chunked(cmd, key, list)
+  for lo = 1, #list, CHUNK do
+    redis.call(cmd, key, unpack(list, lo, math.min(lo + CHUNK - 1, #list)))
+  end
+end
+
+-- HMGET in chunks: the values of `fields` in order (false when missing).
+local function hmget(key, fields)
+  local out = {}
+  for lo = 1, #fields, CHUNK do
+    local part = redis.call('HMGET', key, unpack(fields, lo, math.min(lo + CHUNK - 1, #fields)))
+    for i = 1, #part do out[lo + i - 1] = part[i] end
+  end
+  return out
+end
+
+-- A list argument of `count` values: ARGV[first..first+count-1] or, when the
+-- caller spilled it (`spill`, a list key of this queue written just
+-- before), that list. Checks its length before any write and returns
+-- slice(lo, hi): values lo..hi (1-based; callers ask for at most CHUNK).
+local function arg_list(spill, first, count)
+  if spill == '' then
+    if #ARGV < first + count - 1 then error('missing list arguments') end
+    return function(lo, hi)
+      local out = {}
+      for i = lo, hi do out[#out + 1] = ARGV[first + i - 1] end
+      return out
+    end
+  end
+  if string.sub(spill, 1, #Q + 7) ~= Q .. ':spill:' then error('foreign spill key') end
+  if redis.call('LLEN', spill) ~= count then error('spilled list is incomplete') end
+  return function(lo, hi) return redis.call('LRANGE', spill, lo - 1, hi - 1) end
+end
 
 -- Garbage collection only: let Redis drop `key` a margin after `at_ms`.
 local function gc_at(key, at_ms)
@@ -76,13 +160,28 @@ local function encode(m)
   return cmsgpack.pack(m.t, m.e, m.cr, m.u, m.b, m.k, m.c, m.n, m.d)
 end
 
+-- Whether claim `cid` is live (listed with an expiry after NOW). A claim
+-- that expired stays listed until the collection in normalize() reaches
+-- it, so its id on a message proves nothing by itself. Cached per call.
+local live_claims = {}
+local function claim_live(cid)
+  if cid == nil or cid == '' then return false end
+  local live = live_claims[cid]
+  if live == nil then
+    local score = redis.call('ZSCORE', K_CLAIMS, cid)
+    live = (score and tonumber(score) > NOW) and true or false
+    live_claims[cid] = live
+  end
+  return live
+end
+
 -- Removes messages from every index and deletes them. `claims` maps each id
 -- to its claim id ('' when unclaimed) when the caller knows it.
 local function remove_messages(ids, claims)
   if #ids == 0 then return end
   if not claims then
     claims = {}
-    local recs = redis.call('HMGET', K_M, unpack(ids))
+    local recs = hmget(K_M, ids)
     for i, id in ipairs(ids) do
       if recs[i] then claims[id] = decode(recs[i]).c else claims[id] = '' end
     end
@@ -91,10 +190,10 @@ local function remove_messages(ids, claims)
     local c = claims[id]
     if c and c ~= '' then redis.call('ZREM', cmkey(c), id) end
   end
-  redis.call('HDEL', K_M, unpack(ids))
-  redis.call('ZREM', K_MSGS, unpack(ids))
-  redis.call('ZREM', K_EXP, unpack(ids))
-  redis.call('ZREM', K_FREE, unpack(ids))
+  call_chunked('HDEL', K_M, ids)
+  call_chunked('ZREM', K_MSGS, ids)
+  call_chunked('ZREM', K_EXP, ids)
+  call_chunked('ZREM', K_FREE, ids)
 end
 
 local function remove_message(id, claim)
@@ -103,13 +202,14 @@ local function remove_message(id, claim)
   remove_messages({id}, claims)
 end
 
--- The records of `ids` (in order; nil for a message that is not live in
--- this queue). `ranks[i]`, when given, is the rank of ids[i] read from an
--- index; otherwise it is looked up.
-local function load_many(ids, ranks)
+-- The records of `ids` (in order; nil for a message that is not in this
+-- queue), expired ones included (garbage collection reads these).
+-- `ranks[i]`, when given, is the rank of ids[i] read from an index;
+-- otherwise it is looked up.
+local function load_raw(ids, ranks)
   local out = {}
   if #ids == 0 then return out end
-  local recs = redis.call('HMGET', K_M, unpack(ids))
+  local recs = hmget(K_M, ids)
   local gone = {}
   for i, id in ipairs(ids) do
     local rank = ranks and ranks[i]
@@ -122,6 +222,16 @@ local function load_many(ids, ranks)
     end
   end
   if #gone > 0 then remove_messages(gone, {}) end
+  return out
+end
+
+-- load_raw for readers: a message that expired (and that the collection
+-- has not reached yet) is nil, as if gone.
+local function load_many(ids, ranks)
+  local out = load_raw(ids, ranks)
+  for i = 1, #ids do
+    if out[i] and out[i].e <= NOW then out[i] = nil end
+  end
   return out
 end
 
@@ -149,106 +259,187 @@ local function gc_queue_lazy(probe, at_ms)
   if pttl < 0 or NOW + pttl < at_ms + GC_MARGIN then gc_queue(at_ms) end
 end
 
--- Forgets claim `cid` and hands its messages back to the free set.
+-- Forgets claim `cid` and hands its messages back to the free set; returns
+-- how many messages it held. The work is that of the claim's creation
+-- (its size is bounded by the claim limit).
 local function drop_claim(cid)
-  local ids = redis.call('ZRANGE', cmkey(cid), 0, -1)
+  -- The claim's set holds its live messages, scored by rank (deleting a
+  -- message takes it out of the set too).
+  local ids, ranks = split_scored(redis.call('ZRANGE', cmkey(cid), 0, -1, 'WITHSCORES'))
   if #ids > 0 then
-    local recs = redis.call('HMGET', K_M, unpack(ids))
+    local recs = hmget(K_M, ids)
     local free = {}
     local hset = {}
     for i, id in ipairs(ids) do
       if recs[i] then
         local m = decode(recs[i])
         if m.c == cid then
-          local rank = redis.call('ZSCORE', K_MSGS, id)
-          if rank then
-            m.c = ''
-            hset[#hset + 1] = id
-            hset[#hset + 1] = encode(m)
-            free[#free + 1] = rank
-            free[#free + 1] = id
-          end
+          m.c = ''
+          hset[#hset + 1] = id
+          hset[#hset + 1] = encode(m)
+          free[#free + 1] = ranks[i]
+          free[#free + 1] = id
         end
       end
     end
-    if #hset > 0 then redis.call('HSET', K_M, unpack(hset)) end
-    if #free > 0 then redis.call('ZADD', K_FREE, unpack(free)) end
+    call_chunked('HSET', K_M, hset)
+    call_chunked('ZADD', K_FREE, free)
   end
   redis.call('DEL', cmkey(cid), ckey(cid))
   redis.call('ZREM', K_CLAIMS, cid)
-  return #ids > 0
+  live_claims[cid] = false
+  return #ids
 end
 
--- Brings the queue to the state of time NOW: expired claims release their
--- messages, expired messages go. Each entry is handled once in its life, so
--- the cost is amortised O(1) per message and claim, with no keyspace scan.
+-- Brings the queue towards the state of time NOW: expired claims release
+-- their messages, expired messages go. Each entry is handled once in its
+-- life, so the cost is amortised O(1) per message and claim, with no
+-- keyspace scan; one call does at most GC_BUDGET messages' worth (plus one
+-- claim, whatever its size) and leaves the rest to the next calls. Readers
+-- never rely on it having finished: load_many hides expired messages and
+-- claim_live checks a claim's own expiry.
 local function normalize()
+  local budget = GC_BUDGET
   local released = false
-  while true do
+  while budget > 0 do
     local cids = redis.call('ZRANGEBYSCORE', K_CLAIMS, '-inf', NOW, 'LIMIT', 0, 100)
     if #cids == 0 then break end
     for _, cid in ipairs(cids) do
-      if drop_claim(cid) then released = true end
+      local n = drop_claim(cid)
+      if n > 0 then released = true end
+      budget = budget - GC_READ * math.max(n, 1)
+      if budget <= 0 then break end
     end
   end
   -- Released messages may have re-created the free set without an expiry.
   if released then gc_queue_lazy(K_FREE, NOW) end
-  while true do
-    local due = redis.call('ZRANGEBYSCORE', K_EXP, '-inf', NOW, 'LIMIT', 0, 200)
+  local h = tonumber(head())
+  while budget > 0 do
+    local due = redis.call('ZRANGEBYSCORE', K_EXP, '-inf', NOW, 'WITHSCORES', 'LIMIT', 0, 100)
     if #due == 0 then break end
-    local ids, runs = {}, {}
-    for _, member in ipairs(due) do
+    local members, scores = split_scored(due)
+    local ids, claims = {}, {}
+    local singles = {}
+    for j, member in ipairs(members) do
+      if budget < GC_READ then
+        budget = 0
+        break
+      end
       local a, b = string.match(member, '^r:(%d+):(%d+)$')
       if a then
-        runs[#runs + 1] = member
-        -- Messages of the run still here; a claim may have extended some
-        -- (they have an entry of their own then), so their records decide.
-        local cand, ranks = split_scored(redis.call('ZRANGEBYSCORE', K_MSGS, a, b, 'WITHSCORES'))
-        local ms = load_many(cand, ranks)
+        -- Messages of the run still here, a chunk at a time. Above the
+        -- head a message was never claimed, so never extended: the run's
+        -- expiry is its own. At or below it, a claim may have extended
+        -- some (they have an entry of their own then): their records decide.
+        local want = math.min(math.floor(budget / GC_READ), CHUNK)
+        if tonumber(a) > h then want = math.min(budget, CHUNK) end
+        local cand, ranks = split_scored(redis.call('ZRANGEBYSCORE', K_MSGS, a, b, 'WITHSCORES',
+                                                    'LIMIT', 0, want))
+        local blind, read, read_ranks = {}, {}, {}
         for i, id in ipairs(cand) do
-          if ms[i] and ms[i].e <= NOW then ids[#ids + 1] = id end
+          if tonumber(ranks[i]) > h then
+            blind[#blind + 1] = id
+          else
+            read[#read + 1] = id
+            read_ranks[#read_ranks + 1] = ranks[i]
+          end
+        end
+        local ms = load_raw(read, read_ranks)
+        for i, id in ipairs(read) do
+          if ms[i] and ms[i].e <= NOW then
+            ids[#ids + 1] = id
+            claims[id] = ms[i].c
+          end
+        end
+        call_chunked('HDEL', K_M, blind)
+        call_chunked('ZREM', K_MSGS, blind)
+        budget = budget - math.max(#blind + GC_READ * #read, 1)
+        redis.call('ZREM', K_EXP, member)
+        if #cand == want then
+          -- The rest of the run waits for the next round (or call).
+          local rest = tonumber(ranks[#ranks]) + 1
+          if rest <= tonumber(b) then
+            redis.call('ZADD', K_EXP, scores[j], 'r:' .. int(rest) .. ':' .. b)
+          end
         end
       else
-        ids[#ids + 1] = member
+        singles[#singles + 1] = member
+        budget = budget - GC_READ
       end
     end
-    remove_messages(ids)
-    if #runs > 0 then redis.call('ZREM', K_EXP, unpack(runs)) end
+    remove_messages(ids, claims)
+    remove_messages(singles)
   end
 end
 
--- The record of one message, or nil when it is not live in this queue.
+-- The record of one live message, or nil when it is not live in this queue.
 local function load(id)
   return load_many({id})[1]
 end
 
+-- The claim holding `m`, or '' when none does (any more).
+local function claim_of(m)
+  if claim_live(m.c) then return m.c end
+  return ''
+end
+
 -- Wire form of a message: {id, ttl, created_ms, body, claim_id|'', claim_count, checksum|''}.
 local function render(id, m)
-  return {id, int(m.t), int(m.cr), m.b, m.c, int(m.n), m.k}
+  return {id, int(m.t), int(m.cr), m.b, claim_of(m), int(m.n), m.k}
+end
+
+-- Records this call may still read while walking indexes.
+local scan_left = SCAN_BUDGET
+
+-- The last rank of the expired run holding message `m` (above the head,
+-- where a message's expiry is its run's: the whole run expired with it),
+-- or nil when no run of that expiry holds it.
+local function expired_run_end(m)
+  local rank = tonumber(m.r)
+  local runs = redis.call('ZRANGEBYSCORE', K_EXP, int(m.e), int(m.e), 'LIMIT', 0, 100)
+  for _, member in ipairs(runs) do
+    local a, b = string.match(member, '^r:(%d+):(%d+)$')
+    if a and tonumber(a) <= rank and rank < tonumber(b) then return b end
+  end
+  return nil
 end
 
 -- Walks `index` (a zset scored by rank) from `start` in rank order, loading
 -- records a page at a time, and calls visit(id, m) for each live message
 -- until it returns true (then scan returns true). `page` bounds the records
--- read per call.
+-- read per round; SCAN_BUDGET bounds them per call (then scan gives up and
+-- returns false, as at the end of the index). Expired messages the
+-- collection has not reached yet are skipped: above the head a whole run
+-- at a time, without reading it.
 local function scan(index, start, page, visit)
-  while true do
+  local h = nil
+  if index == K_MSGS then h = tonumber(head()) end
+  while scan_left > 0 do
+    if page > scan_left then page = scan_left end
     local batch = redis.call('ZRANGEBYSCORE', index, start, '+inf', 'WITHSCORES', 'LIMIT', 0, page)
     if #batch == 0 then return false end
     local ids, ranks = split_scored(batch)
-    local ms = load_many(ids, ranks)
+    scan_left = scan_left - #ids
+    local ms = load_raw(ids, ranks)
+    local skip_to = nil
     for i, id in ipairs(ids) do
       start = '(' .. ranks[i]
       local m = ms[i]
-      if m and visit(id, m) then return true end
+      if m and m.e > NOW then
+        if visit(id, m) then return true end
+      elseif m and h and tonumber(ranks[i]) > h then
+        skip_to = expired_run_end(m)
+        if skip_to then break end
+      end
     end
-    if #batch < 2 * page then return false end
-    if page < 100 then page = page * 2 end
+    if skip_to then
+      start = '(' .. skip_to
+    else
+      if #ids < page then return false end
+      if page < 100 then page = page * 2 end
+    end
   end
-end
-
-local function head()
-  return redis.call('HGET', K_SEQ, 'head') or '0'
+  return false
 end
 
 -- Unclaimed messages from `start` ('-inf' or '(' .. rank) in rank order:
@@ -282,7 +473,7 @@ local function scan_claimable(page, visit)
   end)
   if last then redis.call('HSET', K_SEQ, 'head', last) end
   if #passed > 0 then
-    redis.call('ZADD', K_FREE, unpack(passed))
+    call_chunked('ZADD', K_FREE, passed)
     return true
   end
   return false

@@ -4,16 +4,17 @@ normalize()
 local id = ARGV[3]
 local m = load(id)
 if not m then return 'ok' end
+local held = claim_of(m)
 if ARGV[4] ~= '1' then
-  if m.c ~= '' then return 'is_claimed' end
+  if held ~= '' then return 'is_claimed' end
   remove_message(id, m.c)
   return 'ok'
 end
 local cid = ARGV[5]
-if m.c == '' then return 'not_claimed' end
-if m.c == cid then
+if held == '' then return 'not_claimed' end
+if held == cid then
   remove_message(id, m.c)
   return 'ok'
 end
-if redis.call('ZSCORE', K_CLAIMS, cid) then return 'is_claimed' end
+if claim_live(cid) then return 'is_claimed' end
 return 'no_claim'

@@ -1,12 +1,21 @@
 -- Dead-letter insert, run on the DLQ: ARGV[3] = new ttl s (-1 = keep the
 -- message's ttl; the expiry time is kept either way, as the reference does),
--- then 8 args per record as returned by claim_create: id, ttl, expiry ms,
--- created ms, client, body, checksum, claim count. Idempotent: a message
--- already here is not added twice. The message arrives unclaimed, at the
--- end of the queue.
-normalize()
-local new_ttl = tonumber(ARGV[3])
+-- then 8 args per record as dlq_read returns them: id, ttl, expiry ms,
+-- created ms, client id, body, checksum, claim count (the server sends a
+-- chunk of records per call). Idempotent: a message already here is not
+-- added twice. The message arrives unclaimed, at the end of the queue.
+local new_ttl = arg_int(3, -1, MAX_SECS)
+if (#ARGV - 3) % 8 ~= 0 then error('dead-letter records come in 8 values') end
 local n = (#ARGV - 3) / 8
+-- Every number checked before the first write.
+for i = 0, n - 1 do
+  local b = 4 + i * 8
+  arg_int(b + 1, 0, MAX_SECS)
+  arg_int(b + 2, 0, MAX_TIME)
+  arg_int(b + 3, 0, MAX_TIME)
+  arg_int(b + 7, 0, 2147483647)
+end
+normalize()
 local horizon = NOW
 for i = 0, n - 1 do
   local b = 4 + i * 8

@@ -1,10 +1,12 @@
 -- List: ARGV[3] = marker ('' or the rank of the last message of the previous
 -- page), ARGV[4] = limit, ARGV[5] = echo (1/0), ARGV[6] = client id,
 -- ARGV[7] = include_claimed (1/0), ARGV[8] = include_delayed (1/0).
--- Returns {next_marker|'', {message...}}; pages are full unless the queue ends.
-normalize()
+-- Returns {next_marker|'', {message...}}; pages are full unless the queue
+-- ends, or the call read SCAN_BUDGET records without filling the page
+-- (a page then ends early; the marker goes on from its last message).
 local marker = ARGV[3]
-local limit = tonumber(ARGV[4])
+local limit = arg_int(4, 0, SCAN_BUDGET)
+normalize()
 local echo = ARGV[5] == '1'
 local client = ARGV[6]
 local include_delayed = ARGV[8] == '1'

@@ -60,7 +60,7 @@
 //! | Operation | Round trips |
 //! |---|---|
 //! | queue create, get, set_metadata, delete (record), list, count | 1 |
-//! | message post (any batch size), list, get, bulk_get, delete, bulk_delete, pop, stats, purge | 1 |
+//! | message post (any batch size), list, get, bulk_get, delete, bulk_delete, pop, stats, purge | 1, plus the chunks of a list of thousands (see "Limits") |
 //! | claim create | 1, or 3 when messages move to a dead-letter queue |
 //! | claim get, update, delete | 1 |
 //! | ping (`is_alive`) | 1 |
@@ -68,9 +68,46 @@
 //! | `DELETE /v2/queues/{q}` through the pipeline | 2 (purge + record) |
 //!
 //! Plus, once per script and Redis node, one `SCRIPT LOAD` after a
-//! `NOSCRIPT` reply. The work Redis does inside a script grows with what it
-//! must skip (listing past many filtered messages, claiming behind many
-//! delayed ones) and with the garbage it collects, never the round trips.
+//! `NOSCRIPT` reply; a post, bulk delete or bulk get of more than a few
+//! thousand values adds the round trips of its chunks (see "Limits"). The
+//! work Redis does inside a script grows with what it must skip (listing
+//! past many filtered messages, claiming behind many delayed ones) and with
+//! the garbage it collects, up to the bounds below.
+//!
+//! # Limits
+//!
+//! A script error does not roll back what the script wrote before it, and
+//! Lua's `unpack` fails near 8,000 values: a claim that dead-lettered 5,000
+//! messages once removed them from the queue, then failed to add them to
+//! its outbox. So, in every script (`common.lua` holds the helpers):
+//!
+//! - every number is checked before the first write (`arg_int`: an integer
+//!   within its range; times within now..=9999-12-31). The server computes
+//!   every time from a client's ttl, grace or delay in one place,
+//!   [`super::deadline`], refusing what would overflow; the
+//!   script checks again, so a bad number can never turn into a negative
+//!   `PEXPIRE` that deletes a queue;
+//! - no command built from a list takes more than 1,000 values (`CHUNK`);
+//! - no call carries more than 2,000 values of a list (`MAX_INLINE_VALUES`):
+//!   a longer list (a post of 20,000 messages, a bulk delete with thousands
+//!   of claim ids) is first written, 1,000 values per command, to a list
+//!   key under the queue's hash tag, which the script reads a chunk at a
+//!   time (`arg_list`), so the operation stays one atomic script; reads
+//!   (bulk get, the dead-letter hand-over, outbox fan-outs) are split into
+//!   calls of 1,000 ids instead;
+//! - one call collects at most 10,000 units of garbage (`GC_BUDGET`: an
+//!   expired message never claimed costs 1, any other expired message or
+//!   message of an expired claim 4; about 10 ms of Redis time) and leaves
+//!   the rest to the next calls. Readers never show what expired meanwhile
+//!   (records are checked against now, claims against their own expiry,
+//!   and a listing skips an expired run at a time); only stats may count
+//!   expired messages while more than one budget of them waits;
+//! - one call claims, pops or lists at most [`MAX_PER_CALL`] (10,000)
+//!   messages and reads at most as many records walking an index
+//!   (`SCAN_BUDGET`), dead letters included: a claim moves at most that
+//!   many to its dead-letter queue per call. Subscriptions: at most 2,000
+//!   expired ones removed per call, and a listing skips at most 10,000 of
+//!   those not removed yet.
 //!
 //! # Numbers
 //!
@@ -111,6 +148,7 @@ use serde_json::value::RawValue;
 use self::conn::Connector;
 pub use self::options::{HostPort, RedisOptions, RedisTopology};
 use super::clock::SharedClock;
+use super::deadline::{self, ClaimTimes};
 use super::pipeline::Backend;
 use super::{
     ClaimInfo, ClaimRequest, ClaimStore, ListQuery, Message, MessagePage, MessageStamp,
@@ -121,6 +159,30 @@ use super::{
 /// How long a claim's dead-letter hand-over may take before another server
 /// finishes it (ms).
 const DLQ_LEASE_MS: i64 = 30_000;
+
+/// The most messages one script call claims, pops or lists, and the most
+/// records it reads walking an index (`SCAN_BUDGET` in `common.lua`): a
+/// larger `limit` gets at most this many.
+pub const MAX_PER_CALL: usize = 10_000;
+
+/// The most values of a list argument passed inline to one script call;
+/// a longer list is spilled (see [`RedisStore::list_arg`]).
+const MAX_INLINE_VALUES: usize = 2_000;
+
+/// The most values per command when a list is spilled, and the most ids
+/// per call of a script that takes ids (`get`, the dead-letter hand-over).
+const VALUES_PER_COMMAND: usize = 1_000;
+
+/// The most dead-letter records per `dlq_insert` call (8 values each).
+const RECORDS_PER_CALL: usize = 250;
+
+/// The most bytes of values sent in one command or script call (bodies
+/// can be large); a single larger value still goes alone.
+const MAX_CALL_BYTES: usize = 8 << 20;
+
+/// How long a spilled list may wait for its script (ms); the script
+/// deletes it, this is only for a caller that died in between.
+const SPILL_TTL_MS: u64 = 120_000;
 
 macro_rules! queue_script {
     ($file:literal) => {
@@ -146,6 +208,7 @@ struct Scripts {
     claim_get: Script,
     claim_update: Script,
     claim_delete: Script,
+    dlq_read: Script,
     dlq_insert: Script,
     dlq_ack: Script,
     subscription: Script,
@@ -168,6 +231,7 @@ impl Scripts {
             claim_get: queue_script!("claim_get.lua"),
             claim_update: queue_script!("claim_update.lua"),
             claim_delete: queue_script!("claim_delete.lua"),
+            dlq_read: queue_script!("dlq_read.lua"),
             dlq_insert: queue_script!("dlq_insert.lua"),
             dlq_ack: queue_script!("dlq_ack.lua"),
             subscription: Script::new(include_str!("subscription.lua")),
@@ -197,7 +261,7 @@ pub struct RedisStore {
 /// (id, ttl, created ms, body, claim id or "", claim count, checksum or "").
 type MessageRow = (String, i64, i64, String, String, i64, String);
 
-/// A message leaving for the dead-letter queue, as `claim_create` returns it:
+/// A message leaving for the dead-letter queue, as `dlq_read` returns it:
 /// (id, ttl, expiry ms, created ms, client id, body, checksum, claim count).
 type DeadRow = (
     String,
@@ -228,6 +292,17 @@ fn to_message(row: MessageRow) -> StorageResult<Message> {
 
 fn to_messages(rows: Vec<MessageRow>) -> StorageResult<Vec<Message>> {
     rows.into_iter().map(to_message).collect()
+}
+
+/// The claim times as `claim_create.lua` and `claim_update.lua` take them:
+/// ttl s, claim end ms, extended message ttl s, keep-until ms.
+fn claim_time_args(t: &ClaimTimes) -> [String; 4] {
+    [
+        t.ttl.to_string(),
+        t.ends_ms.to_string(),
+        t.message_ttl.to_string(),
+        t.keep_until_ms.to_string(),
+    ]
 }
 
 fn flag(b: bool) -> &'static str {
@@ -281,16 +356,17 @@ impl RedisStore {
     }
 
     /// Runs a per-queue script with `args` after the common (prefix, now) pair.
-    async fn eval_queue<T>(
+    async fn eval_queue<T, A>(
         &self,
         what: &'static str,
         idempotent: bool,
         script: &Script,
         scope: &Scope,
-        args: Vec<String>,
+        args: Vec<A>,
     ) -> StorageResult<T>
     where
         T: FromRedisValue + Send,
+        A: ::redis::ToRedisArgs + Send + Sync,
     {
         let now = self.inner.clock.now_ms();
         self.eval_queue_at(what, idempotent, script, scope, now, args)
@@ -383,7 +459,7 @@ impl RedisStore {
         &self,
         scope: &Scope,
         request: &ClaimRequest,
-        dead: Vec<DeadRow>,
+        dead: Vec<String>,
     ) -> StorageResult<()> {
         let Some(policy) = &request.dead_letter else {
             // claim_create hands out dead letters only under a policy.
@@ -394,27 +470,112 @@ impl RedisStore {
             .await
     }
 
+    /// The hand-over itself, a chunk of ids at a time: read the records
+    /// from the source's outbox, insert them into the DLQ (idempotent),
+    /// then acknowledge them. A failure leaves the rest in the outbox,
+    /// handed over again by a later claim once the lease runs out.
     async fn hand_over(
         &self,
         from: &Scope,
         to: &Scope,
         ttl: i64,
-        dead: Vec<DeadRow>,
+        dead: Vec<String>,
     ) -> StorageResult<()> {
-        let ids: Vec<String> = dead.iter().map(|d| d.0.clone()).collect();
-        let mut args = vec![ttl.to_string()];
-        for (id, t, e, cr, u, b, k, n) in dead {
-            args.extend([id, t, e, cr, u, b, k, n]);
-        }
         let s = &self.inner.scripts;
-        let _: String = self
-            .eval_queue("dead-letter insert", true, &s.dlq_insert, to, args)
-            .await?;
-        let _: String = self
-            .eval_queue("dead-letter acknowledge", true, &s.dlq_ack, from, ids)
-            .await?;
+        for ids in dead.chunks(VALUES_PER_COMMAND) {
+            let rows: Vec<DeadRow> = self
+                .eval_queue("dead-letter read", true, &s.dlq_read, from, ids.to_vec())
+                .await?;
+            let size = |r: &DeadRow| r.0.len() + r.4.len() + r.5.len() + r.6.len() + 64;
+            for records in batches(&rows, RECORDS_PER_CALL, MAX_CALL_BYTES, size) {
+                let mut args = Vec::with_capacity(1 + 8 * records.len());
+                args.push(ttl.to_string());
+                for (id, t, e, cr, u, b, k, n) in records.iter().cloned() {
+                    args.extend([id, t, e, cr, u, b, k, n]);
+                }
+                let _: String = self
+                    .eval_queue("dead-letter insert", true, &s.dlq_insert, to, args)
+                    .await?;
+            }
+            let _: String = self
+                .eval_queue(
+                    "dead-letter acknowledge",
+                    true,
+                    &s.dlq_ack,
+                    from,
+                    ids.to_vec(),
+                )
+                .await?;
+        }
         Ok(())
     }
+
+    /// Passes `values` to a script as one list argument (`arg_list` in
+    /// `common.lua`): inline when short, as `(b"", values)`; otherwise
+    /// written first to a list under the queue's hash tag, a chunk per
+    /// command, as `(key, [])`. So no call ever carries more than a few
+    /// thousand values, whatever the caller passed, and the script still
+    /// sees the whole list in one atomic step. The script deletes the list;
+    /// it expires by itself should the script never run.
+    async fn list_arg(
+        &self,
+        scope: &Scope,
+        values: Vec<Vec<u8>>,
+    ) -> StorageResult<(Vec<u8>, Vec<Vec<u8>>)> {
+        let bytes: usize = values.iter().map(Vec::len).sum();
+        if values.len() <= MAX_INLINE_VALUES && bytes <= MAX_CALL_BYTES {
+            return Ok((Vec::new(), values));
+        }
+        let key = format!(
+            "{}:spill:{}",
+            keys::queue_prefix(&self.inner.ns, scope),
+            uuid::Uuid::new_v4().simple()
+        );
+        for chunk in batches(&values, VALUES_PER_COMMAND, MAX_CALL_BYTES, Vec::len) {
+            let key = &key;
+            self.inner
+                .conn
+                .run("list argument", false, |mut conn| async move {
+                    ::redis::pipe()
+                        .cmd("RPUSH")
+                        .arg(key)
+                        .arg(chunk)
+                        .ignore()
+                        .cmd("PEXPIRE")
+                        .arg(key)
+                        .arg(SPILL_TTL_MS)
+                        .ignore()
+                        .query_async::<()>(&mut conn)
+                        .await
+                })
+                .await?;
+        }
+        Ok((key.into_bytes(), Vec::new()))
+    }
+}
+
+/// Splits `items` into runs of at most `max_items` items and `max_bytes`
+/// bytes by `size` (an item larger than that by itself goes alone).
+fn batches<T>(
+    items: &[T],
+    max_items: usize,
+    max_bytes: usize,
+    size: impl Fn(&T) -> usize,
+) -> Vec<&[T]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, item) in items.iter().enumerate() {
+        let n = size(item);
+        if i > start && (i - start == max_items || bytes + n > max_bytes) {
+            out.push(&items[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += n;
+    }
+    if start < items.len() {
+        out.push(&items[start..]);
+    }
+    out
 }
 
 /// Runs a script and then, with `wait = Some((replicas, timeout ms))`,
@@ -456,12 +617,17 @@ fn runs(expiries: &[i64]) -> Vec<(i64, usize)> {
 
 /// A message's record as `common.lua` decodes it: the MessagePack sequence
 /// (ttl s, expiry ms, created ms, client id, body, checksum or "",
-/// claim id "", claim count 0, delayed until ms).
-fn record(m: &NewMessage, client_id: &str, now: i64, expiry: i64) -> Vec<u8> {
+/// claim id "", claim count 0, delayed until ms). The times come from
+/// [`deadline::message_times`].
+fn record(
+    m: &NewMessage,
+    client_id: &str,
+    now: i64,
+    (expiry, delayed_until): (i64, i64),
+) -> Vec<u8> {
     let body = m.body.get();
     let checksum = m.checksum.as_deref().unwrap_or("");
     let mut out = Vec::with_capacity(body.len() + client_id.len() + checksum.len() + 48);
-    let delayed_until = now.saturating_add(m.delay.max(0).saturating_mul(1000));
     // Writing into a Vec cannot fail.
     let _ = rmp::encode::write_sint(&mut out, m.ttl);
     let _ = rmp::encode::write_sint(&mut out, expiry);
@@ -556,7 +722,7 @@ impl QueueStore for RedisStore {
         limit: usize,
         detailed: bool,
     ) -> StorageResult<Vec<QueueEntry>> {
-        let limit = limit.to_string();
+        let limit = limit.min(MAX_PER_CALL).to_string();
         let (names, metas): (Vec<String>, Vec<String>) = self
             .eval_project(
                 "queue list",
@@ -619,22 +785,29 @@ impl MessageStore for RedisStore {
         // The records are written here, so the script only stores them
         // (see post.lua for the argument layout).
         let now = self.inner.clock.now_ms();
-        let expiries: Vec<i64> = messages
+        let times = messages
             .iter()
-            .map(|m| now.saturating_add(m.ttl.saturating_mul(1000)))
-            .collect();
+            .map(|m| deadline::message_times(now, m.ttl, m.delay))
+            .collect::<StorageResult<Vec<_>>>()?;
+        let expiries: Vec<i64> = times.iter().map(|t| t.0).collect();
         let last_expiry = expiries.iter().copied().max().unwrap_or(now);
-        let mut args: Vec<Vec<u8>> = Vec::with_capacity(2 + messages.len() * 4);
+        let runs = runs(&expiries);
+        let mut list: Vec<Vec<u8>> = Vec::with_capacity(2 * (messages.len() + runs.len()));
+        for ((id, m), times) in ids.iter().zip(&messages).zip(&times) {
+            list.push(id.clone().into_bytes());
+            list.push(record(m, client_id, now, *times));
+        }
+        for (expiry, count) in &runs {
+            list.push(expiry.to_string().into_bytes());
+            list.push(count.to_string().into_bytes());
+        }
+        let (spill, inline) = self.list_arg(scope, list).await?;
+        let mut args: Vec<Vec<u8>> = Vec::with_capacity(4 + inline.len());
         args.push(messages.len().to_string().into_bytes());
         args.push(last_expiry.to_string().into_bytes());
-        for ((id, m), expiry) in ids.iter().zip(&messages).zip(&expiries) {
-            args.push(id.clone().into_bytes());
-            args.push(record(m, client_id, now, *expiry));
-        }
-        for (expiry, count) in runs(&expiries) {
-            args.push(expiry.to_string().into_bytes());
-            args.push(count.to_string().into_bytes());
-        }
+        args.push(runs.len().to_string().into_bytes());
+        args.push(spill);
+        args.extend(inline);
         let (_, subscriptions): (i64, i64) = self
             .eval_queue_at(
                 "message post",
@@ -654,7 +827,7 @@ impl MessageStore for RedisStore {
     async fn list(&self, scope: &Scope, query: &ListQuery) -> StorageResult<MessagePage> {
         let args = vec![
             query.marker.clone().unwrap_or_default(),
-            query.limit.to_string(),
+            query.limit.min(MAX_PER_CALL).to_string(),
             flag(query.echo).to_owned(),
             query.client_id.clone(),
             flag(query.include_claimed).to_owned(),
@@ -690,16 +863,21 @@ impl MessageStore for RedisStore {
         let mut unique = ids.to_vec();
         unique.sort();
         unique.dedup();
-        let rows: Vec<MessageRow> = self
-            .eval_queue(
-                "message bulk get",
-                true,
-                &self.inner.scripts.get,
-                scope,
-                unique,
-            )
-            .await?;
-        to_messages(rows)
+        // A read: one call per chunk of ids is as good as one call.
+        let mut out = Vec::new();
+        for chunk in unique.chunks(VALUES_PER_COMMAND) {
+            let rows: Vec<MessageRow> = self
+                .eval_queue(
+                    "message bulk get",
+                    true,
+                    &self.inner.scripts.get,
+                    scope,
+                    chunk.to_vec(),
+                )
+                .await?;
+            out.extend(to_messages(rows)?);
+        }
+        Ok(out)
     }
 
     async fn delete(&self, scope: &Scope, id: &str, claim_id: Option<&str>) -> StorageResult<()> {
@@ -737,13 +915,24 @@ impl MessageStore for RedisStore {
         if ids.is_empty() {
             return Ok(());
         }
-        let claims = claim_ids.unwrap_or(&[]);
+        let mut claims = claim_ids.unwrap_or(&[]).to_vec();
+        claims.sort();
+        claims.dedup();
+        let (nclaims, nids) = (claims.len(), ids.len());
+        let list = claims
+            .into_iter()
+            .chain(ids.iter().cloned())
+            .map(String::into_bytes)
+            .collect();
+        // One script (all or nothing), however many ids: a long list is spilled.
+        let (spill, inline) = self.list_arg(scope, list).await?;
         let mut args = vec![
-            flag(claim_ids.is_some()).to_owned(),
-            claims.len().to_string(),
+            flag(claim_ids.is_some()).as_bytes().to_vec(),
+            nclaims.to_string().into_bytes(),
+            nids.to_string().into_bytes(),
+            spill,
         ];
-        args.extend(claims.iter().cloned());
-        args.extend(ids.iter().cloned());
+        args.extend(inline);
         let outcome: String = self
             .eval_queue(
                 "message bulk delete",
@@ -769,7 +958,7 @@ impl MessageStore for RedisStore {
                 false,
                 &self.inner.scripts.pop,
                 scope,
-                vec![limit.to_string()],
+                vec![limit.min(MAX_PER_CALL).to_string()],
             )
             .await?;
         to_messages(rows)
@@ -782,7 +971,7 @@ impl MessageStore for RedisStore {
                 true,
                 &self.inner.scripts.stats,
                 scope,
-                Vec::new(),
+                Vec::<String>::new(),
             )
             .await?;
         let stamp = |id: String, created_ms: i64| {
@@ -804,7 +993,7 @@ impl MessageStore for RedisStore {
                 true,
                 &self.inner.scripts.purge,
                 scope,
-                Vec::new(),
+                Vec::<String>::new(),
             )
             .await?;
         Ok(())
@@ -822,21 +1011,23 @@ impl ClaimStore for RedisStore {
         let max = request
             .dead_letter
             .as_ref()
-            .map_or(-1, |d| d.max_claim_count.max(0));
-        let args = vec![
-            id.clone(),
-            request.ttl.to_string(),
-            request.grace.to_string(),
-            request.limit.to_string(),
+            .map_or(-1, |d| d.max_claim_count.clamp(0, i64::from(i32::MAX)));
+        let now = self.inner.clock.now_ms();
+        let times = ClaimTimes::new(now, request.ttl, request.grace)?;
+        let mut args = vec![id.clone()];
+        args.extend(claim_time_args(&times));
+        args.extend([
+            request.limit.min(MAX_PER_CALL).to_string(),
             max.to_string(),
             DLQ_LEASE_MS.to_string(),
-        ];
-        let (rows, dead): (Vec<MessageRow>, Vec<DeadRow>) = self
-            .eval_queue(
+        ]);
+        let (rows, dead): (Vec<MessageRow>, Vec<String>) = self
+            .eval_queue_at(
                 "claim create",
                 false,
                 &self.inner.scripts.claim_create,
                 scope,
+                now,
                 args,
             )
             .await?;
@@ -880,13 +1071,17 @@ impl ClaimStore for RedisStore {
         ttl: i64,
         grace: i64,
     ) -> StorageResult<()> {
-        let args = vec![claim_id.to_owned(), ttl.to_string(), grace.to_string()];
+        let now = self.inner.clock.now_ms();
+        let times = ClaimTimes::new(now, ttl, grace)?;
+        let mut args = vec![claim_id.to_owned()];
+        args.extend(claim_time_args(&times));
         let outcome: String = self
-            .eval_queue(
+            .eval_queue_at(
                 "claim update",
                 true,
                 &self.inner.scripts.claim_update,
                 scope,
+                now,
                 args,
             )
             .await?;

@@ -1,6 +1,6 @@
 -- Pop: ARGV[3] = limit. Removes and returns the oldest claimable messages.
+local limit = arg_int(3, 0, SCAN_BUDGET)
 normalize()
-local limit = tonumber(ARGV[3])
 local out = {}
 local ids = {}
 local freed = false

@@ -1,45 +1,62 @@
--- Post: ARGV[3] = n, ARGV[4] = the latest expiry ms among the messages,
--- then n pairs (id, record) in post order, then pairs (expiry ms, count)
--- for the runs of consecutive messages sharing an expiry (one run for a
--- usual batch). The server writes the records (see `record` in mod.rs);
--- the layout lets the script pass its arguments straight to HSET.
--- Ranks are consecutive, in post order.
+-- Post: ARGV[3] = n (messages), ARGV[4] = the latest expiry ms among them,
+-- ARGV[5] = r (runs), ARGV[6] = '' or the key of a spilled list (see
+-- arg_list), then the list of 2n + 2r values, inline or spilled: n pairs
+-- (id, record) in post order, then r pairs (expiry ms, count) for the runs
+-- of consecutive messages sharing an expiry (one run for a usual batch).
+-- The server writes the records (see `record` in mod.rs); the layout lets
+-- the script pass its arguments straight to HSET. Ranks are consecutive,
+-- in post order.
 -- Returns {messages stored, live subscriptions of the queue (0 or more)}:
 -- the notifier looks the subscriptions up only when there are some.
+local n = arg_int(3, 1, 100000000)
+local last_expiry = arg_int(4, 0, MAX_TIME)
+local nruns = arg_int(5, 1, n)
+local spill = ARGV[6]
+local list = arg_list(spill, 7, 2 * n + 2 * nruns)
+-- The runs, checked before any write: expiries in range, counts adding up.
+local runs = {}
+local covered = 0
+for lo = 2 * n + 1, 2 * n + 2 * nruns, CHUNK do
+  local part = list(lo, math.min(lo + CHUNK - 1, 2 * n + 2 * nruns))
+  for i = 1, #part, 2 do
+    local e, count = tonumber(part[i]), tonumber(part[i + 1])
+    if not e or e ~= math.floor(e) or e < 0 or e > MAX_TIME
+       or not count or count ~= math.floor(count) or count < 1 then
+      error('bad run ' .. tostring(part[i]) .. ' x ' .. tostring(part[i + 1]))
+    end
+    covered = covered + count
+    runs[#runs + 1] = {e, count}
+  end
+end
+if covered ~= n then error('runs cover ' .. int(covered) .. ' of ' .. int(n) .. ' messages') end
+
 normalize()
-local n = tonumber(ARGV[3])
 local first = redis.call('HINCRBY', K_SEQ, 'last', n) - n
-local RECORDS = 5            -- ARGV index of the first (id, record) pair
-local RUNS = 5 + 2 * n       -- ARGV index of the first (expiry, count) pair
--- Chunks keep unpack() far below Lua's limit on unpacked values.
-local CHUNK = 500
-for lo = 0, n - 1, CHUNK do
-  local hi = math.min(lo + CHUNK, n) - 1
-  redis.call('HSET', K_M, unpack(ARGV, RECORDS + 2 * lo, RECORDS + 2 * hi + 1))
+local PAIRS = CHUNK / 2
+for lo = 0, n - 1, PAIRS do
+  local hi = math.min(lo + PAIRS, n) - 1
+  local records = list(2 * lo + 1, 2 * hi + 2)
+  redis.call('HSET', K_M, unpack(records))
   local by_rank = {}
-  for i = lo, hi do
-    by_rank[#by_rank + 1] = first + i + 1
-    by_rank[#by_rank + 1] = ARGV[RECORDS + 2 * i]
+  for i = 1, #records, 2 do
+    by_rank[#by_rank + 1] = int(first + lo + (i + 1) / 2)
+    by_rank[#by_rank + 1] = records[i]
   end
   -- Above the head, so unclaimed without an entry in the free set.
   redis.call('ZADD', K_MSGS, unpack(by_rank))
 end
-local runs = {}
+local entries = {}
 local rank = first
-for j = RUNS, #ARGV - 1, 2 do
-  local count = tonumber(ARGV[j + 1])
-  runs[#runs + 1] = ARGV[j]
-  runs[#runs + 1] = 'r:' .. int(rank + 1) .. ':' .. int(rank + count)
-  rank = rank + count
-  if #runs >= 2 * CHUNK then
-    redis.call('ZADD', K_EXP, unpack(runs))
-    runs = {}
-  end
+for _, run in ipairs(runs) do
+  entries[#entries + 1] = int(run[1])
+  entries[#entries + 1] = 'r:' .. int(rank + 1) .. ':' .. int(rank + run[2])
+  rank = rank + run[2]
 end
-if #runs > 0 then redis.call('ZADD', K_EXP, unpack(runs)) end
+call_chunked('ZADD', K_EXP, entries)
+if spill ~= '' then redis.call('UNLINK', spill) end
 -- Every key a post writes is re-created together with the message index
 -- (the expiry index and the record hash can outlive it only with an
 -- expiry they already had).
-gc_queue_lazy(K_MSGS, tonumber(ARGV[4]))
-local subs = redis.call('ZCOUNT', Q .. ':subexp', '(' .. ARGV[2], '+inf')
+gc_queue_lazy(K_MSGS, last_expiry)
+local subs = redis.call('ZCOUNT', Q .. ':subexp', '(' .. int(NOW), '+inf')
 return {n, subs}

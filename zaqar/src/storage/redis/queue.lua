@@ -22,11 +22,20 @@ elseif op == 'delete' then
 elseif op == 'list' then
   local start = '-'
   if ARGV[2] ~= '' then start = '(' .. ARGV[2] end
-  local names = redis.call('ZRANGEBYLEX', KEYS[1], start, '+', 'LIMIT', 0, tonumber(ARGV[3]))
+  -- The server asks for at most 10,000 names (a page).
+  local limit = tonumber(ARGV[3])
+  if not limit or limit ~= math.floor(limit) or limit < 0 or limit > 10000 then
+    return redis.error_reply('bad queue list limit')
+  end
+  local names = redis.call('ZRANGEBYLEX', KEYS[1], start, '+', 'LIMIT', 0, limit)
   local metas = {}
-  if ARGV[4] == '1' and #names > 0 then
-    metas = redis.call('HMGET', KEYS[2], unpack(names))
-    for i = 1, #names do metas[i] = metas[i] or '{}' end
+  if ARGV[4] == '1' then
+    -- HMGET a chunk at a time (Lua's unpack stops near 8,000 values).
+    for lo = 1, #names, 1000 do
+      local hi = math.min(lo + 999, #names)
+      local part = redis.call('HMGET', KEYS[2], unpack(names, lo, hi))
+      for i = 1, #part do metas[lo + i - 1] = part[i] or '{}' end
+    end
   end
   return {names, metas}
 end

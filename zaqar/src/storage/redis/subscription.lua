@@ -21,21 +21,44 @@
 --   <Q>:s:<id>    hash s subscriber, t ttl s, e expiry ms, o options, c 0|1
 --
 -- Expiry follows NOW only; PEXPIRE (expiry plus an hour) merely lets Redis
--- drop what nobody touches any more.
+-- drop what nobody touches any more. A call removes at most PRUNE_BUDGET
+-- expired subscriptions (the rest on the next calls; every reader checks
+-- the expiry itself meanwhile), and every number it is given is checked
+-- before its first write.
 
-local Q = ARGV[1]
-local NOW = tonumber(ARGV[2])
-local op = ARGV[3]
 local GC_MARGIN = 3600000
 -- Beyond this (ms from now) a key is kept without a Redis-side expiry.
 local GC_HORIZON = 315360000000
+-- The latest time accepted (ms): 9999-12-31T23:59:59.999Z, as in common.lua
+-- (storage::deadline::MAX_DEADLINE_MS).
+local MAX_TIME = 253402300799999
+-- Expired subscriptions removed per call.
+local PRUNE_BUDGET = 2000
+-- Subscriptions a listing may look at beyond its limit (to skip expired
+-- ones not pruned yet).
+local LIST_SKIP = 10000
+
+local function int(x) return string.format('%d', x) end
+
+-- ARGV[i] as an integer within [lo, hi], or the script stops (before any write).
+local function arg_int(i, lo, hi)
+  local v = tonumber(ARGV[i])
+  if v == nil or v ~= v or v < lo or v > hi or v ~= math.floor(v) then
+    error('argument ' .. i .. ' must be an integer within [' .. int(lo) .. ', ' .. int(hi) ..
+          '], got ' .. tostring(ARGV[i]))
+  end
+  return v
+end
+
+local Q = ARGV[1]
+local NOW = arg_int(2, 0, MAX_TIME)
+local op = ARGV[3]
 
 local K_SUBS = Q .. ':subs'
 local K_EXP = Q .. ':subexp'
 local K_URI = Q .. ':suburi'
 local K_SEQ = Q .. ':subseq'
 local function skey(id) return Q .. ':s:' .. id end
-local function int(x) return string.format('%d', x) end
 
 local function gc_at(key, at_ms)
   local ttl = at_ms - NOW
@@ -55,13 +78,17 @@ local function forget(id)
   redis.call('ZREM', K_EXP, id)
 end
 
--- Expired subscriptions go, each once in its life (no keyspace scan).
+-- Expired subscriptions go, each once in its life (no keyspace scan), at
+-- most PRUNE_BUDGET per call.
 local function prune()
-  while true do
-    local ids = redis.call('ZRANGEBYSCORE', K_EXP, '-inf', NOW, 'LIMIT', 0, 100)
-    if #ids == 0 then return end
-    for _, id in ipairs(ids) do forget(id) end
-  end
+  local ids = redis.call('ZRANGEBYSCORE', K_EXP, '-inf', int(NOW), 'LIMIT', 0, PRUNE_BUDGET)
+  for _, id in ipairs(ids) do forget(id) end
+end
+
+-- Whether subscription `id` is listed and has not expired.
+local function live(id)
+  local e = redis.call('ZSCORE', K_EXP, id)
+  return e and tonumber(e) > NOW
 end
 
 -- The queue-level keys live as long as the last subscription.
@@ -75,7 +102,7 @@ local function gc_index()
 end
 
 local function row(id)
-  if not redis.call('ZSCORE', K_SUBS, id) then return nil end
+  if not redis.call('ZSCORE', K_SUBS, id) or not live(id) then return nil end
   local f = redis.call('HMGET', skey(id), 's', 't', 'e', 'o', 'c')
   if not f[1] then
     forget(id)
@@ -84,25 +111,62 @@ local function row(id)
   return {id, f[1], f[2], f[3], f[4], f[5] or '0'}
 end
 
+-- Whether `uri` belongs to a live subscription; a stale entry (its
+-- subscription expired and not pruned yet) is forgotten.
+local function uri_taken(uri)
+  local holder = redis.call('HGET', K_URI, uri)
+  if not holder then return false end
+  if row(holder) then return true end
+  forget(holder)
+  if redis.call('HGET', K_URI, uri) == holder then redis.call('HDEL', K_URI, uri) end
+  return false
+end
+
 local function one(id)
   local r = id and row(id)
   if r then return {r} end
   return {}
 end
 
+-- The numbers of each operation, checked before the first write.
+if op == 'list' then
+  arg_int(5, 0, 10000)
+elseif op == 'create' then
+  arg_int(6, 0, math.floor(MAX_TIME / 1000))
+  arg_int(7, 0, MAX_TIME)
+elseif op == 'update' and ARGV[7] == '1' then
+  arg_int(8, 0, math.floor(MAX_TIME / 1000))
+  arg_int(9, 0, MAX_TIME)
+end
+
 prune()
 
 if op == 'list' then
+  local limit = tonumber(ARGV[5])
   local start = '-inf'
   if ARGV[4] ~= '' then
     local rank = redis.call('ZSCORE', K_SUBS, ARGV[4])
     if rank then start = '(' .. rank end
   end
-  local ids = redis.call('ZRANGEBYSCORE', K_SUBS, start, '+inf', 'LIMIT', 0, tonumber(ARGV[5]))
+  -- Pages are full unless the list ends (expired subscriptions not pruned
+  -- yet are skipped, LIST_SKIP of them at most).
   local out = {}
-  for _, id in ipairs(ids) do
-    local r = row(id)
-    if r then out[#out + 1] = r end
+  local left = limit + LIST_SKIP
+  while #out < limit and left > 0 do
+    local want = math.min(limit - #out, left)
+    local ids, ranks = {}, {}
+    local reply = redis.call('ZRANGEBYSCORE', K_SUBS, start, '+inf', 'WITHSCORES', 'LIMIT', 0, want)
+    for i = 1, #reply, 2 do
+      ids[#ids + 1] = reply[i]
+      ranks[#ranks + 1] = reply[i + 1]
+    end
+    left = left - #ids
+    for i, id in ipairs(ids) do
+      start = '(' .. ranks[i]
+      local r = row(id)
+      if r then out[#out + 1] = r end
+    end
+    if #ids < want then break end
   end
   return out
 elseif op == 'get' then
@@ -111,7 +175,7 @@ elseif op == 'by_subscriber' then
   return one(redis.call('HGET', K_URI, ARGV[4]))
 elseif op == 'create' then
   local id, uri, ttl, e, options = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
-  if redis.call('HEXISTS', K_URI, uri) == 1 then return 'exists' end
+  if uri_taken(uri) then return 'exists' end
   local rank = redis.call('INCR', K_SEQ)
   redis.call('HSET', skey(id), 's', uri, 't', ttl, 'e', e, 'o', options, 'c', '0')
   gc_at(skey(id), tonumber(e))
@@ -127,7 +191,7 @@ elseif op == 'update' then
   if ARGV[5] == '1' then
     local old, new = redis.call('HGET', sk, 's'), ARGV[6]
     if new ~= old then
-      if redis.call('HEXISTS', K_URI, new) == 1 then return 'exists' end
+      if uri_taken(new) then return 'exists' end
       if redis.call('HGET', K_URI, old) == id then redis.call('HDEL', K_URI, old) end
       redis.call('HSET', K_URI, new, id)
       redis.call('HSET', sk, 's', new)

@@ -51,7 +51,8 @@
 use async_trait::async_trait;
 use serde_json::{json, Value};
 
-use super::{keys, RedisStore};
+use super::{batches, keys, RedisStore, MAX_CALL_BYTES, MAX_PER_CALL, VALUES_PER_COMMAND};
+use crate::storage::deadline::{self, MAX_DEADLINE_MS};
 use crate::storage::outbox::{Delivery, FairShare, NewDelivery, Outbox};
 use crate::storage::{
     Metadata, NewSubscription, Scope, StorageError, StorageResult, Subscription, SubscriptionStore,
@@ -94,9 +95,13 @@ fn to_subscriptions(scope: &Scope, rows: Vec<SubscriptionRow>) -> StorageResult<
         .collect()
 }
 
-/// The expiry of a subscription living `ttl` seconds from `now_ms`.
-fn expiry(now_ms: i64, ttl: i64) -> String {
-    now_ms.saturating_add(ttl.saturating_mul(1000)).to_string()
+/// The longest lease of outbox rows (ms).
+const MAX_LEASE_MS: i64 = 86_400_000;
+
+/// The expiry of a subscription living `ttl` seconds from `now_ms`
+/// ([`deadline::after`]: refused past the year 9999, as the api core does).
+fn expiry(now_ms: i64, ttl: i64) -> StorageResult<String> {
+    Ok(deadline::after(now_ms, ttl, "subscription TTL")?.to_string())
 }
 
 fn flag(b: bool) -> String {
@@ -225,7 +230,10 @@ impl SubscriptionStore for RedisStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let args = vec![marker.unwrap_or("").to_owned(), limit.to_string()];
+        let args = vec![
+            marker.unwrap_or("").to_owned(),
+            limit.min(MAX_PER_CALL).to_string(),
+        ];
         let rows = self
             .eval_subscriptions("subscription list", true, scope, "list", args)
             .await?;
@@ -266,7 +274,7 @@ impl SubscriptionStore for RedisStore {
             id.clone(),
             subscription.subscriber.clone(),
             subscription.ttl.to_string(),
-            expiry(self.inner.clock.now_ms(), subscription.ttl),
+            expiry(self.inner.clock.now_ms(), subscription.ttl)?,
             encode("subscription options", &subscription.options)?,
         ];
         let outcome: String = self
@@ -290,13 +298,14 @@ impl SubscriptionStore for RedisStore {
             .map(|o| encode("subscription options", o))
             .transpose()?;
         let ttl = update.ttl.unwrap_or(0);
+        let expires = expiry(self.inner.clock.now_ms(), ttl)?;
         let args = vec![
             id.to_owned(),
             flag(update.subscriber.is_some()),
             update.subscriber.clone().unwrap_or_default(),
             flag(update.ttl.is_some()),
             ttl.to_string(),
-            expiry(self.inner.clock.now_ms(), ttl),
+            expires,
             flag(options.is_some()),
             options.unwrap_or_default(),
         ];
@@ -341,15 +350,22 @@ impl Outbox for RedisStore {
         if deliveries.is_empty() {
             return Ok(());
         }
-        let mut rows = Vec::with_capacity(2 * deliveries.len());
-        for d in &deliveries {
-            rows.push(d.project.clone());
-            rows.push(delivery_json(d)?);
+        // (project, delivery) pairs, the form the script takes.
+        let rows = deliveries
+            .iter()
+            .map(|d| Ok([d.project.clone(), delivery_json(d)?]))
+            .collect::<StorageResult<Vec<[String; 2]>>>()?;
+        // A call per chunk (a fan-out can hold thousands of deliveries):
+        // each chunk is atomic, and a failure leaves the earlier ones
+        // queued, as delivery is at least once anyway.
+        let pair_len = |r: &[String; 2]| r[0].len() + r[1].len();
+        for chunk in batches(&rows, VALUES_PER_COMMAND / 2, MAX_CALL_BYTES, pair_len) {
+            let flat: Vec<String> = chunk.iter().flat_map(|r| r.iter().cloned()).collect();
+            // Not retried on a broken connection: the script may have run.
+            let _: i64 = self
+                .eval_outbox("outbox enqueue", false, "enqueue", flat)
+                .await?;
         }
-        // Not retried on a broken connection: the script may have run.
-        let _: i64 = self
-            .eval_outbox("outbox enqueue", false, "enqueue", rows)
-            .await?;
         Ok(())
     }
 
@@ -368,8 +384,8 @@ impl Outbox for RedisStore {
         let busy: Vec<(&String, &usize)> =
             share.in_flight.iter().filter(|(_, n)| **n > 0).collect();
         let mut args = Vec::with_capacity(4 + 2 * busy.len());
-        args.push(limit.min(NO_CAP).to_string());
-        args.push(lease_ms.max(0).to_string());
+        args.push(limit.min(MAX_PER_CALL).to_string());
+        args.push(lease_ms.clamp(0, MAX_LEASE_MS).to_string());
         args.push(share.per_project.min(NO_CAP).to_string());
         args.push(busy.len().to_string());
         for (project, n) in busy {
@@ -401,6 +417,7 @@ impl Outbox for RedisStore {
     }
 
     async fn retry_at(&self, id: &str, attempts: u32, due_ms: i64) -> StorageResult<()> {
+        let due_ms = due_ms.clamp(0, MAX_DEADLINE_MS);
         let args = vec![id.to_owned(), attempts.to_string(), due_ms.to_string()];
         let _: String = self
             .eval_outbox("outbox retry", true, "retry", args)

@@ -69,6 +69,34 @@ macro_rules! topology {
                 outbox_behaviour(&url, ManualClock::new()).await;
             }
         }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn outbox_takes_thousands_at_once() {
+            if let Some(url) = test_url($var) {
+                outbox_thousands(&url).await;
+            }
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn scripts_refuse_bad_numbers_before_writing() {
+            if let Some(url) = test_url($var) {
+                bad_numbers_change_nothing(&url).await;
+            }
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn expired_messages_are_collected_a_budget_at_a_time() {
+            if let Some(url) = test_url($var) {
+                message_collection_is_bounded(&url).await;
+            }
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn expired_claims_are_released_a_budget_at_a_time() {
+            if let Some(url) = test_url($var) {
+                claim_release_is_bounded(&url).await;
+            }
+        }
     };
 }
 
@@ -360,20 +388,22 @@ async fn interrupted_dead_letter_move_is_finished_later() {
         .unwrap();
     backend.claims.delete(&src, &claim.id).await.unwrap();
     // Simulate a server dying after the claim script: run only step one.
-    let args = vec![
-        "x".to_owned(),
-        "60".to_owned(),
-        "60".to_owned(),
+    let now = clock.now_ms();
+    let times = crate::storage::deadline::ClaimTimes::new(now, 60, 60).unwrap();
+    let mut args = vec!["x".to_owned()];
+    args.extend(super::claim_time_args(&times));
+    args.extend([
         "10".to_owned(),
         "1".to_owned(),
         super::DLQ_LEASE_MS.to_string(),
-    ];
-    let (rows, dead): (Vec<super::MessageRow>, Vec<super::DeadRow>) = store
-        .eval_queue(
+    ]);
+    let (rows, dead): (Vec<super::MessageRow>, Vec<String>) = store
+        .eval_queue_at(
             "claim create",
             false,
             &store.inner.scripts.claim_create,
             &src,
+            now,
             args,
         )
         .await
@@ -876,4 +906,381 @@ async fn every_queue_key_expires_after_its_data() {
             );
         }
     }
+}
+
+// ------------------------------------------------------- limits of scripts
+
+/// A fan-out of 9,000 deliveries is queued whole (in several calls, each
+/// at most a few thousand values) and leased back in order.
+async fn outbox_thousands(url: &str) {
+    let store = RedisStore::connect(options(url), Arc::new(ManualClock::new())).unwrap();
+    let n = 9_000;
+    store.enqueue((0..n).map(delivery).collect()).await.unwrap();
+    let mut leased = Vec::new();
+    loop {
+        let page = store.lease_due(1000, 30_000).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        leased.extend(page);
+    }
+    assert_eq!(leased.len(), n as usize);
+    assert!(leased
+        .iter()
+        .zip(0..n)
+        .all(|(d, i)| d.delivery == delivery(i)));
+}
+
+/// Everything a client can observe of a queue: its messages (claimed ones
+/// included: id, ttl, claim), its stats, and each given claim.
+async fn observe(backend: &Backend, scope: &Scope, claims: &[String]) -> String {
+    let mut query = everything();
+    query.limit = 1000;
+    let page = backend.messages.list(scope, &query).await.unwrap();
+    let messages: Vec<_> = page
+        .messages
+        .iter()
+        .map(|m| (m.id.clone(), m.ttl, m.claim_id.clone()))
+        .collect();
+    let mut seen = format!(
+        "{messages:?} {:?}",
+        backend.messages.stats(scope).await.unwrap()
+    );
+    for c in claims {
+        let info = backend.claims.get(scope, c).await.unwrap();
+        let held = info.map(|i| (i.ttl, i.messages.len()));
+        seen.push_str(&format!(" {c}:{held:?}"));
+    }
+    seen
+}
+
+/// The scripts check every number before their first write, whatever the
+/// server sends: called directly (past the Rust side's checks) with
+/// absurd, non-finite, fractional or negative times, each refuses, and
+/// nothing observable changes. (Before, a renewal whose grace overflowed
+/// deleted every message of the queue.)
+async fn bad_numbers_change_nothing(url: &str) {
+    use crate::storage::deadline::{ClaimTimes, MAX_DEADLINE_MS};
+    let clock = ManualClock::new();
+    let store = RedisStore::connect(options(url), Arc::new(clock.clone())).unwrap();
+    let backend = store.backend();
+    let s = Scope::new("p", "guarded");
+    backend
+        .messages
+        .post(&s, "c", (0..5).map(|n| msg(n, 600)).collect())
+        .await
+        .unwrap();
+    let claim = backend
+        .claims
+        .create(
+            &s,
+            &ClaimRequest {
+                ttl: 60,
+                grace: 60,
+                limit: 2,
+                dead_letter: None,
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let claims = [claim.id.clone()];
+    let before = observe(&backend, &s, &claims).await;
+    let now = clock.now_ms();
+    let times = super::claim_time_args(&ClaimTimes::new(now, 60, 60).unwrap());
+    let past = (MAX_DEADLINE_MS + 1).to_string();
+    let bad = [
+        "9e18",
+        "9000000000000000000000",
+        "1e308",
+        "inf",
+        "-inf",
+        "nan",
+        "-1",
+        "1.5",
+        "x",
+        "",
+        past.as_str(),
+    ];
+    let scripts = &store.inner.scripts;
+    let refused = |r: crate::storage::StorageResult<::redis::Value>, what: String| {
+        assert!(r.is_err(), "{what} was accepted");
+    };
+    for b in bad {
+        for pos in 0..4 {
+            let mut args = vec![claim.id.clone()];
+            args.extend(times.iter().cloned());
+            args[1 + pos] = b.to_owned();
+            let r = store
+                .eval_queue_at("t", false, &scripts.claim_update, &s, now, args)
+                .await;
+            refused(r, format!("claim update with {b:?} at {pos}"));
+        }
+        for pos in 0..7 {
+            if pos == 5 && b == "-1" {
+                // A max claim count of -1 means "no dead-letter policy".
+                continue;
+            }
+            let mut args = vec!["x".to_owned()];
+            args.extend(times.iter().cloned());
+            args.extend(["10".to_owned(), "1".to_owned(), "30000".to_owned()]);
+            args[1 + pos] = b.to_owned();
+            let r = store
+                .eval_queue_at("t", false, &scripts.claim_create, &s, now, args)
+                .await;
+            refused(r, format!("claim create with {b:?} at {pos}"));
+        }
+        // A post whose run expiry (or latest expiry) is bad.
+        for pos in [1, 6] {
+            let mut args: Vec<String> = vec![
+                "1".into(),
+                (now + 60_000).to_string(),
+                "1".into(),
+                String::new(),
+                "id".into(),
+                "record".into(),
+                (now + 60_000).to_string(),
+                "1".into(),
+            ];
+            args[pos] = b.to_owned();
+            let r = store
+                .eval_queue_at("t", false, &scripts.post, &s, now, args)
+                .await;
+            refused(r, format!("post with {b:?} at {pos}"));
+        }
+        let r = store
+            .eval_queue_at(
+                "t",
+                false,
+                &scripts.dlq_insert,
+                &s,
+                now,
+                vec!["-1", "id", "60", b, "0", "c", "1", "", "0"],
+            )
+            .await;
+        refused(r, format!("dead-letter insert with {b:?}"));
+        let sub = vec!["create", "sid", "http://x.example/", "60", b, "{}"];
+        let r = store
+            .eval_queue_at("t", false, &scripts.subscription, &s, now, sub)
+            .await;
+        refused(r, format!("subscription create with {b:?}"));
+    }
+    // "Now" itself out of range.
+    for now in [-1, MAX_DEADLINE_MS + 1] {
+        let r = store
+            .eval_queue_at("t", false, &scripts.stats, &s, now, Vec::<String>::new())
+            .await;
+        refused(r, format!("stats at {now}"));
+    }
+    assert_eq!(observe(&backend, &s, &claims).await, before);
+    assert!(backend
+        .subscriptions
+        .list(&s, None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// A large expiry is collected at most one budget per call: 25,000
+/// messages expiring at once (never claimed: 1 unit each) take three calls,
+/// and the stats of each call show the collection's progress.
+async fn message_collection_is_bounded(url: &str) {
+    let clock = ManualClock::new();
+    let backend = open(url, clock.clone());
+    let s = Scope::new("p", "gc-budget");
+    backend
+        .messages
+        .post(&s, "c", (0..25_000).map(|n| msg(n, 60)).collect())
+        .await
+        .unwrap();
+    clock.advance_secs(61);
+    let mut totals = Vec::new();
+    for _ in 0..4 {
+        totals.push(backend.messages.stats(&s).await.unwrap().total);
+    }
+    assert_eq!(totals, [15_000, 5_000, 0, 0]);
+}
+
+/// Claims expiring together are released a budget at a time (thirteen
+/// claims of 1,000 messages: three per call); meanwhile a claim that
+/// expired and is not released yet is treated as gone by every reader.
+async fn claim_release_is_bounded(url: &str) {
+    let clock = ManualClock::new();
+    let backend = open(url, clock.clone());
+    let s = Scope::new("p", "claim-budget");
+    backend
+        .messages
+        .post(&s, "c", (0..13_000).map(|n| msg(n, 3600)).collect())
+        .await
+        .unwrap();
+    let mut claims = Vec::new();
+    for _ in 0..13 {
+        let request = ClaimRequest {
+            ttl: 60,
+            grace: 0,
+            limit: 1000,
+            dead_letter: None,
+        };
+        claims.push(backend.claims.create(&s, &request).await.unwrap().unwrap());
+        // One second apart, so they are released in this order.
+        clock.advance_secs(1);
+    }
+    clock.advance_secs(60);
+    let last = &claims[12];
+    // Call 1 releases claims 1-3: the other 10,000 messages still count as claimed.
+    let stats = backend.messages.stats(&s).await.unwrap();
+    assert_eq!((stats.claimed, stats.total), (10_000, 13_000));
+    // Call 2 releases 4-6; the last claim expired, so it is gone.
+    assert!(backend.claims.get(&s, &last.id).await.unwrap().is_none());
+    // Call 3 releases 7-9; the last claim's messages are not claimed any more.
+    let err = backend
+        .messages
+        .delete(&s, &last.messages[0].id, Some(&last.id))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::MessageNotClaimed), "{err:?}");
+    // Call 4 releases 10-12, and lists the last claim's messages (ranks
+    // 12,001 to 13,000 of this new queue) without a claim.
+    let mut query = everything();
+    query.limit = 1000;
+    query.marker = Some("12000".into());
+    let page = backend.messages.list(&s, &query).await.unwrap();
+    assert_eq!(page.messages.len(), 1000);
+    assert_eq!(page.messages[0].id, last.messages[0].id);
+    assert!(page.messages.iter().all(|m| m.claim_id.is_none()));
+    // Call 5 releases the last one; everything is claimable again.
+    assert!(matches!(
+        backend.claims.update(&s, &last.id, 60, 60).await,
+        Err(StorageError::ClaimNotFound)
+    ));
+    let stats = backend.messages.stats(&s).await.unwrap();
+    assert_eq!((stats.claimed, stats.free), (0, 13_000));
+    let request = ClaimRequest {
+        ttl: 60,
+        grace: 0,
+        limit: 10_000,
+        dead_letter: None,
+    };
+    let all = backend.claims.create(&s, &request).await.unwrap().unwrap();
+    assert_eq!(all.messages.len(), 10_000);
+    assert_eq!(all.messages[0].id, claims[0].messages[0].id);
+}
+
+/// No command carries more than a few thousand values, whatever the caller
+/// passed: after the largest operations of the conformance suite (posts of
+/// 20,000 messages, bulk reads and deletes of 10,000 ids with 9,000 claim
+/// ids, thousands of dead letters in one claim, mass expiry) and a fan-out
+/// of 9,000 deliveries, Redis' slow log, set to record every command
+/// (those run by scripts included), shows none longer than the inline
+/// limit of a script call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_command_carries_thousands_of_values() {
+    use crate::storage::conformance as suite;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(redis) = own_redis(dir.path()) else {
+        return;
+    };
+    let url = redis.url();
+    let client = ::redis::Client::open(url.as_str()).unwrap();
+    // The whole slow log is a large reply.
+    let slow =
+        ::redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(120)));
+    let mut conn = client
+        .get_multiplexed_async_connection_with_config(&slow)
+        .await
+        .unwrap();
+    let config = |name: &'static str, value: &'static str| {
+        ::redis::cmd("CONFIG")
+            .arg("SET")
+            .arg(name)
+            .arg(value)
+            .clone()
+    };
+    let _: () = config("slowlog-log-slower-than", "0")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: () = config("slowlog-max-len", "400000")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    let fresh = || {
+        let clock = ManualClock::new();
+        (open(&url, clock.clone()), clock)
+    };
+    let (b, c) = fresh();
+    suite::dead_letter_thousands_in_one_claim(b, c).await;
+    let (b, c) = fresh();
+    suite::bulk_operations_past_unpack_limit(b, c).await;
+    let (b, c) = fresh();
+    suite::mass_expiry_leaves_queue_usable(b, c).await;
+    let (b, c) = fresh();
+    suite::purge_of_a_large_queue(b, c).await;
+    outbox_thousands(&url).await;
+
+    let logged: i64 = ::redis::cmd("SLOWLOG")
+        .arg("LEN")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        logged < 400_000,
+        "the slow log overflowed ({logged} entries)"
+    );
+    let entries: Vec<::redis::Value> = ::redis::cmd("SLOWLOG")
+        .arg("GET")
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // Each entry: id, time, duration, arguments (at most 32 kept: the last
+    // says "... (N more arguments)"), client address, client name.
+    let mut longest = (0, String::new());
+    for entry in entries {
+        let ::redis::Value::Array(fields) = entry else {
+            panic!("unexpected slow log entry {entry:?}");
+        };
+        let args: Vec<Vec<u8>> =
+            ::redis::FromRedisValue::from_redis_value(fields[3].clone()).unwrap();
+        let mut count = args.len();
+        if let Some(more) = args.last().map(|a| String::from_utf8_lossy(a).into_owned()) {
+            if let Some(n) = more
+                .strip_prefix("... (")
+                .and_then(|m| m.strip_suffix(" more arguments)"))
+            {
+                count = args.len() - 1 + n.parse::<usize>().unwrap();
+            }
+        }
+        if count > longest.0 {
+            longest = (count, String::from_utf8_lossy(&args[0]).into_owned());
+        }
+    }
+    eprintln!(
+        "{logged} commands logged; the longest: {} with {} arguments",
+        longest.1, longest.0
+    );
+    assert!(
+        longest.0 <= super::MAX_INLINE_VALUES + 16,
+        "{} was sent with {} arguments",
+        longest.1,
+        longest.0
+    );
+}
+
+/// Lists split for calls: by count, by bytes, an oversized item alone,
+/// nothing lost or reordered.
+#[test]
+fn batches_split_by_count_and_bytes() {
+    let items: Vec<usize> = vec![1, 1, 1, 1, 1, 9, 1, 1];
+    let split = super::batches(&items, 3, 4, |n| *n);
+    assert_eq!(split, [&[1, 1, 1][..], &[1, 1][..], &[9][..], &[1, 1][..]]);
+    assert!(super::batches(&items[..0], 3, 4, |n| *n).is_empty());
+    let many: Vec<usize> = (0..2_500).collect();
+    let split = super::batches(&many, 1000, usize::MAX, |_| 1);
+    assert_eq!(
+        split.iter().map(|b| b.len()).collect::<Vec<_>>(),
+        [1000, 1000, 500]
+    );
+    assert_eq!(split.concat(), many);
 }

@@ -10,7 +10,8 @@ use uuid::Uuid;
 
 use super::messages::{query_messages, sql_limit, CLAIMABLE};
 use super::schema::message_columns;
-use super::{ms, DbResult, SqliteStore};
+use super::{DbResult, SqliteStore};
+use crate::storage::deadline::ClaimTimes;
 use crate::storage::{
     ClaimInfo, ClaimRequest, ClaimStore, DeadLetter, NewClaim, Scope, StorageError, StorageResult,
 };
@@ -97,7 +98,8 @@ impl ClaimStore for SqliteStore {
         let request = request.clone();
         self.write("claim create", move |conn, now| {
             let claim_id = Uuid::new_v4().to_string();
-            let expires = now.saturating_add(ms(request.ttl));
+            let times = ClaimTimes::new(now, request.ttl, request.grace)?;
+            let expires = times.ends_ms;
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let candidates = query_messages(
                 &tx,
@@ -127,8 +129,8 @@ impl ClaimStore for SqliteStore {
                     claim_id,
                     expires,
                     i64::from(counting),
-                    request.ttl.saturating_add(request.grace),
-                    expires.saturating_add(ms(request.grace)),
+                    times.message_ttl,
+                    times.keep_until_ms,
                 ])?;
                 claimed += 1;
             }
@@ -209,7 +211,8 @@ impl ClaimStore for SqliteStore {
         let scope = scope.clone();
         let claim_id = claim_id.to_owned();
         self.write("claim update", move |conn, now| {
-            let expires = now.saturating_add(ms(ttl));
+            let times = ClaimTimes::new(now, ttl, grace)?;
+            let expires = times.ends_ms;
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let renewed = tx
                 .prepare_cached(
@@ -241,8 +244,8 @@ impl ClaimStore for SqliteStore {
                 scope.queue,
                 now,
                 expires,
-                ttl.saturating_add(grace),
-                expires.saturating_add(ms(grace)),
+                times.message_ttl,
+                times.keep_until_ms,
             ])?;
             tx.commit()?;
             Ok(())

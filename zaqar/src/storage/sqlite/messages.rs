@@ -6,6 +6,8 @@
 //! and the listing starts from the beginning (as the reference's Redis
 //! driver does).
 
+use std::collections::HashSet;
+
 use async_trait::async_trait;
 use rusqlite::types::Type;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
@@ -13,7 +15,8 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use super::schema::message_columns;
-use super::{ms, DbResult, SqliteStore};
+use super::{DbResult, SqliteStore};
+use crate::storage::deadline;
 use crate::storage::{
     ListQuery, Message, MessagePage, MessageStamp, MessageStore, NewMessage, Posted, QueueStats,
     Scope, StorageError, StorageResult,
@@ -119,6 +122,10 @@ impl MessageStore for SqliteStore {
         let scope = scope.clone();
         let client_id = client_id.to_owned();
         self.write("message post", move |conn, now| {
+            let times = messages
+                .iter()
+                .map(|m| deadline::message_times(now, m.ttl, m.delay))
+                .collect::<StorageResult<Vec<_>>>()?;
             let ids: Vec<String> = messages.iter().map(|_| Uuid::new_v4().to_string()).collect();
             let tx = conn.transaction()?;
             {
@@ -127,7 +134,7 @@ impl MessageStore for SqliteStore {
                      expires_ms, delay_until_ms, claim_id, claim_expires_ms, claim_count, checksum) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, 0, 0, ?10)",
                 )?;
-                for (id, m) in ids.iter().zip(&messages) {
+                for ((id, m), (expires, delay_until)) in ids.iter().zip(&messages).zip(&times) {
                     insert.execute(params![
                         id,
                         scope.project,
@@ -136,8 +143,8 @@ impl MessageStore for SqliteStore {
                         m.body.get(),
                         m.ttl,
                         now,
-                        now.saturating_add(ms(m.ttl)),
-                        now.saturating_add(ms(m.delay.max(0))),
+                        expires,
+                        delay_until,
                         m.checksum,
                     ])?;
                 }
@@ -299,7 +306,7 @@ impl MessageStore for SqliteStore {
     ) -> StorageResult<()> {
         let scope = scope.clone();
         let ids = ids.to_vec();
-        let claim_ids = claim_ids.map(<[String]>::to_vec);
+        let claim_ids: Option<HashSet<String>> = claim_ids.map(|c| c.iter().cloned().collect());
         self.write("message bulk_delete", move |conn, now| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             for chunk in ids.chunks(IDS_PER_STATEMENT) {

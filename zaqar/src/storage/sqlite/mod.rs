@@ -366,8 +366,3 @@ async fn reap(inner: Arc<Inner>) -> StorageResult<Reaped> {
     }
     Ok(reaped)
 }
-
-/// `secs` seconds in milliseconds, saturating instead of overflowing.
-fn ms(secs: i64) -> i64 {
-    secs.saturating_mul(1000)
-}

@@ -20,7 +20,8 @@ use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension, Row};
 use serde_json::Value;
 
-use super::{ms, DbError, DbResult, SqliteStore};
+use super::{DbError, DbResult, SqliteStore};
+use crate::storage::deadline;
 use crate::storage::outbox::{Delivery, FairShare, NewDelivery, Outbox};
 use crate::storage::{
     Metadata, NewSubscription, Scope, StorageError, StorageResult, Subscription, SubscriptionStore,
@@ -202,7 +203,7 @@ impl SubscriptionStore for SqliteStore {
                 scope.queue,
                 subscriber,
                 ttl,
-                now.saturating_add(ms(ttl)),
+                deadline::after(now, ttl, "subscription TTL")?,
                 options
             ])?;
             tx.commit()?;
@@ -251,7 +252,8 @@ impl SubscriptionStore for SqliteStore {
                 id,
                 subscriber,
                 ttl,
-                ttl.map(|t| now.saturating_add(ms(t))),
+                ttl.map(|t| deadline::after(now, t, "subscription TTL"))
+                    .transpose()?,
                 options
             ])?;
             tx.commit()?;

@@ -116,7 +116,15 @@ async fn data_survives_reopening() {
 async fn reaper_deletes_expired_rows() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new();
-    let store = SqliteStore::open(&dir.path().join("db"), Arc::new(clock.clone())).unwrap();
+    // Opened outside the runtime, so without the background reaper: on a
+    // loaded machine its 10-second tick could otherwise reap between the
+    // clock's advance and the pass this test counts.
+    let path = dir.path().join("db");
+    let shared = Arc::new(clock.clone());
+    let store = std::thread::spawn(move || SqliteStore::open(&path, shared))
+        .join()
+        .unwrap()
+        .unwrap();
     let b = store.backend();
     let s = Scope::new(project(), "reap");
     let batch = (0..super::REAP_BATCH + 10).map(|_| message(60)).collect();
