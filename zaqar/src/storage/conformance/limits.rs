@@ -311,7 +311,7 @@ pub(crate) async fn bulk_operations_past_unpack_limit(backend: Backend, _clock: 
         .get(&s, &c.id)
         .await
         .unwrap()
-        .map_or(true, |i| i.messages.is_empty()));
+        .is_none_or(|i| i.messages.is_empty()));
 
     // Without claims.
     let posted = post_ttl(&backend, &s, 10_000, 3600).await;
