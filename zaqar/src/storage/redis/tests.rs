@@ -24,6 +24,13 @@ fn test_url(var: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
+            // run_tests.sh starts Redis and says so: then a missing URL is
+            // a failure, never a silent pass.
+            let required = std::env::var("ZAQAR_TEST_REQUIRE").unwrap_or_default();
+            assert!(
+                !required.split(',').any(|r| r == "redis"),
+                "Redis is required (ZAQAR_TEST_REQUIRE) but {var} is not set"
+            );
             eprintln!("skipped: {var} is not set (eval \"$(tests/redis/start.sh all)\" to run Redis tests)");
             None
         }
