@@ -115,7 +115,9 @@ class Keystone:
             "user_domain_name": "Default",
             "project_domain_name": "Default",
             "token_cache_time": str(token_cache_time),
-            "http_connect_timeout": "2",
+            # Generous: a loaded machine (parallel builds) makes Keystone slow;
+            # a stopped Keystone still fails at once (connection refused).
+            "http_connect_timeout": "10",
             "http_request_max_retries": "1",
         }
 
