@@ -183,6 +183,7 @@ pub fn storage_error(what: &'static str) -> impl Fn(StorageError) -> ApiError {
         }
         StorageError::NotImplemented(op) => ApiError::Internal(format!("{op} is not implemented")),
         StorageError::Rejected(why) => ApiError::invalid(why),
+        StorageError::Conflict(why) => ApiError::Conflict(why.into()),
         other => {
             tracing::warn!(error = %other, "{what}");
             ApiError::Unavailable(what.into())

@@ -12,11 +12,14 @@ use tokio::net::TcpListener;
 use crate::api::policy::{Policy, PolicyError};
 use crate::api::Api;
 use crate::auth::{AuthConfigError, AuthLayer};
-use crate::config::{AuthStrategy, Config, StoreEngine};
+use crate::config::PipelineConfig;
+use crate::config::{AuthStrategy, Config};
 use crate::notification::{notifier_stage, NOTIFIER_STAGE};
 use crate::storage::clock::SharedClock;
-use crate::storage::pipeline::{Backend, StageRegistry};
-use crate::storage::sqlite::SqliteStore;
+use crate::storage::engines;
+use crate::storage::pipeline::{Backend, StageRegistry, Storage};
+use crate::storage::pooling::{PoolOpener, PooledStore};
+use crate::storage::StorageError;
 use crate::storage::SystemClock;
 use crate::transport::http::{self, HttpState};
 use crate::transport::listener::{self, ConnectionLimits};
@@ -51,45 +54,6 @@ pub enum StartError {
     Unsupported(String),
 }
 
-/// Opens the configured driver.
-///
-/// # Errors
-/// The store cannot be opened.
-pub fn open_backend(config: &Config, clock: SharedClock) -> Result<Backend, StartError> {
-    match config.message_store {
-        StoreEngine::Sqlite => {
-            if let Some(dir) = config.sqlite_path.parent() {
-                if !dir.as_os_str().is_empty() {
-                    std::fs::create_dir_all(dir).map_err(|e| {
-                        crate::storage::StorageError::Unavailable(format!(
-                            "cannot create {}: {e}",
-                            dir.display()
-                        ))
-                    })?;
-                }
-            }
-            Ok(SqliteStore::open(&config.sqlite_path, clock)?.backend())
-        }
-        #[cfg(feature = "redis")]
-        StoreEngine::Redis => {
-            use crate::storage::redis::{RedisOptions, RedisStore};
-            let mut options = RedisOptions::from_uri(&config.redis.uri).map_err(|e| {
-                StartError::Unsupported(format!("[drivers:message_store:redis] uri: {e}"))
-            })?;
-            options.max_reconnect_attempts = config.redis.max_reconnect_attempts;
-            options.reconnect_sleep =
-                std::time::Duration::from_secs_f64(config.redis.reconnect_sleep);
-            options.wait_replicas = config.redis.wait_replicas;
-            options.wait_timeout = std::time::Duration::from_millis(config.redis.wait_timeout_ms);
-            Ok(RedisStore::connect(options, clock)?.backend())
-        }
-        #[allow(unreachable_patterns)]
-        other => Err(StartError::Unsupported(format!(
-            "message store {other} is not in this build"
-        ))),
-    }
-}
-
 /// Builds the api core from the configuration (stores, pipelines).
 ///
 /// # Errors
@@ -107,12 +71,105 @@ pub fn build_api(config: Arc<Config>) -> Result<Api, StartError> {
 /// The store cannot be opened or a pipeline names an unknown stage.
 pub fn build(config: Arc<Config>) -> Result<(Api, Option<Arc<Hub>>), StartError> {
     let clock: SharedClock = Arc::new(SystemClock);
-    let backend = open_backend(&config, clock.clone())?;
     let wake = Arc::new(tokio::sync::Notify::new());
     let hub = config.serve_websocket.then(Hub::new);
-    let storage =
-        stage_registry(hub.as_ref(), &backend).assemble_with(backend, config.clone(), wake)?;
+    let storage = if config.pooling {
+        pooled_storage(&config, clock.clone(), hub.as_ref(), wake)?
+    } else {
+        let backend = engines::open_configured(&config, clock.clone())?;
+        stage_registry(hub.as_ref(), &backend).assemble_with(backend, config.clone(), wake)?
+    };
     Ok((Api::new(storage, config, clock), hub))
+}
+
+/// The storage of a pooled deployment (see [`crate::storage::pooling`]):
+/// the management store keeps the queue records, the catalogue and the
+/// notification outbox; each pool gets a driver with the configured message,
+/// claim and subscription stages; the queue stages, the notifier and the
+/// WebSocket publisher run once, in front of the pooled driver.
+fn pooled_storage(
+    config: &Arc<Config>,
+    clock: SharedClock,
+    hub: Option<&Arc<Hub>>,
+    wake: Arc<tokio::sync::Notify>,
+) -> Result<Storage, StartError> {
+    let management = match config.management_store.as_str() {
+        "redis" => engines::open_pool(
+            &config.management_redis.uri,
+            &Default::default(),
+            config,
+            clock.clone(),
+        )?,
+        _ => engines::open_pool(
+            &format!("sqlite://{}", config.management_sqlite_path.display()),
+            &Default::default(),
+            config,
+            clock.clone(),
+        )?,
+    };
+    let catalogue = management.catalogue.clone().ok_or_else(|| {
+        StartError::Unsupported("the management store keeps no pooling catalogue".into())
+    })?;
+    // The notifier runs once, in front of the pooled driver (below), even
+    // where a pipeline names it.
+    let mut message_pipeline = config.pipeline.message_pipeline.clone();
+    message_pipeline.retain(|n| n != NOTIFIER_STAGE);
+    let pool_config = Arc::new(Config {
+        pipeline: PipelineConfig {
+            queue_pipeline: Vec::new(),
+            message_pipeline,
+            ..config.pipeline.clone()
+        },
+        ..(**config).clone()
+    });
+    let pool_registry = stage_registry(None, &Backend::without_outbox(&management));
+    let virtual_pool = if config.enable_virtual_pool {
+        let backend = engines::open_configured(config, clock.clone())?;
+        Some(pool_registry.assemble_with(
+            Backend::without_outbox(&backend),
+            pool_config.clone(),
+            wake.clone(),
+        )?)
+    } else {
+        None
+    };
+    let opener_clock = clock.clone();
+    let opener_wake = wake.clone();
+    let opener: PoolOpener = Arc::new(move |pool| {
+        let backend =
+            engines::open_pool(&pool.uri, &pool.options, &pool_config, opener_clock.clone())?;
+        pool_registry
+            .assemble_with(
+                Backend::without_outbox(&backend),
+                pool_config.clone(),
+                opener_wake.clone(),
+            )
+            .map_err(|e| StorageError::Unavailable(e.to_string()))
+    });
+    let pooled = PooledStore::new(
+        catalogue.clone(),
+        management.queues.clone(),
+        virtual_pool,
+        opener,
+    );
+    let backend = Backend {
+        queues: Arc::new(pooled.clone()),
+        messages: Arc::new(pooled.clone()),
+        claims: Arc::new(pooled.clone()),
+        subscriptions: Arc::new(pooled.clone()),
+        outbox: management.outbox.clone(),
+        catalogue: Some(catalogue),
+    };
+    let top_config = Arc::new(Config {
+        pipeline: PipelineConfig {
+            queue_pipeline: config.pipeline.queue_pipeline.clone(),
+            ..PipelineConfig::default()
+        },
+        ..(**config).clone()
+    });
+    let mut storage = stage_registry(hub, &backend).assemble_with(backend, top_config, wake)?;
+    storage.pools = Some(pooled);
+    Ok(storage)
 }
 
 /// The name of the stage that pushes posted messages to WebSocket

@@ -38,7 +38,8 @@ impl Api {
     /// exist only with `[DEFAULT] admin_mode`). Transports whose routing
     /// must answer 404 before anything else (HTTP's 405) ask this first.
     pub fn serves(&self, kind: super::operation::OperationKind) -> bool {
-        !kind.admin_mode_only() || self.config().admin_mode
+        (!kind.admin_mode_only() || self.config().admin_mode)
+            && (!kind.pooling_only() || self.config().pooling)
     }
 
     /// The request context of `caller`: the validated `Client-ID` and
@@ -191,6 +192,36 @@ impl Api {
             O::SubscriptionConfirm { queue, id, body } => {
                 self.subscription_confirm(ctx, &queue, &id, &body).await?;
                 Reply::SubscriptionConfirmed
+            }
+            O::PoolList(params) => Reply::Pools(self.pool_list(params).await?),
+            O::PoolCreate { name, body } => {
+                self.pool_create(&name, &body).await?;
+                Reply::PoolCreated
+            }
+            O::PoolGet { name, detailed } => Reply::Pool {
+                pool: self.pool_get(&name).await?,
+                detailed,
+            },
+            O::PoolUpdate { name, body } => Reply::Pool {
+                pool: self.pool_update(&name, &body).await?,
+                detailed: false,
+            },
+            O::PoolDelete { name } => {
+                self.pool_delete(&name).await?;
+                Reply::PoolDeleted
+            }
+            O::FlavorList(params) => Reply::Flavors(self.flavor_list(ctx, params).await?),
+            O::FlavorCreate { name, body } => {
+                self.flavor_create(ctx, &name, &body).await?;
+                Reply::FlavorCreated
+            }
+            O::FlavorGet { name } => Reply::Flavor(self.flavor_get(ctx, &name).await?),
+            O::FlavorUpdate { name, body } => {
+                Reply::Flavor(self.flavor_update(ctx, &name, &body).await?)
+            }
+            O::FlavorDelete { name } => {
+                self.flavor_delete(ctx, &name).await?;
+                Reply::FlavorDeleted
             }
         })
     }

@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::Api;
+use crate::storage::pipeline::Storage;
 use crate::storage::{ClaimRequest, ListQuery, Metadata, NewMessage, Scope, StorageResult};
 
 /// The result of one probed operation.
@@ -35,9 +36,44 @@ pub struct Health {
 const PROBE_MESSAGES: usize = 100;
 
 impl Api {
-    /// Runs the health probe.
-    pub async fn health(&self) -> Health {
-        let storage_reachable = self.ping().await;
+    /// The health document: the probe of the store, or with pooling
+    /// `{"catalog_reachable": bool, "<pool>": <its probe>, ...}` as the
+    /// reference reports it.
+    pub async fn health(&self) -> serde_json::Value {
+        let Some(pooled) = &self.storage().pools else {
+            let health = self.probe(self.storage()).await;
+            return serde_json::to_value(health).unwrap_or_default();
+        };
+        let mut doc = serde_json::Map::new();
+        let catalog_reachable = self.storage().queues.is_alive().await;
+        doc.insert("catalog_reachable".into(), catalog_reachable.into());
+        if !catalog_reachable {
+            return serde_json::Value::Object(doc);
+        }
+        let pools = pooled
+            .catalogue()
+            .list_pools(None, crate::storage::catalogue::MAX_POOLS)
+            .await
+            .unwrap_or_default();
+        for pool in pools {
+            let health = match pooled.stores(&pool).await {
+                Ok(stores) => self.probe(&stores).await,
+                Err(e) => {
+                    tracing::warn!(pool = %pool.name, error = %e, "pool cannot be opened for the health probe");
+                    Health {
+                        storage_reachable: false,
+                        operation_status: serde_json::Map::new(),
+                    }
+                }
+            };
+            doc.insert(pool.name, serde_json::to_value(health).unwrap_or_default());
+        }
+        serde_json::Value::Object(doc)
+    }
+
+    /// Runs the health probe on one store's pipelines.
+    async fn probe(&self, s: &Storage) -> Health {
+        let storage_reachable = s.queues.is_alive().await;
         let mut ops = serde_json::Map::new();
         if !storage_reachable {
             return Health {
@@ -50,7 +86,6 @@ impl Api {
             format!("health-{}", uuid::Uuid::new_v4().simple()),
         );
         let client = uuid::Uuid::new_v4().to_string();
-        let s = &self.storage;
         record(
             &mut ops,
             "create_queue",

@@ -17,6 +17,7 @@ pub mod messages;
 pub mod metadata;
 pub mod operation;
 pub mod policy;
+pub mod pools;
 pub mod queues;
 pub mod reply;
 pub mod signed_url;

@@ -9,6 +9,7 @@
 //! only in admin mode.
 
 use super::messages::{BulkDeleteParams, MessageListParams};
+use super::pools::AdminListParams;
 use super::queues::QueueListParams;
 use super::subscriptions::SubscriptionListParams;
 use super::Payload;
@@ -196,6 +197,60 @@ pub enum Operation {
         /// `{"confirmed": bool}`.
         body: Payload,
     },
+    /// `GET /v2/pools` (admin mode with pooling).
+    PoolList(AdminListParams),
+    /// `PUT /v2/pools/{name}`.
+    PoolCreate {
+        /// Pool name.
+        name: String,
+        /// `{"uri", "weight", "flavor", "options"}`.
+        body: Payload,
+    },
+    /// `GET /v2/pools/{name}`.
+    PoolGet {
+        /// Pool name.
+        name: String,
+        /// Show the options.
+        detailed: bool,
+    },
+    /// `PATCH /v2/pools/{name}`.
+    PoolUpdate {
+        /// Pool name.
+        name: String,
+        /// Fields to change.
+        body: Payload,
+    },
+    /// `DELETE /v2/pools/{name}`.
+    PoolDelete {
+        /// Pool name.
+        name: String,
+    },
+    /// `GET /v2/flavors`.
+    FlavorList(AdminListParams),
+    /// `PUT /v2/flavors/{name}`.
+    FlavorCreate {
+        /// Flavor name.
+        name: String,
+        /// `{"pool_list", "capabilities"}`.
+        body: Payload,
+    },
+    /// `GET /v2/flavors/{name}`.
+    FlavorGet {
+        /// Flavor name.
+        name: String,
+    },
+    /// `PATCH /v2/flavors/{name}`.
+    FlavorUpdate {
+        /// Flavor name.
+        name: String,
+        /// `{"pool_list"}`.
+        body: Payload,
+    },
+    /// `DELETE /v2/flavors/{name}`.
+    FlavorDelete {
+        /// Flavor name.
+        name: String,
+    },
 }
 
 /// What kind of operation a request is: everything about it that does not
@@ -231,11 +286,21 @@ pub enum OperationKind {
     SubscriptionUpdate,
     SubscriptionDelete,
     SubscriptionConfirm,
+    PoolList,
+    PoolCreate,
+    PoolGet,
+    PoolUpdate,
+    PoolDelete,
+    FlavorList,
+    FlavorCreate,
+    FlavorGet,
+    FlavorUpdate,
+    FlavorDelete,
 }
 
 impl OperationKind {
     /// Every kind, in the order of the API reference.
-    pub const ALL: [OperationKind; 28] = [
+    pub const ALL: [OperationKind; 38] = [
         OperationKind::GetVersions,
         OperationKind::GetHomeDoc,
         OperationKind::Ping,
@@ -264,6 +329,16 @@ impl OperationKind {
         OperationKind::SubscriptionUpdate,
         OperationKind::SubscriptionDelete,
         OperationKind::SubscriptionConfirm,
+        OperationKind::PoolList,
+        OperationKind::PoolCreate,
+        OperationKind::PoolGet,
+        OperationKind::PoolUpdate,
+        OperationKind::PoolDelete,
+        OperationKind::FlavorList,
+        OperationKind::FlavorCreate,
+        OperationKind::FlavorGet,
+        OperationKind::FlavorUpdate,
+        OperationKind::FlavorDelete,
     ];
 
     /// The operation's name: the reference's WebSocket action name where
@@ -299,6 +374,16 @@ impl OperationKind {
             SubscriptionUpdate => "subscription_update",
             SubscriptionDelete => "subscription_delete",
             SubscriptionConfirm => "subscription_confirm",
+            PoolList => "pool_list",
+            PoolCreate => "pool_create",
+            PoolGet => "pool_get",
+            PoolUpdate => "pool_update",
+            PoolDelete => "pool_delete",
+            FlavorList => "flavor_list",
+            FlavorCreate => "flavor_create",
+            FlavorGet => "flavor_get",
+            FlavorUpdate => "flavor_update",
+            FlavorDelete => "flavor_delete",
         }
     }
 
@@ -333,13 +418,42 @@ impl OperationKind {
             SubscriptionUpdate => "subscription:update",
             SubscriptionDelete => "subscription:delete",
             SubscriptionConfirm => "subscription:confirm",
+            PoolList => "pools:get_all",
+            PoolCreate => "pools:create",
+            PoolGet => "pools:get",
+            PoolUpdate => "pools:update",
+            PoolDelete => "pools:delete",
+            FlavorList => "flavors:get_all",
+            FlavorCreate => "flavors:create",
+            FlavorGet => "flavors:get",
+            FlavorUpdate => "flavors:update",
+            FlavorDelete => "flavors:delete",
         })
     }
 
     /// Whether the operation exists only with `[DEFAULT] admin_mode`
     /// (elsewhere it is answered as a route the server does not have).
     pub fn admin_mode_only(self) -> bool {
-        matches!(self, OperationKind::CheckHealth)
+        matches!(self, OperationKind::CheckHealth) || self.pooling_only()
+    }
+
+    /// Whether the operation exists only with `[DEFAULT] pooling` (and
+    /// admin mode): the pool and flavor operations.
+    pub fn pooling_only(self) -> bool {
+        use OperationKind::*;
+        matches!(
+            self,
+            PoolList
+                | PoolCreate
+                | PoolGet
+                | PoolUpdate
+                | PoolDelete
+                | FlavorList
+                | FlavorCreate
+                | FlavorGet
+                | FlavorUpdate
+                | FlavorDelete
+        )
     }
 
     /// Whether the operation needs a request context (`Client-ID`, project);
@@ -381,6 +495,16 @@ impl OperationKind {
             SubscriptionUpdate => ("PATCH", "/v2/queues/{queue}/subscriptions/{id}"),
             SubscriptionDelete => ("DELETE", "/v2/queues/{queue}/subscriptions/{id}"),
             SubscriptionConfirm => ("PUT", "/v2/queues/{queue}/subscriptions/{id}/confirm"),
+            PoolList => ("GET", "/v2/pools"),
+            PoolCreate => ("PUT", "/v2/pools/{id}"),
+            PoolGet => ("GET", "/v2/pools/{id}"),
+            PoolUpdate => ("PATCH", "/v2/pools/{id}"),
+            PoolDelete => ("DELETE", "/v2/pools/{id}"),
+            FlavorList => ("GET", "/v2/flavors"),
+            FlavorCreate => ("PUT", "/v2/flavors/{id}"),
+            FlavorGet => ("GET", "/v2/flavors/{id}"),
+            FlavorUpdate => ("PATCH", "/v2/flavors/{id}"),
+            FlavorDelete => ("DELETE", "/v2/flavors/{id}"),
         }
     }
 }
@@ -419,6 +543,16 @@ impl Operation {
             O::SubscriptionUpdate { .. } => K::SubscriptionUpdate,
             O::SubscriptionDelete { .. } => K::SubscriptionDelete,
             O::SubscriptionConfirm { .. } => K::SubscriptionConfirm,
+            O::PoolList(_) => K::PoolList,
+            O::PoolCreate { .. } => K::PoolCreate,
+            O::PoolGet { .. } => K::PoolGet,
+            O::PoolUpdate { .. } => K::PoolUpdate,
+            O::PoolDelete { .. } => K::PoolDelete,
+            O::FlavorList(_) => K::FlavorList,
+            O::FlavorCreate { .. } => K::FlavorCreate,
+            O::FlavorGet { .. } => K::FlavorGet,
+            O::FlavorUpdate { .. } => K::FlavorUpdate,
+            O::FlavorDelete { .. } => K::FlavorDelete,
         }
     }
 
@@ -426,9 +560,21 @@ impl Operation {
     pub fn queue(&self) -> Option<&str> {
         use Operation as O;
         match self {
-            O::GetVersions | O::GetHomeDoc | O::Ping { .. } | O::CheckHealth | O::QueueList(_) => {
-                None
-            }
+            O::GetVersions
+            | O::GetHomeDoc
+            | O::Ping { .. }
+            | O::CheckHealth
+            | O::QueueList(_)
+            | O::PoolList(_)
+            | O::PoolCreate { .. }
+            | O::PoolGet { .. }
+            | O::PoolUpdate { .. }
+            | O::PoolDelete { .. }
+            | O::FlavorList(_)
+            | O::FlavorCreate { .. }
+            | O::FlavorGet { .. }
+            | O::FlavorUpdate { .. }
+            | O::FlavorDelete { .. } => None,
             O::QueueCreate { queue, .. }
             | O::QueueGet { queue }
             | O::QueueUpdate { queue, .. }
@@ -468,6 +614,14 @@ impl Operation {
             | O::SubscriptionUpdate { id, .. }
             | O::SubscriptionDelete { id, .. }
             | O::SubscriptionConfirm { id, .. } => Some(id),
+            O::PoolCreate { name, .. }
+            | O::PoolGet { name, .. }
+            | O::PoolUpdate { name, .. }
+            | O::PoolDelete { name }
+            | O::FlavorCreate { name, .. }
+            | O::FlavorGet { name }
+            | O::FlavorUpdate { name, .. }
+            | O::FlavorDelete { name } => Some(name),
             _ => None,
         }
     }

@@ -5,11 +5,12 @@
 //! body (adding hrefs and links), the WebSocket transport into a response
 //! frame. Neither decides anything the reply does not say.
 
-use super::health::Health;
 use super::messages::MessageListing;
+use super::pools::{FlavorListing, FlavorWithPools, PoolListing};
 use super::queues::QueueListing;
 use super::signed_url::SignedUrl;
 use super::subscriptions::SubscriptionListing;
+use crate::storage::catalogue::PoolRecord;
 use crate::storage::{ClaimInfo, Message, Metadata, NewClaim, QueueStats, Subscription};
 
 /// The typed result of one operation.
@@ -27,8 +28,8 @@ pub enum Reply {
         /// The store answered (always true for a ping that does not probe).
         alive: bool,
     },
-    /// `check_node_health`.
-    Health(Health),
+    /// `check_node_health`: the health document.
+    Health(serde_json::Value),
     /// `queue_list`.
     Queues(QueueListing),
     /// `queue_create`: whether the queue is new.
@@ -84,4 +85,25 @@ pub enum Reply {
     SubscriptionDeleted,
     /// `subscription_confirm`.
     SubscriptionConfirmed,
+    /// `pool_list`.
+    Pools(PoolListing),
+    /// `pool_get` and `pool_update` (the latter never detailed).
+    Pool {
+        /// The pool.
+        pool: PoolRecord,
+        /// Show its options.
+        detailed: bool,
+    },
+    /// `pool_create`.
+    PoolCreated,
+    /// `pool_delete`.
+    PoolDeleted,
+    /// `flavor_list`.
+    Flavors(FlavorListing),
+    /// `flavor_get` and `flavor_update`.
+    Flavor(FlavorWithPools),
+    /// `flavor_create`.
+    FlavorCreated,
+    /// `flavor_delete`.
+    FlavorDeleted,
 }

@@ -7,6 +7,8 @@
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use super::pools::FlavorWithPools;
+use crate::storage::catalogue::PoolRecord;
 use crate::storage::{Message, MessageStamp, Metadata, QueueStats, Subscription};
 
 /// A message: what both transports show of it.
@@ -130,6 +132,69 @@ impl<'a> SubscriptionView<'a> {
             age: s.age(now),
             options: &s.options,
             confirmed: s.confirmed,
+        }
+    }
+}
+
+/// A pool; its options only when detailed.
+#[derive(Serialize)]
+pub struct PoolView<'a> {
+    /// Pool name.
+    pub name: &'a str,
+    /// The pool's flavor (`null` without one).
+    pub flavor: Option<&'a str>,
+    /// Where its store is.
+    pub uri: &'a str,
+    /// Its weight.
+    pub weight: i64,
+    /// Its driver options (detailed only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub options: Option<&'a Metadata>,
+}
+
+impl<'a> PoolView<'a> {
+    /// The view of `p`.
+    pub fn of(p: &'a PoolRecord, detailed: bool) -> Self {
+        PoolView {
+            name: &p.name,
+            flavor: p.flavor.as_deref(),
+            uri: &p.uri,
+            weight: p.weight,
+            options: detailed.then_some(&p.options),
+        }
+    }
+}
+
+/// A flavor: its pools (as a listing shows them only when there are some),
+/// and its capabilities when asked for.
+#[derive(Serialize)]
+pub struct FlavorView<'a> {
+    /// Flavor name.
+    pub name: &'a str,
+    /// Its pools.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pool_list: Option<&'a [String]>,
+    /// What its pools can do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<&'a [String]>,
+}
+
+impl<'a> FlavorView<'a> {
+    /// A flavor as a listing shows it.
+    pub fn listed(f: &'a FlavorWithPools, detailed: bool) -> Self {
+        FlavorView {
+            name: &f.flavor.name,
+            pool_list: (!f.pool_list.is_empty()).then_some(f.pool_list.as_slice()),
+            capabilities: detailed.then_some(f.flavor.capabilities.as_slice()),
+        }
+    }
+
+    /// A flavor as its own resource shows it (pools and capabilities always).
+    pub fn full(f: &'a FlavorWithPools) -> Self {
+        FlavorView {
+            name: &f.flavor.name,
+            pool_list: Some(&f.pool_list),
+            capabilities: Some(&f.flavor.capabilities),
         }
     }
 }

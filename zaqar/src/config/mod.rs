@@ -23,7 +23,10 @@ pub use sections::{
     default_data_dir, AuthStrategy, ClientIdMode, EmailTemplate, NotificationConfig,
     PipelineConfig, RedisConfig, SignedUrlConfig, SmtpMode, StoreEngine, TransportConfig,
 };
-use sections::{DefaultSection, DriversSection, ListenSection, MetricsSection, SqliteSection};
+use sections::{
+    DefaultSection, DriversSection, ListenSection, ManagementSqliteSection, MetricsSection,
+    PoolingCatalogSection, SqliteSection,
+};
 
 /// A configuration error, naming the section and option at fault.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +88,10 @@ pub struct Config {
     pub admin_mode: bool,
     /// `[DEFAULT] enable_checksum`: store an MD5 checksum of each body.
     pub enable_checksum: bool,
+    /// `[DEFAULT] pooling`: spread queues over pools.
+    pub pooling: bool,
+    /// `[pooling:catalog] enable_virtual_pool`.
+    pub enable_virtual_pool: bool,
     /// `[drivers] transport`: serve the HTTP API.
     pub serve_http: bool,
     /// `[drivers] transport`: serve the WebSocket API.
@@ -99,6 +106,11 @@ pub struct Config {
     pub websocket: Listen,
     /// `[drivers:message_store:sqlite] uri`: the database file.
     pub sqlite_path: PathBuf,
+    /// `[drivers:management_store:sqlite] uri`: the management database
+    /// file (pooling with `management_store = sqlite`).
+    pub management_sqlite_path: PathBuf,
+    /// `[drivers:management_store:redis]`.
+    pub management_redis: RedisConfig,
     /// `[drivers:message_store:redis]`.
     pub redis: RedisConfig,
     /// `[transport]`.
@@ -139,7 +151,6 @@ const FOREIGN_SECTIONS: &[&str] = &[
     "oslo_middleware",
     "healthcheck",
     "oslo_reports",
-    "pooling:catalog",
 ];
 
 /// Options of `[DEFAULT]` that oslo.log and friends define.
@@ -154,7 +165,6 @@ const FOREIGN_DEFAULT_OPTIONS: &[&str] = &[
     "default_log_levels",
     "logging_context_format_string",
     "unreliable",
-    "pooling",
     "sharding",
     "enable_deprecated_api_versions",
     "transport_url",
@@ -339,19 +349,35 @@ impl Config {
             );
         }
         let redis = RedisConfig::read(&mut r)?;
-        // The management store's section has the same options; read so
-        // that a reference configuration naming them is not warned about.
-        RedisConfig::read_in(&mut r, "drivers:management_store:redis")?;
+        let management_redis = RedisConfig::read_in(&mut r, "drivers:management_store:redis")?;
+        let catalog = PoolingCatalogSection::read(&mut r)?;
+        if defaults.pooling && !["sqlite", "redis"].contains(&drivers.management_store.as_str()) {
+            return Err(invalid(
+                "drivers",
+                "management_store",
+                format!(
+                    "{} cannot hold the pooling catalogue (pooling = true needs sqlite or redis)",
+                    drivers.management_store
+                ),
+            ));
+        }
         let http = Listen::from_section(ListenSection::read(&mut r)?, 8888);
         let websocket = Listen::from_section(
             ListenSection::read_in(&mut r, "drivers:transport:websocket")?,
             9000,
         );
         let sqlite = SqliteSection::read(&mut r)?;
+        let sqlite_file = |uri: &str| PathBuf::from(uri.strip_prefix("sqlite://").unwrap_or(uri));
         let sqlite_path = if sqlite.uri.is_empty() {
             default_data_dir().join("zaqar.sqlite")
         } else {
-            PathBuf::from(sqlite.uri.strip_prefix("sqlite://").unwrap_or(&sqlite.uri))
+            sqlite_file(&sqlite.uri)
+        };
+        let management_sqlite = ManagementSqliteSection::read(&mut r)?;
+        let management_sqlite_path = if management_sqlite.uri.is_empty() {
+            sqlite_path.clone()
+        } else {
+            sqlite_file(&management_sqlite.uri)
         };
         let transport = TransportConfig::read(&mut r)?;
         let pipeline = PipelineConfig::read(&mut r)?;
@@ -384,6 +410,8 @@ impl Config {
             auth_strategy: defaults.auth_strategy,
             admin_mode: defaults.admin_mode,
             enable_checksum: defaults.enable_checksum,
+            pooling: defaults.pooling,
+            enable_virtual_pool: catalog.enable_virtual_pool,
             serve_http,
             serve_websocket,
             message_store,
@@ -391,6 +419,8 @@ impl Config {
             http,
             websocket,
             sqlite_path,
+            management_sqlite_path,
+            management_redis,
             redis,
             transport,
             pipeline,
@@ -410,7 +440,9 @@ pub fn all_options() -> Vec<OptionDoc> {
     all.extend(DriversSection::options());
     all.extend(ListenSection::options());
     all.extend(ListenSection::options_in("drivers:transport:websocket"));
+    all.extend(PoolingCatalogSection::options());
     all.extend(SqliteSection::options());
+    all.extend(ManagementSqliteSection::options());
     all.extend(RedisConfig::options());
     all.extend(RedisConfig::options_in("drivers:management_store:redis"));
     all.extend(TransportConfig::options());

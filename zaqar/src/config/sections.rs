@@ -68,6 +68,19 @@ section! {
         admin_mode: bool = false;
         /// Store an MD5 checksum of each message body and return it.
         enable_checksum: bool = false;
+        /// Spread queues over the pools registered through the pool API
+        /// (`/v2/pools`, admin mode), by flavor and weight.
+        pooling: bool = false;
+    }
+}
+
+section! {
+    /// `[pooling:catalog]`: the pooling catalogue.
+    pub struct PoolingCatalogSection in "pooling:catalog" {
+        /// Serve queues that no pool fits (no pool of their flavor, or none
+        /// with weight) from the configured message store instead of
+        /// refusing them (503).
+        enable_virtual_pool: bool = false;
     }
 }
 
@@ -116,6 +129,17 @@ section! {
         /// The reference's advertised port of the WebSocket listener; read
         /// and ignored.
         external_port as "external-port": Option<u16> = None;
+    }
+}
+
+section! {
+    /// `[drivers:management_store:sqlite]`: where the management plane of
+    /// pooling (queue records, pools, flavors, catalogue) lives when the
+    /// management store is `sqlite`.
+    pub struct ManagementSqliteSection in "drivers:management_store:sqlite" {
+        /// The database file; empty: the message store's SQLite file when
+        /// that is SQLite, else `zaqar.sqlite` in the data directory.
+        uri: String = String::new();
     }
 }
 

@@ -13,10 +13,13 @@
 //! Every record is scoped by a [`Scope`] (project id + queue name): a driver
 //! must never let one project see another's queue, message or claim.
 
+pub mod catalogue;
 pub mod clock;
 pub mod deadline;
+pub mod engines;
 pub mod outbox;
 pub mod pipeline;
+pub mod pooling;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod sqlite;
@@ -290,6 +293,10 @@ pub enum StorageError {
     /// shown to the client (400 "Invalid API request").
     #[error("rejected: {0}")]
     Rejected(String),
+    /// The record would clash with another one (409 "Resource conflict");
+    /// the text says with what.
+    #[error("conflict: {0}")]
+    Conflict(String),
     /// The backend cannot be reached or failed; try again later.
     #[error("storage unavailable: {0}")]
     Unavailable(String),

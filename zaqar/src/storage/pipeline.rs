@@ -42,6 +42,21 @@ pub struct Backend {
     /// The notification outbox, when the driver keeps one; without it the
     /// notifier is not enabled by default.
     pub outbox: Option<Arc<dyn Outbox>>,
+    /// The management plane of pooling (pools, flavors, catalogue), when
+    /// the driver can be a management store.
+    pub catalogue: Option<Arc<dyn super::catalogue::Catalogue>>,
+}
+
+impl Backend {
+    /// The same stores without the outbox: a pool's pipeline carries no
+    /// notifier of its own (the pooled deployment's one outbox is the
+    /// management store's).
+    pub fn without_outbox(backend: &Backend) -> Backend {
+        Backend {
+            outbox: None,
+            ..backend.clone()
+        }
+    }
 }
 
 /// The subscription store of a driver that does not keep subscriptions
@@ -67,6 +82,9 @@ pub struct Storage {
     pub outbox: Option<Arc<dyn Outbox>>,
     /// Wakes the delivery workers after something was queued.
     pub outbox_wake: Arc<Notify>,
+    /// The pooled driver, when queues are spread over pools: the pool and
+    /// flavor operations and the health report go to it.
+    pub pools: Option<super::pooling::PooledStore>,
 }
 
 /// What a stage constructor may use besides the store after it.
@@ -267,6 +285,7 @@ impl StageRegistry {
             subscriptions,
             outbox: backend.outbox.clone(),
             outbox_wake,
+            pools: None,
         })
     }
 }

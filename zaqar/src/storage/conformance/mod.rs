@@ -24,12 +24,14 @@
 //! so every test works in projects of its own ([`project`] gives a fresh
 //! UUID) and never assumes the store is empty.
 
+mod catalogue;
 mod claims;
 mod limits;
 mod messages;
 mod queues;
 mod removal;
 
+pub(crate) use catalogue::*;
 pub(crate) use claims::*;
 pub(crate) use limits::*;
 pub(crate) use messages::*;
@@ -117,6 +119,10 @@ macro_rules! conformance_tests {
             bulk_operations_past_unpack_limit,
             purge_of_a_large_queue,
             queue_list_past_unpack_limit,
+            catalogue_pools,
+            catalogue_pool_bound,
+            catalogue_flavors,
+            catalogue_mapping,
         );
     };
     (@each $open:path; $($name:ident),* $(,)?) => {

@@ -131,6 +131,7 @@
 //! acknowledged in time answers [`StorageError::Unavailable`] (the master
 //! applied it all the same): one more round trip per operation.
 
+mod catalogue;
 mod claims;
 mod conn;
 pub mod keys;
@@ -355,6 +356,7 @@ impl RedisStore {
             claims: Arc::new(self.clone()),
             subscriptions: Arc::new(self.clone()),
             outbox: Some(Arc::new(self.clone())),
+            catalogue: Some(Arc::new(self.clone())),
         }
     }
 

@@ -38,6 +38,7 @@
 //! the writer lock back between batches so requests are not held up.
 //! [`SqliteStore::reap_expired`] runs one pass on demand.
 
+mod catalogue;
 mod claims;
 mod messages;
 mod queues;
@@ -198,6 +199,7 @@ impl SqliteStore {
             claims: Arc::new(self.clone()),
             subscriptions: Arc::new(self.clone()),
             outbox: Some(Arc::new(self.clone())),
+            catalogue: Some(Arc::new(self.clone())),
         }
     }
 

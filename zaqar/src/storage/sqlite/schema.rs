@@ -2,7 +2,8 @@
 //!
 //! Three tables, every row scoped by `(project, queue)` (version 2 adds
 //! `subscriptions` and `outbox`, version 3 the outbox's index by project,
-//! described in the `subscriptions` module):
+//! described in the `subscriptions` module; version 4 the pooling tables,
+//! described in the `catalogue` module):
 //!
 //! - `queues`: the queue records, keyed by `(project, name)` (listing in name
 //!   order is a range scan of the key).
@@ -34,7 +35,7 @@ use rusqlite::Connection;
 use super::OpenError;
 
 /// The schema version this build writes.
-pub(super) const VERSION: i64 = 3;
+pub(super) const VERSION: i64 = 4;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS queues (
@@ -106,9 +107,10 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), OpenError> {
     }
     if version < VERSION {
         conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {SCHEMA_V1} {v2} {v3} PRAGMA user_version = {VERSION}; COMMIT;",
+            "BEGIN IMMEDIATE; {SCHEMA_V1} {v2} {v3} {v4} PRAGMA user_version = {VERSION}; COMMIT;",
             v2 = super::subscriptions::SCHEMA_V2,
-            v3 = super::subscriptions::SCHEMA_V3
+            v3 = super::subscriptions::SCHEMA_V3,
+            v4 = super::catalogue::SCHEMA_V4
         ))?;
     }
     Ok(())

@@ -212,8 +212,18 @@ where
     };
     match api.execute(request, operation).await {
         Ok(reply) => Ok(render::reply(reply, path, &query, api.now_ms())),
-        // A duplicate subscription answers its 409 with the collection's Location.
+        // A duplicate subscription answers its 409 with the collection's
+        // Location, and a flavor without pools its 400 with the flavor's, as
+        // the reference does.
         Err(e @ ApiError::Conflict(_)) if kind == OperationKind::SubscriptionCreate => {
+            Ok(render::with_location(render::error(&e, method), path))
+        }
+        Err(e @ ApiError::BadRequest { .. })
+            if matches!(
+                kind,
+                OperationKind::FlavorCreate | OperationKind::FlavorUpdate
+            ) && e.title() == "Unable to create" =>
+        {
             Ok(render::with_location(render::error(&e, method), path))
         }
         Err(e) => Err(e),

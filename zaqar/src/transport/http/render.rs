@@ -142,6 +142,36 @@ pub fn reply(reply: Reply, path: &str, query: &Query, now: i64) -> Response {
         Reply::SubscriptionUpdated | Reply::SubscriptionConfirmed => {
             with_location(empty(StatusCode::NO_CONTENT), path)
         }
+        Reply::Pools(listing) => admin_listing(
+            path,
+            query,
+            "pools",
+            &listing.next_marker,
+            listing
+                .pools
+                .iter()
+                .map(|p| (p.name.as_str(), views::PoolView::of(p, listing.detailed))),
+        ),
+        Reply::Pool { pool, detailed } => {
+            json(&with_href(views::PoolView::of(&pool, detailed), path))
+        }
+        Reply::Flavors(listing) => admin_listing(
+            path,
+            query,
+            "flavors",
+            &listing.next_marker,
+            listing.flavors.iter().map(|f| {
+                (
+                    f.flavor.name.as_str(),
+                    views::FlavorView::listed(f, listing.detailed),
+                )
+            }),
+        ),
+        Reply::Flavor(f) => json(&with_href(views::FlavorView::full(&f), path)),
+        Reply::PoolCreated | Reply::FlavorCreated => {
+            with_location(empty(StatusCode::CREATED), path)
+        }
+        Reply::PoolDeleted | Reply::FlavorDeleted => empty(StatusCode::NO_CONTENT),
         Reply::QueueDeleted
         | Reply::QueuePurged
         | Reply::MessagesDeleted
@@ -150,6 +180,54 @@ pub fn reply(reply: Reply, path: &str, query: &Query, now: i64) -> Response {
         | Reply::ClaimDeleted
         | Reply::SubscriptionDeleted => empty(StatusCode::NO_CONTENT),
     }
+}
+
+/// A view with the `href` of its resource.
+#[derive(Serialize)]
+struct WithHref<T> {
+    #[serde(flatten)]
+    view: T,
+    href: String,
+}
+
+fn with_href<T>(view: T, href: &str) -> WithHref<T> {
+    WithHref {
+        view,
+        href: href.to_owned(),
+    }
+}
+
+/// `GET /v2/pools` and `/v2/flavors`: the entries with their hrefs, and a
+/// `next` link (none for an empty page), as the reference renders them.
+fn admin_listing<'a, T: Serialize + 'a>(
+    path: &str,
+    query: &Query,
+    key: &'static str,
+    next_marker: &str,
+    entries: impl Iterator<Item = (&'a str, T)>,
+) -> Response {
+    let entries: Vec<WithHref<T>> = entries
+        .map(|(name, view)| with_href(view, &format!("{path}/{name}")))
+        .collect();
+    let mut links = Vec::new();
+    if !entries.is_empty() {
+        let mut pairs = supplied(query, &["marker", "limit", "detailed"]);
+        set_marker(&mut pairs, next_marker);
+        links.push(Link {
+            rel: "next",
+            href: format!("{path}{}", to_query_string(&pairs)),
+        });
+    }
+    let mut body = serde_json::Map::new();
+    body.insert(
+        key.into(),
+        serde_json::to_value(entries).unwrap_or_default(),
+    );
+    body.insert(
+        "links".into(),
+        serde_json::to_value(links).unwrap_or_default(),
+    );
+    json(&body)
 }
 
 /// The queue named in a `/v2/queues/{q}/...` path (`""` for other paths).

@@ -5,6 +5,7 @@ use http::Method;
 use super::query::Query;
 use crate::api::messages::{BulkDeleteParams, MessageListParams};
 use crate::api::operation::{Operation, OperationKind};
+use crate::api::pools::AdminListParams;
 use crate::api::queues::QueueListParams;
 use crate::api::subscriptions::SubscriptionListParams;
 use crate::api::Payload;
@@ -45,6 +46,14 @@ pub enum Endpoint {
     Subscription(String, String),
     /// `/v2/queues/{q}/subscriptions/{id}/confirm`
     SubscriptionConfirm(String, String),
+    /// `/v2/pools`
+    Pools,
+    /// `/v2/pools/{name}`
+    Pool(String),
+    /// `/v2/flavors`
+    Flavors,
+    /// `/v2/flavors/{name}`
+    Flavor(String),
 }
 
 impl Endpoint {
@@ -76,6 +85,10 @@ impl Endpoint {
             ["queues", _, "subscriptions", id, "confirm"] if !id.is_empty() => {
                 Endpoint::SubscriptionConfirm(s(1), s(3))
             }
+            ["pools"] => Endpoint::Pools,
+            ["pools", name] if !name.is_empty() => Endpoint::Pool(s(1)),
+            ["flavors"] => Endpoint::Flavors,
+            ["flavors", name] if !name.is_empty() => Endpoint::Flavor(s(1)),
             _ => return None,
         })
     }
@@ -96,6 +109,8 @@ impl Endpoint {
             Endpoint::Claim(_, _) | Endpoint::Subscription(_, _) => &["GET", "PATCH", "DELETE"],
             Endpoint::Subscriptions(_) => &["GET", "POST"],
             Endpoint::SubscriptionConfirm(_, _) => &["PUT"],
+            Endpoint::Pools | Endpoint::Flavors => &["GET"],
+            Endpoint::Pool(_) | Endpoint::Flavor(_) => &["GET", "PUT", "PATCH", "DELETE"],
         }
     }
 
@@ -196,6 +211,19 @@ impl Endpoint {
             (Endpoint::SubscriptionConfirm(queue, id), _) => {
                 O::SubscriptionConfirm { queue, id, body }
             }
+            (Endpoint::Pools, _) => O::PoolList(admin_list(query)?),
+            (Endpoint::Pool(name), "PUT") => O::PoolCreate { name, body },
+            (Endpoint::Pool(name), "PATCH") => O::PoolUpdate { name, body },
+            (Endpoint::Pool(name), "DELETE") => O::PoolDelete { name },
+            (Endpoint::Pool(name), _) => O::PoolGet {
+                name,
+                detailed: query.bool("detailed")?.unwrap_or(false),
+            },
+            (Endpoint::Flavors, _) => O::FlavorList(admin_list(query)?),
+            (Endpoint::Flavor(name), "PUT") => O::FlavorCreate { name, body },
+            (Endpoint::Flavor(name), "PATCH") => O::FlavorUpdate { name, body },
+            (Endpoint::Flavor(name), "DELETE") => O::FlavorDelete { name },
+            (Endpoint::Flavor(name), _) => O::FlavorGet { name },
         })
     }
 
@@ -221,8 +249,21 @@ impl Endpoint {
             Endpoint::Subscriptions(_) => K::SubscriptionList,
             Endpoint::Subscription(_, _) => K::SubscriptionGet,
             Endpoint::SubscriptionConfirm(_, _) => K::SubscriptionConfirm,
+            Endpoint::Pools => K::PoolList,
+            Endpoint::Pool(_) => K::PoolGet,
+            Endpoint::Flavors => K::FlavorList,
+            Endpoint::Flavor(_) => K::FlavorGet,
         }
     }
+}
+
+/// The paging parameters of a pool or flavor listing.
+fn admin_list(query: &Query) -> ApiResult<AdminListParams> {
+    Ok(AdminListParams {
+        marker: query.get("marker").map(String::from),
+        limit: query.int("limit")?,
+        detailed: query.bool("detailed")?.unwrap_or(false),
+    })
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use super::frame::FrameError;
 use crate::api::messages::{BulkDeleteParams, MessageListParams};
 use crate::api::operation::Operation;
+use crate::api::pools::AdminListParams;
 use crate::api::queues::QueueListParams;
 use crate::api::subscriptions::SubscriptionListParams;
 use crate::api::Payload;
@@ -154,14 +155,14 @@ pub const ACTIONS: &[ActionSpec] = &[
     spec!("claim_get", ClaimGet, body: true, headers: DATA_HEADERS, fields: [Q, ("claim_id", S)], required: ["queue_name", "claim_id"]),
     spec!("claim_update", ClaimUpdate, body: true, headers: DATA_HEADERS, fields: [Q, ("claim_id", S), ("ttl", I)], required: ["queue_name", "claim_id"]),
     spec!("claim_delete", ClaimDelete, body: true, headers: DATA_HEADERS, fields: [Q, ("claim_id", S)], required: ["queue_name", "claim_id"]),
-    spec!("pool_list", PoolList, body: true, headers: DATA_HEADERS, fields: [("pool_name", S), ("limit", I), ("marker", S)], required: ["pool_name"]),
-    spec!("pool_create", PoolCreate, body: true, headers: DATA_HEADERS, fields: [("pool_name", S), ("weight", I), ("uri", S), ("options", O)], required: ["pool_name"]),
-    spec!("pool_update", PoolUpdate, body: true, headers: DATA_HEADERS, fields: [("pool_name", S), ("weight", I), ("uri", S), ("options", O)], required: ["pool_name"]),
+    spec!("pool_list", PoolList, body: false, headers: DATA_HEADERS, fields: [("limit", I), ("marker", S), ("detailed", B)], required: []),
+    spec!("pool_create", PoolCreate, body: true, headers: DATA_HEADERS, fields: [("pool_name", S), ("weight", I), ("uri", S), ("flavor", S), ("options", O)], required: ["pool_name"]),
+    spec!("pool_update", PoolUpdate, body: true, headers: DATA_HEADERS, fields: [("pool_name", S), ("weight", I), ("uri", S), ("flavor", S), ("options", O)], required: ["pool_name"]),
     spec!("pool_get", PoolGet, body: true, headers: DATA_HEADERS, fields: [("pool_name", S), ("detailed", B)], required: ["pool_name"]),
     spec!("pool_delete", PoolDelete, body: true, headers: DATA_HEADERS, fields: [("pool_name", S)], required: ["pool_name"]),
-    spec!("flavor_list", FlavorList, body: true, headers: DATA_HEADERS, fields: [("flavor_name", S), ("limit", I), ("marker", S)], required: ["flavor_name"]),
-    spec!("flavor_create", FlavorCreate, body: true, headers: DATA_HEADERS, fields: [("flavor_name", S), ("pool_name", S), ("capabilities", O)], required: ["flavor_name", "pool_name"]),
-    spec!("flavor_update", FlavorUpdate, body: true, headers: DATA_HEADERS, fields: [("flavor_name", S), ("pool_name", S), ("capabilities", O)], required: ["flavor_name"]),
+    spec!("flavor_list", FlavorList, body: false, headers: DATA_HEADERS, fields: [("limit", I), ("marker", S), ("detailed", B)], required: []),
+    spec!("flavor_create", FlavorCreate, body: true, headers: DATA_HEADERS, fields: [("flavor_name", S), ("pool_list", A), ("capabilities", O)], required: ["flavor_name", "pool_list"]),
+    spec!("flavor_update", FlavorUpdate, body: true, headers: DATA_HEADERS, fields: [("flavor_name", S), ("pool_list", A), ("capabilities", O)], required: ["flavor_name"]),
     spec!("flavor_get", FlavorGet, body: true, headers: DATA_HEADERS, fields: [("flavor_name", S), ("detailed", B)], required: ["flavor_name"]),
     spec!("flavor_delete", FlavorDelete, body: true, headers: DATA_HEADERS, fields: [("flavor_name", S)], required: ["flavor_name"]),
     spec!("subscription_list", SubscriptionList, body: true, headers: DATA_HEADERS, fields: [Q], required: ["queue_name"]),
@@ -334,6 +335,18 @@ impl Checked<'_> {
         (!ids.is_empty()).then_some(ids)
     }
 
+    fn admin_list(&self) -> AdminListParams {
+        AdminListParams {
+            marker: self.str_field("marker").map(String::from),
+            limit: self.int_field("limit"),
+            detailed: self
+                .body
+                .get("detailed")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        }
+    }
+
     fn string(&self, name: &str) -> String {
         self.str_field(name).unwrap_or_default().to_owned()
     }
@@ -341,8 +354,7 @@ impl Checked<'_> {
     /// The request of the frame.
     ///
     /// # Errors
-    /// 404 for the pool and flavor actions (this server has no pooling: the
-    /// same answer as their HTTP routes); 400 for a field of the wrong kind.
+    /// 400 for a field of the wrong kind.
     pub fn request(&self) -> ApiResult<Request> {
         use Operation as O;
         let queue = || self.string("queue_name");
@@ -450,16 +462,41 @@ impl Checked<'_> {
                 queue: queue(),
                 id: self.string("subscription_id"),
             },
-            Action::PoolList
-            | Action::PoolCreate
-            | Action::PoolUpdate
-            | Action::PoolGet
-            | Action::PoolDelete
-            | Action::FlavorList
-            | Action::FlavorCreate
-            | Action::FlavorUpdate
-            | Action::FlavorGet
-            | Action::FlavorDelete => return Err(ApiError::RouteNotFound),
+            Action::PoolList => O::PoolList(self.admin_list()),
+            Action::PoolCreate => O::PoolCreate {
+                name: self.string("pool_name"),
+                body: self.payload(&["uri", "weight", "flavor", "options"]),
+            },
+            Action::PoolUpdate => O::PoolUpdate {
+                name: self.string("pool_name"),
+                body: self.payload(&["uri", "weight", "flavor", "options"]),
+            },
+            Action::PoolGet => O::PoolGet {
+                name: self.string("pool_name"),
+                detailed: self
+                    .body
+                    .get("detailed")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
+            },
+            Action::PoolDelete => O::PoolDelete {
+                name: self.string("pool_name"),
+            },
+            Action::FlavorList => O::FlavorList(self.admin_list()),
+            Action::FlavorCreate => O::FlavorCreate {
+                name: self.string("flavor_name"),
+                body: self.payload(&["pool_list", "capabilities"]),
+            },
+            Action::FlavorUpdate => O::FlavorUpdate {
+                name: self.string("flavor_name"),
+                body: self.payload(&["pool_list"]),
+            },
+            Action::FlavorGet => O::FlavorGet {
+                name: self.string("flavor_name"),
+            },
+            Action::FlavorDelete => O::FlavorDelete {
+                name: self.string("flavor_name"),
+            },
         };
         Ok(Request::Operation(op))
     }

@@ -355,5 +355,27 @@ fn body_of(reply: Reply, queue: &str, id: &str, now: i64) -> Result<(u16, Value)
         ),
         Reply::Subscription(s) => (200, value(views::SubscriptionView::of(&s, now))),
         Reply::SubscriptionDeleted => (204, Value::from(format!("Subscription {id} removed."))),
+        Reply::Pools(listing) => {
+            let pools: Vec<_> = listing
+                .pools
+                .iter()
+                .map(|p| views::PoolView::of(p, listing.detailed))
+                .collect();
+            (200, json!({ "pools": value(pools) }))
+        }
+        Reply::Pool { pool, detailed } => (200, value(views::PoolView::of(&pool, detailed))),
+        Reply::PoolCreated => (201, Value::from(format!("Pool {id} created."))),
+        Reply::PoolDeleted => (204, Value::from(format!("Pool {id} removed."))),
+        Reply::Flavors(listing) => {
+            let flavors: Vec<_> = listing
+                .flavors
+                .iter()
+                .map(|f| views::FlavorView::listed(f, listing.detailed))
+                .collect();
+            (200, json!({ "flavors": value(flavors) }))
+        }
+        Reply::Flavor(f) => (200, value(views::FlavorView::full(&f))),
+        Reply::FlavorCreated => (201, Value::from(format!("Flavor {id} created."))),
+        Reply::FlavorDeleted => (204, Value::from(format!("Flavor {id} removed."))),
     })
 }

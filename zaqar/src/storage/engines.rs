@@ -1,0 +1,119 @@
+//! Opening a store: the configured message store, or a pool's store from
+//! its URI and options. One factory for both, so a pool of any kind opens
+//! exactly as the same store configured alone would.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::clock::SharedClock;
+use super::pipeline::Backend;
+use super::sqlite::SqliteStore;
+use super::{Metadata, StorageError, StorageResult};
+use crate::config::{Config, RedisConfig, StoreEngine};
+
+/// The engine a pool URI names, from its scheme.
+///
+/// # Errors
+/// [`StorageError::Rejected`] for a scheme no engine of this build has.
+pub fn engine_of(uri: &str) -> StorageResult<StoreEngine> {
+    let scheme = uri
+        .split_once(':')
+        .map_or("", |(s, _)| s)
+        .to_ascii_lowercase();
+    match scheme.as_str() {
+        "sqlite" => Ok(StoreEngine::Sqlite),
+        "redis" | "rediss" | "redis+sentinel" | "redis+cluster" | "rediss+cluster" | "unix" => {
+            Ok(StoreEngine::Redis)
+        }
+        _ => Err(StorageError::Rejected(format!(
+            "{uri:?} is not the URI of a store this server can use (sqlite://, redis://)"
+        ))),
+    }
+}
+
+/// What the reference calls the capabilities of an engine: what a flavor
+/// of its pools promises.
+pub fn capabilities(engine: StoreEngine) -> &'static [&'static str] {
+    match engine {
+        StoreEngine::Sqlite => &["FIFO", "CLAIMS", "DURABILITY", "AOD"],
+        StoreEngine::Redis => &["FIFO", "CLAIMS", "AOD", "HIGH_THROUGHPUT"],
+    }
+}
+
+/// Opens the configured message store.
+///
+/// # Errors
+/// The store cannot be opened (SQLite: its directory or file; Redis: a URI
+/// that makes no client).
+pub fn open_configured(config: &Config, clock: SharedClock) -> StorageResult<Backend> {
+    match config.message_store {
+        StoreEngine::Sqlite => open_sqlite(&config.sqlite_path, clock),
+        StoreEngine::Redis => open_redis(&config.redis.uri, &config.redis, &Metadata::new(), clock),
+    }
+}
+
+/// Opens a pool's store: its URI, with its options over the configured ones.
+///
+/// # Errors
+/// [`StorageError::Rejected`] for a URI or option that cannot be used;
+/// [`StorageError::Unavailable`] when the store cannot be opened.
+pub fn open_pool(
+    uri: &str,
+    options: &Metadata,
+    config: &Config,
+    clock: SharedClock,
+) -> StorageResult<Backend> {
+    match engine_of(uri)? {
+        StoreEngine::Sqlite => {
+            let path = uri
+                .split_once("://")
+                .map(|(_, p)| p)
+                .filter(|p| !p.is_empty())
+                .ok_or_else(|| StorageError::Rejected(format!("{uri:?} names no database file")))?;
+            open_sqlite(Path::new(path), clock)
+        }
+        StoreEngine::Redis => open_redis(uri, &config.redis, options, clock),
+    }
+}
+
+fn open_sqlite(path: &Path, clock: SharedClock) -> StorageResult<Backend> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StorageError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+        })?;
+    }
+    Ok(SqliteStore::open(&PathBuf::from(path), clock)?.backend())
+}
+
+#[cfg(feature = "redis")]
+fn open_redis(
+    uri: &str,
+    defaults: &RedisConfig,
+    options: &Metadata,
+    clock: SharedClock,
+) -> StorageResult<Backend> {
+    use super::redis::{RedisOptions, RedisStore};
+    let mut o = RedisOptions::from_uri(uri).map_err(StorageError::Rejected)?;
+    let number = |key: &str| options.get(key).and_then(serde_json::Value::as_f64);
+    o.max_reconnect_attempts = number("max_reconnect_attempts")
+        .map_or(defaults.max_reconnect_attempts, |n| {
+            n.clamp(0.0, 1000.0) as u32
+        });
+    o.reconnect_sleep = Duration::from_secs_f64(
+        number("reconnect_sleep").map_or(defaults.reconnect_sleep, |n| n.clamp(0.0, 3600.0)),
+    );
+    o.wait_replicas =
+        number("wait_replicas").map_or(defaults.wait_replicas, |n| n.clamp(0.0, 64.0) as u32);
+    o.wait_timeout = Duration::from_millis(
+        number("wait_timeout_ms")
+            .map_or(defaults.wait_timeout_ms, |n| n.clamp(1.0, 60_000.0) as u64),
+    );
+    Ok(RedisStore::connect(o, clock)?.backend())
+}
+
+#[cfg(not(feature = "redis"))]
+fn open_redis(uri: &str, _: &RedisConfig, _: &Metadata, _: SharedClock) -> StorageResult<Backend> {
+    Err(StorageError::Rejected(format!(
+        "{uri:?}: this build has no Redis driver"
+    )))
+}
