@@ -332,6 +332,7 @@ STEPS=(
     "zaqarclient|build|reference_suite zaqarclient"
     "zaqarclient-redis|build redis|reference_suite_redis zaqarclient"
     "tempest|build keystone|reference_suite tempest"
+    "osc|build keystone|reference_suite osc"
     "docs||docs_build"
 )
 

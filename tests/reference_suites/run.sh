@@ -10,6 +10,8 @@
 #   tests/reference_suites/run.sh tempest       zaqar-tempest-plugin 4.3.0 against the
 #                                               Keystone of tests/keystone/setup.sh
 #                                               (about 3.5 min: one test sleeps 140 s)
+#   tests/reference_suites/run.sh osc           `openstack messaging pool|flavor ...`
+#                                               against a pooled keystone-mode server
 #   tests/reference_suites/run.sh venv          only create/refresh the venv
 #
 # The suites run from a venv of their own ($REFERENCE_VENV, default .venv-tempest,
@@ -70,5 +72,9 @@ case "$suite" in
         exec "$PY" "$HERE/run_suites.py" tempest --concurrency "${TEMPEST_CONCURRENCY:-2}" \
             ${REFERENCE_KEEP:+--keep}
         ;;
-    *) echo "usage: $0 zaqarclient|zaqarclient-keystone|tempest|venv" >&2; exit 2 ;;
+    osc)
+        ensure_venv
+        exec "$PY" "$HERE/run_suites.py" osc ${REFERENCE_KEEP:+--keep}
+        ;;
+    *) echo "usage: $0 zaqarclient|zaqarclient-keystone|tempest|osc|venv" >&2; exit 2 ;;
 esac

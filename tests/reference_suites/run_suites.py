@@ -7,6 +7,9 @@
                                 the same with Keystone and the admin's credentials,
                                 as the client's tox 'functional' job runs them
     run_suites.py tempest       zaqar-tempest-plugin 4.3.0 with a real Keystone
+    run_suites.py osc           the `openstack messaging pool|flavor` commands
+                                (python-openstackclient + the client's plugin) against a
+                                pooled keystone-mode server, as an operator runs them
 
 Run by run.sh with the Python of the reference venv (tempest, the plugin, the
 client and their test dependencies); run.sh also unpacks the client's sdist and
@@ -315,9 +318,74 @@ def run_tempest(workdir, concurrency):
     return judge("tempest", results)
 
 
+# -- openstack messaging pool / flavor ------------------------------------------
+
+def run_osc(workdir):
+    """The operator's commands, each checked by what the next one shows."""
+    ks = keystone_env()
+    server = ZaqarServer(workdir / "server", {
+        "DEFAULT": {"auth_strategy": "keystone", "admin_mode": "true", "pooling": "true"},
+        **keystone_server_options(ks),
+    }).start()
+    admin = service_id = None
+    env = dict(os.environ, OS_CLIENT_CONFIG_FILE="/dev/null",
+               OS_AUTH_URL=ks["KEYSTONE_AUTH_URL"], OS_USERNAME=ks["KEYSTONE_ADMIN_USER"],
+               OS_PASSWORD=ks["KEYSTONE_ADMIN_PASSWORD"], OS_PROJECT_NAME=ks["KEYSTONE_ADMIN_PROJECT"],
+               OS_USER_DOMAIN_ID="default", OS_PROJECT_DOMAIN_ID="default",
+               OS_IDENTITY_API_VERSION="3", OS_REGION_NAME=ks.get("KEYSTONE_REGION", "RegionOne"))
+    checks = []
+
+    def osc(*args, parse=True):
+        argv = [str(VENV_BIN / "openstack"), "messaging", *args] + (["-f", "json"] if parse else [])
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+        if proc.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} failed: {proc.stderr.strip()}")
+        return json.loads(proc.stdout) if parse and proc.stdout.strip() else None
+
+    def check(name, ok, detail=""):
+        checks.append((name, ok))
+        print(f"  {'ok  ' if ok else 'FAIL'}  {name}  {detail if not ok else ''}", flush=True)
+
+    try:
+        admin = KeystoneAdmin(ks)
+        service_id = admin.register_messaging(server.url, ks.get("KEYSTONE_REGION", "RegionOne"))
+        uri = f"sqlite://{workdir / 'pool-a.sqlite'}"
+        created = osc("pool", "create", "pool-a", uri, "10")
+        check("pool create", created.get("Name") == "pool-a" and created.get("Weight") == 10, created)
+        listed = osc("pool", "list")
+        check("pool list", [p["Name"] for p in listed] == ["pool-a"], listed)
+        shown = osc("pool", "show", "pool-a")
+        check("pool show", shown.get("URI") == uri and shown.get("Weight") == 10, shown)
+        osc("pool", "update", "pool-a", "--pool_weight", "20", parse=False)
+        check("pool update", osc("pool", "show", "pool-a").get("Weight") == 20)
+        made = osc("flavor", "create", "gold", "--pool_list", "pool-a")
+        check("flavor create", made.get("Name") == "gold", made)
+        shown = osc("flavor", "show", "gold")
+        check("flavor show", shown.get("Name") == "gold" and "pool-a" in str(shown.get("Pool list")), shown)
+        check("flavor list", [f["Name"] for f in osc("flavor", "list")] == ["gold"])
+        osc("flavor", "update", "gold", "--pool_list", "pool-a", parse=False)
+        check("flavor update", "pool-a" in str(osc("flavor", "show", "gold").get("Pool list")))
+        osc("flavor", "delete", "gold", parse=False)
+        check("flavor delete", osc("flavor", "list") == [])
+        osc("pool", "delete", "pool-a", parse=False)
+        check("pool delete", osc("pool", "list") == [])
+    except AssertionError as exc:
+        check("commands ran", False, str(exc))
+    finally:
+        if admin is not None and service_id is not None:
+            try:
+                admin.unregister(service_id)
+            except (urllib.error.URLError, OSError) as exc:
+                log(f"could not remove the messaging service from Keystone: {exc}")
+        server.stop()
+    ok = bool(checks) and all(ok for _, ok in checks)
+    print(f"== osc: {len(checks)} checks: {'OK' if ok else 'FAILED'}")
+    return ok
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("suite", choices=("zaqarclient", "zaqarclient-keystone", "tempest"))
+    parser.add_argument("suite", choices=("zaqarclient", "zaqarclient-keystone", "tempest", "osc"))
     parser.add_argument("--concurrency", type=int, default=2,
                         help="tempest workers (Keystone has one request thread)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
@@ -327,6 +395,8 @@ def main():
     try:
         if args.suite.startswith("zaqarclient"):
             ok = run_zaqarclient(workdir, keystone=args.suite == "zaqarclient-keystone")
+        elif args.suite == "osc":
+            ok = run_osc(workdir)
         else:
             ok = run_tempest(workdir, args.concurrency)
     finally:
