@@ -281,8 +281,12 @@ def test_data_is_never_stranded(pooled, tmp_path, redis_servers):
     assert api.put("/v2/pools/a", json={"uri": f"sqlite://{tmp_path / 'a.sqlite'}", "weight": 1}).status_code == 201
     assert api.put("/v2/queues/q").status_code == 201
     assert api.post("/v2/queues/q/messages", json={"messages": [{"body": 1}]}).status_code == 201
-    # a pool that holds queues cannot be deleted (the reference orphans them)
+    # a pool that holds queues cannot be deleted (the reference orphans them),
+    # nor pointed at another store
     assert_error(api.delete("/v2/pools/a"), 403, "Unable to delete")
+    assert_error(api.patch("/v2/pools/a", json={"uri": f"sqlite://{tmp_path / 'other.sqlite'}"}),
+                 409, "Resource conflict")
+    assert api.patch("/v2/pools/a", json={"weight": 5}).status_code == 200
     # a queue holding messages keeps its pool when its flavor changes
     assert api.put("/v2/pools/b", json={"uri": redis_servers().url, "weight": 1, "flavor": "gold"}).status_code == 201
     assert api.put("/v2/flavors/gold", json={"pool_list": ["b"]}).status_code == 201

@@ -281,7 +281,24 @@ impl Api {
         }
         let fields = pool_fields(&doc, false)?;
         let mut pool = self.pool_get(name).await?;
-        if let Some(uri) = fields.uri {
+        if let Some(uri) = fields.uri.filter(|u| *u != pool.uri) {
+            // Its queues' messages are in the old store: pointing the pool
+            // elsewhere would strand them (the reference lets it happen).
+            let queues = self
+                .pooled()?
+                .catalogue()
+                .queues_on_pool(name)
+                .await
+                .map_err(storage_error("Pool could not be updated."))?;
+            if queues > 0 {
+                return Err(ApiError::Conflict(
+                    format!(
+                        "Pool {name} holds {queues} queue(s): its uri cannot change while their messages \
+                         are in its store."
+                    )
+                    .into(),
+                ));
+            }
             pool.uri = uri;
         }
         if let Some(weight) = fields.weight {

@@ -28,6 +28,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
@@ -73,8 +74,22 @@ struct Inner {
     management: Arc<dyn QueueStore>,
     virtual_pool: Option<Storage>,
     opener: PoolOpener,
-    open: Mutex<HashMap<String, (PoolRecord, Storage)>>,
+    /// Open pools by name: the record they were opened with, their stores,
+    /// and when the record was last read.
+    open: Mutex<HashMap<String, OpenPool>>,
 }
+
+struct OpenPool {
+    record: PoolRecord,
+    stores: Storage,
+    read_at: Instant,
+}
+
+/// How long a pool's record is trusted before it is read again (its weight,
+/// flavor or options may have changed through another server). A pool's URI
+/// never changes while it holds queues, so a queue is never routed to
+/// another store by a stale record.
+const RECORD_TTL: Duration = Duration::from_secs(10);
 
 /// The reserved metadata key naming a queue's flavor.
 const FLAVOR_KEY: &str = "_flavor";
@@ -118,10 +133,12 @@ impl PooledStore {
     /// URI or options changed).
     pub async fn stores(&self, record: &PoolRecord) -> StorageResult<Storage> {
         {
-            let open = self.inner.open.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some((known, stores)) = open.get(&record.name) {
-                if known.uri == record.uri && known.options == record.options {
-                    return Ok(stores.clone());
+            let mut open = self.inner.open.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(known) = open.get_mut(&record.name) {
+                if known.record.uri == record.uri && known.record.options == record.options {
+                    known.record = record.clone();
+                    known.read_at = Instant::now();
+                    return Ok(known.stores.clone());
                 }
             }
         }
@@ -133,8 +150,30 @@ impl PooledStore {
                 StorageError::Unavailable(format!("opening pool {}: {e}", record.name))
             })??;
         let mut open = self.inner.open.lock().unwrap_or_else(|e| e.into_inner());
-        open.insert(record.name.clone(), (record.clone(), stores.clone()));
+        open.insert(
+            record.name.clone(),
+            OpenPool {
+                record: record.clone(),
+                stores: stores.clone(),
+                read_at: Instant::now(),
+            },
+        );
         Ok(stores)
+    }
+
+    /// The stores of the pool named `name`: from the open pools while its
+    /// record is fresh, else from the catalogue.
+    async fn stores_named(&self, name: &str, queue: &str) -> StorageResult<Storage> {
+        {
+            let open = self.inner.open.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(known) = open.get(name).filter(|o| o.read_at.elapsed() < RECORD_TTL) {
+                return Ok(known.stores.clone());
+            }
+        }
+        let record = self.inner.catalogue.get_pool(name).await?.ok_or_else(|| {
+            StorageError::Unavailable(format!("queue {queue} is mapped to a missing pool {name}"))
+        })?;
+        self.stores(&record).await
     }
 
     /// Forgets the open driver of a pool (deleted or changed).
@@ -163,15 +202,7 @@ impl PooledStore {
     /// not mapped (and that is enabled), else none.
     async fn route(&self, scope: &Scope) -> StorageResult<Option<Storage>> {
         match self.inner.catalogue.lookup(scope).await? {
-            Some(name) => {
-                let record = self.inner.catalogue.get_pool(&name).await?.ok_or_else(|| {
-                    StorageError::Unavailable(format!(
-                        "queue {} is mapped to a missing pool {name}",
-                        scope.queue
-                    ))
-                })?;
-                self.stores(&record).await.map(Some)
-            }
+            Some(name) => self.stores_named(&name, &scope.queue).await.map(Some),
             None => Ok(self.inner.virtual_pool.clone()),
         }
     }
