@@ -334,8 +334,12 @@ impl MessageStore for SqliteStore {
                         }
                     }
                 }
+                // `+project`, `+queue`: the unique id index finds the rows;
+                // with the queue index SQLite scanned the whole queue, so a
+                // bulk delete cost time in proportion to the queue's depth
+                // (190 messages/s at 100,000 deep) while holding the writer.
                 let sql = format!(
-                    "DELETE FROM messages WHERE project = ? AND queue = ? AND id IN ({in_list})"
+                    "DELETE FROM messages WHERE +project = ? AND +queue = ? AND id IN ({in_list})"
                 );
                 tx.execute(
                     &sql,
