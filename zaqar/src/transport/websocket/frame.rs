@@ -220,7 +220,13 @@ mod tests {
     /// JSON frame stops at 128.
     #[test]
     fn messagepack_frames_nest_no_deeper_than_json_ones() {
-        for depth in [100, MAX_FRAME_NESTING - 1, MAX_FRAME_NESTING, MAX_FRAME_NESTING + 1, 1000] {
+        for depth in [
+            100,
+            MAX_FRAME_NESTING - 1,
+            MAX_FRAME_NESTING,
+            MAX_FRAME_NESTING + 1,
+            1000,
+        ] {
             let json = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
             let mut msgpack = vec![0x91u8; depth - 1];
             msgpack.push(0x90);
