@@ -13,6 +13,10 @@
 //! | `$CLAIMED`      | a claimed message of `$QUEUE` (setup)                 |
 //! | `$CLAIM`        | the claim holding `$CLAIMED` (setup)                  |
 //! | `$SUBSCRIPTION` | a webhook subscription of `$QUEUE` (setup)            |
+//! | `$SIGNATURE`    | a valid signature of a grant on `$QUEUE`'s messages,  |
+//! |                 | claims and subscriptions (setup)                      |
+//! | `$EXPIRES`, `$METHODS`, `$PATHS` | that grant's expiry, methods and     |
+//! |                 | paths (comma-separated)                               |
 //!
 //! Without `setup`, the resource placeholders are replaced by ids that name
 //! nothing.
@@ -554,6 +558,8 @@ pub struct Fill {
     pub claim: String,
     /// `$SUBSCRIPTION`.
     pub subscription: String,
+    /// `$SIGNATURE`, `$EXPIRES`, `$METHODS`, `$PATHS`.
+    pub grant: [String; 4],
 }
 
 /// The queue every case's setup fills.
@@ -569,6 +575,12 @@ impl Fill {
             claimed: "5f3c2a1b9d8e7f6a5b4c3d2f".into(),
             claim: "5f3c2a1b9d8e7f6a5b4c3d30".into(),
             subscription: "5f3c2a1b9d8e7f6a5b4c3d31".into(),
+            grant: [
+                "0".repeat(64),
+                "2099-01-01T00:00:00".into(),
+                "GET".into(),
+                format!("/v2/queues/{QUEUE}/messages"),
+            ],
         }
     }
 
@@ -584,6 +596,10 @@ impl Fill {
             .replace("$CLAIMED", &self.claimed)
             .replace("$CLAIM", &self.claim)
             .replace("$SUBSCRIPTION", &self.subscription)
+            .replace("$SIGNATURE", &self.grant[0])
+            .replace("$EXPIRES", &self.grant[1])
+            .replace("$METHODS", &self.grant[2])
+            .replace("$PATHS", &self.grant[3])
     }
 
     /// `bytes` with every placeholder replaced (the bytes around them kept
@@ -592,7 +608,7 @@ impl Fill {
         if !bytes.contains(&b'$') {
             return bytes.to_vec();
         }
-        let pairs: [(&[u8], &str); 7] = [
+        let pairs: [(&[u8], &str); 11] = [
             (b"$PROJECT", &self.project),
             (b"$CLIENT", &self.client),
             (b"$QUEUE", QUEUE),
@@ -600,6 +616,10 @@ impl Fill {
             (b"$CLAIMED", &self.claimed),
             (b"$CLAIM", &self.claim),
             (b"$SUBSCRIPTION", &self.subscription),
+            (b"$SIGNATURE", &self.grant[0]),
+            (b"$EXPIRES", &self.grant[1]),
+            (b"$METHODS", &self.grant[2]),
+            (b"$PATHS", &self.grant[3]),
         ];
         let mut out = Vec::with_capacity(bytes.len());
         let mut i = 0;

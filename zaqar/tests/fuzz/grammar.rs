@@ -645,12 +645,15 @@ fn headers(content_type: &'static str) -> BoxedStrategy<Vec<(Bytes, Bytes)>> {
     let opt = |p: f64, s: BoxedStrategy<(Bytes, Bytes)>| proptest::option::weighted(p, s).boxed();
     let signature = (
         prop_oneof![
-            Just(b"0".repeat(64)),
-            "[0-9a-f]{64}".prop_map(String::into_bytes),
-            Just(vec![0xff]),
-            header_value(),
+            4 => Just(b"$SIGNATURE".to_vec()),
+            1 => Just(b"0".repeat(64)),
+            1 => "[0-9a-f]{64}".prop_map(String::into_bytes),
+            1 => Just(vec![0xff]),
+            1 => header_value(),
         ],
         select(vec![
+            "$EXPIRES",
+            "$EXPIRES",
             "2099-01-01T00:00:00",
             "2000-01-01T00:00:00",
             "garbage",
@@ -658,6 +661,8 @@ fn headers(content_type: &'static str) -> BoxedStrategy<Vec<(Bytes, Bytes)>> {
             "1e400",
         ]),
         select(vec![
+            "$METHODS",
+            "$METHODS",
             "GET",
             "GET,POST",
             "",
@@ -665,6 +670,8 @@ fn headers(content_type: &'static str) -> BoxedStrategy<Vec<(Bytes, Bytes)>> {
             "DELETE,PATCH,POST,PUT,GET,HEAD",
         ]),
         select(vec![
+            "$PATHS",
+            "$PATHS",
             "/v2/queues/$QUEUE/messages",
             "",
             "/v2/queues/$QUEUE/claims",
@@ -707,7 +714,7 @@ fn headers(content_type: &'static str) -> BoxedStrategy<Vec<(Bytes, Bytes)>> {
             ),
         ),
         opt(0.1, h("X-Roles", prop_oneof![Just(b"admin".to_vec()), Just(b"admin,member".to_vec()), header_value()].boxed())),
-        proptest::option::weighted(0.05, signature),
+        proptest::option::weighted(0.08, signature),
         opt(0.03, h("X-Auth-Token", header_value())),
         opt(
             0.05,
@@ -993,6 +1000,12 @@ fn unfilled_bytes(h: &HttpCase) -> Vec<u8> {
         claimed: "$CLAIMED".into(),
         claim: "$CLAIM".into(),
         subscription: "$SUBSCRIPTION".into(),
+        grant: [
+            "$SIGNATURE".into(),
+            "$EXPIRES".into(),
+            "$METHODS".into(),
+            "$PATHS".into(),
+        ],
     };
     h.to_bytes(&keep)
 }
@@ -1050,30 +1063,29 @@ fn ws_headers() -> BoxedStrategy<Node> {
         ),
         (
             "URL-Signature",
-            prop_oneof![Just(Node::Str("0".repeat(64))), hv()].boxed(),
+            prop_oneof![2 => strs(&["$SIGNATURE"]), 1 => Just(Node::Str("0".repeat(64))), 1 => hv()].boxed(),
         ),
         (
             "URL-Expires",
-            prop_oneof![strs(&["2099-01-01T00:00:00", "garbage"]), hv()].boxed(),
+            prop_oneof![2 => strs(&["$EXPIRES"]), 1 => strs(&["2099-01-01T00:00:00", "garbage"]), 1 => hv()].boxed(),
         ),
         (
             "URL-Methods",
-            prop_oneof![Just(Node::Array(vec![Node::Str("GET".into())])), hv()].boxed(),
+            prop_oneof![2 => strs(&["$METHODS"]), 1 => Just(Node::Array(vec![Node::Str("GET".into())])), 1 => hv()].boxed(),
         ),
         (
             "URL-Paths",
             prop_oneof![
-                Just(Node::Array(vec![Node::Str(
-                    "/v2/queues/$QUEUE/messages".into()
-                )])),
-                hv()
+                2 => strs(&["$PATHS"]),
+                1 => Just(Node::Array(vec![Node::Str("/v2/queues/$QUEUE/messages".into())])),
+                1 => hv(),
             ]
             .boxed(),
         ),
         ("X-Auth-Token", hv()),
         ("Accept", hv()),
     ];
-    let weights = [0.98, 0.98, 0.1, 0.04, 0.04, 0.04, 0.04, 0.03, 0.03];
+    let weights = [0.98, 0.98, 0.1, 0.08, 0.08, 0.08, 0.08, 0.03, 0.03];
     let parts: Vec<BoxedStrategy<Option<(String, Node)>>> = entries
         .into_iter()
         .zip(weights)

@@ -77,6 +77,18 @@ fn run_attributed_with(run: Runner, case: &Case, stats: &mut Stats) -> Result<()
     again
 }
 
+/// Fails when a server thread panicked at any time in this process, even
+/// where no case could be blamed (a panic in a background task, a case
+/// that did not panic again alone): a panic is a bug whoever caused it.
+fn check_no_panic(target: &str) {
+    let panics = harness::server_panics();
+    assert!(
+        panics.is_empty(),
+        "{target}: a server thread panicked during the run:\n{}",
+        panics.join("\n")
+    );
+}
+
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
 }
@@ -181,6 +193,13 @@ fn fuzz_with(
         }
         done += batch;
         batch_no += 1;
+        if deadline.is_some() && batch_no.is_multiple_of(16) {
+            eprintln!(
+                "{target}: {done} cases, {:.0}s, RSS {} MiB",
+                started.elapsed().as_secs_f64(),
+                harness::rss_bytes() >> 20
+            );
+        }
         if let Err(e) = harness::check_memory() {
             panic!("{target}: after {done} cases: {e}");
         }
@@ -191,6 +210,7 @@ fn fuzz_with(
     if let Err(e) = harness::check_alive() {
         panic!("{target}: after {done} cases: {e}");
     }
+    check_no_panic(target);
     let stats = stats.into_inner().unwrap_or_else(|e| e.into_inner());
     eprintln!(
         "{target}: {done} cases in {:.1}s (seed {seed}); answers: none {}, 1xx {}, 2xx {}, 3xx {}, 4xx {}, 5xx {}; from the api core: {}; RSS {} MiB",
@@ -233,6 +253,7 @@ fn corpus_replays() {
         failures.join("\n")
     );
     harness::check_alive().unwrap();
+    check_no_panic("corpus_replays");
     harness::check_memory().unwrap();
 }
 
