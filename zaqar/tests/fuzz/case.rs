@@ -143,7 +143,7 @@ pub enum WsFrame {
 /// In a corpus file a node is plain JSON where it can be; the rest is a
 /// one-key object: `{"$u64": n}`, `{"$f32": x}`, `{"$raw": "json text"}`,
 /// `{"$badstr": hex}`, `{"$bin": hex}`, `{"$ext": [type, hex]}`,
-/// `{"$deep": [depth, objects]}`, and
+/// `{"$deep": [depth, objects]}`, `{"$repeat": [text, count]}`, and
 /// `{"$map": [[key, value], ...]}` for a map whose keys are not all
 /// distinct strings (or start with `$`).
 #[derive(Clone, Debug, PartialEq)]
@@ -178,6 +178,9 @@ pub enum Node {
     /// `depth` nested arrays (or one-key objects when `objects`) around 1,
     /// written without recursion (deeper than any stack should go).
     Deep(usize, bool),
+    /// A string: `text` repeated `count` times (keeps long strings short
+    /// in corpus files).
+    Repeat(String, usize),
 }
 
 impl Node {
@@ -235,6 +238,9 @@ impl Node {
                     out.push_str(&byte.to_string());
                 }
                 out.push(']');
+            }
+            Node::Repeat(text, count) => {
+                out.push_str(&serde_json::to_string(&text.repeat(*count)).unwrap_or_default())
             }
             Node::Deep(depth, objects) => {
                 let (open, close) = if *objects {
@@ -315,6 +321,7 @@ impl Node {
                 e::write_ext_meta(out, data.0.len() as u32, *ty).unwrap();
                 out.extend_from_slice(&data.0);
             }
+            Node::Repeat(text, count) => e::write_str(out, &text.repeat(*count)).unwrap(),
             Node::Deep(depth, objects) => {
                 for _ in 0..*depth {
                     if *objects {
@@ -376,6 +383,7 @@ impl Node {
             Node::Bin(b) => json!({ "$bin": hex(&b.0) }),
             Node::Ext(t, b) => json!({ "$ext": [t, hex(&b.0)] }),
             Node::Deep(depth, objects) => json!({ "$deep": [depth, objects] }),
+            Node::Repeat(text, count) => json!({ "$repeat": [text, count] }),
             Node::Array(items) => Value::Array(items.iter().map(Node::to_value).collect()),
             Node::Map(entries) => {
                 let mut object = serde_json::Map::new();
@@ -441,6 +449,10 @@ impl Node {
                     Some((k, v)) if k == "$deep" => Node::Deep(
                         v[0].as_u64().ok_or("$deep depth")? as usize,
                         v[1].as_bool().ok_or("$deep objects")?,
+                    ),
+                    Some((k, v)) if k == "$repeat" => Node::Repeat(
+                        v[0].as_str().ok_or("$repeat text")?.to_owned(),
+                        v[1].as_u64().ok_or("$repeat count")? as usize,
                     ),
                     Some((k, v)) if k == "$map" => Node::Map(
                         v.as_array()
