@@ -151,6 +151,35 @@ async fn the_same_post_is_judged_alike_on_both_transports() {
     srv.stop().await;
 }
 
+/// Defect (found by the fuzz harness): a subscription whose options were
+/// larger than the body cap was refused over HTTP (the transport stops
+/// reading at the cap) but stored when a WebSocket frame carried it, and
+/// then listed in every answer about the queue's subscriptions.
+#[tokio::test]
+async fn a_body_over_the_cap_is_refused_on_both_transports() {
+    let srv =
+        TestServer::start("[notification]\nallowed_subscriber_networks = 127.0.0.1/32\n").await;
+    let p = project();
+    let options = json!({"note": "x".repeat(300_000)});
+    let http = srv
+        .http(reqwest::Method::POST, "/v2/queues/q/subscriptions", &p)
+        .json(&json!({"subscriber": "http://127.0.0.1:1/", "ttl": 3600, "options": options}))
+        .send()
+        .await
+        .unwrap();
+    let (status, body, _) = srv
+        .ws()
+        .await
+        .call(
+            "subscription_create",
+            json!({"X-Project-ID": p}),
+            json!({"queue_name": "q", "subscriber": "http://127.0.0.1:1/", "ttl": 3600, "options": options}),
+        )
+        .await;
+    assert_eq!((http.status().as_u16(), status), (400, 400), "{body}");
+    srv.stop().await;
+}
+
 #[tokio::test]
 async fn health_exists_only_in_admin_mode_on_both_transports() {
     for (admin_mode, expected) in [("false", 404), ("true", 200)] {

@@ -128,6 +128,42 @@ mod tests {
         assert!(check_integers(br#"{"a": 1.5e300, "b\"": 2}"#).is_ok());
     }
 
+    proptest::proptest! {
+        /// Any bytes: an answer, never a panic (the scanner indexes by hand).
+        #[test]
+        fn check_integers_takes_any_bytes(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = check_integers(&bytes);
+        }
+
+        /// An integer is refused exactly when it does not fit in an i64,
+        /// wherever it stands (array, value, after a string with escapes).
+        #[test]
+        fn integers_are_judged_as_i64(n in proptest::num::i128::ANY, shift in 0u32..80) {
+            let n = n >> shift;
+            let fits = i64::try_from(n).is_ok();
+            for text in [format!("[{n}]"), format!(r#"{{"a\"[": {n}, "b": -1.5e3}}"#), format!(r#"["\\", {n}]"#)] {
+                proptest::prop_assert_eq!(check_integers(text.as_bytes()).is_ok(), fits, "{}", text);
+            }
+        }
+
+        /// Nesting is refused exactly past MAX_NESTING levels, arrays and
+        /// objects mixed, brackets inside strings not counted.
+        #[test]
+        fn nesting_is_judged_by_levels(kinds in proptest::collection::vec(proptest::bool::ANY, 1..200)) {
+            let mut text = String::new();
+            for &object in &kinds {
+                text.push_str(if object { r#"{"[{": "#} else { r#"["]}", "# });
+            }
+            text.push('1');
+            for &object in kinds.iter().rev() {
+                text.push(if object { '}' } else { ']' });
+            }
+            let ok = check_integers(text.as_bytes()).is_ok();
+            proptest::prop_assert_eq!(ok, kinds.len() <= MAX_NESTING);
+            proptest::prop_assert_eq!(ok, serde_json::from_str::<Value>(&text).is_ok());
+        }
+    }
+
     #[test]
     fn parse_errors() {
         assert_eq!(

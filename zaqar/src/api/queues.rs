@@ -326,10 +326,16 @@ impl Api {
         }
     }
 
-    /// Parses a JSON body (object or array) within the transport's cap.
+    /// Parses a JSON body (object or array) within the body cap
+    /// ([`Api::max_body_size`]): the HTTP transport stops reading past it,
+    /// and a document a WebSocket frame carried is measured against the
+    /// same cap, so a body one transport refuses is not stored through the
+    /// other.
     pub(crate) fn body_document(&self, payload: &Payload) -> ApiResult<Value> {
+        let too_large = || ApiError::invalid_body("Request body is too large.");
         match payload {
-            Payload::Oversized(_) => Err(ApiError::invalid_body("Request body is too large.")),
+            Payload::Oversized(_) => Err(too_large()),
+            p if p.len().is_some_and(|n| n > self.max_body_size()) => Err(too_large()),
             other => body::parse(other.bytes()),
         }
     }

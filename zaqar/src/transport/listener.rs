@@ -173,10 +173,16 @@ async fn serve_connection<S>(
     let opened = Instant::now();
     let activity = Arc::new(Activity::default());
     let tracked = activity.clone();
-    let handler = hyper::service::service_fn(move |request| {
+    let handler = hyper::service::service_fn(move |request: http::Request<_>| {
         let guard = InFlight::begin(&tracked);
         let mut service = service.clone();
         async move {
+            // hyper lets a target without a path through (authority form,
+            // `GET host:80`), and warp's `path::full()` panics on it.
+            if request.uri().path_and_query().is_none() {
+                drop(guard);
+                return Ok(target_without_path());
+            }
             let response = service.call(request).await;
             drop(guard);
             response
@@ -212,6 +218,20 @@ async fn serve_connection<S>(
     }
 }
 
+/// The answer to a request whose target has no path: 400, as the HTTP
+/// API renders errors.
+fn target_without_path() -> Response {
+    let e = crate::error::ApiError::bad_request(
+        "Invalid request target",
+        "The request target must be a path (origin form, e.g. /v2/queues).",
+    );
+    let mut response = super::http::render::error(&e, &http::Method::GET);
+    if let Ok(id) = http::HeaderValue::from_str(&format!("req-{}", uuid::Uuid::new_v4())) {
+        response.headers_mut().insert("x-openstack-request-id", id);
+    }
+    response
+}
+
 /// Sleeps until `deadline`, or forever without one.
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
@@ -225,5 +245,45 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     if shutdown.wait_for(|s| *s).await.is_err() {
         // The sender is gone: nobody can ask for a shutdown any more.
         std::future::pending::<()>().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use warp::Filter;
+
+    /// Defect (found by the fuzz harness): `GET $ HTTP/1.1` (a target
+    /// without a path) made warp's `path::full()` panic in the connection
+    /// task; the client got no answer.
+    #[tokio::test]
+    async fn a_target_without_a_path_is_answered_400() {
+        let routes = warp::path::full()
+            .map(|p: warp::path::FullPath| Response::new(p.as_str().to_owned().into()))
+            .boxed();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = watch::channel(false);
+        let limits = ConnectionLimits {
+            max_connections: 4,
+            header_read_timeout: Duration::from_secs(5),
+            keepalive_timeout: Duration::from_secs(5),
+        };
+        let server = tokio::spawn(serve(listener, routes, limits, stopped));
+        for (target, status) in [("$", "400"), ("example.com:80", "400"), ("/a", "200")] {
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            let request = format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            stream.write_all(request.as_bytes()).await.unwrap();
+            let mut answer = Vec::new();
+            stream.read_to_end(&mut answer).await.unwrap();
+            let answer = String::from_utf8_lossy(&answer);
+            assert!(
+                answer.starts_with(&format!("HTTP/1.1 {status} ")),
+                "{target}: {answer}"
+            );
+        }
+        stop.send(true).unwrap();
+        server.await.unwrap();
     }
 }

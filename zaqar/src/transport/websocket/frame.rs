@@ -54,6 +54,10 @@ pub enum FrameError {
     SchemaInvalid(String),
 }
 
+/// Deepest nesting of arrays and maps a frame may have: what a JSON frame
+/// may have (serde_json's recursion limit), for MessagePack frames too.
+pub const MAX_FRAME_NESTING: usize = 128;
+
 /// Decodes a frame's bytes into its JSON document.
 ///
 /// # Errors
@@ -74,10 +78,17 @@ pub fn decode(bytes: &[u8], encoding: Encoding) -> Result<Value, FrameError> {
             })
         }
         Encoding::MessagePack => {
-            rmp_serde::from_slice(bytes).map_err(|e| FrameError::Undecodable {
-                encoding,
-                kind: "UnpackException",
-                detail: e.to_string(),
+            // rmp-serde's own limit (1024 levels) is past what a worker
+            // thread's stack holds in a debug build: nest no deeper than
+            // a JSON frame may.
+            let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
+            de.set_max_depth(MAX_FRAME_NESTING);
+            serde::Deserialize::deserialize(&mut de).map_err(|e: rmp_serde::decode::Error| {
+                FrameError::Undecodable {
+                    encoding,
+                    kind: "UnpackException",
+                    detail: e.to_string(),
+                }
             })
         }
     }
@@ -201,6 +212,31 @@ mod tests {
                 .starts_with("Can't decode text (JSON) request. UnicodeDecodeError: "),
             "{e}"
         );
+    }
+
+    /// Defect (found by the fuzz harness): a MessagePack frame could nest
+    /// 1024 levels (rmp-serde's default), and decoding ~1000 levels
+    /// overflowed a debug build's worker stack and aborted the server; a
+    /// JSON frame stops at 128.
+    #[test]
+    fn messagepack_frames_nest_no_deeper_than_json_ones() {
+        for depth in [
+            100,
+            MAX_FRAME_NESTING - 1,
+            MAX_FRAME_NESTING,
+            MAX_FRAME_NESTING + 1,
+            1000,
+        ] {
+            let json = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+            let mut msgpack = vec![0x91u8; depth - 1];
+            msgpack.push(0x90);
+            assert_eq!(
+                decode(json.as_bytes(), Encoding::Json).is_ok(),
+                decode(&msgpack, Encoding::MessagePack).is_ok(),
+                "depth {depth}"
+            );
+        }
+        assert!(decode(&[0x91; 100_000], Encoding::MessagePack).is_err());
     }
 
     #[test]
