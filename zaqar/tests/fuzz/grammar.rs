@@ -473,6 +473,42 @@ fn purge_body() -> BoxedStrategy<Node> {
     )])
 }
 
+/// A pool document. URIs stay on loopback and under the test's own
+/// directory: the fuzzed servers run without pooling (the routes answer
+/// 404), and a pooled one must never be sent to create files elsewhere.
+fn pool_body() -> BoxedStrategy<Node> {
+    hostile(object(vec![
+        (
+            "uri",
+            hostile(strs(&[
+                "redis://127.0.0.1:1",
+                "sqlite://target/tmp/fuzz-pool.sqlite",
+                "mongodb://127.0.0.1:1",
+                "",
+                "nope",
+            ])),
+        ),
+        ("weight", hostile(number())),
+        ("flavor", hostile(text().prop_map(Node::Str).boxed())),
+        ("options", any_value()),
+    ]))
+}
+
+/// A flavor document.
+fn flavor_body() -> BoxedStrategy<Node> {
+    hostile(object(vec![
+        (
+            "pool_list",
+            hostile(
+                vec(text().prop_map(Node::Str), 0..4)
+                    .prop_map(Node::Array)
+                    .boxed(),
+            ),
+        ),
+        ("capabilities", any_value()),
+    ]))
+}
+
 fn confirm_body() -> BoxedStrategy<Node> {
     object(vec![(
         "confirmed",
@@ -492,6 +528,8 @@ fn body_for(kind: OperationKind) -> Option<BoxedStrategy<Node>> {
         K::ClaimCreate | K::ClaimUpdate => Some(claim_body()),
         K::SubscriptionCreate | K::SubscriptionUpdate => Some(subscription_body()),
         K::SubscriptionConfirm => Some(confirm_body()),
+        K::PoolCreate | K::PoolUpdate => Some(pool_body()),
+        K::FlavorCreate | K::FlavorUpdate => Some(flavor_body()),
         K::GetVersions
         | K::GetHomeDoc
         | K::Ping
@@ -509,7 +547,13 @@ fn body_for(kind: OperationKind) -> Option<BoxedStrategy<Node>> {
         | K::ClaimDelete
         | K::SubscriptionList
         | K::SubscriptionGet
-        | K::SubscriptionDelete => None,
+        | K::SubscriptionDelete
+        | K::PoolList
+        | K::PoolGet
+        | K::PoolDelete
+        | K::FlavorList
+        | K::FlavorGet
+        | K::FlavorDelete => None,
     }
 }
 
