@@ -56,7 +56,7 @@ trap cleanup EXIT
 BIN_DIR=${BENCH_BIN_DIR:-}
 if [ -z "$BIN_DIR" ]; then
     log "building zaqar-server and zaqar-bench (release)"
-    (cd "$ROOT" && cargo build --release -q -p zaqar --bin zaqar-server -p zaqar-bench)
+    (cd "$ROOT" && cargo build --release -q -p zaqar --bin zaqar-server && cargo build --release -q -p zaqar-bench)
     BIN_DIR=$ROOT/target/release
 fi
 SERVER=$BIN_DIR/zaqar-server

@@ -43,7 +43,7 @@ trap cleanup EXIT
 BIN_DIR=${BENCH_BIN_DIR:-}
 if [ -z "$BIN_DIR" ]; then
     log "building zaqar-server and zaqar-bench (release)"
-    (cd "$ROOT" && cargo build --release -q -p zaqar --bin zaqar-server -p zaqar-bench)
+    (cd "$ROOT" && cargo build --release -q -p zaqar --bin zaqar-server && cargo build --release -q -p zaqar-bench)
     BIN_DIR=$ROOT/target/release
 fi
 
@@ -64,9 +64,9 @@ proc_cpu() { # pid -> utime + stime (seconds)
     awk -v hz="$(getconf CLK_TCK)" '{printf "%.3f", ($14 + $15) / hz}' "/proc/$1/stat"
 }
 
-start_server() { # name config
+start_server() { # name config (its [drivers] section last, transport added here)
     local port=$((BASE + 10))
-    printf '%s\n[drivers]\ntransport = wsgi\n[drivers:transport:wsgi]\nport = %s\n' "$2" "$port" \
+    printf '%s\ntransport = wsgi\n[drivers:transport:wsgi]\nport = %s\n' "$2" "$port" \
         >"$OUT/$1.conf"
     RUST_LOG=warn "$BIN_DIR/zaqar-server" --config-file "$OUT/$1.conf" >"$OUT/$1.log" 2>&1 &
     SERVER_PID=$!
@@ -109,13 +109,13 @@ R0=$((BASE + 1)); R1=$((BASE + 2)); R2=$((BASE + 3))
 start_redis "$R0"; start_redis "$R1"; start_redis "$R2"
 
 log "one Redis, no pooling"
-start_server single "$(printf '[drivers]\nmessage_store = redis\n[drivers:message_store:redis]\nuri = redis://127.0.0.1:%s\n' "$R0")"
+start_server single "$(printf '[drivers:message_store:redis]\nuri = redis://127.0.0.1:%s\n[drivers]\nmessage_store = redis\n' "$R0")"
 ONE=$(run_load "one-redis" "$R0")
 kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
 redis-cli -p "$R0" flushall >/dev/null
 
 log "three Redis pools"
-start_server pooled "$(printf '[DEFAULT]\nadmin_mode = true\npooling = true\n[drivers]\nmanagement_store = sqlite\n[drivers:management_store:sqlite]\nuri = %s\n' "$OUT/catalogue.sqlite")"
+start_server pooled "$(printf '[DEFAULT]\nadmin_mode = true\npooling = true\n[drivers:management_store:sqlite]\nuri = %s\n[drivers]\nmanagement_store = sqlite\n' "$OUT/catalogue.sqlite")"
 H=(-H 'Client-ID: 3381af92-2b9e-11e3-b191-71861300734c' -H 'X-Project-ID: admin' -H 'X-Roles: admin' -H 'Content-Type: application/json')
 for i in 0 1 2; do
     p=$((BASE + 1 + i))
