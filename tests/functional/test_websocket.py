@@ -309,7 +309,7 @@ def test_health_in_admin_mode_is_for_admins(server_factory):
     ("pool_get", {"pool_name": "p"}, True),
     ("pool_delete", {"pool_name": "p"}, True),
     ("flavor_list", {"flavor_name": "f"}, False),
-    ("flavor_create", {"flavor_name": "f", "pool_name": "p"}, True),
+    ("flavor_create", {"flavor_name": "f", "pool_list": ["p"]}, True),
     ("flavor_update", {"flavor_name": "f"}, True),
     ("flavor_get", {"flavor_name": "f"}, False),
     ("flavor_delete", {"flavor_name": "f"}, True),
