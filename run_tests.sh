@@ -37,6 +37,7 @@ PORT_BASE="${ZAQAR_TEST_PORT_BASE:-16300}"
 # Ports of services this script may start; never the standard ones (6379, 5000...).
 REDIS_TEST_PORT="${REDIS_TEST_PORT:-$((PORT_BASE + 79))}"
 KEYSTONE_TEST_PORT="${KEYSTONE_TEST_PORT:-$((PORT_BASE + 55))}"
+MONGODB_TEST_PORT="${MONGODB_TEST_PORT:-$((PORT_BASE + 17))}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 export PYTHONDONTWRITEBYTECODE=1
@@ -256,6 +257,23 @@ start_redis_topologies() {
     echo "$env_lines"
 }
 
+# Start SecantusDB (tests/mongodb: a MongoDB-wire server on WiredTiger, from
+# PyPI into a venv under target/, presenting itself as a one-node replica set)
+# on port PORT_BASE+17, data under target/mongodb-test; stopped on exit.
+# Exports ZAQAR_TEST_MONGODB_URI (the MongoDB driver's suites in `cargo test`,
+# the functional suite's third run) and ZAQAR_TEST_SECANTUSD (the fault and
+# durability tests start servers of their own with it).
+start_mongodb() {
+    export ZAQAR_MONGODB_PORT="$MONGODB_TEST_PORT"
+    export ZAQAR_MONGODB_DIR="$ROOT/target/mongodb-test"
+    bash "$ROOT/tests/mongodb/stop.sh" >/dev/null 2>&1 || true
+    on_exit_do "bash '$ROOT/tests/mongodb/stop.sh'"
+    local env_lines
+    env_lines="$(bash "$ROOT/tests/mongodb/start.sh")"
+    eval "$env_lines"
+    echo "$env_lines"
+}
+
 # Keystone needs a Python with a working venv module (setup.sh builds its own
 # venv from PyPI); without one the Keystone suites are skipped.
 python_venv_works() {
@@ -302,6 +320,12 @@ pytest_functional_redis() {
     ZAQAR_TEST_BACKEND=redis pytest_suite tests/functional
 }
 
+# The functional suite a third time, with MongoDB as both stores (every server
+# gets databases of its own on the SecantusDB started above).
+pytest_functional_mongodb() {
+    ZAQAR_TEST_BACKEND=mongodb pytest_suite tests/functional
+}
+
 # The reference implementation's own suites, from a venv of their own
 # (.venv-tempest, made on first use; tests/reference_suites/run.sh):
 # python-zaqarclient 4.7.0's functional tests (noauth, ~10 s) and
@@ -310,6 +334,7 @@ pytest_functional_redis() {
 # in tests/reference_suites/expected-failures-*.txt.
 reference_suite() { bash "$ROOT/tests/reference_suites/run.sh" "$1"; }
 reference_suite_redis() { ZAQAR_TEST_BACKEND=redis reference_suite "$1"; }
+reference_suite_mongodb() { ZAQAR_TEST_BACKEND=mongodb reference_suite "$1"; }
 
 docs_build() {
     rm -rf "$ROOT/doc/build/html"
@@ -323,14 +348,16 @@ docs_build() {
 # ---------------------------------------------------------------------------
 
 STEPS=(
-    "cargo-test|build redis keystone|cargo_test"
+    "cargo-test|build redis mongodb keystone|cargo_test"
     "clippy|build|cargo_clippy"
     "fmt||cargo_fmt"
     "functional|build|pytest_suite tests/functional"
     "functional-redis|build redis|pytest_functional_redis"
+    "functional-mongodb|build mongodb|pytest_functional_mongodb"
     "functional-keystone|build keystone|pytest_suite tests/functional_keystone"
     "zaqarclient|build|reference_suite zaqarclient"
     "zaqarclient-redis|build redis|reference_suite_redis zaqarclient"
+    "zaqarclient-mongodb|build mongodb|reference_suite_mongodb zaqarclient"
     "tempest|build keystone|reference_suite tempest"
     "osc|build keystone|reference_suite osc"
     "docs||docs_build"
@@ -340,6 +367,7 @@ STEPS=(
 SETUPS=(
     "build|cargo build|cargo_build"
     "redis|start redis (standalone, cluster, sentinel)|start_redis_topologies"
+    "mongodb|start mongodb (secantusdb)|start_mongodb"
     "keystone|start keystone|start_keystone"
 )
 
@@ -404,6 +432,7 @@ main() {
     # Tell the suites which services they must find (a missing one fails them).
     local require=()
     [[ "$needed" == *" redis "* ]] && require+=(redis)
+    [[ "$needed" == *" mongodb "* ]] && require+=(mongodb)
     [[ "$needed" == *" keystone "* ]] && require+=(keystone)
     ZAQAR_TEST_REQUIRE="$(IFS=,; echo "${require[*]}")"
     export ZAQAR_TEST_REQUIRE

@@ -87,6 +87,24 @@ class ZaqarServer:
                  "drivers:message_store:redis": {"uri": self.redis_uri}},
                 self.options)
             self.options["drivers"]["message_store"] = "redis"
+        # ZAQAR_TEST_BACKEND=mongodb: both stores are the MongoDB at
+        # ZAQAR_TEST_MONGODB_URI, in databases of this server's own (kept
+        # across restarts), so servers sharing one MongoDB never see each other.
+        if os.environ.get("ZAQAR_TEST_BACKEND") == "mongodb":
+            # socketTimeoutMS: SecantusDB's Python server stores a post of
+            # 9000 messages (test_hostile_clients) in more than the default
+            # 10 s an operation may take; MongoDB needs a fraction of that.
+            base = os.environ["ZAQAR_TEST_MONGODB_URI"]
+            sep = "&" if "?" in base else "?"
+            self.mongodb_uri = f"{base}{sep}socketTimeoutMS=60000"
+            self.mongodb_database = f"zqf_{uuid.uuid4().hex[:12]}"
+            self.options = merge_options(
+                {"drivers": {"message_store": "mongodb", "management_store": "mongodb"},
+                 "drivers:message_store:mongodb": {"uri": self.mongodb_uri,
+                                                   "database": self.mongodb_database}},
+                self.options)
+            self.options["drivers"]["message_store"] = "mongodb"
+            self.options["drivers"]["management_store"] = "mongodb"
         self.proc = None
         self.log_paths = []
         self.log_path = None

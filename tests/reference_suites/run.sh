@@ -22,6 +22,7 @@
 #
 # Environment: ZAQAR_SERVER_BIN (default target/debug/zaqar-server),
 # ZAQAR_TEST_BACKEND=redis (+ ZAQAR_TEST_REDIS_URL) for the Redis store,
+# ZAQAR_TEST_BACKEND=mongodb (+ ZAQAR_TEST_MONGODB_URI) for the MongoDB stores,
 # KEYSTONE_URL... or KEYSTONE_STATE_DIR (tempest: where setup.sh wrote its env),
 # TEMPEST_CONCURRENCY (default 2), REFERENCE_KEEP=1 to keep the work directory.
 set -euo pipefail

@@ -9,7 +9,9 @@ use serde_json::value::RawValue;
 
 use super::Api;
 use crate::storage::pipeline::Storage;
-use crate::storage::{ClaimRequest, ListQuery, Metadata, NewMessage, Scope, StorageResult};
+use crate::storage::{
+    ClaimRequest, ListQuery, MessageVolume, Metadata, NewMessage, Scope, StorageResult,
+};
 
 /// The result of one probed operation.
 #[derive(Clone, Debug, Serialize)]
@@ -30,6 +32,10 @@ pub struct Health {
     pub storage_reachable: bool,
     /// Each probed operation by the reference's name, in the order run.
     pub operation_status: serde_json::Map<String, serde_json::Value>,
+    /// Message counts of the whole store, for stores that report them
+    /// (MongoDB, as the reference's MongoDB driver does).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_volume: Option<MessageVolume>,
 }
 
 /// Messages the probe posts.
@@ -63,6 +69,7 @@ impl Api {
                     Health {
                         storage_reachable: false,
                         operation_status: serde_json::Map::new(),
+                        message_volume: None,
                     }
                 }
             };
@@ -79,6 +86,7 @@ impl Api {
             return Health {
                 storage_reachable,
                 operation_status: ops,
+                message_volume: None,
             };
         }
         let scope = Scope::new(
@@ -150,9 +158,14 @@ impl Api {
         )
         .await;
         record(&mut ops, "delete_queue", s.queues.delete(&scope)).await;
+        let message_volume = s.messages.volume().await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "health: message volume could not be read");
+            None
+        });
         Health {
             storage_reachable,
             operation_status: ops,
+            message_volume,
         }
     }
 }

@@ -90,6 +90,9 @@ pub struct Config {
     pub enable_checksum: bool,
     /// `[DEFAULT] pooling`: spread queues over pools.
     pub pooling: bool,
+    /// `[DEFAULT] unreliable`: let the MongoDB store run on a standalone
+    /// server or with a write concern below a majority.
+    pub unreliable: bool,
     /// `[pooling:catalog] enable_virtual_pool`.
     pub enable_virtual_pool: bool,
     /// `[drivers] transport`: serve the HTTP API.
@@ -164,7 +167,6 @@ const FOREIGN_DEFAULT_OPTIONS: &[&str] = &[
     "log_config_append",
     "default_log_levels",
     "logging_context_format_string",
-    "unreliable",
     "sharding",
     "enable_deprecated_api_versions",
     "transport_url",
@@ -212,6 +214,9 @@ impl Reader {
             if FOREIGN_SECTIONS.contains(&section.as_str())
                 || section.starts_with("drivers:management_store:")
                 || section.starts_with("stages:")
+                // Read by storage::mongodb::options, which warns about
+                // unknown options itself.
+                || section == "drivers:message_store:mongodb"
             {
                 continue;
             }
@@ -341,7 +346,10 @@ impl Config {
             ));
         }
         let message_store = drivers.message_store.unwrap_or(drivers.storage);
-        if drivers.management_store != message_store.to_string() {
+        if drivers.management_store != message_store.to_string()
+            && drivers.management_store != "mongodb"
+            && !defaults.pooling
+        {
             tracing::info!(
                 "[drivers] management_store = {}: queue records are kept by the message store \
                  ({message_store}), so no separate management database is used",
@@ -411,6 +419,7 @@ impl Config {
             admin_mode: defaults.admin_mode,
             enable_checksum: defaults.enable_checksum,
             pooling: defaults.pooling,
+            unreliable: defaults.unreliable,
             enable_virtual_pool: catalog.enable_virtual_pool,
             serve_http,
             serve_websocket,

@@ -29,6 +29,8 @@ choice! {
         Sqlite = "sqlite",
         /// Redis (standalone, Sentinel or Cluster).
         Redis = "redis",
+        /// MongoDB (a replica set; a standalone server with `unreliable`).
+        Mongodb = "mongodb",
     }
 }
 
@@ -71,6 +73,9 @@ section! {
         /// Spread queues over the pools registered through the pool API
         /// (`/v2/pools`, admin mode), by flavor and weight.
         pooling: bool = false;
+        /// Let the MongoDB store run on a standalone server or with a write
+        /// concern below a majority (acknowledged writes may then be lost).
+        unreliable: bool = false;
     }
 }
 
@@ -90,8 +95,8 @@ section! {
         /// Transports to serve: `wsgi` (HTTP) and/or `websocket`, one process
         /// for both.
         transport: Vec<String> = vec!["wsgi".into(), "websocket".into()];
-        /// Storage driver for messages: `sqlite` (embedded, default) or
-        /// `redis`.
+        /// Storage driver for messages: `sqlite` (embedded, default),
+        /// `redis` or `mongodb`.
         message_store: Option<StoreEngine> = None;
         /// The reference's older name of `message_store`.
         storage: StoreEngine = StoreEngine::Sqlite;

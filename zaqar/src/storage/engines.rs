@@ -25,8 +25,9 @@ pub fn engine_of(uri: &str) -> StorageResult<StoreEngine> {
         "redis" | "rediss" | "redis+sentinel" | "redis+cluster" | "rediss+cluster" | "unix" => {
             Ok(StoreEngine::Redis)
         }
+        "mongodb" => Ok(StoreEngine::Mongodb),
         _ => Err(StorageError::Rejected(format!(
-            "{uri:?} is not the URI of a store this server can use (sqlite://, redis://)"
+            "{uri:?} is not the URI of a store this server can use (sqlite://, redis://, mongodb://)"
         ))),
     }
 }
@@ -37,6 +38,7 @@ pub fn capabilities(engine: StoreEngine) -> &'static [&'static str] {
     match engine {
         StoreEngine::Sqlite => &["FIFO", "CLAIMS", "DURABILITY", "AOD"],
         StoreEngine::Redis => &["FIFO", "CLAIMS", "AOD", "HIGH_THROUGHPUT"],
+        StoreEngine::Mongodb => &["FIFO", "CLAIMS", "DURABILITY", "AOD", "HIGH_THROUGHPUT"],
     }
 }
 
@@ -46,10 +48,24 @@ pub fn capabilities(engine: StoreEngine) -> &'static [&'static str] {
 /// The store cannot be opened (SQLite: its directory or file; Redis: a URI
 /// that makes no client).
 pub fn open_configured(config: &Config, clock: SharedClock) -> StorageResult<Backend> {
-    match config.message_store {
-        StoreEngine::Sqlite => open_sqlite(&config.sqlite_path, clock),
-        StoreEngine::Redis => open_redis(&config.redis.uri, &config.redis, &Metadata::new(), clock),
+    #[allow(unused_mut)]
+    let mut backend = match config.message_store {
+        StoreEngine::Sqlite => open_sqlite(&config.sqlite_path, clock.clone())?,
+        StoreEngine::Redis => open_redis(&config.redis.uri, &config.redis, &Metadata::new(), clock.clone())?,
+        StoreEngine::Mongodb => open_mongodb_configured(config, clock.clone())?,
+    };
+    // Without pooling, `management_store = mongodb` keeps the queue records
+    // in its own section's database (the other engines keep them with the
+    // messages).
+    #[cfg(feature = "mongodb")]
+    if config.management_store == "mongodb" && !config.pooling {
+        if let Some(queues) =
+            super::mongodb::management_queues(config, clock).map_err(StorageError::Rejected)?
+        {
+            backend.queues = queues;
+        }
     }
+    Ok(backend)
 }
 
 /// Opens a pool's store: its URI, with its options over the configured ones.
@@ -73,7 +89,50 @@ pub fn open_pool(
             open_sqlite(Path::new(path), clock)
         }
         StoreEngine::Redis => open_redis(uri, &config.redis, options, clock),
+        StoreEngine::Mongodb => open_mongodb_pool(uri, options, config, clock),
     }
+}
+
+#[cfg(feature = "mongodb")]
+fn open_mongodb_configured(config: &Config, clock: SharedClock) -> StorageResult<Backend> {
+    use super::mongodb::{open_configured, options::MESSAGE_SECTION};
+    let store = open_configured(config, MESSAGE_SECTION, clock).map_err(StorageError::Rejected)?;
+    Ok(store.backend())
+}
+
+/// A MongoDB pool: its URI, with its options as the options of a
+/// `[drivers:message_store:mongodb]` section (`database`, `partitions`,
+/// ...); nothing leaks from one pool's options to another's (the reference
+/// shares them).
+#[cfg(feature = "mongodb")]
+fn open_mongodb_pool(uri: &str, options: &Metadata, config: &Config, clock: SharedClock) -> StorageResult<Backend> {
+    use super::mongodb::options::{MongoOptions, MESSAGE_SECTION};
+    use super::mongodb::MongoStore;
+    let mut section: std::collections::HashMap<String, String> = options
+        .iter()
+        .map(|(k, v)| {
+            let text = match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (k.clone(), text)
+        })
+        .collect();
+    section.insert("uri".into(), uri.to_owned());
+    let sections = std::collections::BTreeMap::from([(MESSAGE_SECTION.to_owned(), section)]);
+    let options = MongoOptions::from_sections(&sections, MESSAGE_SECTION, config.unreliable)
+        .map_err(StorageError::Rejected)?;
+    Ok(MongoStore::connect(options, clock)?.backend())
+}
+
+#[cfg(not(feature = "mongodb"))]
+fn open_mongodb_configured(_: &Config, _: SharedClock) -> StorageResult<Backend> {
+    Err(StorageError::Rejected("this build has no MongoDB driver".into()))
+}
+
+#[cfg(not(feature = "mongodb"))]
+fn open_mongodb_pool(uri: &str, _: &Metadata, _: &Config, _: SharedClock) -> StorageResult<Backend> {
+    Err(StorageError::Rejected(format!("{uri:?}: this build has no MongoDB driver")))
 }
 
 fn open_sqlite(path: &Path, clock: SharedClock) -> StorageResult<Backend> {

@@ -17,6 +17,8 @@ pub mod catalogue;
 pub mod clock;
 pub mod deadline;
 pub mod engines;
+#[cfg(feature = "mongodb")]
+pub mod mongodb;
 pub mod outbox;
 pub mod pipeline;
 pub mod pooling;
@@ -167,6 +169,18 @@ pub struct QueueStats {
     pub oldest: Option<MessageStamp>,
     /// Newest live message, when there is one.
     pub newest: Option<MessageStamp>,
+}
+
+/// Message counts of a whole store, for the health document
+/// (`message_volume`, which the reference reports for MongoDB).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MessageVolume {
+    /// Live messages not held by a live claim.
+    pub free: u64,
+    /// Live messages held by a live claim.
+    pub claimed: u64,
+    /// Every live message.
+    pub total: u64,
 }
 
 /// Dead-letter policy of a queue (`_max_claim_count` + `_dead_letter_queue`).
@@ -453,6 +467,15 @@ pub trait MessageStore: Send + Sync {
     /// Deletes every message and claim of the queue.
     async fn purge(&self, scope: &Scope) -> StorageResult<()> {
         forward!(self, "message purge", n, n.purge(scope))
+    }
+
+    /// Counts of every live message of the store, for stores whose health
+    /// document reports them (MongoDB); `None` for the others.
+    async fn volume(&self) -> StorageResult<Option<MessageVolume>> {
+        match self.next() {
+            Some(n) => n.volume().await,
+            None => Ok(None),
+        }
     }
 }
 
