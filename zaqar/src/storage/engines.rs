@@ -51,7 +51,12 @@ pub fn open_configured(config: &Config, clock: SharedClock) -> StorageResult<Bac
     #[allow(unused_mut)]
     let mut backend = match config.message_store {
         StoreEngine::Sqlite => open_sqlite(&config.sqlite_path, clock.clone())?,
-        StoreEngine::Redis => open_redis(&config.redis.uri, &config.redis, &Metadata::new(), clock.clone())?,
+        StoreEngine::Redis => open_redis(
+            &config.redis.uri,
+            &config.redis,
+            &Metadata::new(),
+            clock.clone(),
+        )?,
         StoreEngine::Mongodb => open_mongodb_configured(config, clock.clone())?,
     };
     // Without pooling, `management_store = mongodb` keeps the queue records
@@ -109,7 +114,8 @@ fn open_mongodb_configured(config: &Config, clock: SharedClock) -> StorageResult
 #[cfg(feature = "mongodb")]
 pub fn open_mongodb_management(config: &Config, clock: SharedClock) -> StorageResult<Backend> {
     use super::mongodb::{open_configured, options::MANAGEMENT_SECTION};
-    let store = open_configured(config, MANAGEMENT_SECTION, clock).map_err(StorageError::Rejected)?;
+    let store =
+        open_configured(config, MANAGEMENT_SECTION, clock).map_err(StorageError::Rejected)?;
     Ok(store.backend())
 }
 
@@ -120,7 +126,9 @@ pub fn open_mongodb_management(config: &Config, clock: SharedClock) -> StorageRe
 /// Always: this build has no MongoDB driver.
 #[cfg(not(feature = "mongodb"))]
 pub fn open_mongodb_management(_: &Config, _: SharedClock) -> StorageResult<Backend> {
-    Err(StorageError::Rejected("this build has no MongoDB driver".into()))
+    Err(StorageError::Rejected(
+        "this build has no MongoDB driver".into(),
+    ))
 }
 
 /// A MongoDB pool: its URI, with its options as the options of a
@@ -128,7 +136,12 @@ pub fn open_mongodb_management(_: &Config, _: SharedClock) -> StorageResult<Back
 /// ...); nothing leaks from one pool's options to another's (the reference
 /// shares them).
 #[cfg(feature = "mongodb")]
-fn open_mongodb_pool(uri: &str, options: &Metadata, config: &Config, clock: SharedClock) -> StorageResult<Backend> {
+fn open_mongodb_pool(
+    uri: &str,
+    options: &Metadata,
+    config: &Config,
+    clock: SharedClock,
+) -> StorageResult<Backend> {
     use super::mongodb::options::{MongoOptions, MESSAGE_SECTION};
     use super::mongodb::MongoStore;
     let mut section: std::collections::HashMap<String, String> = options
@@ -150,12 +163,21 @@ fn open_mongodb_pool(uri: &str, options: &Metadata, config: &Config, clock: Shar
 
 #[cfg(not(feature = "mongodb"))]
 fn open_mongodb_configured(_: &Config, _: SharedClock) -> StorageResult<Backend> {
-    Err(StorageError::Rejected("this build has no MongoDB driver".into()))
+    Err(StorageError::Rejected(
+        "this build has no MongoDB driver".into(),
+    ))
 }
 
 #[cfg(not(feature = "mongodb"))]
-fn open_mongodb_pool(uri: &str, _: &Metadata, _: &Config, _: SharedClock) -> StorageResult<Backend> {
-    Err(StorageError::Rejected(format!("{uri:?}: this build has no MongoDB driver")))
+fn open_mongodb_pool(
+    uri: &str,
+    _: &Metadata,
+    _: &Config,
+    _: SharedClock,
+) -> StorageResult<Backend> {
+    Err(StorageError::Rejected(format!(
+        "{uri:?}: this build has no MongoDB driver"
+    )))
 }
 
 fn open_sqlite(path: &Path, clock: SharedClock) -> StorageResult<Backend> {
