@@ -336,6 +336,14 @@ reference_suite() { bash "$ROOT/tests/reference_suites/run.sh" "$1"; }
 reference_suite_redis() { ZAQAR_TEST_BACKEND=redis reference_suite "$1"; }
 reference_suite_mongodb() { ZAQAR_TEST_BACKEND=mongodb reference_suite "$1"; }
 
+# The API contract (tests/contract): the OpenAPI document the server serves,
+# checked by openapi-spec-validator, and schemathesis checking every answer
+# against it (no 5xx; status, content type and body as documented),
+# stateless and along the document's links.  Short here; a long run on
+# demand: ZAQAR_CONTRACT_EXAMPLES=1000 ZAQAR_CONTRACT_MAX_TIME=1800.
+contract_suite() { pytest_suite tests/contract; }
+contract_suite_redis() { ZAQAR_TEST_BACKEND=redis pytest_suite tests/contract; }
+
 docs_build() {
     rm -rf "$ROOT/doc/build/html"
     "$VENV/bin/sphinx-build" -W --keep-going -b html "$ROOT/doc/source" "$ROOT/doc/build/html"
@@ -355,6 +363,8 @@ STEPS=(
     "functional-redis|build redis|pytest_functional_redis"
     "functional-mongodb|build mongodb|pytest_functional_mongodb"
     "functional-keystone|build keystone|pytest_suite tests/functional_keystone"
+    "contract|build|contract_suite"
+    "contract-redis|build redis|contract_suite_redis"
     "zaqarclient|build|reference_suite zaqarclient"
     "zaqarclient-redis|build redis|reference_suite_redis zaqarclient"
     "zaqarclient-mongodb|build mongodb|reference_suite_mongodb zaqarclient"
