@@ -344,6 +344,16 @@ reference_suite_mongodb() { ZAQAR_TEST_BACKEND=mongodb reference_suite "$1"; }
 contract_suite() { pytest_suite tests/contract; }
 contract_suite_redis() { ZAQAR_TEST_BACKEND=redis pytest_suite tests/contract; }
 
+# The fault harness (tests/faults/harness.py): load through two servers on
+# one Redis (AOF always) while a server and Redis are killed and the Redis
+# connections slowed and cut; every acknowledged message must be consumed
+# once or still present, no message in two live claims, every 5xx in a fault
+# window.  The short schedule (about 40 s); `--schedule long` on demand.
+faults_suite() {
+    ZAQAR_TEST_PORT_BASE="$PORT_BASE" "$PY" "$ROOT/tests/faults/harness.py" \
+        --schedule short --out "$ROOT/target/faults"
+}
+
 # The API reference pages are generated first, from the OpenAPI document and
 # the samples of a server run (tools/api_ref.py), so they cannot drift.
 docs_build() {
@@ -368,6 +378,7 @@ STEPS=(
     "functional-keystone|build keystone|pytest_suite tests/functional_keystone"
     "contract|build|contract_suite"
     "contract-redis|build redis|contract_suite_redis"
+    "faults|build|faults_suite"
     "zaqarclient|build|reference_suite zaqarclient"
     "zaqarclient-redis|build redis|reference_suite_redis zaqarclient"
     "zaqarclient-mongodb|build mongodb|reference_suite_mongodb zaqarclient"
