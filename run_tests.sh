@@ -343,6 +343,7 @@ reference_suite_mongodb() { ZAQAR_TEST_BACKEND=mongodb reference_suite "$1"; }
 # demand: ZAQAR_CONTRACT_EXAMPLES=1000 ZAQAR_CONTRACT_MAX_TIME=1800.
 contract_suite() { pytest_suite tests/contract; }
 contract_suite_redis() { ZAQAR_TEST_BACKEND=redis pytest_suite tests/contract; }
+contract_suite_mongodb() { ZAQAR_TEST_BACKEND=mongodb pytest_suite tests/contract; }
 
 # The fault harness (tests/faults/harness.py): load through two servers on
 # one Redis (AOF always) while a server and Redis are killed and the Redis
@@ -378,6 +379,7 @@ STEPS=(
     "functional-keystone|build keystone|pytest_suite tests/functional_keystone"
     "contract|build|contract_suite"
     "contract-redis|build redis|contract_suite_redis"
+    "contract-mongodb|build mongodb|contract_suite_mongodb"
     "faults|build|faults_suite"
     "zaqarclient|build|reference_suite zaqarclient"
     "zaqarclient-redis|build redis|reference_suite_redis zaqarclient"
