@@ -101,7 +101,11 @@ class ZaqarServer:
             self.options = merge_options(
                 {"drivers": {"message_store": "mongodb", "management_store": "mongodb"},
                  "drivers:message_store:mongodb": {"uri": self.mongodb_uri,
-                                                   "database": self.mongodb_database}},
+                                                   "database": self.mongodb_database},
+                 # the same database: it keeps the queue records, and with
+                 # pooling the catalogue
+                 "drivers:management_store:mongodb": {"uri": self.mongodb_uri,
+                                                      "database": self.mongodb_database}},
                 self.options)
             self.options["drivers"]["message_store"] = "mongodb"
             self.options["drivers"]["management_store"] = "mongodb"
