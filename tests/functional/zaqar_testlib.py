@@ -101,12 +101,13 @@ class ZaqarServer:
             self.options = merge_options(
                 {"drivers": {"message_store": "mongodb", "management_store": "mongodb"},
                  "drivers:message_store:mongodb": {"uri": self.mongodb_uri,
-                                                   "database": self.mongodb_database},
-                 # the same database: it keeps the queue records, and with
-                 # pooling the catalogue
-                 "drivers:management_store:mongodb": {"uri": self.mongodb_uri,
-                                                      "database": self.mongodb_database}},
+                                                   "database": self.mongodb_database}},
                 self.options)
+            # The management store is the message store's database unless a
+            # test names another: it keeps the queue records, and with
+            # pooling the catalogue.
+            self.options.setdefault("drivers:management_store:mongodb",
+                                    dict(self.options["drivers:message_store:mongodb"]))
             self.options["drivers"]["message_store"] = "mongodb"
             self.options["drivers"]["management_store"] = "mongodb"
         self.proc = None
