@@ -13,5 +13,6 @@ pub mod json;
 pub mod metrics;
 pub mod notification;
 pub mod server;
+pub mod status;
 pub mod storage;
 pub mod transport;
