@@ -288,7 +288,6 @@ pub async fn serve_all(
         let state = Arc::new(HttpState {
             api,
             auth,
-            metrics: Default::default(),
             body_timeout: config.http.header_read_timeout,
         });
         let routes = http::routes(state);

@@ -70,7 +70,19 @@ pub fn open_configured(config: &Config, clock: SharedClock) -> StorageResult<Bac
             backend.queues = queues;
         }
     }
-    Ok(backend)
+    Ok(super::timed::wrap(
+        backend,
+        driver_name(config.message_store),
+    ))
+}
+
+/// The `driver` label of the storage metrics.
+fn driver_name(engine: StoreEngine) -> &'static str {
+    match engine {
+        StoreEngine::Sqlite => "sqlite",
+        StoreEngine::Redis => "redis",
+        StoreEngine::Mongodb => "mongodb",
+    }
 }
 
 /// Opens a pool's store: its URI, with its options over the configured ones.
@@ -84,7 +96,8 @@ pub fn open_pool(
     config: &Config,
     clock: SharedClock,
 ) -> StorageResult<Backend> {
-    match engine_of(uri)? {
+    let engine = engine_of(uri)?;
+    let backend = match engine {
         StoreEngine::Sqlite => {
             let path = uri
                 .split_once("://")
@@ -95,7 +108,8 @@ pub fn open_pool(
         }
         StoreEngine::Redis => open_redis(uri, &config.redis, options, clock),
         StoreEngine::Mongodb => open_mongodb_pool(uri, options, config, clock),
-    }
+    }?;
+    Ok(super::timed::wrap(backend, driver_name(engine)))
 }
 
 #[cfg(feature = "mongodb")]

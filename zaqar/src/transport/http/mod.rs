@@ -31,7 +31,6 @@ use crate::api::{Api, Payload};
 use crate::auth::signature::{comma_list, Signature};
 use crate::auth::{AuthLayer, Caller, Credentials, TOKEN_HEADER};
 use crate::error::{ApiError, ApiResult};
-use crate::metrics::Metrics;
 use query::Query;
 use router::Endpoint;
 
@@ -41,8 +40,6 @@ pub struct HttpState {
     pub api: Api,
     /// Who requests act for (noauth or Keystone).
     pub auth: AuthLayer,
-    /// Response counters for `/metrics`.
-    pub metrics: Arc<Metrics>,
     /// How long a request body may take to arrive (`[drivers:transport:wsgi]
     /// header_read_timeout`: a client that sends its head quickly and its
     /// body never would otherwise hold the connection forever).
@@ -99,9 +96,12 @@ where
     if let Some(global) = global_request_id(&headers) {
         span.record("global_request_id", global);
     }
+    // The operation, once the request parsed into one: the latency
+    // histogram's label ("none" for a request refused before that).
+    let mut operation: Option<OperationKind> = None;
     let mut response = async {
         if path == "/metrics" && method == Method::GET && state.api.config().metrics_enabled {
-            metrics(&state)
+            metrics(&state).await
         } else {
             let credentials = credentials(&headers);
             let answer = match state
@@ -119,6 +119,7 @@ where
                         body,
                         &request_id,
                         &caller,
+                        &mut operation,
                     )
                     .await
                 }
@@ -134,8 +135,16 @@ where
         response.headers_mut().insert("x-openstack-request-id", v);
     }
     let status = response.status();
-    state.metrics.record(status.as_u16());
-    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let took = started.elapsed();
+    let m = crate::metrics::global();
+    m.record(status.as_u16());
+    m.request(
+        "http",
+        operation.map_or("none", OperationKind::name),
+        status.as_u16(),
+        took,
+    );
+    let elapsed_ms = took.as_secs_f64() * 1000.0;
     if status.is_server_error() {
         tracing::warn!(%method, path, status = status.as_u16(), elapsed_ms, "request failed");
     } else {
@@ -152,9 +161,25 @@ fn global_request_id(headers: &HeaderMap) -> Option<&str> {
     uuid::Uuid::try_parse(uuid).is_ok().then_some(id)
 }
 
-/// `GET /metrics`.
-fn metrics(state: &HttpState) -> Response {
-    let mut r = Response::new(state.metrics.render(state.auth.validator()).into());
+/// `GET /metrics`: the outbox gauges are read now (bounded by a second, so
+/// a store that does not answer does not hold the scrape).
+async fn metrics(state: &HttpState) -> Response {
+    let m = crate::metrics::global();
+    if let Some(outbox) = state.api.storage().outbox.as_ref() {
+        let read = async {
+            let depth = outbox.depth().await.ok().flatten();
+            let now = state.api.now_ms();
+            let overdue = match outbox.next_due_ms().await {
+                Ok(Some(due)) if due < now => {
+                    std::time::Duration::from_millis(u64::try_from(now - due).unwrap_or(0))
+                }
+                _ => std::time::Duration::ZERO,
+            };
+            m.outbox(depth, overdue);
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), read).await;
+    }
+    let mut r = Response::new(m.render(state.auth.validator()).into());
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
@@ -174,6 +199,7 @@ async fn dispatch<S, B>(
     body: S,
     request_id: &str,
     caller: &Caller,
+    operation_kind: &mut Option<OperationKind>,
 ) -> ApiResult<Response>
 where
     S: Stream<Item = Result<B, warp::Error>> + Send + Unpin,
@@ -204,6 +230,7 @@ where
     let query = Query::parse(raw_query);
     let operation = endpoint.operation(method, &query, content_type, payload)?;
     let kind = operation.kind();
+    *operation_kind = Some(kind);
     let request = Request {
         caller,
         client_id: header(headers, "client-id"),
