@@ -10,6 +10,7 @@ pub mod config;
 pub mod context;
 pub mod error;
 pub mod json;
+pub mod logging;
 pub mod metrics;
 pub mod notification;
 pub mod server;

@@ -262,6 +262,24 @@ impl Policy {
     /// # Errors
     /// A configured file is missing, or a file is invalid.
     pub fn load(config: &Config) -> Result<Policy, PolicyError> {
+        let Some(path) = Policy::file_of(config)? else {
+            return Ok(Policy::default());
+        };
+        if !path.exists() {
+            return Ok(Policy::default());
+        }
+        let policy = Policy::from_file(&path)?;
+        tracing::info!(file = %path.display(), "policy rules loaded");
+        Ok(policy)
+    }
+
+    /// The policy file a configuration names (which may not exist yet:
+    /// oslo.policy's default name is optional), `None` when there is no
+    /// configuration file and none is named.
+    ///
+    /// # Errors
+    /// A file named in `[oslo_policy] policy_file` does not exist.
+    pub fn file_of(config: &Config) -> Result<Option<PathBuf>, PolicyError> {
         let configured = config
             .sections
             .get("oslo_policy")
@@ -299,14 +317,9 @@ impl Policy {
             None => resolve(DEFAULT_POLICY_FILE),
         };
         if dir.is_none() && configured.is_none() {
-            return Ok(Policy::default());
+            return Ok(None);
         }
-        if !path.exists() {
-            return Ok(Policy::default());
-        }
-        let policy = Policy::from_file(&path)?;
-        tracing::info!(file = %path.display(), "policy rules loaded");
-        Ok(policy)
+        Ok(Some(path))
     }
 
     /// The file the rules came from, if any.

@@ -41,13 +41,6 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let matches = Cli::command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
@@ -68,17 +61,37 @@ async fn main() -> ExitCode {
         emit(&zaqar::api::policy::sample_policy());
         return ExitCode::SUCCESS;
     }
-    raise_nofile_limit();
-    let mut config = match cli.config.load(&matches) {
+    // The configuration says where the log goes: until it is read, what
+    // reading it has to say (files, unknown options) goes to stderr.
+    let early = tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .finish();
+    let loaded = tracing::subscriber::with_default(early, || cli.config.load(&matches));
+    let mut config = match loaded {
         Ok(c) => c,
         Err(e) => {
             eprintln!("zaqar-server: configuration error: {e}");
             return ExitCode::from(2);
         }
     };
+    let log = match zaqar::logging::init(&config.logging) {
+        Ok(log) => log,
+        Err(e) => {
+            eprintln!("zaqar-server: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    for file in &config.files_read {
+        tracing::info!(file = %file.display(), "configuration file read");
+    }
     for ignored in &config.ignored {
         tracing::warn!("configuration option accepted but ignored: {ignored}");
     }
+    raise_nofile_limit();
+    reload_log_levels_on_sighup(log, config.files_read.clone());
     config.admin_mode |= cli.admin_mode;
     match zaqar::server::run(config, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -87,6 +100,26 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// On SIGHUP, reads the configuration files again and puts their log
+/// levels in force (the policy is reloaded by the server itself).
+fn reload_log_levels_on_sighup(log: zaqar::logging::LogHandle, files: Vec<std::path::PathBuf>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match zaqar::config::Config::load_files(&files) {
+                Ok(config) => log.reload(&config.logging),
+                Err(e) => tracing::error!(error = %e, "SIGHUP: configuration not re-read"),
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = (log, files);
 }
 
 /// Writes `text` to stdout; a closed pipe (`| head`) is not an error.

@@ -46,7 +46,8 @@ impl ConfigArgs {
     }
 
     /// Finds the files (the defaults where none of a kind is named), reads
-    /// and merges them, and logs which files were read.
+    /// and merges them ([`Config::files_read`] names them); logs when none
+    /// was found.
     ///
     /// # Errors
     /// A named file or directory is missing, or a value is invalid.
@@ -60,9 +61,6 @@ impl ConfigArgs {
                  /etc): running on the defaults"
             );
             return Config::parse("");
-        }
-        for f in &files {
-            tracing::info!(file = %f.display(), "reading configuration file");
         }
         Config::load_files(&files)
     }

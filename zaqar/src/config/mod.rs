@@ -22,8 +22,9 @@ use std::time::Duration;
 
 use option::{OptionDoc, OptionValue};
 pub use sections::{
-    default_data_dir, AuthStrategy, ClientIdMode, EmailTemplate, NotificationConfig,
-    PipelineConfig, RedisConfig, SignedUrlConfig, SmtpMode, StoreEngine, TransportConfig,
+    default_data_dir, AuthStrategy, ClientIdMode, EmailTemplate, LoggingSection,
+    NotificationConfig, PipelineConfig, RedisConfig, SignedUrlConfig, SmtpMode, StoreEngine,
+    TransportConfig,
 };
 use sections::{
     DefaultSection, DriversSection, ListenSection, ManagementSqliteSection, MetricsSection,
@@ -128,6 +129,8 @@ pub struct Config {
     pub signed_url: SignedUrlConfig,
     /// `[metrics] enabled`.
     pub metrics_enabled: bool,
+    /// The oslo.log options of `[DEFAULT]` ([`crate::logging`]).
+    pub logging: LoggingSection,
     /// The directory of the (last) configuration file read: relative
     /// paths such as `[oslo_policy] policy_file` are taken from there when
     /// they are found in none of [`Config::lookup_dirs`]. `None` for a
@@ -290,7 +293,6 @@ pub const IGNORED: &[(&str, &str, &str)] = &[
         "use_journal",
         "oslo.log options are not read yet; logs go to stderr",
     ),
-    ("DEFAULT", "use_json", "oslo.log options are not read yet"),
     (
         "DEFAULT",
         "default_log_levels",
@@ -614,6 +616,7 @@ impl Config {
         }
         let signed_url = SignedUrlConfig::read(&mut r)?;
         let metrics = MetricsSection::read(&mut r)?;
+        let logging = LoggingSection::read(&mut r)?;
         for unused in r.unused() {
             tracing::warn!("unknown configuration option {unused} is ignored");
         }
@@ -640,6 +643,7 @@ impl Config {
             notification,
             signed_url,
             metrics_enabled: metrics.enabled,
+            logging,
             config_dir: None,
             lookup_dirs: Vec::new(),
             files_read: Vec::new(),
@@ -666,6 +670,7 @@ pub fn all_options() -> Vec<OptionDoc> {
     all.extend(NotificationConfig::options());
     all.extend(SignedUrlConfig::options());
     all.extend(MetricsSection::options());
+    all.extend(LoggingSection::options());
     all
 }
 

@@ -503,3 +503,28 @@ pub fn default_data_dir() -> PathBuf {
     }
     PathBuf::from("zaqar-data")
 }
+
+section! {
+    /// `[DEFAULT]`, the options of oslo.log that this server honours.
+    pub struct LoggingSection in "DEFAULT" {
+        /// Log at DEBUG instead of INFO. `RUST_LOG`, when set, overrides the
+        /// levels of the configuration.
+        debug: bool = false;
+        /// Write the log to this file (appended to) instead of stderr; a
+        /// relative name is taken in `log_dir`.
+        log_file: Option<String> = None;
+        /// The directory of `log_file`; alone, the log goes to
+        /// `<log_dir>/zaqar-server.log`.
+        log_dir: Option<String> = None;
+        /// One JSON document per log line (time, level, target, message,
+        /// fields, request id), instead of text.
+        use_json: bool = false;
+        /// `logger=LEVEL` pairs; a dotted name is read as a Rust target
+        /// (`zaqar.access=WARN` sets `zaqar::access`, the one line per
+        /// request). Names of Python libraries are accepted and match nothing.
+        default_log_levels: Vec<String> = Vec::new();
+        /// strftime format of the time of a text log line (milliseconds are
+        /// appended).
+        log_date_format: String = "%Y-%m-%d %H:%M:%S".into();
+    }
+}

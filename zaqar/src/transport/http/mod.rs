@@ -145,10 +145,13 @@ where
         took,
     );
     let elapsed_ms = took.as_secs_f64() * 1000.0;
+    // One line per request, as the reference's WSGI server logs it (the
+    // span adds the request id); target zaqar::access, so that
+    // `default_log_levels = zaqar.access=WARN` silences it.
     if status.is_server_error() {
-        tracing::warn!(%method, path, status = status.as_u16(), elapsed_ms, "request failed");
+        tracing::warn!(target: crate::logging::ACCESS_TARGET, "\"{method} {path}\" status: {} time: {:.4}", status.as_u16(), elapsed_ms / 1000.0);
     } else {
-        tracing::debug!(%method, path, status = status.as_u16(), elapsed_ms, "request");
+        tracing::info!(target: crate::logging::ACCESS_TARGET, "\"{method} {path}\" status: {} time: {:.4}", status.as_u16(), elapsed_ms / 1000.0);
     }
     response
 }
