@@ -22,9 +22,9 @@ use std::time::Duration;
 
 use option::{OptionDoc, OptionValue};
 pub use sections::{
-    default_data_dir, AuthStrategy, ClientIdMode, EmailTemplate, LoggingSection,
-    NotificationConfig, PipelineConfig, RedisConfig, SignedUrlConfig, SmtpMode, StoreEngine,
-    TransportConfig,
+    default_data_dir, AuthStrategy, ClientIdMode, CorsSection, EmailTemplate, HealthcheckSection,
+    LoggingSection, NotificationConfig, PipelineConfig, RedisConfig, SignedUrlConfig, SmtpMode,
+    StoreEngine, TransportConfig,
 };
 use sections::{
     DefaultSection, DriversSection, ListenSection, ManagementSqliteSection, MetricsSection,
@@ -131,6 +131,10 @@ pub struct Config {
     pub metrics_enabled: bool,
     /// The oslo.log options of `[DEFAULT]` ([`crate::logging`]).
     pub logging: LoggingSection,
+    /// `[cors]`.
+    pub cors: CorsSection,
+    /// `[healthcheck]`.
+    pub healthcheck: HealthcheckSection,
     /// The directory of the (last) configuration file read: relative
     /// paths such as `[oslo_policy] policy_file` are taken from there when
     /// they are found in none of [`Config::lookup_dirs`]. `None` for a
@@ -617,6 +621,8 @@ impl Config {
         let signed_url = SignedUrlConfig::read(&mut r)?;
         let metrics = MetricsSection::read(&mut r)?;
         let logging = LoggingSection::read(&mut r)?;
+        let cors = CorsSection::read(&mut r)?;
+        let healthcheck = HealthcheckSection::read(&mut r)?;
         for unused in r.unused() {
             tracing::warn!("unknown configuration option {unused} is ignored");
         }
@@ -644,6 +650,8 @@ impl Config {
             signed_url,
             metrics_enabled: metrics.enabled,
             logging,
+            cors,
+            healthcheck,
             config_dir: None,
             lookup_dirs: Vec::new(),
             files_read: Vec::new(),
@@ -671,6 +679,8 @@ pub fn all_options() -> Vec<OptionDoc> {
     all.extend(SignedUrlConfig::options());
     all.extend(MetricsSection::options());
     all.extend(LoggingSection::options());
+    all.extend(CorsSection::options());
+    all.extend(HealthcheckSection::options());
     all
 }
 

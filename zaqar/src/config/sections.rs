@@ -528,3 +528,66 @@ section! {
         log_date_format: String = "%Y-%m-%d %H:%M:%S".into();
     }
 }
+
+section! {
+    /// `[cors]`: cross-origin resource sharing, as oslo.middleware's CORS
+    /// filter (with Zaqar's defaults for headers and methods). Off while
+    /// `allowed_origin` is empty.
+    pub struct CorsSection in "cors" {
+        /// Origins that may share the API's responses (`https://horizon.example`,
+        /// or `*` for any), as the browser sends them in `Origin`.
+        allowed_origin: Vec<String> = Vec::new();
+        /// Tell the browser that the actual request may carry credentials.
+        allow_credentials: bool = true;
+        /// Response headers the browser may show to the page.
+        expose_headers: Vec<String> = [
+            "X-Auth-Token",
+            "X-Subject-Token",
+            "X-Service-Token",
+            "X-OpenStack-Request-ID",
+        ]
+        .map(String::from)
+        .to_vec();
+        /// Seconds a browser may cache a preflight answer.
+        max_age: Option<u32> = Some(3600);
+        /// Methods an actual request may use.
+        allow_methods: Vec<String> = ["GET", "PUT", "POST", "DELETE", "PATCH", "HEAD"]
+            .map(String::from)
+            .to_vec();
+        /// Headers an actual request may carry (besides the simple ones).
+        allow_headers: Vec<String> = [
+            "X-Auth-Token",
+            "X-Identity-Status",
+            "X-Roles",
+            "X-Service-Catalog",
+            "X-User-Id",
+            "X-Tenant-Id",
+            "X-OpenStack-Request-ID",
+            "X-Trace-Info",
+            "X-Trace-HMAC",
+            "Client-id",
+        ]
+        .map(String::from)
+        .to_vec();
+    }
+}
+
+section! {
+    /// `[healthcheck]`: the `/healthcheck` endpoint, as oslo.middleware's
+    /// healthcheck (for load balancers: no authentication, no store access).
+    pub struct HealthcheckSection in "healthcheck" {
+        /// The path it answers on.
+        path: String = "/healthcheck".into(), check |v: &String| {
+            if v.starts_with('/') && !v.starts_with("/v2") && v.len() > 1 {
+                Ok(())
+            } else {
+                Err(format!("{v:?} must be an absolute path outside /v2"))
+            }
+        };
+        /// While this file exists, answer 503 `DISABLED BY FILE` (take the
+        /// node out of the load balancer before maintenance).
+        disable_by_file_path: Option<String> = None;
+        /// `port:path` pairs: the same, per listening port.
+        disable_by_file_paths: Vec<String> = Vec::new();
+    }
+}

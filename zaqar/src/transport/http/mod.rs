@@ -9,6 +9,8 @@
 //! before auth when `[metrics] enabled`. This module only translates: every rule
 //! lives in [`crate::api`].
 
+pub mod cors;
+pub mod healthcheck;
 pub mod query;
 pub mod render;
 pub mod router;
@@ -99,8 +101,14 @@ where
     // The operation, once the request parsed into one: the latency
     // histogram's label ("none" for a request refused before that).
     let mut operation: Option<OperationKind> = None;
+    let preflight = cors::is_preflight(&state.api.config().cors, &method, &headers);
     let mut response = async {
-        if path == "/metrics" && method == Method::GET && state.api.config().metrics_enabled {
+        let config = state.api.config();
+        if path == config.healthcheck.path && (method == Method::GET || method == Method::HEAD) {
+            healthcheck::answer(&config.healthcheck, config.http.port, &method, &headers)
+        } else if preflight {
+            cors::preflight(&config.cors, &headers)
+        } else if path == "/metrics" && method == Method::GET && config.metrics_enabled {
             metrics(&state).await
         } else {
             let credentials = credentials(&headers);
@@ -133,6 +141,9 @@ where
     let _in_span = span.enter();
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-openstack-request-id", v);
+    }
+    if !preflight {
+        cors::decorate(&state.api.config().cors, &headers, &mut response);
     }
     let status = response.status();
     let took = started.elapsed();
