@@ -46,8 +46,9 @@ pub struct Metrics {
     storage: HistogramVec,
     /// `zaqar_notification_deliveries_total{kind,result}`.
     deliveries: IntCounterVec,
-    /// `zaqar_notification_outbox_depth`.
-    outbox_depth: IntGauge,
+    /// `zaqar_notification_outbox_depth` (a family without labels, so that
+    /// it is absent until a store that can count its outbox sets it).
+    outbox_depth: prometheus::IntGaugeVec,
     /// `zaqar_notification_outbox_oldest_due_seconds`.
     outbox_oldest: Gauge,
     /// `zaqar_websocket_connections`.
@@ -117,9 +118,12 @@ impl Metrics {
             ),
             outbox_depth: registered(
                 &registry,
-                IntGauge::new(
-                    "zaqar_notification_outbox_depth",
-                    "Notifications waiting in the outbox (read at scrape time; absent for a store that cannot count them).",
+                prometheus::IntGaugeVec::new(
+                    Opts::new(
+                        "zaqar_notification_outbox_depth",
+                        "Notifications waiting in the outbox (read at scrape time; absent for a store that cannot count them).",
+                    ),
+                    &[],
                 )
                 .expect("valid gauge"),
             ),
@@ -191,7 +195,9 @@ impl Metrics {
     /// Sets the outbox gauges (depth unknown: left out of the exposition).
     pub fn outbox(&self, depth: Option<u64>, oldest_due: Duration) {
         if let Some(d) = depth {
-            self.outbox_depth.set(i64::try_from(d).unwrap_or(i64::MAX));
+            self.outbox_depth
+                .with_label_values(&[] as &[&str])
+                .set(i64::try_from(d).unwrap_or(i64::MAX));
         }
         self.outbox_oldest.set(oldest_due.as_secs_f64());
     }
@@ -318,6 +324,7 @@ mod tests {
         m.delivery("webhook", "delivered");
         m.ws_connection(1);
         m.ws_frame("in");
+        assert!(!m.render(None).contains("zaqar_notification_outbox_depth "));
         m.outbox(Some(3), Duration::from_secs(2));
         let text = m.render(None);
         for line in [
