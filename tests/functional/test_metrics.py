@@ -142,3 +142,20 @@ def test_the_grafana_dashboard_queries_exported_metrics(server_factory):
     for name in sorted(names):
         base = re.sub(r"_(bucket|count|sum)$", "", name)
         assert (re.search(rf"^# TYPE {base} ", text, re.M) or f'"{base}"' in source), name
+
+
+def test_storage_latency_is_labelled_by_pool(server_factory, tmp_path):
+    srv = server_factory({"DEFAULT": {"admin_mode": "true", "pooling": "true"},
+                          "drivers": {"message_store": "sqlite", "management_store": "sqlite"},
+                          "metrics": {"enabled": "true"}})
+    api = Api(srv.url, "p-" + uuid.uuid4().hex[:8])
+    admin_headers = {**api.default_headers(), "X-Roles": "admin"}
+    uri = f"sqlite://{tmp_path / 'pool-a.sqlite'}"
+    resp = requests.put(srv.url + "/v2/pools/pool-a", json={"uri": uri, "weight": 10},
+                        headers=admin_headers)
+    assert resp.status_code == 201, resp.text
+    assert api.put("/v2/queues/pq").status_code == 201
+    api.post_messages("pq", [{"body": 1, "ttl": 300}])
+    text, samples = scrape(srv)
+    assert value(samples, "zaqar_storage_operation_duration_seconds_count", driver="sqlite",
+                 pool="pool-a", operation="message_post", outcome="ok") == 1, text

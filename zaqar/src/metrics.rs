@@ -42,7 +42,7 @@ pub struct Metrics {
     http_responses: IntCounterVec,
     /// `zaqar_request_duration_seconds{transport,operation,status}`.
     requests: HistogramVec,
-    /// `zaqar_storage_operation_duration_seconds{driver,operation,outcome}`.
+    /// `zaqar_storage_operation_duration_seconds{driver,pool,operation,outcome}`.
     storage: HistogramVec,
     /// `zaqar_notification_deliveries_total{kind,result}`.
     deliveries: IntCounterVec,
@@ -108,8 +108,8 @@ impl Metrics {
             ),
             storage: histogram(
                 "zaqar_storage_operation_duration_seconds",
-                "Time of a storage driver operation, by driver, operation and outcome (ok or error).",
-                &["driver", "operation", "outcome"],
+                "Time of a storage driver operation, by driver, pool (empty outside pooling), operation and outcome (ok or error).",
+                &["driver", "pool", "operation", "outcome"],
             ),
             deliveries: counter(
                 "zaqar_notification_deliveries_total",
@@ -171,9 +171,9 @@ impl Metrics {
     }
 
     /// Records one storage operation of `driver`.
-    pub fn storage_op(&self, driver: &str, operation: &str, ok: bool, took: Duration) {
+    pub fn storage_op(&self, driver: &str, pool: &str, operation: &str, ok: bool, took: Duration) {
         self.storage
-            .with_label_values(&[driver, operation, if ok { "ok" } else { "error" }])
+            .with_label_values(&[driver, pool, operation, if ok { "ok" } else { "error" }])
             .observe(took.as_secs_f64());
     }
 
@@ -320,7 +320,7 @@ mod tests {
         m.record(200);
         m.record(401);
         m.request("http", "message_post", 201, Duration::from_millis(3));
-        m.storage_op("sqlite", "message post", true, Duration::from_millis(1));
+        m.storage_op("sqlite", "", "message post", true, Duration::from_millis(1));
         m.delivery("webhook", "delivered");
         m.ws_connection(1);
         m.ws_frame("in");
@@ -331,7 +331,7 @@ mod tests {
             "zaqar_http_responses_total{code=\"200\"} 2\n",
             "zaqar_http_responses_total{code=\"401\"} 1\n",
             "zaqar_request_duration_seconds_count{operation=\"message_post\",status=\"201\",transport=\"http\"} 1\n",
-            "zaqar_storage_operation_duration_seconds_count{driver=\"sqlite\",operation=\"message post\",outcome=\"ok\"} 1\n",
+            "zaqar_storage_operation_duration_seconds_count{driver=\"sqlite\",operation=\"message post\",outcome=\"ok\",pool=\"\"} 1\n",
             "zaqar_notification_deliveries_total{kind=\"webhook\",result=\"delivered\"} 1\n",
             "zaqar_websocket_connections 1\n",
             "zaqar_websocket_frames_total{direction=\"in\"} 1\n",

@@ -137,8 +137,13 @@ fn pooled_storage(
     let opener_clock = clock.clone();
     let opener_wake = wake.clone();
     let opener: PoolOpener = Arc::new(move |pool| {
-        let backend =
-            engines::open_pool(&pool.uri, &pool.options, &pool_config, opener_clock.clone())?;
+        let backend = engines::open_named_pool(
+            &pool.name,
+            &pool.uri,
+            &pool.options,
+            &pool_config,
+            opener_clock.clone(),
+        )?;
         pool_registry
             .assemble_with(
                 Backend::without_outbox(&backend),

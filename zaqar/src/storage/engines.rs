@@ -96,6 +96,21 @@ pub fn open_pool(
     config: &Config,
     clock: SharedClock,
 ) -> StorageResult<Backend> {
+    open_named_pool("", uri, options, config, clock)
+}
+
+/// [`open_pool`] for the pool `name`: its storage metrics carry the pool's
+/// name.
+///
+/// # Errors
+/// As [`open_pool`].
+pub fn open_named_pool(
+    name: &str,
+    uri: &str,
+    options: &Metadata,
+    config: &Config,
+    clock: SharedClock,
+) -> StorageResult<Backend> {
     let engine = engine_of(uri)?;
     let backend = match engine {
         StoreEngine::Sqlite => {
@@ -109,7 +124,7 @@ pub fn open_pool(
         StoreEngine::Redis => open_redis(uri, &config.redis, options, clock),
         StoreEngine::Mongodb => open_mongodb_pool(uri, options, config, clock),
     }?;
-    Ok(super::timed::wrap(backend, driver_name(engine)))
+    Ok(super::timed::wrap_pool(backend, driver_name(engine), name))
 }
 
 #[cfg(feature = "mongodb")]

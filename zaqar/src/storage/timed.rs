@@ -1,6 +1,7 @@
 //! A stage in front of a driver that times its queue, message and claim
-//! operations into `zaqar_storage_operation_duration_seconds{driver,
-//! operation, outcome}` ([`crate::metrics`]). Subscriptions and the outbox
+//! operations into `zaqar_storage_operation_duration_seconds{driver, pool,
+//! operation, outcome}` ([`crate::metrics`]; `pool` is empty outside
+//! pooling). Subscriptions and the outbox
 //! are not timed (they are off the request path of the API's hot
 //! operations); every other call goes straight to the driver.
 
@@ -18,17 +19,27 @@ use super::{
 
 /// The driver's stores, each behind a timer labelled `driver`.
 pub fn wrap(backend: Backend, driver: &'static str) -> Backend {
+    wrap_pool(backend, driver, "")
+}
+
+/// The stores of the pool `pool`, each behind a timer labelled `driver`
+/// and `pool`.
+pub fn wrap_pool(backend: Backend, driver: &'static str, pool: &str) -> Backend {
+    let pool: Arc<str> = Arc::from(pool);
     Backend {
         queues: Arc::new(Timed {
             driver,
+            pool: pool.clone(),
             inner: backend.queues.clone(),
         }),
         messages: Arc::new(Timed {
             driver,
+            pool: pool.clone(),
             inner: backend.messages.clone(),
         }),
         claims: Arc::new(Timed {
             driver,
+            pool,
             inner: backend.claims.clone(),
         }),
         ..backend
@@ -38,6 +49,7 @@ pub fn wrap(backend: Backend, driver: &'static str) -> Backend {
 /// One store behind a timer.
 struct Timed<S: ?Sized> {
     driver: &'static str,
+    pool: Arc<str>,
     inner: Arc<S>,
 }
 
@@ -51,6 +63,7 @@ impl<S: ?Sized> Timed<S> {
         let result = call.await;
         crate::metrics::global().storage_op(
             self.driver,
+            &self.pool,
             operation,
             result.is_ok(),
             started.elapsed(),
