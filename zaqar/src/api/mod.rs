@@ -15,6 +15,7 @@ pub mod health;
 pub mod home;
 pub mod messages;
 pub mod metadata;
+pub mod openapi;
 pub mod operation;
 pub mod policy;
 pub mod pools;

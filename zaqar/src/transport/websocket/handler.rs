@@ -270,6 +270,7 @@ fn body_of(reply: Reply, queue: &str, id: &str, now: i64) -> Result<(u16, Value)
     Ok(match reply {
         Reply::Versions => (300, crate::api::home::versions()),
         Reply::HomeDoc { admin_mode } => (200, crate::api::home::document(admin_mode)),
+        Reply::OpenApi(doc) => (200, doc),
         Reply::Pong { alive: true } => (204, json!({})),
         Reply::Pong { alive: false } => {
             return Err(ApiError::Unavailable("Storage is not reachable.".into()))
