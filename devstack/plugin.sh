@@ -8,13 +8,14 @@
 #
 #     [[local|localrc]]
 #     enable_plugin zaqar <url of this repository> [branch]
-#     # optional: ZAQAR_BACKEND=redis, ZAQAR_BIN=/path/to/zaqar-server
+#     # optional: ZAQAR_BACKEND=redis, ZAQAR_BIN=/path/to/zaqar-server,
+#     # LIBS_FROM_GIT=python-zaqarclient,zaqar-tempest-plugin
 #
 # Phases (devstack calls this file with them):
 #   stack install     -> install_zaqar (binary, client)
 #   stack post-config -> configure_zaqar, create_zaqar_accounts
 #   stack extra       -> start_zaqar (and wait for GET /v2/ping)
-#   stack test-config -> configure_tempest_for_zaqar
+#   stack test-config -> install_zaqar_tempest_plugin, configure_tempest_for_zaqar
 #   unstack           -> stop_zaqar
 #   clean             -> cleanup_zaqar
 #
@@ -61,7 +62,7 @@ function install_rust_toolchain {
         return 0
     fi
     if [[ "$ZAQAR_INSTALL_RUSTUP" != "True" ]]; then
-        die $LINENO "cargo not found: install Rust, set ZAQAR_BIN to a prebuilt zaqar-server, or set ZAQAR_INSTALL_RUSTUP=True"
+        die $LINENO "cargo not found: install Rust (the rust-version of Cargo.toml or newer), set ZAQAR_BIN to a prebuilt zaqar-server, or set ZAQAR_INSTALL_RUSTUP=True to install one with rustup"
     fi
     echo "Installing a Rust toolchain with rustup for $USER"
     curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs \
@@ -83,7 +84,8 @@ function build_zaqar {
     if [[ "$ZAQAR_CARGO_PROFILE" == "dev" ]]; then
         target_dir=debug
     fi
-    (cd "$ZAQAR_DIR" && cargo build --profile "$ZAQAR_CARGO_PROFILE" --bin zaqar-server) >&2 \
+    # --locked: the dependency versions of Cargo.lock, never newer ones.
+    (cd "$ZAQAR_DIR" && cargo build --locked --profile "$ZAQAR_CARGO_PROFILE" --bin zaqar-server) >&2 \
         || die $LINENO "cargo build of zaqar-server failed"
     echo "$ZAQAR_DIR/target/$target_dir/zaqar-server"
 }
@@ -103,8 +105,26 @@ function install_zaqar {
     if [[ "$ZAQAR_BACKEND" == "redis" ]]; then
         install_zaqar_redis
     fi
-    # `openstack messaging ...` and the tests use the reference's client.
-    pip_install python-zaqarclient
+    # `openstack messaging ...` and the tests use the reference's client,
+    # from git when LIBS_FROM_GIT names it.
+    if use_library_from_git "python-zaqarclient"; then
+        git_clone_by_name "python-zaqarclient"
+        setup_dev_lib "python-zaqarclient"
+    else
+        pip_install_gr python-zaqarclient
+    fi
+}
+
+# install_zaqar_tempest_plugin - zaqar-tempest-plugin into tempest's venv,
+# from git when LIBS_FROM_GIT names it, else the released package.
+function install_zaqar_tempest_plugin {
+    local spec=zaqar-tempest-plugin
+    if use_library_from_git "zaqar-tempest-plugin"; then
+        git_clone_by_name "zaqar-tempest-plugin"
+        spec=${GITDIR["zaqar-tempest-plugin"]}
+    fi
+    (cd "$TEMPEST_DIR" && tox -evenv-tempest -- pip install "$spec") \
+        || die $LINENO "cannot install zaqar-tempest-plugin into tempest's venv"
 }
 
 # install_zaqar_redis - a local Redis for ZAQAR_BACKEND=redis.
@@ -128,6 +148,7 @@ function configure_zaqar {
     touch "$ZAQAR_CONF"
 
     iniset "$ZAQAR_CONF" DEFAULT admin_mode "$ZAQAR_ADMIN_MODE"
+    iniset "$ZAQAR_CONF" DEFAULT debug "$ENABLE_DEBUG_LOG_LEVEL"
     if is_service_enabled keystone; then
         iniset "$ZAQAR_CONF" DEFAULT auth_strategy keystone
     else
@@ -153,7 +174,13 @@ function configure_zaqar {
 
     iniset "$ZAQAR_CONF" drivers transport "$(zaqar_transports)"
     iniset "$ZAQAR_CONF" drivers:transport:wsgi bind "$ZAQAR_SERVICE_LISTEN_ADDRESS"
-    iniset "$ZAQAR_CONF" drivers:transport:wsgi port "$ZAQAR_SERVICE_PORT"
+    # Behind tls-proxy the server listens on the internal port and Apache
+    # terminates TLS on the public one.
+    if is_service_enabled tls-proxy; then
+        iniset "$ZAQAR_CONF" drivers:transport:wsgi port "$ZAQAR_SERVICE_PORT_INT"
+    else
+        iniset "$ZAQAR_CONF" drivers:transport:wsgi port "$ZAQAR_SERVICE_PORT"
+    fi
     iniset "$ZAQAR_CONF" drivers:transport:websocket bind "$ZAQAR_SERVICE_LISTEN_ADDRESS"
     iniset "$ZAQAR_CONF" drivers:transport:websocket port "$ZAQAR_WEBSOCKET_PORT"
 
@@ -202,8 +229,9 @@ function create_zaqar_accounts {
     if is_service_enabled zaqar-websocket; then
         zaqar_ws_service=$(get_or_create_service "zaqar-websocket" \
             "messaging-websocket" "Zaqar Websocket Service")
+        # The WebSocket listener is not behind tls-proxy: plain ws.
         get_or_create_endpoint "$zaqar_ws_service" "$REGION_NAME" \
-            "$ZAQAR_SERVICE_PROTOCOL://$ZAQAR_SERVICE_HOST:$ZAQAR_WEBSOCKET_PORT"
+            "ws://$ZAQAR_SERVICE_HOST:$ZAQAR_WEBSOCKET_PORT"
     fi
 }
 
@@ -212,9 +240,22 @@ function start_zaqar {
     # run_process NAME COMMAND GROUP USER ENV: a devstack@NAME.service unit
     # (KillMode=process: stopping sends SIGTERM, the server finishes
     # in-flight requests and exits). Logs: journalctl -u devstack@NAME.
+    local env=""
+    if [[ -n "$ZAQAR_LOG_LEVEL" ]]; then
+        env="RUST_LOG=$ZAQAR_LOG_LEVEL"
+    fi
     run_process "$(zaqar_process_name)" \
         "$ZAQAR_BIN_DIR/zaqar-server --config-file $ZAQAR_CONF" \
-        "" "" "RUST_LOG=$ZAQAR_LOG_LEVEL"
+        "" "" "$env"
+    # systemctl reload: SIGHUP re-reads the policy file and the log levels.
+    local unit="$SYSTEMD_DIR/devstack@$(zaqar_process_name).service"
+    if [[ -f "$unit" ]]; then
+        iniset -sudo "$unit" Service ExecReload "/bin/kill -HUP \$MAINPID"
+        $SYSTEMCTL daemon-reload
+    fi
+    if is_service_enabled zaqar-wsgi && is_service_enabled tls-proxy; then
+        start_tls_proxy zaqar '*' "$ZAQAR_SERVICE_PORT" "$ZAQAR_SERVICE_HOST" "$ZAQAR_SERVICE_PORT_INT"
+    fi
     if is_service_enabled zaqar-wsgi; then
         wait_for_zaqar_ping
     fi
@@ -223,6 +264,10 @@ function start_zaqar {
 # wait_for_zaqar_ping - GET /v2/ping until it answers 204.
 function wait_for_zaqar_ping {
     local url="$ZAQAR_SERVICE_PROTOCOL://$ZAQAR_SERVICE_HOST:$ZAQAR_SERVICE_PORT/v2/ping"
+    local tls=()
+    if [[ "$ZAQAR_SERVICE_PROTOCOL" == "https" && -f "$SSL_BUNDLE_FILE" ]]; then
+        tls=(--cacert "$SSL_BUNDLE_FILE")
+    fi
     local client_id project token
     client_id=$(uuidgen 2>/dev/null || python3 -c 'import uuid; print(uuid.uuid4())')
     project=devstack-probe
@@ -236,7 +281,7 @@ function wait_for_zaqar_ping {
     local deadline=$((SECONDS + ZAQAR_START_TIMEOUT)) code=""
     while (( SECONDS < deadline )); do
         code=$(curl -s -o /dev/null -w '%{http_code}' --noproxy '*' \
-            -H "Client-ID: $client_id" -H "X-Project-ID: $project" "${auth[@]}" "$url" || true)
+            "${tls[@]}" -H "Client-ID: $client_id" -H "X-Project-ID: $project" "${auth[@]}" "$url" || true)
         if [[ "$code" == "204" ]]; then
             echo "zaqar-server is up"
             return 0
@@ -278,6 +323,9 @@ if is_service_enabled zaqar-wsgi || is_service_enabled zaqar-websocket; then
         echo_summary "Starting Zaqar (Rust)"
         start_zaqar
     elif [[ "$1" == "stack" && "$2" == "test-config" ]]; then
+        if is_service_enabled tempest; then
+            install_zaqar_tempest_plugin
+        fi
         configure_tempest_for_zaqar
     fi
 

@@ -2,7 +2,8 @@
 #
 # Build: sphinx-build -W -b html doc/source doc/build/html
 # Only Sphinx itself is needed (doc/requirements.txt): no extension that
-# reaches the network, and the built-in alabaster theme.
+# reaches the network, and the built-in alabaster theme. The build runs the
+# zaqar-server binary ($ZAQAR_SERVER_BIN, else target/debug/zaqar-server).
 
 project = "Zaqar in Rust"
 author = "the Zaqar in Rust contributors"
@@ -10,7 +11,15 @@ copyright = "the Zaqar in Rust contributors"
 release = "0.1.0"
 version = release
 
-extensions = []
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "_ext"))
+
+# zaqar_options: the configuration reference and the sample policy are
+# rendered from the server's own declarations (zaqar-server
+# --sample-config=json, --sample-policy) at build time.
+extensions = ["zaqar_options"]
 
 root_doc = "index"
 source_suffix = {".rst": "restructuredtext"}

@@ -111,6 +111,7 @@ impl KeystoneClient {
         let mut rejected: Option<Arc<str>> = None;
         for _ in 0..2 {
             let service = self.service_token(rejected.as_ref()).await?;
+            let started = std::time::Instant::now();
             let response = self
                 .send(|| {
                     Counters::bump(&self.counters.keystone_validations);
@@ -119,7 +120,13 @@ impl KeystoneClient {
                         .header("X-Auth-Token", &*service)
                         .header("X-Subject-Token", subject)
                 })
-                .await?;
+                .await;
+            Counters::bump(&self.counters.validation_calls);
+            let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            self.counters
+                .validation_micros
+                .fetch_add(micros, std::sync::atomic::Ordering::Relaxed);
+            let response = response?;
             match response.status() {
                 StatusCode::OK => {
                     let body: TokenResponse = read_json(response).await?;

@@ -10,6 +10,8 @@ pub(crate) struct Counters {
     pub(crate) keystone_validations: AtomicU64,
     pub(crate) service_token_fetches: AtomicU64,
     pub(crate) catalog_fetches: AtomicU64,
+    pub(crate) validation_calls: AtomicU64,
+    pub(crate) validation_micros: AtomicU64,
 }
 
 impl Counters {
@@ -24,12 +26,14 @@ impl Counters {
             keystone_validations: self.keystone_validations.load(Ordering::Relaxed),
             service_token_fetches: self.service_token_fetches.load(Ordering::Relaxed),
             catalog_fetches: self.catalog_fetches.load(Ordering::Relaxed),
+            validation_calls: self.validation_calls.load(Ordering::Relaxed),
+            validation_seconds: self.validation_micros.load(Ordering::Relaxed) as f64 / 1e6,
         }
     }
 }
 
 /// A snapshot of the counters since the validator was built. Each only grows.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Stats {
     /// Validations answered from the cache (a valid or a remembered invalid
     /// token), including requests that waited for another request's
@@ -44,4 +48,10 @@ pub struct Stats {
     pub service_token_fetches: u64,
     /// Catalog look-ups ([`crate::Validator::catalog`]).
     pub catalog_fetches: u64,
+    /// Token validations that asked Keystone, each counted once however
+    /// many requests (retries) it took.
+    pub validation_calls: u64,
+    /// Total time those validations waited for Keystone, in seconds
+    /// (divided by `validation_calls`: the mean latency of Keystone).
+    pub validation_seconds: f64,
 }

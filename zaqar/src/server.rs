@@ -137,8 +137,13 @@ fn pooled_storage(
     let opener_clock = clock.clone();
     let opener_wake = wake.clone();
     let opener: PoolOpener = Arc::new(move |pool| {
-        let backend =
-            engines::open_pool(&pool.uri, &pool.options, &pool_config, opener_clock.clone())?;
+        let backend = engines::open_named_pool(
+            &pool.name,
+            &pool.uri,
+            &pool.options,
+            &pool_config,
+            opener_clock.clone(),
+        )?;
         pool_registry
             .assemble_with(
                 Backend::without_outbox(&backend),
@@ -272,6 +277,8 @@ pub async fn serve_all(
             Err(e) => tracing::error!(error = %e, "notifications are disabled"),
         }
     }
+    // The policy reloader is not waited for: it holds no connection.
+    tokio::spawn(reload_policy_on_change(api.clone(), stop_rx.clone()));
     if let Some((listener, hub)) = websocket {
         let limits = WsLimits {
             max_connections: config.websocket.max_connections,
@@ -289,7 +296,6 @@ pub async fn serve_all(
         let state = Arc::new(HttpState {
             api,
             auth,
-            metrics: Default::default(),
             body_timeout: config.http.header_read_timeout,
         });
         let routes = http::routes(state);
@@ -307,6 +313,53 @@ pub async fn serve_all(
         }
     }
     Ok(())
+}
+
+/// How often the policy file's modification time is looked at.
+const POLICY_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reloads the policy on SIGHUP, and when its file changes on disk (as
+/// oslo.policy re-reads a changed file), until `stop`. Requests in flight
+/// keep the rules they started with; no connection is touched. An invalid
+/// file is logged and the rules in force stay.
+async fn reload_policy_on_change(api: Api, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let path = Policy::file_of(api.config()).ok().flatten();
+    let stamp = |p: &Option<std::path::PathBuf>| {
+        p.as_ref()
+            .and_then(|p| std::fs::metadata(p).ok())
+            .map(|m| (m.modified().ok(), m.len()))
+    };
+    let mut seen = stamp(&path);
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        let hangup = async {
+            #[cfg(unix)]
+            if let Some(h) = hup.as_mut() {
+                h.recv().await;
+                return;
+            }
+            std::future::pending::<()>().await;
+        };
+        let why = tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            () = hangup => "SIGHUP",
+            () = tokio::time::sleep(POLICY_CHECK_INTERVAL) => {
+                let now = stamp(&path);
+                if now == seen {
+                    continue;
+                }
+                seen = now;
+                "the policy file changed"
+            }
+        };
+        match api.reload_policy() {
+            Ok(()) => tracing::info!(reason = why, "policy reloaded"),
+            Err(e) => {
+                tracing::error!(reason = why, error = %e, "policy not reloaded: the rules in force stay");
+            }
+        }
+    }
 }
 
 async fn bind(listen: &crate::config::Listen) -> Result<TcpListener, StartError> {

@@ -100,7 +100,9 @@ impl Payload {
 pub struct Api {
     storage: Storage,
     config: Arc<Config>,
-    policy: Policy,
+    /// The rules in force, shared by every clone: SIGHUP or a change of
+    /// the policy file replaces them ([`Api::reload_policy`]).
+    policy: Arc<std::sync::RwLock<Policy>>,
     clock: SharedClock,
     trusts: Option<Arc<dyn TrustTokens>>,
 }
@@ -124,7 +126,7 @@ impl Api {
         Api {
             storage,
             config,
-            policy: Policy::default(),
+            policy: Arc::new(std::sync::RwLock::new(Policy::default())),
             clock,
             trusts,
         }
@@ -132,13 +134,30 @@ impl Api {
 
     /// Replaces the policy (the default rules) with `policy`.
     pub fn with_policy(mut self, policy: Policy) -> Self {
-        self.policy = policy;
+        self.policy = Arc::new(std::sync::RwLock::new(policy));
         self
     }
 
-    /// The policy enforcer.
-    pub fn policy(&self) -> &Policy {
-        &self.policy
+    /// The policy enforcer (the rules in force now).
+    pub fn policy(&self) -> std::sync::RwLockReadGuard<'_, Policy> {
+        self.policy
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Reads the policy file again (as at start-up) and puts its rules in
+    /// force for every request that starts after; an invalid file leaves
+    /// the rules in force unchanged (and says why).
+    ///
+    /// # Errors
+    /// The file is missing or invalid.
+    pub fn reload_policy(&self) -> Result<(), policy::PolicyError> {
+        let fresh = Policy::load(&self.config)?;
+        *self
+            .policy
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+        Ok(())
     }
 
     /// Replaces what creates the Keystone trusts of `trust+` subscriptions.

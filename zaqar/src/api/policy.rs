@@ -82,6 +82,21 @@ pub const DEFAULT_RULES: &[(&str, &str)] = &[
     ("flavors:update", "role:admin"),
 ];
 
+/// A sample `policy.yaml`: every rule at its default, commented out, as
+/// `oslopolicy-sample-generator` writes one (`zaqar-server
+/// --sample-policy`). Uncommented, it is a policy equal to the defaults.
+pub fn sample_policy() -> String {
+    let mut out = String::from(
+        "# Zaqar policy rules, at their defaults (zaqar-server --sample-policy).\n\
+         # Uncomment a rule and change its check string to override it; rules\n\
+         # not in the file keep these defaults.\n\n",
+    );
+    for (name, check) in DEFAULT_RULES {
+        out.push_str(&format!("#\"{name}\": \"{check}\"\n\n"));
+    }
+    out
+}
+
 /// The policy file looked up next to the configuration file when
 /// `[oslo_policy] policy_file` is not set (oslo.policy's default name).
 pub const DEFAULT_POLICY_FILE: &str = "policy.yaml";
@@ -239,13 +254,32 @@ impl Policy {
     }
 
     /// The policy a configuration asks for: `[oslo_policy] policy_file`
-    /// (relative paths are taken from the configuration file's directory),
+    /// (a relative path is looked up next to the configuration files, last
+    /// first, then in oslo.config's search directories),
     /// else `policy.yaml` next to the configuration file when it exists,
     /// else the default rules.
     ///
     /// # Errors
     /// A configured file is missing, or a file is invalid.
     pub fn load(config: &Config) -> Result<Policy, PolicyError> {
+        let Some(path) = Policy::file_of(config)? else {
+            return Ok(Policy::default());
+        };
+        if !path.exists() {
+            return Ok(Policy::default());
+        }
+        let policy = Policy::from_file(&path)?;
+        tracing::info!(file = %path.display(), "policy rules loaded");
+        Ok(policy)
+    }
+
+    /// The policy file a configuration names (which may not exist yet:
+    /// oslo.policy's default name is optional), `None` when there is no
+    /// configuration file and none is named.
+    ///
+    /// # Errors
+    /// A file named in `[oslo_policy] policy_file` does not exist.
+    pub fn file_of(config: &Config) -> Result<Option<PathBuf>, PolicyError> {
         let configured = config
             .sections
             .get("oslo_policy")
@@ -253,9 +287,19 @@ impl Policy {
             .map(|v| v.trim())
             .filter(|v| !v.is_empty());
         let dir = config.config_dir.as_deref();
-        let resolve = |name: &str| match dir {
-            Some(dir) if Path::new(name).is_relative() => dir.join(name),
-            _ => PathBuf::from(name),
+        // A relative name: the first of the lookup directories that holds
+        // it (oslo.config's find_file), else the configuration's directory.
+        let resolve = |name: &str| {
+            if Path::new(name).is_absolute() {
+                return PathBuf::from(name);
+            }
+            config
+                .lookup_dirs
+                .iter()
+                .map(|d| d.join(name))
+                .find(|p| p.exists())
+                .or_else(|| dir.map(|d| d.join(name)))
+                .unwrap_or_else(|| PathBuf::from(name))
         };
         let path = match configured {
             Some(name) => {
@@ -273,14 +317,9 @@ impl Policy {
             None => resolve(DEFAULT_POLICY_FILE),
         };
         if dir.is_none() && configured.is_none() {
-            return Ok(Policy::default());
+            return Ok(None);
         }
-        if !path.exists() {
-            return Ok(Policy::default());
-        }
-        let policy = Policy::from_file(&path)?;
-        tracing::info!(file = %path.display(), "policy rules loaded");
-        Ok(policy)
+        Ok(Some(path))
     }
 
     /// The file the rules came from, if any.
@@ -771,6 +810,27 @@ mod tests {
         assert!(Policy::from_file(&yaml)
             .unwrap()
             .allows("queues:create", &ctx(&[])));
+    }
+
+    #[test]
+    fn the_sample_policy_is_the_defaults() {
+        let sample = sample_policy();
+        let uncommented: String = sample
+            .lines()
+            .filter(|l| l.starts_with("#\""))
+            .map(|l| format!("{}\n", &l[1..]))
+            .collect();
+        let doc: BTreeMap<String, String> = serde_norway::from_str(&uncommented).unwrap();
+        assert_eq!(doc.len(), DEFAULT_RULES.len());
+        for (name, check) in DEFAULT_RULES {
+            assert_eq!(doc[*name], *check);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("policy.yaml");
+        std::fs::write(&file, &uncommented).unwrap();
+        let p = Policy::from_file(&file).unwrap();
+        assert!(!p.allows("pools:create", &ctx(&[])));
+        assert!(p.allows("pools:create", &ctx(&["admin"])));
     }
 
     #[test]

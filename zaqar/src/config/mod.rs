@@ -10,6 +10,8 @@
 //! `[oslo_policy]`, are kept as raw maps for the parts of the server that
 //! read them).
 
+pub mod cli;
+pub mod discovery;
 pub mod option;
 pub mod sections;
 
@@ -20,8 +22,9 @@ use std::time::Duration;
 
 use option::{OptionDoc, OptionValue};
 pub use sections::{
-    default_data_dir, AuthStrategy, ClientIdMode, EmailTemplate, NotificationConfig,
-    PipelineConfig, RedisConfig, SignedUrlConfig, SmtpMode, StoreEngine, TransportConfig,
+    default_data_dir, AuthStrategy, ClientIdMode, CorsSection, EmailTemplate, HealthcheckSection,
+    LoggingSection, NotificationConfig, PipelineConfig, RedisConfig, SignedUrlConfig, SmtpMode,
+    StoreEngine, TransportConfig,
 };
 use sections::{
     DefaultSection, DriversSection, ListenSection, ManagementSqliteSection, MetricsSection,
@@ -126,10 +129,26 @@ pub struct Config {
     pub signed_url: SignedUrlConfig,
     /// `[metrics] enabled`.
     pub metrics_enabled: bool,
-    /// The directory of the configuration file ([`Config::load`] sets it):
-    /// relative paths such as `[oslo_policy] policy_file` are taken from
-    /// there. `None` for a configuration that came from no file.
+    /// The oslo.log options of `[DEFAULT]` ([`crate::logging`]).
+    pub logging: LoggingSection,
+    /// `[cors]`.
+    pub cors: CorsSection,
+    /// `[healthcheck]`.
+    pub healthcheck: HealthcheckSection,
+    /// The directory of the (last) configuration file read: relative
+    /// paths such as `[oslo_policy] policy_file` are taken from there when
+    /// they are found in none of [`Config::lookup_dirs`]. `None` for a
+    /// configuration that came from no file.
     pub config_dir: Option<PathBuf>,
+    /// Where a relative file name of the configuration is looked for, in
+    /// order (see [`discovery::lookup_dirs`]).
+    pub lookup_dirs: Vec<PathBuf>,
+    /// The files read, in order (empty: the defaults).
+    pub files_read: Vec<PathBuf>,
+    /// Options present in the configuration that the server accepts but
+    /// does not act on, each with why (`[DEFAULT] use_syslog: ...`); the
+    /// server lists them at start-up.
+    pub ignored: Vec<String>,
     /// Every section as read, for the parts of the server (and its
     /// libraries) that read their own sections (`[keystone_authtoken]`, ...).
     pub sections: BTreeMap<String, HashMap<String, String>>,
@@ -170,6 +189,192 @@ const FOREIGN_DEFAULT_OPTIONS: &[&str] = &[
     "sharding",
     "enable_deprecated_api_versions",
     "transport_url",
+    "use_journal",
+    "use_json",
+    "log_date_format",
+    "logging_default_format_string",
+    "logging_debug_format_suffix",
+    "logging_exception_prefix",
+    "logging_user_identity_format",
+    "publish_errors",
+    "instance_format",
+    "instance_uuid_format",
+    "rate_limit_interval",
+    "rate_limit_burst",
+    "rate_limit_except_level",
+    "fatal_deprecations",
+    "syslog_log_facility",
+    "watch_log_file",
+];
+
+/// Options (or whole sections, option `*`) the server accepts in
+/// `zaqar.conf` but does not act on, and why. Each one present in the
+/// configuration is listed at start-up ([`Config::ignored`]), so that no
+/// setting is dropped silently.
+pub const IGNORED: &[(&str, &str, &str)] = &[
+    (
+        "cache",
+        "*",
+        "no oslo.cache: the server keeps its own in-process caches",
+    ),
+    ("profiler", "*", "no osprofiler support"),
+    (
+        "oslo_messaging_notifications",
+        "*",
+        "no oslo.messaging notifications are emitted",
+    ),
+    ("oslo_reports", "*", "no Guru Meditation reports"),
+    ("cors", "*", "CORS is not implemented yet"),
+    (
+        "healthcheck",
+        "*",
+        "the oslo.middleware healthcheck is not implemented yet",
+    ),
+    (
+        "oslo_middleware",
+        "*",
+        "no oslo.middleware options are read",
+    ),
+    (
+        "oslo_policy",
+        "enforce_scope",
+        "scope types are not enforced",
+    ),
+    (
+        "oslo_policy",
+        "enforce_new_defaults",
+        "the reference's defaults are used",
+    ),
+    ("oslo_policy", "policy_dirs", "only policy_file is read"),
+    (
+        "oslo_policy",
+        "policy_default_rule",
+        "a rule that is missing denies",
+    ),
+    (
+        "drivers:transport:websocket",
+        "external-port",
+        "the WebSocket listener's own port is advertised",
+    ),
+    (
+        "DEFAULT",
+        "sharding",
+        "a deprecated alias of pooling; set pooling",
+    ),
+    (
+        "DEFAULT",
+        "enable_deprecated_api_versions",
+        "only the v2 API is served",
+    ),
+    (
+        "DEFAULT",
+        "transport_url",
+        "no oslo.messaging transport is used",
+    ),
+    ("DEFAULT", "verbose", "removed from oslo.log; use debug"),
+    (
+        "DEFAULT",
+        "debug",
+        "oslo.log options are not read yet; use RUST_LOG",
+    ),
+    (
+        "DEFAULT",
+        "log_file",
+        "oslo.log options are not read yet; logs go to stderr",
+    ),
+    (
+        "DEFAULT",
+        "log_dir",
+        "oslo.log options are not read yet; logs go to stderr",
+    ),
+    (
+        "DEFAULT",
+        "use_syslog",
+        "oslo.log options are not read yet; logs go to stderr",
+    ),
+    (
+        "DEFAULT",
+        "use_journal",
+        "oslo.log options are not read yet; logs go to stderr",
+    ),
+    (
+        "DEFAULT",
+        "default_log_levels",
+        "oslo.log options are not read yet; use RUST_LOG",
+    ),
+    (
+        "DEFAULT",
+        "log_date_format",
+        "oslo.log options are not read yet",
+    ),
+    ("DEFAULT", "use_stderr", "logs always go to stderr"),
+    (
+        "DEFAULT",
+        "log_config_append",
+        "Python logging configuration files are not read",
+    ),
+    (
+        "DEFAULT",
+        "logging_context_format_string",
+        "Python logging format strings are not used",
+    ),
+    (
+        "DEFAULT",
+        "logging_default_format_string",
+        "Python logging format strings are not used",
+    ),
+    (
+        "DEFAULT",
+        "logging_debug_format_suffix",
+        "Python logging format strings are not used",
+    ),
+    (
+        "DEFAULT",
+        "logging_exception_prefix",
+        "Python logging format strings are not used",
+    ),
+    (
+        "DEFAULT",
+        "logging_user_identity_format",
+        "Python logging format strings are not used",
+    ),
+    (
+        "DEFAULT",
+        "publish_errors",
+        "no oslo.messaging notifications are emitted",
+    ),
+    (
+        "DEFAULT",
+        "instance_format",
+        "Python logging format strings are not used",
+    ),
+    (
+        "DEFAULT",
+        "instance_uuid_format",
+        "Python logging format strings are not used",
+    ),
+    (
+        "DEFAULT",
+        "rate_limit_interval",
+        "log lines are not rate limited",
+    ),
+    (
+        "DEFAULT",
+        "rate_limit_burst",
+        "log lines are not rate limited",
+    ),
+    (
+        "DEFAULT",
+        "rate_limit_except_level",
+        "log lines are not rate limited",
+    ),
+    (
+        "DEFAULT",
+        "fatal_deprecations",
+        "no deprecated options are read",
+    ),
+    ("DEFAULT", "syslog_log_facility", "syslog is not used"),
+    ("DEFAULT", "watch_log_file", "logs go to stderr"),
 ];
 
 /// Reads sections and remembers which options were consumed.
@@ -205,6 +410,25 @@ impl Reader {
                 Err(reason) => Err(invalid(section, option, reason)),
             },
         }
+    }
+
+    /// Options present in the configuration that are listed in [`IGNORED`],
+    /// each as `[section] option: why`.
+    fn ignored(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (section, options) in &self.sections {
+            let mut names: Vec<&String> = options.keys().collect();
+            names.sort();
+            for option in names {
+                let why = IGNORED
+                    .iter()
+                    .find(|(s, o, _)| s == section && (*o == "*" || o == option));
+                if let Some((_, _, why)) = why {
+                    out.push(format!("[{section}] {option}: {why}"));
+                }
+            }
+        }
+        out
     }
 
     /// Options present in our sections that nothing read.
@@ -267,21 +491,20 @@ impl Config {
     /// # Errors
     /// An unreadable file or an invalid value.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        })?;
-        let mut config = Config::parse(&text).map_err(|e| match e {
-            ConfigError::Read { reason, .. } => ConfigError::Read {
-                path: path.to_owned(),
-                reason,
-            },
-            other => other,
-        })?;
-        config.config_dir = Some(match path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
-            _ => PathBuf::from("."),
-        });
+        Config::load_files(&[path.to_owned()])
+    }
+
+    /// Reads `files` in order, merged option by option as oslo.config
+    /// merges them (a later file overrides the options it sets).
+    ///
+    /// # Errors
+    /// An unreadable file or an invalid value.
+    pub fn load_files(files: &[PathBuf]) -> Result<Config, ConfigError> {
+        let sections = discovery::read_merged(files)?;
+        let mut config = Config::from_sections(sections)?;
+        config.lookup_dirs = discovery::lookup_dirs(files, discovery::home_dir().as_deref());
+        config.config_dir = config.lookup_dirs.first().cloned();
+        config.files_read = files.to_vec();
         Ok(config)
     }
 
@@ -290,24 +513,10 @@ impl Config {
     /// # Errors
     /// Malformed INI or an invalid value.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let opts = ini::ParseOption {
-            enabled_escape: false,
-            enabled_quote: false,
-            ..Default::default()
-        };
-        let ini = ini::Ini::load_from_str_opt(text, opts).map_err(|e| ConfigError::Read {
+        let sections = discovery::parse_ini(text).map_err(|reason| ConfigError::Read {
             path: PathBuf::from("<config>"),
-            reason: e.to_string(),
+            reason,
         })?;
-        let mut sections: BTreeMap<String, HashMap<String, String>> = BTreeMap::new();
-        for (name, props) in ini.iter() {
-            let entry = sections
-                .entry(name.unwrap_or("DEFAULT").to_owned())
-                .or_default();
-            for (k, v) in props.iter() {
-                entry.insert(k.trim().to_owned(), v.trim().to_owned());
-            }
-        }
         Config::from_sections(sections)
     }
 
@@ -413,9 +622,13 @@ impl Config {
         }
         let signed_url = SignedUrlConfig::read(&mut r)?;
         let metrics = MetricsSection::read(&mut r)?;
+        let logging = LoggingSection::read(&mut r)?;
+        let cors = CorsSection::read(&mut r)?;
+        let healthcheck = HealthcheckSection::read(&mut r)?;
         for unused in r.unused() {
             tracing::warn!("unknown configuration option {unused} is ignored");
         }
+        let ignored = r.ignored();
         Ok(Config {
             auth_strategy: defaults.auth_strategy,
             admin_mode: defaults.admin_mode,
@@ -438,7 +651,13 @@ impl Config {
             notification,
             signed_url,
             metrics_enabled: metrics.enabled,
+            logging,
+            cors,
+            healthcheck,
             config_dir: None,
+            lookup_dirs: Vec::new(),
+            files_read: Vec::new(),
+            ignored,
             sections: r.sections,
         })
     }
@@ -461,7 +680,34 @@ pub fn all_options() -> Vec<OptionDoc> {
     all.extend(NotificationConfig::options());
     all.extend(SignedUrlConfig::options());
     all.extend(MetricsSection::options());
+    all.extend(LoggingSection::options());
+    all.extend(CorsSection::options());
+    all.extend(HealthcheckSection::options());
     all
+}
+
+/// Every option as JSON (`zaqar-server --sample-config=json`): a list of
+/// `{section, name, type, default, help}`, from which the documentation
+/// build renders the configuration reference.
+pub fn options_json() -> String {
+    let all: Vec<serde_json::Value> = all_options()
+        .into_iter()
+        .map(|o| {
+            serde_json::json!({
+                "section": o.section,
+                "name": o.name,
+                "type": o.kind,
+                "default": o.default,
+                "help": o
+                    .help
+                    .lines()
+                    .map(|l| l.strip_prefix(' ').unwrap_or(l))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            })
+        })
+        .collect();
+    serde_json::to_string_pretty(&all).unwrap_or_default()
 }
 
 /// A sample `zaqar.conf`: every option, commented out at its default, with

@@ -503,3 +503,91 @@ pub fn default_data_dir() -> PathBuf {
     }
     PathBuf::from("zaqar-data")
 }
+
+section! {
+    /// `[DEFAULT]`, the options of oslo.log that this server honours.
+    pub struct LoggingSection in "DEFAULT" {
+        /// Log at DEBUG instead of INFO. `RUST_LOG`, when set, overrides the
+        /// levels of the configuration.
+        debug: bool = false;
+        /// Write the log to this file (appended to) instead of stderr; a
+        /// relative name is taken in `log_dir`.
+        log_file: Option<String> = None;
+        /// The directory of `log_file`; alone, the log goes to
+        /// `<log_dir>/zaqar-server.log`.
+        log_dir: Option<String> = None;
+        /// One JSON document per log line (time, level, target, message,
+        /// fields, request id), instead of text.
+        use_json: bool = false;
+        /// `logger=LEVEL` pairs; a dotted name is read as a Rust target
+        /// (`zaqar.access=WARN` sets `zaqar::access`, the one line per
+        /// request). Names of Python libraries are accepted and match nothing.
+        default_log_levels: Vec<String> = Vec::new();
+        /// strftime format of the time of a text log line (milliseconds are
+        /// appended).
+        log_date_format: String = "%Y-%m-%d %H:%M:%S".into();
+    }
+}
+
+section! {
+    /// `[cors]`: cross-origin resource sharing, as oslo.middleware's CORS
+    /// filter (with Zaqar's defaults for headers and methods). Off while
+    /// `allowed_origin` is empty.
+    pub struct CorsSection in "cors" {
+        /// Origins that may share the API's responses (`https://horizon.example`,
+        /// or `*` for any), as the browser sends them in `Origin`.
+        allowed_origin: Vec<String> = Vec::new();
+        /// Tell the browser that the actual request may carry credentials.
+        allow_credentials: bool = true;
+        /// Response headers the browser may show to the page.
+        expose_headers: Vec<String> = [
+            "X-Auth-Token",
+            "X-Subject-Token",
+            "X-Service-Token",
+            "X-OpenStack-Request-ID",
+        ]
+        .map(String::from)
+        .to_vec();
+        /// Seconds a browser may cache a preflight answer.
+        max_age: Option<u32> = Some(3600);
+        /// Methods an actual request may use.
+        allow_methods: Vec<String> = ["GET", "PUT", "POST", "DELETE", "PATCH", "HEAD"]
+            .map(String::from)
+            .to_vec();
+        /// Headers an actual request may carry (besides the simple ones).
+        allow_headers: Vec<String> = [
+            "X-Auth-Token",
+            "X-Identity-Status",
+            "X-Roles",
+            "X-Service-Catalog",
+            "X-User-Id",
+            "X-Tenant-Id",
+            "X-OpenStack-Request-ID",
+            "X-Trace-Info",
+            "X-Trace-HMAC",
+            "Client-id",
+        ]
+        .map(String::from)
+        .to_vec();
+    }
+}
+
+section! {
+    /// `[healthcheck]`: the `/healthcheck` endpoint, as oslo.middleware's
+    /// healthcheck (for load balancers: no authentication, no store access).
+    pub struct HealthcheckSection in "healthcheck" {
+        /// The path it answers on.
+        path: String = "/healthcheck".into(), check |v: &String| {
+            if v.starts_with('/') && !v.starts_with("/v2") && v.len() > 1 {
+                Ok(())
+            } else {
+                Err(format!("{v:?} must be an absolute path outside /v2"))
+            }
+        };
+        /// While this file exists, answer 503 `DISABLED BY FILE` (take the
+        /// node out of the load balancer before maintenance).
+        disable_by_file_path: Option<String> = None;
+        /// `port:path` pairs: the same, per listening port.
+        disable_by_file_paths: Vec<String> = Vec::new();
+    }
+}

@@ -476,6 +476,14 @@ impl Notifier {
     /// Tries one delivery and records the result in the outbox.
     async fn deliver(&self, d: Delivery) {
         let outcome = self.attempt(&d).await;
+        crate::metrics::global().delivery(
+            delivery_kind(&d.delivery.subscriber),
+            match &outcome {
+                Outcome::Delivered => "delivered",
+                Outcome::GiveUp(_) => "dropped",
+                Outcome::Retry(_) => "retry",
+            },
+        );
         let sid = &d.delivery.subscription_id;
         // Subscriber URIs can hold credentials: never logged whole.
         let subscriber = redact::redact(&d.delivery.subscriber);
@@ -541,6 +549,20 @@ impl Notifier {
     /// Nudges the dispatcher (after something was enqueued elsewhere).
     pub fn wake(&self) {
         self.wake.notify_one();
+    }
+}
+
+/// The `kind` label of the delivery metrics: the subscriber's channel.
+fn delivery_kind(subscriber: &str) -> &'static str {
+    let scheme = subscriber.split_once(':').map_or("", |(s, _)| s);
+    if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") {
+        "webhook"
+    } else if scheme.to_ascii_lowercase().starts_with("trust+") {
+        "trust"
+    } else if scheme.eq_ignore_ascii_case("mailto") {
+        "mailto"
+    } else {
+        "other"
     }
 }
 

@@ -70,7 +70,19 @@ pub fn open_configured(config: &Config, clock: SharedClock) -> StorageResult<Bac
             backend.queues = queues;
         }
     }
-    Ok(backend)
+    Ok(super::timed::wrap(
+        backend,
+        driver_name(config.message_store),
+    ))
+}
+
+/// The `driver` label of the storage metrics.
+fn driver_name(engine: StoreEngine) -> &'static str {
+    match engine {
+        StoreEngine::Sqlite => "sqlite",
+        StoreEngine::Redis => "redis",
+        StoreEngine::Mongodb => "mongodb",
+    }
 }
 
 /// Opens a pool's store: its URI, with its options over the configured ones.
@@ -84,7 +96,23 @@ pub fn open_pool(
     config: &Config,
     clock: SharedClock,
 ) -> StorageResult<Backend> {
-    match engine_of(uri)? {
+    open_named_pool("", uri, options, config, clock)
+}
+
+/// [`open_pool`] for the pool `name`: its storage metrics carry the pool's
+/// name.
+///
+/// # Errors
+/// As [`open_pool`].
+pub fn open_named_pool(
+    name: &str,
+    uri: &str,
+    options: &Metadata,
+    config: &Config,
+    clock: SharedClock,
+) -> StorageResult<Backend> {
+    let engine = engine_of(uri)?;
+    let backend = match engine {
         StoreEngine::Sqlite => {
             let path = uri
                 .split_once("://")
@@ -95,7 +123,8 @@ pub fn open_pool(
         }
         StoreEngine::Redis => open_redis(uri, &config.redis, options, clock),
         StoreEngine::Mongodb => open_mongodb_pool(uri, options, config, clock),
-    }
+    }?;
+    Ok(super::timed::wrap_pool(backend, driver_name(engine), name))
 }
 
 #[cfg(feature = "mongodb")]
@@ -116,7 +145,7 @@ pub fn open_mongodb_management(config: &Config, clock: SharedClock) -> StorageRe
     use super::mongodb::{open_configured, options::MANAGEMENT_SECTION};
     let store =
         open_configured(config, MANAGEMENT_SECTION, clock).map_err(StorageError::Rejected)?;
-    Ok(store.backend())
+    Ok(super::timed::wrap(store.backend(), "mongodb"))
 }
 
 /// The management store of a pooled deployment on MongoDB (not in this

@@ -26,6 +26,7 @@ pub mod pooling;
 pub mod redis;
 pub mod sqlite;
 pub mod stages;
+pub mod timed;
 
 #[cfg(test)]
 pub(crate) mod conformance;

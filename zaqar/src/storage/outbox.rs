@@ -130,4 +130,10 @@ pub trait Outbox: Send + Sync {
     /// When the next delivery becomes due (leases counted), `None` when the
     /// outbox is empty.
     async fn next_due_ms(&self) -> StorageResult<Option<i64>>;
+
+    /// How many deliveries the outbox holds (for `/metrics`); `None` for a
+    /// store that cannot count them cheaply.
+    async fn depth(&self) -> StorageResult<Option<u64>> {
+        Ok(None)
+    }
 }

@@ -239,4 +239,11 @@ impl Outbox for MongoStore {
         })
         .await
     }
+
+    async fn depth(&self) -> StorageResult<Option<u64>> {
+        self.run("outbox depth", true, |r, _| async move {
+            Ok(Some(r.outbox().estimated_document_count().await?))
+        })
+        .await
+    }
 }

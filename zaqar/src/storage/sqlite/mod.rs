@@ -43,6 +43,7 @@ mod claims;
 mod messages;
 mod queues;
 mod schema;
+pub use schema::{file_version as schema_version_of, VERSION as SCHEMA_VERSION};
 mod subscriptions;
 #[cfg(test)]
 mod tests;

@@ -35,7 +35,7 @@ use rusqlite::Connection;
 use super::OpenError;
 
 /// The schema version this build writes.
-pub(super) const VERSION: i64 = 4;
+pub const VERSION: i64 = 4;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS queues (
@@ -114,4 +114,21 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), OpenError> {
         ))?;
     }
     Ok(())
+}
+
+/// The schema version of the database file at `path`, read without
+/// changing it: `None` when there is no such file yet (the server will
+/// create it).
+///
+/// # Errors
+/// The file exists but cannot be opened or read as a SQLite database.
+pub fn file_version(path: &std::path::Path) -> Result<Option<i64>, String> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| e.to_string())?;
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map(Some)
+        .map_err(|e| e.to_string())
 }

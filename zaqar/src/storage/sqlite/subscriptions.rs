@@ -511,6 +511,16 @@ impl Outbox for SqliteStore {
         })
         .await
     }
+
+    async fn depth(&self) -> StorageResult<Option<u64>> {
+        self.read("outbox depth", move |conn, _| {
+            let n: i64 = conn
+                .prepare_cached("SELECT COUNT(*) FROM outbox")?
+                .query_row([], |r| r.get(0))?;
+            Ok(Some(u64::try_from(n).unwrap_or(0)))
+        })
+        .await
+    }
 }
 
 #[cfg(test)]

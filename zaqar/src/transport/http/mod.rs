@@ -10,6 +10,8 @@
 //! before auth when `[metrics] enabled`. This module only translates: every rule
 //! lives in [`crate::api`].
 
+pub mod cors;
+pub mod healthcheck;
 pub mod query;
 pub mod render;
 pub mod router;
@@ -32,7 +34,6 @@ use crate::api::{Api, Payload};
 use crate::auth::signature::{comma_list, Signature};
 use crate::auth::{AuthLayer, Caller, Credentials, TOKEN_HEADER};
 use crate::error::{ApiError, ApiResult};
-use crate::metrics::Metrics;
 use query::Query;
 use router::Endpoint;
 
@@ -42,8 +43,6 @@ pub struct HttpState {
     pub api: Api,
     /// Who requests act for (noauth or Keystone).
     pub auth: AuthLayer,
-    /// Response counters for `/metrics`.
-    pub metrics: Arc<Metrics>,
     /// How long a request body may take to arrive (`[drivers:transport:wsgi]
     /// header_read_timeout`: a client that sends its head quickly and its
     /// body never would otherwise hold the connection forever).
@@ -100,9 +99,18 @@ where
     if let Some(global) = global_request_id(&headers) {
         span.record("global_request_id", global);
     }
+    // The operation, once the request parsed into one: the latency
+    // histogram's label ("none" for a request refused before that).
+    let mut operation: Option<OperationKind> = None;
+    let preflight = cors::is_preflight(&state.api.config().cors, &method, &headers);
     let mut response = async {
-        if path == "/metrics" && method == Method::GET && state.api.config().metrics_enabled {
-            metrics(&state)
+        let config = state.api.config();
+        if path == config.healthcheck.path && (method == Method::GET || method == Method::HEAD) {
+            healthcheck::answer(&config.healthcheck, config.http.port, &method, &headers)
+        } else if preflight {
+            cors::preflight(&config.cors, &headers)
+        } else if path == "/metrics" && method == Method::GET && config.metrics_enabled {
+            metrics(&state).await
         } else {
             let credentials = credentials(&headers);
             // The open documents (versions, OpenAPI) need no credentials:
@@ -128,6 +136,7 @@ where
                         body,
                         &request_id,
                         &caller,
+                        &mut operation,
                     )
                     .await
                 }
@@ -142,13 +151,27 @@ where
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-openstack-request-id", v);
     }
+    if !preflight {
+        cors::decorate(&state.api.config().cors, &headers, &mut response);
+    }
     let status = response.status();
-    state.metrics.record(status.as_u16());
-    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let took = started.elapsed();
+    let m = crate::metrics::global();
+    m.record(status.as_u16());
+    m.request(
+        "http",
+        operation.map_or("none", OperationKind::name),
+        status.as_u16(),
+        took,
+    );
+    let elapsed_ms = took.as_secs_f64() * 1000.0;
+    // One line per request, as the reference's WSGI server logs it (the
+    // span adds the request id); target zaqar::access, so that
+    // `default_log_levels = zaqar.access=WARN` silences it.
     if status.is_server_error() {
-        tracing::warn!(%method, path, status = status.as_u16(), elapsed_ms, "request failed");
+        tracing::warn!(target: crate::logging::ACCESS_TARGET, "\"{method} {path}\" status: {} time: {:.4}", status.as_u16(), elapsed_ms / 1000.0);
     } else {
-        tracing::debug!(%method, path, status = status.as_u16(), elapsed_ms, "request");
+        tracing::info!(target: crate::logging::ACCESS_TARGET, "\"{method} {path}\" status: {} time: {:.4}", status.as_u16(), elapsed_ms / 1000.0);
     }
     response
 }
@@ -161,9 +184,25 @@ fn global_request_id(headers: &HeaderMap) -> Option<&str> {
     uuid::Uuid::try_parse(uuid).is_ok().then_some(id)
 }
 
-/// `GET /metrics`.
-fn metrics(state: &HttpState) -> Response {
-    let mut r = Response::new(state.metrics.render(state.auth.validator()).into());
+/// `GET /metrics`: the outbox gauges are read now (bounded by a second, so
+/// a store that does not answer does not hold the scrape).
+async fn metrics(state: &HttpState) -> Response {
+    let m = crate::metrics::global();
+    if let Some(outbox) = state.api.storage().outbox.as_ref() {
+        let read = async {
+            let depth = outbox.depth().await.ok().flatten();
+            let now = state.api.now_ms();
+            let overdue = match outbox.next_due_ms().await {
+                Ok(Some(due)) if due < now => {
+                    std::time::Duration::from_millis(u64::try_from(now - due).unwrap_or(0))
+                }
+                _ => std::time::Duration::ZERO,
+            };
+            m.outbox(depth, overdue);
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), read).await;
+    }
+    let mut r = Response::new(m.render(state.auth.validator()).into());
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
@@ -183,6 +222,7 @@ async fn dispatch<S, B>(
     body: S,
     request_id: &str,
     caller: &Caller,
+    operation_kind: &mut Option<OperationKind>,
 ) -> ApiResult<Response>
 where
     S: Stream<Item = Result<B, warp::Error>> + Send + Unpin,
@@ -213,6 +253,7 @@ where
     let query = Query::parse(raw_query);
     let operation = endpoint.operation(method, &query, content_type, payload)?;
     let kind = operation.kind();
+    *operation_kind = Some(kind);
     let request = Request {
         caller,
         client_id: header(headers, "client-id"),

@@ -68,7 +68,10 @@ impl Outbox {
             return false;
         }
         match self.tx.try_send(msg) {
-            Ok(()) => true,
+            Ok(()) => {
+                crate::metrics::global().ws_frame("out");
+                true
+            }
             Err(e) => {
                 self.queued_bytes.fetch_sub(n, Ordering::AcqRel);
                 if matches!(e, mpsc::error::TrySendError::Full(_)) {
@@ -298,6 +301,7 @@ pub async fn run(
         subscriptions: HashMap::new(),
     };
     tracing::debug!(conn = %conn.id, "websocket connection open");
+    crate::metrics::global().ws_connection(1);
     read_loop(&mut conn, stream, close_rx, shutdown.clone()).await;
     if *shutdown.borrow() {
         // However the reader noticed it (the signal, or the socket ending
@@ -306,6 +310,7 @@ pub async fn run(
     }
     conn.end_subscriptions().await;
     tracing::debug!(conn = %conn.id, "websocket connection closed");
+    crate::metrics::global().ws_connection(-1);
     drop(conn);
     drop(outbox);
     let _ = tokio::time::timeout(limits.write_timeout, writer).await;
@@ -358,6 +363,7 @@ async fn read_loop(
         } else {
             continue; // ping / pong: the connection is alive
         };
+        crate::metrics::global().ws_frame("in");
         let reply = handler::respond(conn, msg.as_bytes(), encoding).await;
         if !conn.outbox.push_doc(&reply, encoding) {
             break;

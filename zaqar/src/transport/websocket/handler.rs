@@ -90,11 +90,24 @@ type Answer = Result<(u16, Value), WsError>;
 
 /// Answers the frame `bytes` of `encoding`; the response document to send.
 pub async fn respond(conn: &mut Conn, bytes: &[u8], encoding: Encoding) -> Value {
+    let started = std::time::Instant::now();
     let request_id = format!("req-{}", uuid::Uuid::new_v4());
     let span = tracing::info_span!("request", request_id = %request_id, conn = %conn.id());
-    answer_frame(conn, bytes, encoding, request_id)
+    let reply = answer_frame(conn, bytes, encoding, request_id)
         .instrument(span)
-        .await
+        .await;
+    let status = reply
+        .pointer("/headers/status")
+        .and_then(Value::as_u64)
+        .and_then(|s| u16::try_from(s).ok())
+        .unwrap_or(0);
+    let action = reply
+        .pointer("/request/action")
+        .and_then(Value::as_str)
+        .and_then(|a| actions::lookup(a).map(|spec| spec.name))
+        .unwrap_or("none");
+    crate::metrics::global().request("websocket", action, status, started.elapsed());
+    reply
 }
 
 async fn answer_frame(
