@@ -51,7 +51,12 @@ pub fn open_configured(config: &Config, clock: SharedClock) -> StorageResult<Bac
     #[allow(unused_mut)]
     let mut backend = match config.message_store {
         StoreEngine::Sqlite => open_sqlite(&config.sqlite_path, clock.clone())?,
-        StoreEngine::Redis => open_redis(&config.redis.uri, &config.redis, &Metadata::new(), clock.clone())?,
+        StoreEngine::Redis => open_redis(
+            &config.redis.uri,
+            &config.redis,
+            &Metadata::new(),
+            clock.clone(),
+        )?,
         StoreEngine::Mongodb => open_mongodb_configured(config, clock.clone())?,
     };
     // Without pooling, `management_store = mongodb` keeps the queue records
@@ -105,7 +110,12 @@ fn open_mongodb_configured(config: &Config, clock: SharedClock) -> StorageResult
 /// ...); nothing leaks from one pool's options to another's (the reference
 /// shares them).
 #[cfg(feature = "mongodb")]
-fn open_mongodb_pool(uri: &str, options: &Metadata, config: &Config, clock: SharedClock) -> StorageResult<Backend> {
+fn open_mongodb_pool(
+    uri: &str,
+    options: &Metadata,
+    config: &Config,
+    clock: SharedClock,
+) -> StorageResult<Backend> {
     use super::mongodb::options::{MongoOptions, MESSAGE_SECTION};
     use super::mongodb::MongoStore;
     let mut section: std::collections::HashMap<String, String> = options
@@ -127,12 +137,21 @@ fn open_mongodb_pool(uri: &str, options: &Metadata, config: &Config, clock: Shar
 
 #[cfg(not(feature = "mongodb"))]
 fn open_mongodb_configured(_: &Config, _: SharedClock) -> StorageResult<Backend> {
-    Err(StorageError::Rejected("this build has no MongoDB driver".into()))
+    Err(StorageError::Rejected(
+        "this build has no MongoDB driver".into(),
+    ))
 }
 
 #[cfg(not(feature = "mongodb"))]
-fn open_mongodb_pool(uri: &str, _: &Metadata, _: &Config, _: SharedClock) -> StorageResult<Backend> {
-    Err(StorageError::Rejected(format!("{uri:?}: this build has no MongoDB driver")))
+fn open_mongodb_pool(
+    uri: &str,
+    _: &Metadata,
+    _: &Config,
+    _: SharedClock,
+) -> StorageResult<Backend> {
+    Err(StorageError::Rejected(format!(
+        "{uri:?}: this build has no MongoDB driver"
+    )))
 }
 
 fn open_sqlite(path: &Path, clock: SharedClock) -> StorageResult<Backend> {

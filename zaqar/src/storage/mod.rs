@@ -19,6 +19,7 @@ pub mod deadline;
 pub mod engines;
 #[cfg(feature = "mongodb")]
 pub mod mongodb;
+pub mod names;
 pub mod outbox;
 pub mod pipeline;
 pub mod pooling;
@@ -380,7 +381,8 @@ pub trait QueueStore: Send + Sync {
         )
     }
 
-    /// Number of queues of `project`.
+    /// Number of queues of `project` (topics, stored under names at or
+    /// after [`names::NAMESPACE_END`], are not counted).
     async fn count(&self, project: &str) -> StorageResult<u64> {
         forward!(self, "queue count", n, n.count(project))
     }

@@ -22,8 +22,14 @@ fn limit(n: usize) -> i64 {
 fn pool_from(doc: &Document) -> OpResult<PoolRecord> {
     let options = doc.get_str("o").map_err(|e| corrupt("pool", e))?;
     Ok(PoolRecord {
-        name: doc.get_str("_id").map_err(|e| corrupt("pool", e))?.to_owned(),
-        uri: doc.get_str("uri").map_err(|e| corrupt("pool", e))?.to_owned(),
+        name: doc
+            .get_str("_id")
+            .map_err(|e| corrupt("pool", e))?
+            .to_owned(),
+        uri: doc
+            .get_str("uri")
+            .map_err(|e| corrupt("pool", e))?
+            .to_owned(),
         weight: doc.get_i64("w").map_err(|e| corrupt("pool", e))?,
         flavor: match doc.get("f") {
             Some(Bson::String(f)) => Some(f.clone()),
@@ -43,8 +49,14 @@ fn flavor_from(doc: &Document) -> OpResult<FlavorRecord> {
         .collect::<Option<Vec<_>>>()
         .ok_or_else(|| corrupt("flavor", "a capability is not a string"))?;
     Ok(FlavorRecord {
-        project: doc.get_str("p").map_err(|e| corrupt("flavor", e))?.to_owned(),
-        name: doc.get_str("n").map_err(|e| corrupt("flavor", e))?.to_owned(),
+        project: doc
+            .get_str("p")
+            .map_err(|e| corrupt("flavor", e))?
+            .to_owned(),
+        name: doc
+            .get_str("n")
+            .map_err(|e| corrupt("flavor", e))?
+            .to_owned(),
         capabilities,
     })
 }
@@ -69,7 +81,11 @@ impl Catalogue for MongoStore {
                 .sort(doc! { "_id": 1 })
                 .limit(limit(n))
                 .build();
-            collect(r.pools().find(filter).with_options(options).await?, pool_from).await
+            collect(
+                r.pools().find(filter).with_options(options).await?,
+                pool_from,
+            )
+            .await
         })
         .await
     }
@@ -88,7 +104,11 @@ impl Catalogue for MongoStore {
         })?;
         let options = &options;
         self.run("pool put", true, |r, _| async move {
-            let exists = r.pools().find_one(doc! { "_id": &pool.name }).await?.is_some();
+            let exists = r
+                .pools()
+                .find_one(doc! { "_id": &pool.name })
+                .await?
+                .is_some();
             if !exists && r.pools().count_documents(doc! {}).await? >= MAX_POOLS as u64 {
                 return Err(StorageError::Rejected(format!(
                     "A deployment may have at most {MAX_POOLS} pools."
@@ -132,7 +152,10 @@ impl Catalogue for MongoStore {
                 .limit(limit(MAX_POOLS))
                 .build();
             collect(
-                r.pools().find(doc! { "f": f }).with_options(options).await?,
+                r.pools()
+                    .find(doc! { "f": f })
+                    .with_options(options)
+                    .await?,
                 pool_from,
             )
             .await
@@ -155,14 +178,21 @@ impl Catalogue for MongoStore {
                 .sort(doc! { "p": 1, "n": 1 })
                 .limit(limit(n))
                 .build();
-            collect(r.flavors().find(filter).with_options(options).await?, flavor_from).await
+            collect(
+                r.flavors().find(filter).with_options(options).await?,
+                flavor_from,
+            )
+            .await
         })
         .await
     }
 
     async fn get_flavor(&self, project: &str, name: &str) -> StorageResult<Option<FlavorRecord>> {
         self.run("flavor get", true, |r, _| async move {
-            let found = r.flavors().find_one(doc! { "p": project, "n": name }).await?;
+            let found = r
+                .flavors()
+                .find_one(doc! { "p": project, "n": name })
+                .await?;
             found.as_ref().map(flavor_from).transpose()
         })
         .await
@@ -173,7 +203,9 @@ impl Catalogue for MongoStore {
             let key = doc! { "p": &flavor.project, "n": &flavor.name };
             let exists = r.flavors().find_one(key.clone()).await?.is_some();
             if !exists
-                && r.flavors().count_documents(doc! { "p": &flavor.project }).await?
+                && r.flavors()
+                    .count_documents(doc! { "p": &flavor.project })
+                    .await?
                     >= MAX_FLAVORS_PER_PROJECT as u64
             {
                 return Err(StorageError::Rejected(format!(
@@ -197,7 +229,9 @@ impl Catalogue for MongoStore {
 
     async fn delete_flavor(&self, project: &str, name: &str) -> StorageResult<()> {
         self.run("flavor delete", true, |r, _| async move {
-            r.flavors().delete_one(doc! { "p": project, "n": name }).await?;
+            r.flavors()
+                .delete_one(doc! { "p": project, "n": name })
+                .await?;
             Ok(())
         })
         .await
