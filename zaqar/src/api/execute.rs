@@ -15,7 +15,7 @@ use super::messages::BulkDeleteOutcome;
 use super::operation::Operation;
 use super::reply::Reply;
 use super::subscriptions::ConnectionSubscriptions;
-use super::{validate, Api};
+use super::{topics, validate, Api};
 use crate::auth::Caller;
 use crate::context::RequestContext;
 use crate::error::{ApiError, ApiResult};
@@ -77,8 +77,12 @@ impl Api {
             return Ok(Reply::Versions);
         }
         let ctx = self.context(request.caller, request.client_id, request.request_id)?;
-        if let Some(queue) = operation.queue() {
-            validate::queue_identification(queue, &ctx.project_id)?;
+        if let Some(name) = operation.queue() {
+            if kind.is_topic() {
+                topics::topic_identification(name, &ctx.project_id)?;
+            } else {
+                validate::queue_identification(name, &ctx.project_id)?;
+            }
         }
         if let Some(rule) = kind.policy_rule() {
             self.policy().enforce(rule, &ctx)?;
@@ -88,7 +92,7 @@ impl Api {
 
     /// Runs an operation whose request passed every check of
     /// [`Api::execute`].
-    async fn run(
+    pub(super) async fn run(
         &self,
         ctx: &RequestContext,
         operation: Operation,
@@ -223,6 +227,7 @@ impl Api {
                 self.flavor_delete(ctx, &name).await?;
                 Reply::FlavorDeleted
             }
+            O::Topic(topic) => return self.run_topic(ctx, topic, connection).await,
         })
     }
 }

@@ -90,7 +90,9 @@ impl Api {
         let policy = match self.queue_metadata(&scope, what).await? {
             Some(m) => QueuePolicy::from_metadata(&m),
             None => {
-                validate::queue_identification(queue, &ctx.project_id)?;
+                if crate::storage::names::is_queue(queue) {
+                    validate::queue_identification(queue, &ctx.project_id)?;
+                }
                 self.storage
                     .queues
                     .create(&scope, &Metadata::new())

@@ -22,6 +22,7 @@ pub mod queues;
 pub mod reply;
 pub mod signed_url;
 pub mod subscriptions;
+pub mod topics;
 pub mod validate;
 pub mod views;
 

@@ -42,6 +42,23 @@ pub fn display_name(stored: &str) -> &str {
     topic_of(stored).unwrap_or(stored)
 }
 
+/// The key and value naming a stored queue or topic in documents sent to
+/// subscribers: `("queue_name", q)` or `("topic_name", t)`.
+pub fn source_field(stored: &str) -> (&'static str, &str) {
+    match topic_of(stored) {
+        Some(t) => ("topic_name", t),
+        None => ("queue_name", stored),
+    }
+}
+
+/// `queue` or `topic`: what a stored name is, in words.
+pub fn noun(stored: &str) -> &'static str {
+    match topic_of(stored) {
+        Some(_) => "topic",
+        None => "queue",
+    }
+}
+
 /// The API path of a stored queue or topic (`/v2/queues/q`, `/v2/topics/t`).
 pub fn api_path(stored: &str) -> String {
     match topic_of(stored) {

@@ -24,7 +24,10 @@ mod tests {
     fn http_kind(kind: OperationKind) -> OperationKind {
         let (method, template) = kind.http_route();
         let path = template.replace("{queue}", "q").replace("{id}", "i");
-        let query = if kind == OperationKind::MessageGetMany {
+        let query = if matches!(
+            kind,
+            OperationKind::MessageGetMany | OperationKind::TopicMessageGetMany
+        ) {
             "ids=a,b"
         } else {
             ""
@@ -85,6 +88,10 @@ mod tests {
             .iter()
             .filter(|k| ws_kind(k.name()).is_some())
             .count();
-        assert_eq!(ws_operations, 33, "every action of the reference's schema");
+        assert_eq!(
+            ws_operations,
+            33 + 16,
+            "every action of the reference's schema, and the topic ones"
+        );
     }
 }

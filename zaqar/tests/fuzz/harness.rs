@@ -547,6 +547,35 @@ pub fn setup(server: &Server, project: &str) -> Result<Fill, String> {
     if claim.is_empty() || subscription.is_empty() || message.is_empty() {
         return Err(format!("setup ids: claim {claimed}, subscription {sub}"));
     }
+    // The topic of the same name: one message and one subscription.
+    let t = format!("/v2/topics/{QUEUE}");
+    setup_call(server, "PUT", &t, project, None)?;
+    let posted = setup_call(
+        server,
+        "POST",
+        &format!("{t}/messages"),
+        project,
+        Some(r#"{"messages": [{"body": {"topic": 0}, "ttl": 300}]}"#),
+    )?;
+    let topic_message = posted["resources"][0]
+        .as_str()
+        .and_then(|h| h.rsplit('/').next())
+        .unwrap_or_default()
+        .to_owned();
+    let sub = setup_call(
+        server,
+        "POST",
+        &format!("{t}/subscriptions"),
+        project,
+        Some(r#"{"subscriber": "http://127.0.0.1:1/fuzz-topic", "ttl": 3600}"#),
+    )?;
+    let topic_subscription = sub["subscription_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    if topic_message.is_empty() || topic_subscription.is_empty() {
+        return Err(format!("setup topic ids: {posted}, {sub}"));
+    }
     let share = setup_call(
         server,
         "POST",
@@ -584,6 +613,8 @@ pub fn setup(server: &Server, project: &str) -> Result<Fill, String> {
         claimed: claimed_id,
         claim,
         subscription,
+        topic_message,
+        topic_subscription,
         grant,
     })
 }

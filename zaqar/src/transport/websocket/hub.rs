@@ -207,7 +207,8 @@ pub fn notification(queue: &str, id: &str, ttl: i64, body: &RawValue) -> Value {
         serde_json::from_str(body.get()).unwrap_or(Value::Null),
     );
     doc.insert("ttl".into(), Value::from(ttl));
-    doc.insert("queue_name".into(), Value::from(queue));
+    let (key, name) = crate::storage::names::source_field(queue);
+    doc.insert(key.into(), Value::from(name));
     doc.insert("Message_Type".into(), Value::from("Notification"));
     Value::Object(doc)
 }
