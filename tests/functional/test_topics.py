@@ -240,3 +240,36 @@ def test_websocket_topic_actions(tserver, project, topic):
         assert ws.call("topic_list")[1]["topics"] == []
     finally:
         ws.close()
+
+
+def test_topics_through_pooling(server_factory, tmp_path, project, receiver):
+    """With pools, a topic is placed on a pool as a queue is, apart from the
+    queue of the same name, and its fan-out (webhook and queue copy) works
+    across pools."""
+    srv = server_factory({"DEFAULT": {"admin_mode": "true", "pooling": "true"},
+                          "drivers": {"message_store": "sqlite", "management_store": "sqlite"},
+                          **{k: v for k, v in ALLOW_LOOPBACK.items() if k == "notification"}})
+    admin = Api(srv.url, project)
+    for name in ("a", "b"):
+        resp = admin.put(f"/v2/pools/{name}", headers={"X-Roles": "admin"},
+                         json={"uri": f"sqlite://{tmp_path / (name + '.sqlite')}", "weight": 1})
+        assert resp.status_code == 201, resp.text
+    api = Api(srv.url, project)
+    assert api.put("/v2/topics/news", json={}).status_code == 201
+    assert api.put("/v2/queues/news", json={}).status_code == 201
+    assert api.post("/v2/topics/news/subscriptions",
+                    json={"subscriber": receiver.url + "/p", "ttl": 600}).status_code == 201
+    assert api.post("/v2/topics/news/subscriptions",
+                    json={"subscriber": "queue:work", "ttl": 600}).status_code == 201
+    api.post("/v2/topics/news/messages", json={"messages": [{"body": "pooled"}]})
+    [delivered] = receiver.wait_for(1)
+    assert json.loads(delivered["body"])["topic_name"] == "news"
+    assert [t["name"] for t in api.get("/v2/topics").json()["topics"]] == ["news"]
+    assert api.list_messages("news", echo="true") == []
+    import time
+    for _ in range(100):
+        got = api.list_messages("work", echo="true")
+        if got:
+            break
+        time.sleep(0.1)
+    assert [m["body"] for m in got] == ["pooled"]
