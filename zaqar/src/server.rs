@@ -159,6 +159,8 @@ fn pooled_storage(
         subscriptions: Arc::new(pooled.clone()),
         outbox: management.outbox.clone(),
         catalogue: Some(catalogue),
+        // Pools are many stores: waiters rely on the poll across processes.
+        wake_bus: None,
     };
     let top_config = Arc::new(Config {
         pipeline: PipelineConfig {
@@ -258,6 +260,20 @@ pub async fn serve_all(
         let _ = stop_tx.send(true);
     });
     let mut tasks = Vec::new();
+    // Long polling: wake-ups from the other processes of the store, and
+    // every waiting request answered at once on shutdown.
+    let waiters = api.storage().waiters.clone();
+    if let Some(bus) = api.storage().wake_bus.clone() {
+        let waiters = waiters.clone();
+        tokio::spawn(async move { bus.listen(waiters).await });
+    }
+    {
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let _ = stop.wait_for(|s| *s).await;
+            waiters.close();
+        });
+    }
     if let Some(outbox) = api.storage().outbox.clone() {
         let config = config.clone();
         let wake = api.storage().outbox_wake.clone();

@@ -160,9 +160,12 @@ impl Api {
                     .await?;
                 Reply::MessageDeleted
             }
-            O::ClaimCreate { queue, limit, body } => {
-                Reply::ClaimCreated(self.claim_create(ctx, &queue, limit, &body).await?)
-            }
+            O::ClaimCreate {
+                queue,
+                limit,
+                wait,
+                body,
+            } => Reply::ClaimCreated(self.claim_create(ctx, &queue, limit, wait, &body).await?),
             O::ClaimGet { queue, id } => Reply::Claim(self.claim_get(ctx, &queue, &id).await?),
             O::ClaimUpdate { queue, id, body } => {
                 self.claim_update(ctx, &queue, &id, &body).await?;

@@ -29,6 +29,8 @@ pub struct MessageListParams {
     pub include_claimed: Option<bool>,
     /// Include delayed messages.
     pub include_delayed: Option<bool>,
+    /// Seconds to wait for a message when there is none (long polling).
+    pub wait: Option<i64>,
 }
 
 /// One page of messages.
@@ -135,7 +137,10 @@ impl Api {
             .post(&scope, &ctx.client_id, messages)
             .await
         {
-            Ok(posted) => Ok(posted.ids),
+            Ok(posted) => {
+                self.wake(&scope).await;
+                Ok(posted.ids)
+            }
             Err(StorageError::QueueNotFound) => Err(ApiError::not_found(format!(
                 "Queue {queue} does not exist for project {}",
                 ctx.project_id
@@ -243,8 +248,25 @@ impl Api {
         )?
         .unwrap_or(DEFAULT_MESSAGE_PAGE);
         let scope = scope(ctx, queue);
+        let mut poll = self.long_poll(&scope, params.wait)?;
+        loop {
+            let listing = self.messages_list_once(ctx, &scope, &params, limit).await?;
+            if !listing.messages.is_empty() || !poll.wait().await {
+                return Ok(listing);
+            }
+        }
+    }
+
+    /// One look of [`Api::messages_list`].
+    async fn messages_list_once(
+        &self,
+        ctx: &RequestContext,
+        scope: &Scope,
+        params: &MessageListParams,
+        limit: usize,
+    ) -> ApiResult<MessageListing> {
         let what = "Messages could not be listed.";
-        let Some(metadata) = self.queue_metadata(&scope, what).await? else {
+        let Some(metadata) = self.queue_metadata(scope, what).await? else {
             return Ok(MessageListing {
                 messages: Vec::new(),
                 next_marker: None,
@@ -256,7 +278,7 @@ impl Api {
             .is_some();
         let include_delayed_forced = !is_delay_queue && params.include_delayed != Some(true);
         let query = ListQuery {
-            marker: params.marker,
+            marker: params.marker.clone(),
             limit,
             echo: params.echo.unwrap_or(false),
             client_id: ctx.client_id.clone(),
@@ -266,7 +288,7 @@ impl Api {
         let page = self
             .storage
             .messages
-            .list(&scope, &query)
+            .list(scope, &query)
             .await
             .map_err(storage_error(what))?;
         Ok(MessageListing {

@@ -13,6 +13,7 @@ pub mod claims;
 pub mod execute;
 pub mod health;
 pub mod home;
+pub mod long_poll;
 pub mod messages;
 pub mod metadata;
 pub mod operation;

@@ -125,6 +125,8 @@ pub enum Operation {
         queue: String,
         /// `limit`.
         limit: Option<i64>,
+        /// `wait`: seconds to wait for a claimable message (long polling).
+        wait: Option<i64>,
         /// `{"ttl", "grace"}`, optional.
         body: Payload,
     },

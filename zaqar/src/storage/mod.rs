@@ -27,6 +27,7 @@ pub mod pooling;
 pub mod redis;
 pub mod sqlite;
 pub mod stages;
+pub mod wake;
 
 #[cfg(test)]
 pub(crate) mod conformance;

@@ -575,10 +575,11 @@ fn params_for(kind: OperationKind) -> &'static [&'static str] {
             "include_claimed",
             "include_delayed",
             "ids",
+            "wait",
         ],
         K::MessageDeleteMany => &["ids", "claim_ids", "pop"],
         K::MessageDelete => &["claim_id"],
-        K::ClaimCreate => &["limit"],
+        K::ClaimCreate => &["limit", "wait"],
         K::SubscriptionList => &["marker", "limit"],
         _ => &[],
     }

@@ -108,9 +108,11 @@ fn config_text(store: &str, data: &std::path::Path) -> String {
     // admin_mode: /v2/health exists. Signed URLs have a key, so signatures
     // are verified (and refused). Webhooks may reach loopback, where the
     // only subscriber the grammar names (port 1) refuses at once, so
-    // `_retry_policy` schedules really run; mail goes to /bin/true.
+    // `_retry_policy` schedules really run; mail goes to /bin/true. A
+    // long poll waits at most a second, so a `wait` costs the run little.
     format!(
         "[DEFAULT]\nadmin_mode = true\n{auth}{store_section}\
+         [transport]\nmax_long_poll_wait = 1\n\
          [drivers:transport:wsgi]\nheader_read_timeout = 1\n\
          [signed_url]\nsecret_key = fuzz-secret\n\
          [notification]\nsmtp_command = /bin/true\nwebhook_timeout = 1\n\

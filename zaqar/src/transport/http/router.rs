@@ -195,6 +195,7 @@ impl Endpoint {
                         echo: query.bool("echo")?,
                         include_claimed: query.bool("include_claimed")?,
                         include_delayed: query.bool("include_delayed")?,
+                        wait: query.int("wait")?,
                     },
                 },
             },
@@ -215,6 +216,7 @@ impl Endpoint {
             (Endpoint::Claims(queue), _) => O::ClaimCreate {
                 queue,
                 limit: query.int("limit")?,
+                wait: query.int("wait")?,
                 body,
             },
             (Endpoint::Claim(queue, id), "PATCH") => O::ClaimUpdate { queue, id, body },
