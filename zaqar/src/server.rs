@@ -73,6 +73,11 @@ pub fn build(config: Arc<Config>) -> Result<(Api, Option<Arc<Hub>>), StartError>
     let clock: SharedClock = Arc::new(SystemClock);
     let wake = Arc::new(tokio::sync::Notify::new());
     let hub = config.serve_websocket.then(Hub::new);
+    if let Some(hub) = &hub {
+        hub.set_keyring(Arc::new(crate::storage::encryption::Keyring::from_config(
+            &config.transport,
+        )));
+    }
     let storage = if config.pooling {
         pooled_storage(&config, clock.clone(), hub.as_ref(), wake)?
     } else {

@@ -80,11 +80,16 @@ impl Api {
             limit,
             dead_letter: QueuePolicy::from_metadata(&metadata).dead_letter,
         };
-        self.storage
+        let mut claim = self
+            .storage
             .claims
             .create(scope, &request)
             .await
-            .map_err(storage_error(what))
+            .map_err(storage_error(what))?;
+        if let Some(c) = &mut claim {
+            self.open_bodies(scope, &mut c.messages)?;
+        }
+        Ok(claim)
     }
 
     /// `GET /v2/queues/{q}/claims/{id}`.
@@ -94,12 +99,16 @@ impl Api {
         queue: &str,
         claim_id: &str,
     ) -> ApiResult<ClaimInfo> {
-        self.storage
+        let scope = scope(ctx, queue);
+        let mut info = self
+            .storage
             .claims
-            .get(&scope(ctx, queue), claim_id)
+            .get(&scope, claim_id)
             .await
             .map_err(storage_error("Claim could not be queried."))?
-            .ok_or_else(|| claim_not_found(ctx, queue, claim_id))
+            .ok_or_else(|| claim_not_found(ctx, queue, claim_id))?;
+        self.open_bodies(&scope, &mut info.messages)?;
+        Ok(info)
     }
 
     /// `PATCH /v2/queues/{q}/claims/{id}`: renews the claim.

@@ -131,6 +131,10 @@ impl Api {
             validate::message_ttl(m.ttl, limits)?;
             validate::message_delay(m.delay, limits)?;
         }
+        let mut messages = messages;
+        if policy.encrypt {
+            self.seal_bodies(&scope, &mut messages)?;
+        }
         match self
             .storage
             .messages
@@ -285,12 +289,13 @@ impl Api {
             include_claimed: params.include_claimed.unwrap_or(false),
             include_delayed: !is_delay_queue || params.include_delayed.unwrap_or(false),
         };
-        let page = self
+        let mut page = self
             .storage
             .messages
             .list(scope, &query)
             .await
             .map_err(storage_error(what))?;
+        self.open_bodies(scope, &mut page.messages)?;
         Ok(MessageListing {
             messages: page.messages,
             next_marker: page.next_marker,
@@ -310,12 +315,14 @@ impl Api {
             self.limits().max_messages_per_page,
             may_not_exceed,
         )?;
-        let messages = self
+        let scope = scope(ctx, queue);
+        let mut messages = self
             .storage
             .messages
-            .bulk_get(&scope(ctx, queue), ids)
+            .bulk_get(&scope, ids)
             .await
             .map_err(storage_error("Message could not be retrieved."))?;
+        self.open_bodies(&scope, &mut messages)?;
         if messages.is_empty() {
             return Err(ApiError::not_found(format!(
                 "No messages with IDs: {} found in the queue {queue} for project {}.",
@@ -369,12 +376,14 @@ impl Api {
                     "Pop value must be at least 1 and may not be greater than {max}."
                 )));
             }
-            let popped = self
+            let scope = scope(ctx, queue);
+            let mut popped = self
                 .storage
                 .messages
-                .pop(&scope(ctx, queue), pop as usize)
+                .pop(&scope, pop as usize)
                 .await
                 .map_err(storage_error("Messages could not be popped."))?;
+            self.open_bodies(&scope, &mut popped)?;
             return Ok(BulkDeleteOutcome::Popped(popped));
         }
         let ids = ids.unwrap_or_default();
@@ -408,7 +417,12 @@ impl Api {
             .await
             .map_err(storage_error(what))?
         {
-            Some(m) => Ok(m),
+            Some(m) => {
+                let mut one = [m];
+                self.open_bodies(&scope, &mut one)?;
+                let [m] = one;
+                Ok(m)
+            }
             None => {
                 let exists = self.queue_metadata(&scope, what).await?.is_some();
                 Err(ApiError::not_found(if exists {

@@ -10,6 +10,7 @@
 pub mod body;
 pub mod checksum;
 pub mod claims;
+pub mod encryption;
 pub mod execute;
 pub mod health;
 pub mod home;
@@ -104,6 +105,7 @@ pub struct Api {
     policy: Policy,
     clock: SharedClock,
     trusts: Option<Arc<dyn TrustTokens>>,
+    keyring: Arc<crate::storage::encryption::Keyring>,
 }
 
 impl Api {
@@ -124,6 +126,9 @@ impl Api {
         };
         Api {
             storage,
+            keyring: Arc::new(crate::storage::encryption::Keyring::from_config(
+                &config.transport,
+            )),
             config,
             policy: Policy::default(),
             clock,

@@ -93,6 +93,9 @@ pub fn notifier_stage(next: Arc<dyn MessageStore>, ctx: &StageContext) -> Arc<dy
         outbox: ctx.backend.outbox.clone(),
         wake: ctx.outbox_wake.clone(),
         require_confirmation: ctx.config.notification.require_confirmation,
+        keyring: Arc::new(crate::storage::encryption::Keyring::from_config(
+            &ctx.config.transport,
+        )),
     })
 }
 
@@ -104,6 +107,7 @@ pub struct NotifierStage {
     outbox: Option<Arc<dyn Outbox>>,
     wake: Arc<Notify>,
     require_confirmation: bool,
+    keyring: Arc<crate::storage::encryption::Keyring>,
 }
 
 impl NotifierStage {
@@ -177,10 +181,25 @@ impl MessageStore for NotifierStage {
         if targets.is_empty() {
             return Ok(posted);
         }
-        let payloads: Vec<Value> = copy
-            .iter()
-            .map(|m| notification_payload(&scope.queue, m))
-            .collect();
+        // Subscribers get the plaintext of an encrypted queue's messages
+        // (the key never leaves the server, so ciphertext would be of no
+        // use to them).
+        let mut payloads = Vec::with_capacity(copy.len());
+        for m in &copy {
+            match self.keyring.open(&m.body) {
+                Ok(None) => payloads.push(notification_payload(&scope.queue, m)),
+                Ok(Some(plain)) => {
+                    let opened = NewMessage {
+                        body: plain,
+                        ..m.clone()
+                    };
+                    payloads.push(notification_payload(&scope.queue, &opened));
+                }
+                Err(e) => {
+                    tracing::error!(queue = %scope.queue, project = %scope.project, error = %e, "cannot open an encrypted message to notify its subscribers");
+                }
+            }
+        }
         let queue_retry_policy = match self.queues.get(scope).await {
             Ok(m) => m.and_then(|m| m.get("_retry_policy").cloned()),
             Err(e) => {

@@ -16,6 +16,7 @@
 pub mod catalogue;
 pub mod clock;
 pub mod deadline;
+pub mod encryption;
 pub mod engines;
 #[cfg(feature = "mongodb")]
 pub mod mongodb;
