@@ -45,6 +45,20 @@ pub struct MessageListing {
     pub include_delayed_forced: bool,
 }
 
+/// `body` with its `\u` escapes written as the characters they stand for
+/// (the reference returns bodies as UTF-8, whatever escapes they were
+/// posted with); the escapes JSON requires (`\"`, `\\`, control
+/// characters) stay. A body without `\u` is kept byte for byte.
+fn unescaped(body: &RawValue) -> Box<RawValue> {
+    if !body.get().contains("\\u") {
+        return body.to_owned();
+    }
+    serde_json::from_str::<Value>(body.get())
+        .ok()
+        .and_then(|v| serde_json::value::to_raw_value(&v).ok())
+        .unwrap_or_else(|| body.to_owned())
+}
+
 /// What `DELETE /v2/queues/{q}/messages` asks for.
 #[derive(Clone, Debug, Default)]
 pub struct BulkDeleteParams {
@@ -231,7 +245,7 @@ impl Api {
             out.push(NewMessage {
                 ttl,
                 delay,
-                body: body.to_owned(),
+                body: unescaped(body),
                 checksum,
             });
         }
@@ -252,6 +266,23 @@ impl Api {
         )?
         .unwrap_or(DEFAULT_MESSAGE_PAGE);
         let scope = scope(ctx, queue);
+        let mut params = params;
+        if let Some(marker) = &params.marker {
+            // Markers of our stores are sequence numbers (at most 19
+            // digits); anything else is a message id to continue after
+            // (an unknown one starts from the beginning).
+            let is_sequence = marker.len() <= 19
+                && !marker.is_empty()
+                && marker.bytes().all(|b| b.is_ascii_digit());
+            if !is_sequence {
+                params.marker = self
+                    .storage
+                    .messages
+                    .marker_of(&scope, marker)
+                    .await
+                    .map_err(storage_error("Messages could not be listed."))?;
+            }
+        }
         let mut poll = self.long_poll(&scope, params.wait)?;
         loop {
             let listing = self.messages_list_once(ctx, &scope, &params, limit).await?;
@@ -500,5 +531,25 @@ mod indexmap_free {
             }
             d.deserialize_map(V(std::marker::PhantomData))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unicode_escapes_come_back_as_characters() {
+        let raw = |s: &str| RawValue::from_string(s.to_owned()).unwrap();
+        assert_eq!(
+            unescaped(&raw(r#""caf\u00e9 \ud83d\ude00""#)).get(),
+            "\"café 😀\""
+        );
+        assert_eq!(
+            unescaped(&raw(r#"{"b": "\u0022\u005c\u0001", "a": 1.5}"#)).get(),
+            r#"{"b":"\"\\\u0001","a":1.5}"#
+        );
+        // without \u: kept as sent, spaces included
+        assert_eq!(unescaped(&raw(r#"{"a" : 1}"#)).get(), r#"{"a" : 1}"#);
     }
 }

@@ -265,13 +265,14 @@ impl Api {
             });
         }
         let doc = self.body_document(payload)?;
+        let missing = || ApiError::invalid("Post body must contain key \"resource_types\".");
+        // A list (or any other non-object) has no such key: the reference's
+        // answer, 400 "Invalid API request".
         let Value::Object(doc) = doc else {
-            return Err(document_type_not_supported());
+            return Err(missing());
         };
         let Some(types) = doc.get("resource_types") else {
-            return Err(ApiError::invalid(
-                "Post body must contain key \"resource_types\".",
-            ));
+            return Err(missing());
         };
         let subset_error = || {
             ApiError::invalid("Resource types must be a sub set of {'messages', 'subscriptions'}.")

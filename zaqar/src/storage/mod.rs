@@ -431,6 +431,13 @@ pub trait MessageStore: Send + Sync {
         forward!(self, "message bulk_get", n, n.bulk_get(scope, ids))
     }
 
+    /// The listing marker that continues right after the live message `id`
+    /// (clients build markers from message ids, as the reference's Redis
+    /// store's markers are); `None` when there is no such message.
+    async fn marker_of(&self, scope: &Scope, id: &str) -> StorageResult<Option<String>> {
+        forward!(self, "message marker", n, n.marker_of(scope, id))
+    }
+
     /// Deletes one message, honouring the claim rules:
     /// claimed + no claim id → [`StorageError::MessageIsClaimed`];
     /// claim id given + not claimed → [`StorageError::MessageNotClaimed`];

@@ -90,6 +90,7 @@ macro_rules! conformance_tests {
             queue_is_alive,
             post_keeps_input_order,
             list_markers_and_paging,
+            marker_of_a_message_id,
             list_echo_filter,
             list_include_claimed,
             list_include_delayed,
