@@ -17,8 +17,7 @@ passes its path in ZAQARCLIENT_SDIST.  Each suite gets a zaqar-server of its own
 (tests/functional/zaqar_testlib.py: $ZAQAR_SERVER_BIN, a fresh SQLite database;
 ZAQAR_TEST_BACKEND=redis for the Redis store), started and stopped here.
 
-A test that fails against the reference Zaqar 23.0.1 too, or that needs what we
-do not have (pools, flavors), is listed with its reason in
+A test that fails against the reference Zaqar 23.0.1 too is listed with its reason in
 expected-failures-<suite>.txt.  The run fails on any other failure, and on a
 listed test that passes (the list must stay true).
 """
@@ -120,10 +119,16 @@ def run_zaqarclient(workdir, keystone=False):
     """noauth (project my-project), or with keystone=True as the client's own
     tox 'functional' job runs them: Keystone, the admin's credentials."""
     sdist = pathlib.Path(os.environ["ZAQARCLIENT_SDIST"])
+    # Pooled, as the client's own gate runs the reference: its pool and
+    # flavor tests register mongodb://127.0.0.1:27017, and the server checks
+    # that a pool answers before it registers it. The other tests' queues go
+    # to the virtual pool (the configured message store).
     options = {
-        "DEFAULT": {"admin_mode": "true"},
+        "DEFAULT": {"admin_mode": "true", "pooling": "true"},
+        "pooling:catalog": {"enable_virtual_pool": "true"},
         "signed_url": {"secret_key": SECRET_KEY},
     }
+    stop_pool_store = ensure_pool_mongodb(workdir)
     env = dict(os.environ, ZAQARCLIENT_TEST_FUNCTIONAL="1")
     env.pop("ZAQARCLIENT_AUTH_FUNCTIONAL", None)
     if keystone:
@@ -148,7 +153,30 @@ def run_zaqarclient(workdir, keystone=False):
              "run", "--concurrency", "1"], cwd=tree, env=env)
     finally:
         server.stop()
+        stop_pool_store()
     return judge("zaqarclient-keystone" if keystone else "zaqarclient", results)
+
+
+POOL_MONGODB_PORT = 27017
+
+
+def ensure_pool_mongodb(workdir):
+    """A MongoDB-wire server on 127.0.0.1:27017, the pool URI the client's
+    tests hard-code: the one already there (a real mongod), else SecantusDB
+    started by tests/mongodb/start.sh for this run. Returns the function
+    that stops what was started here."""
+    env = dict(os.environ, ZAQAR_MONGODB_PORT=str(POOL_MONGODB_PORT),
+               ZAQAR_MONGODB_DIR=str(workdir / "pool-mongodb"))
+    started = subprocess.run(["bash", str(ROOT / "tests" / "mongodb" / "start.sh")], env=env,
+                             stdout=subprocess.DEVNULL, check=False)
+    if started.returncode != 0:
+        raise SystemExit("no MongoDB-wire server on 127.0.0.1:27017 for the pool tests")
+
+    def stop():
+        # stop.sh stops only a server whose pid file this run wrote.
+        subprocess.run(["bash", str(ROOT / "tests" / "mongodb" / "stop.sh")], env=env,
+                       stdout=subprocess.DEVNULL, check=False)
+    return stop
 
 
 # -- tempest ------------------------------------------------------------------

@@ -105,6 +105,7 @@ fn pooled_storage(
             config,
             clock.clone(),
         )?,
+        "mongodb" => engines::open_mongodb_management(config, clock.clone())?,
         _ => engines::open_pool(
             &format!("sqlite://{}", config.management_sqlite_path.display()),
             &Default::default(),

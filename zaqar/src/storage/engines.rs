@@ -105,6 +105,29 @@ fn open_mongodb_configured(config: &Config, clock: SharedClock) -> StorageResult
     Ok(store.backend())
 }
 
+/// The management store of a pooled deployment on MongoDB: the
+/// `[drivers:management_store:mongodb]` section, which keeps the queue
+/// records, the catalogue, subscriptions and the notification outbox.
+///
+/// # Errors
+/// [`StorageError::Rejected`] for a section that cannot be used.
+#[cfg(feature = "mongodb")]
+pub fn open_mongodb_management(config: &Config, clock: SharedClock) -> StorageResult<Backend> {
+    use super::mongodb::{open_configured, options::MANAGEMENT_SECTION};
+    let store = open_configured(config, MANAGEMENT_SECTION, clock).map_err(StorageError::Rejected)?;
+    Ok(store.backend())
+}
+
+/// The management store of a pooled deployment on MongoDB (not in this
+/// build).
+///
+/// # Errors
+/// Always: this build has no MongoDB driver.
+#[cfg(not(feature = "mongodb"))]
+pub fn open_mongodb_management(_: &Config, _: SharedClock) -> StorageResult<Backend> {
+    Err(StorageError::Rejected("this build has no MongoDB driver".into()))
+}
+
 /// A MongoDB pool: its URI, with its options as the options of a
 /// `[drivers:message_store:mongodb]` section (`database`, `partitions`,
 /// ...); nothing leaks from one pool's options to another's (the reference
