@@ -359,7 +359,9 @@ impl Config {
         let redis = RedisConfig::read(&mut r)?;
         let management_redis = RedisConfig::read_in(&mut r, "drivers:management_store:redis")?;
         let catalog = PoolingCatalogSection::read(&mut r)?;
-        if defaults.pooling && !["sqlite", "redis", "mongodb"].contains(&drivers.management_store.as_str()) {
+        if defaults.pooling
+            && !["sqlite", "redis", "mongodb"].contains(&drivers.management_store.as_str())
+        {
             return Err(invalid(
                 "drivers",
                 "management_store",

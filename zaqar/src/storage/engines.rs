@@ -114,7 +114,8 @@ fn open_mongodb_configured(config: &Config, clock: SharedClock) -> StorageResult
 #[cfg(feature = "mongodb")]
 pub fn open_mongodb_management(config: &Config, clock: SharedClock) -> StorageResult<Backend> {
     use super::mongodb::{open_configured, options::MANAGEMENT_SECTION};
-    let store = open_configured(config, MANAGEMENT_SECTION, clock).map_err(StorageError::Rejected)?;
+    let store =
+        open_configured(config, MANAGEMENT_SECTION, clock).map_err(StorageError::Rejected)?;
     Ok(store.backend())
 }
 
@@ -125,7 +126,9 @@ pub fn open_mongodb_management(config: &Config, clock: SharedClock) -> StorageRe
 /// Always: this build has no MongoDB driver.
 #[cfg(not(feature = "mongodb"))]
 pub fn open_mongodb_management(_: &Config, _: SharedClock) -> StorageResult<Backend> {
-    Err(StorageError::Rejected("this build has no MongoDB driver".into()))
+    Err(StorageError::Rejected(
+        "this build has no MongoDB driver".into(),
+    ))
 }
 
 /// A MongoDB pool: its URI, with its options as the options of a
