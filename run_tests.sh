@@ -337,8 +337,30 @@ reference_suite() { bash "$ROOT/tests/reference_suites/run.sh" "$1"; }
 reference_suite_redis() { ZAQAR_TEST_BACKEND=redis reference_suite "$1"; }
 reference_suite_mongodb() { ZAQAR_TEST_BACKEND=mongodb reference_suite "$1"; }
 
+# The API contract (tests/contract): the OpenAPI document the server serves,
+# checked by openapi-spec-validator, and schemathesis checking every answer
+# against it (no 5xx; status, content type and body as documented),
+# stateless and along the document's links.  Short here; a long run on
+# demand: ZAQAR_CONTRACT_EXAMPLES=1000 ZAQAR_CONTRACT_MAX_TIME=1800.
+contract_suite() { pytest_suite tests/contract; }
+contract_suite_redis() { ZAQAR_TEST_BACKEND=redis pytest_suite tests/contract; }
+contract_suite_mongodb() { ZAQAR_TEST_BACKEND=mongodb pytest_suite tests/contract; }
+
+# The fault harness (tests/faults/harness.py): load through two servers on
+# one Redis (AOF always) while a server and Redis are killed and the Redis
+# connections slowed and cut; every acknowledged message must be consumed
+# once or still present, no message in two live claims, every 5xx in a fault
+# window.  The short schedule (about 40 s); `--schedule long` on demand.
+faults_suite() {
+    ZAQAR_TEST_PORT_BASE="$PORT_BASE" "$PY" "$ROOT/tests/faults/harness.py" \
+        --schedule short --out "$ROOT/target/faults"
+}
+
+# The API reference pages are generated first, from the OpenAPI document and
+# the samples of a server run (tools/api_ref.py), so they cannot drift.
 docs_build() {
-    rm -rf "$ROOT/doc/build/html"
+    rm -rf "$ROOT/doc/build/html" "$ROOT/doc/source/api-ref"
+    "$PY" "$ROOT/tools/api_ref.py"
     "$VENV/bin/sphinx-build" -W --keep-going -b html "$ROOT/doc/source" "$ROOT/doc/build/html"
 }
 
@@ -356,13 +378,17 @@ STEPS=(
     "functional-redis|build redis|pytest_functional_redis"
     "functional-mongodb|build mongodb|pytest_functional_mongodb"
     "functional-keystone|build keystone|pytest_suite tests/functional_keystone"
+    "contract|build|contract_suite"
+    "contract-redis|build redis|contract_suite_redis"
+    "contract-mongodb|build mongodb|contract_suite_mongodb"
+    "faults|build|faults_suite"
     "zaqarclient|build|reference_suite zaqarclient"
     "zaqarclient-redis|build redis|reference_suite_redis zaqarclient"
     "zaqarclient-mongodb|build mongodb|reference_suite_mongodb zaqarclient"
     "zaqarclient-keystone|build keystone|reference_suite zaqarclient-keystone"
     "tempest|build keystone|reference_suite tempest"
     "osc|build keystone|reference_suite osc"
-    "docs||docs_build"
+    "docs|build|docs_build"
 )
 
 # The setup steps, in the order they run: name | title | function.

@@ -49,8 +49,8 @@ pub struct LedgerSummary {
     pub double_claims: u64,
     /// Messages deleted under a claim twice.
     pub double_consumes: u64,
-    /// Posts and deletes that got no answer (they may or may not have
-    /// happened, so the balance may be off by their messages).
+    /// Posts and deletes that got no answer, or a 5xx (they may or may
+    /// not have happened, so the balance may be off by their messages).
     pub uncertain_requests: u64,
 }
 

@@ -105,6 +105,13 @@ async fn timed(
     let outcome = match result {
         Ok(a) if expected.contains(&a.status) => Ok(a),
         Ok(a) => {
+            // A 5xx to a write is no proof it did not happen: when the
+            // store's connection breaks after the command went out (Redis
+            // killed between applying it and answering), the server can
+            // only say 503. Its outcome is unknown, as for no answer.
+            if a.status.is_server_error() && matches!(op, Op::Post | Op::Delete | Op::BulkDelete) {
+                shared.ledger.uncertain();
+            }
             if measured {
                 rec.error(op, elapsed, a.status.as_str());
             }

@@ -33,3 +33,12 @@ html_show_sourcelink = False
 
 # Warnings are errors in the build (-W); keep cross references strict.
 nitpicky = False
+
+# The API reference (api-ref/) is generated from the server's OpenAPI document
+# by tools/api_ref.py, which run_tests.sh (docs step) and tox -e docs run first.
+import pathlib as _pathlib
+
+if not (_pathlib.Path(__file__).parent / "api-ref" / "index.rst").exists():
+    raise RuntimeError(
+        "doc/source/api-ref/ is missing: run tools/api_ref.py first "
+        "(it starts the built zaqar-server; ./run_tests.sh docs does both)")

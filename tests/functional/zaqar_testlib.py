@@ -103,6 +103,11 @@ class ZaqarServer:
                  "drivers:message_store:mongodb": {"uri": self.mongodb_uri,
                                                    "database": self.mongodb_database}},
                 self.options)
+            # The management store is the message store's database unless a
+            # test names another: it keeps the queue records, and with
+            # pooling the catalogue.
+            self.options.setdefault("drivers:management_store:mongodb",
+                                    dict(self.options["drivers:message_store:mongodb"]))
             self.options["drivers"]["message_store"] = "mongodb"
             self.options["drivers"]["management_store"] = "mongodb"
         self.proc = None

@@ -6,7 +6,7 @@
 //! 1. the admin-mode gate (an admin-only operation of a server without
 //!    `admin_mode` is a route it does not have: 404);
 //! 2. the request context: `Client-ID` and project validated (skipped only
-//!    for the versions document, as in the reference);
+//!    for the open documents: versions, as in the reference, and OpenAPI);
 //! 3. the queue name of the operation;
 //! 4. the policy rule of the operation;
 //! 5. the operation itself, with its own validation and limits.
@@ -42,6 +42,12 @@ impl Api {
             && (!kind.pooling_only() || self.config().pooling)
     }
 
+    /// The OpenAPI document of the operations this server serves, with its
+    /// limits and auth strategy.
+    pub fn openapi(&self) -> serde_json::Value {
+        super::openapi::document(self.config(), |kind| self.serves(kind))
+    }
+
     /// The request context of `caller`: the validated `Client-ID` and
     /// project, the caller's user and roles.
     ///
@@ -73,8 +79,10 @@ impl Api {
         if !self.serves(kind) {
             return Err(ApiError::RouteNotFound);
         }
-        if !kind.needs_context() {
-            return Ok(Reply::Versions);
+        match operation {
+            Operation::GetVersions => return Ok(Reply::Versions),
+            Operation::GetOpenApi => return Ok(Reply::OpenApi(self.openapi())),
+            _ => {}
         }
         let ctx = self.context(request.caller, request.client_id, request.request_id)?;
         if let Some(name) = operation.queue() {
@@ -101,6 +109,7 @@ impl Api {
         use Operation as O;
         Ok(match operation {
             O::GetVersions => Reply::Versions,
+            O::GetOpenApi => Reply::OpenApi(self.openapi()),
             O::GetHomeDoc => Reply::HomeDoc {
                 admin_mode: self.config().admin_mode,
             },

@@ -17,6 +17,7 @@ pub mod home;
 pub mod long_poll;
 pub mod messages;
 pub mod metadata;
+pub mod openapi;
 pub mod operation;
 pub mod policy;
 pub mod pools;

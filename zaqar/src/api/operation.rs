@@ -21,6 +21,8 @@ pub enum Operation {
     GetVersions,
     /// `GET /v2/`: the home document.
     GetHomeDoc,
+    /// `GET /v2/openapi.json`: the OpenAPI document of the API.
+    GetOpenApi,
     /// `GET /v2/ping` (`probe`: ask the store) or `HEAD /v2/ping` (not).
     Ping {
         /// Whether the store is asked (GET) or not (HEAD).
@@ -292,6 +294,7 @@ impl TopicOperation {
 pub enum OperationKind {
     GetVersions,
     GetHomeDoc,
+    GetOpenApi,
     Ping,
     CheckHealth,
     QueueList,
@@ -351,9 +354,10 @@ pub enum OperationKind {
 
 impl OperationKind {
     /// Every kind, in the order of the API reference.
-    pub const ALL: [OperationKind; 57] = [
+    pub const ALL: [OperationKind; 58] = [
         OperationKind::GetVersions,
         OperationKind::GetHomeDoc,
+        OperationKind::GetOpenApi,
         OperationKind::Ping,
         OperationKind::CheckHealth,
         OperationKind::QueueList,
@@ -482,6 +486,7 @@ impl OperationKind {
         match self {
             GetVersions => "get_versions",
             GetHomeDoc => "get_home_doc",
+            GetOpenApi => "get_openapi",
             Ping => "ping_node",
             CheckHealth => "check_node_health",
             QueueList => "queue_list",
@@ -545,7 +550,7 @@ impl OperationKind {
     pub fn policy_rule(self) -> Option<&'static str> {
         use OperationKind::*;
         Some(match self {
-            GetVersions | GetHomeDoc => return None,
+            GetVersions | GetHomeDoc | GetOpenApi => return None,
             Ping => "ping:get",
             CheckHealth => "health:get",
             QueueList => "queues:get_all",
@@ -629,9 +634,17 @@ impl OperationKind {
     }
 
     /// Whether the operation needs a request context (`Client-ID`, project);
-    /// only the versions document does not, as in the reference.
+    /// only the open documents do not (the versions document, as in the
+    /// reference, and the OpenAPI document).
     pub fn needs_context(self) -> bool {
-        !matches!(self, OperationKind::GetVersions)
+        !self.is_open()
+    }
+
+    /// Whether anyone may ask for the operation, without credentials of
+    /// any kind (the auth layer is not consulted): the versions document
+    /// and the OpenAPI document.
+    pub fn is_open(self) -> bool {
+        matches!(self, OperationKind::GetVersions | OperationKind::GetOpenApi)
     }
 
     /// The HTTP method and path template of the operation (`{queue}`,
@@ -642,6 +655,7 @@ impl OperationKind {
         match self {
             GetVersions => ("GET", "/"),
             GetHomeDoc => ("GET", "/v2/"),
+            GetOpenApi => ("GET", "/v2/openapi.json"),
             Ping => ("GET", "/v2/ping"),
             CheckHealth => ("GET", "/v2/health"),
             QueueList => ("GET", "/v2/queues"),
@@ -708,6 +722,7 @@ impl Operation {
         match self {
             O::GetVersions => K::GetVersions,
             O::GetHomeDoc => K::GetHomeDoc,
+            O::GetOpenApi => K::GetOpenApi,
             O::Ping { .. } => K::Ping,
             O::CheckHealth => K::CheckHealth,
             O::QueueList(_) => K::QueueList,
@@ -787,6 +802,7 @@ impl Operation {
         match self {
             O::GetVersions
             | O::GetHomeDoc
+            | O::GetOpenApi
             | O::Ping { .. }
             | O::CheckHealth
             | O::QueueList(_)

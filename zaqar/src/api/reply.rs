@@ -18,6 +18,8 @@ use crate::storage::{ClaimInfo, Message, Metadata, NewClaim, QueueStats, Subscri
 pub enum Reply {
     /// `get_versions`: the versions document.
     Versions,
+    /// `get_openapi`: the OpenAPI document.
+    OpenApi(serde_json::Value),
     /// `get_home_doc`: the home document (admin entries with admin mode).
     HomeDoc {
         /// Whether the admin routes are served.

@@ -27,6 +27,14 @@ pub(crate) type Keep = Box<dyn Any + Send>;
 /// `None` skips the test (see [`super::conformance::Fixture`]).
 macro_rules! subscription_conformance_tests {
     ($open:path) => {
+        $crate::storage::subscription_conformance::subscription_conformance_tests!($open, heavy: $open);
+    };
+    // `heavy` opens the behaviour that writes 9,000 subscriptions (see
+    // `conformance_tests!`).
+    ($open:path, heavy: $heavy:path) => {
+        $crate::storage::subscription_conformance::subscription_conformance_tests!(@each $heavy;
+            subscription_heavy_queue,
+        );
         $crate::storage::subscription_conformance::subscription_conformance_tests!(@each $open;
             subscription_create_and_get,
             subscription_list_paging,
@@ -38,7 +46,6 @@ macro_rules! subscription_conformance_tests {
             subscription_project_isolation,
             post_tells_whether_queue_is_subscribed,
             outbox_leases_are_fair,
-            subscription_heavy_queue,
         );
     };
     (@each $open:path; $($name:ident),* $(,)?) => {

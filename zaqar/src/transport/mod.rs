@@ -94,4 +94,73 @@ mod tests {
             "every action of the reference's schema, and the topic ones"
         );
     }
+
+    /// The paths of every route the router has, with sample parameters.
+    const ROUTER_PATHS: &[&str] = &[
+        "/",
+        "/v2/",
+        "/v2/openapi.json",
+        "/v2/ping",
+        "/v2/health",
+        "/v2/queues",
+        "/v2/queues/q",
+        "/v2/queues/q/stats",
+        "/v2/queues/q/purge",
+        "/v2/queues/q/share",
+        "/v2/queues/q/messages",
+        "/v2/queues/q/messages/i",
+        "/v2/queues/q/claims",
+        "/v2/queues/q/claims/i",
+        "/v2/queues/q/subscriptions",
+        "/v2/queues/q/subscriptions/i",
+        "/v2/queues/q/subscriptions/i/confirm",
+        "/v2/pools",
+        "/v2/pools/i",
+        "/v2/flavors",
+        "/v2/flavors/i",
+        "/v2/topics",
+        "/v2/topics/q",
+        "/v2/topics/q/stats",
+        "/v2/topics/q/purge",
+        "/v2/topics/q/messages",
+        "/v2/topics/q/messages/i",
+        "/v2/topics/q/subscriptions",
+        "/v2/topics/q/subscriptions/i",
+        "/v2/topics/q/subscriptions/i/confirm",
+    ];
+
+    /// The OpenAPI document (of a server serving everything) has exactly
+    /// the routes and methods the HTTP router answers.
+    #[test]
+    fn openapi_document_matches_the_router() {
+        let config =
+            crate::config::Config::parse("[DEFAULT]\nadmin_mode = true\npooling = true\n").unwrap();
+        let doc = crate::api::openapi::document(&config, |_| true);
+        let mut documented: Vec<(String, String)> = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            // Sample values for the path parameters, as the router sees them.
+            let sample: String = path
+                .split('/')
+                .map(|seg| match seg {
+                    "{queue_name}" => "q",
+                    s if s.starts_with('{') => "i",
+                    s => s,
+                })
+                .collect::<Vec<_>>()
+                .join("/");
+            for method in item.as_object().unwrap().keys() {
+                documented.push((sample.clone(), method.to_ascii_uppercase()));
+            }
+        }
+        let mut routed: Vec<(String, String)> = Vec::new();
+        for path in ROUTER_PATHS {
+            let endpoint = Endpoint::parse(path).unwrap_or_else(|| panic!("{path}"));
+            for method in endpoint.allowed() {
+                routed.push(((*path).to_owned(), (*method).to_owned()));
+            }
+        }
+        documented.sort();
+        routed.sort();
+        assert_eq!(documented, routed);
+    }
 }

@@ -534,6 +534,7 @@ fn body_for(kind: OperationKind) -> Option<BoxedStrategy<Node>> {
         K::FlavorCreate | K::FlavorUpdate => Some(flavor_body()),
         K::GetVersions
         | K::GetHomeDoc
+        | K::GetOpenApi
         | K::Ping
         | K::CheckHealth
         | K::QueueList

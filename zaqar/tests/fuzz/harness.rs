@@ -715,8 +715,11 @@ fn check_http_answer(
     if a.status >= 500 && !keystone_down {
         return Err(format!("answered {} {}", a.status, body_text()));
     }
-    let versions = a.status == 300 && a.json().is_some_and(|d| d.get("versions").is_some());
-    if refused && a.status < 400 && !versions {
+    // The open documents (OperationKind::is_open) need no credentials: the
+    // versions (300) and the OpenAPI document (200).
+    let open_document = (a.status == 300 && a.json().is_some_and(|d| d.get("versions").is_some()))
+        || (a.status == 200 && a.json().is_some_and(|d| d.get("openapi").is_some()));
+    if refused && a.status < 400 && !open_document {
         return Err(format!(
             "answered {} without credentials in Keystone mode: {}",
             a.status,

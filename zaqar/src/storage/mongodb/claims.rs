@@ -17,6 +17,7 @@ use super::messages::{
     claimable, find_in_order, int, message_from, messages_from, release, BY_CLAIM, QUEUE_ORDER,
 };
 use super::{date, ms, MongoStore, OpResult, Ready};
+use crate::storage::deadline::ClaimTimes;
 use crate::storage::{
     ClaimInfo, ClaimRequest, ClaimStore, DeadLetter, Message, NewClaim, Scope, StorageResult,
 };
@@ -32,6 +33,9 @@ const WINDOW_CAP: usize = 1000;
 /// The most messages a claim lookup returns (a claim holds at most
 /// `max_messages_per_claim_or_pop` of them).
 const CLAIM_MESSAGES_CAP: usize = 10_000;
+/// Messages moved to a dead-letter queue by one update: `$indexOfArray`
+/// over the chunk's ids numbers them, so the chunk stays small.
+const DEAD_LETTER_CHUNK: usize = 50;
 
 /// `wanted` of `candidates`, chosen at random, in their order.
 fn pick(candidates: Vec<Document>, wanted: usize) -> Vec<Document> {
@@ -120,20 +124,31 @@ impl MongoStore {
         let messages = r.messages(&scope.project);
         let token = ObjectId::new();
         let first = self.reserve(r, &dlq, dead.len(), now, token).await?;
-        for (i, d) in dead.iter().enumerate() {
+        // One conditional update per chunk, not per message: each message
+        // takes the sequence number of its place in the chunk (an update
+        // pipeline), so the dead-letter queue keeps the source's order. A
+        // message claimed meanwhile (`ce` in the future) is left where it
+        // is; its number stays unused.
+        for (c, chunk) in dead.chunks(DEAD_LETTER_CHUNK).enumerate() {
+            let ids: Vec<Bson> = chunk
+                .iter()
+                .map(|d| d.get("_id").cloned().unwrap_or(Bson::Null))
+                .collect();
+            let base = first.saturating_add((c * DEAD_LETTER_CHUNK) as i64);
             let filter = doc! {
-                "_id": d.get("_id").cloned().unwrap_or(Bson::Null),
-                "p": &scope.project, "q": &scope.queue,
-                "ce": { "$lte": now }, "cc": d.get("cc").cloned().unwrap_or(Bson::Null),
+                "_id": { "$in": ids.clone() }, "p": &scope.project, "q": &scope.queue,
+                "ce": { "$lte": now }, "cc": { "$gte": policy.max_claim_count },
             };
             let mut set = doc! {
-                "q": &policy.queue, "k": first.saturating_add(i as i64), "ce": 0i64,
+                "q": &policy.queue,
+                "k": { "$add": [base, { "$indexOfArray": [ids, "$_id"] }] },
+                "ce": 0i64,
             };
             if let Some(ttl) = policy.ttl {
                 set.insert("t", ttl);
             }
             messages
-                .update_one(filter, doc! { "$set": set, "$unset": { "c": "" } })
+                .update_many(filter, vec![doc! { "$set": set }, doc! { "$unset": "c" }])
                 .await?;
         }
         release(r, &dlq, token).await?;
@@ -179,6 +194,8 @@ impl ClaimStore for MongoStore {
         // Idempotent: a retry takes more candidates under the same claim id
         // and reads back what the claim holds.
         self.run("claim create", true, |r, now| async move {
+            // Refused before the first write, as on every driver.
+            ClaimTimes::new(now, request.ttl, request.grace)?;
             let retry = tried.swap(true, std::sync::atomic::Ordering::Relaxed);
             let messages = r.messages(&scope.project);
             let ends = now.saturating_add(ms(request.ttl));
@@ -316,6 +333,7 @@ impl ClaimStore for MongoStore {
             return Err(crate::storage::StorageError::ClaimNotFound);
         };
         self.run("claim update", true, |r, now| async move {
+            ClaimTimes::new(now, ttl, grace)?;
             let ends = now.saturating_add(ms(ttl));
             let renewed = r
                 .claims(&scope.project)

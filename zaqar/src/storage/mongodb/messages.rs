@@ -279,6 +279,10 @@ impl MongoStore {
     ) -> StorageResult<()> {
         // Not tried again after a failure: the messages may be stored.
         self.run("message post", false, |r, now| async move {
+            // Refused before the first write, as on every driver.
+            for m in messages {
+                crate::storage::deadline::message_times(now, m.ttl, m.delay)?;
+            }
             let token = ObjectId::new();
             let first = self.reserve(&r, scope, messages.len(), now, token).await?;
             let docs = ids.iter().zip(messages).enumerate().map(|(i, (id, m))| {

@@ -2,7 +2,8 @@
 //!
 //! One warp filter takes every request. The auth layer ([`crate::auth`])
 //! runs first, as the reference's middleware does (with Keystone: every path
-//! but `/`); then [`router::Endpoint`] parses the path, the reference's
+//! but `/` and `/v2/openapi.json`, the operations whose kind
+//! [`is_open`](OperationKind::is_open)); then [`router::Endpoint`] parses the path, the reference's
 //! request hooks run in its order (method, pre-signed URL, content type,
 //! `Accept`, `Client-ID`, `X-Project-ID`, queue name, policy) and one
 //! api-core call answers. `GET /metrics` ([`crate::metrics`]) is answered
@@ -104,11 +105,19 @@ where
             metrics(&state)
         } else {
             let credentials = credentials(&headers);
-            let answer = match state
-                .auth
-                .authenticate(&credentials, method.as_str(), path)
-                .await
-            {
+            // The open documents (versions, OpenAPI) need no credentials:
+            // the auth layer is not asked, so a bad or absent token or
+            // signature cannot hide them.
+            let open = Endpoint::parse(path).is_some_and(|e| e.kind().is_open());
+            let caller = if open {
+                Ok(Caller::default())
+            } else {
+                state
+                    .auth
+                    .authenticate(&credentials, method.as_str(), path)
+                    .await
+            };
+            let answer = match caller {
                 Ok(caller) => {
                     dispatch(
                         &state,

@@ -108,6 +108,7 @@ pub fn reply(reply: Reply, path: &str, query: &Query, now: i64) -> Response {
     match reply {
         Reply::Versions => json_with(StatusCode::MULTIPLE_CHOICES, &crate::api::home::versions()),
         Reply::HomeDoc { admin_mode } => home(admin_mode),
+        Reply::OpenApi(doc) => json(&doc),
         Reply::Pong { alive: true } => empty(StatusCode::NO_CONTENT),
         Reply::Pong { alive: false } => empty(StatusCode::SERVICE_UNAVAILABLE),
         Reply::Health(health) => json(&health),

@@ -18,6 +18,8 @@ pub enum Endpoint {
     Versions,
     /// `/v2/`
     Home,
+    /// `/v2/openapi.json`
+    OpenApi,
     /// `/v2/ping`
     Ping,
     /// `/v2/health`
@@ -70,6 +72,7 @@ impl Endpoint {
         let s = |i: usize| seg[i].to_owned();
         Some(match seg.as_slice() {
             [""] => Endpoint::Home,
+            ["openapi.json"] => Endpoint::OpenApi,
             ["ping"] => Endpoint::Ping,
             ["health"] => Endpoint::Health,
             ["queues"] => Endpoint::Queues,
@@ -116,6 +119,7 @@ impl Endpoint {
         match self {
             Endpoint::Versions
             | Endpoint::Home
+            | Endpoint::OpenApi
             | Endpoint::Health
             | Endpoint::Queues
             | Endpoint::QueueStats(_) => &["GET"],
@@ -161,6 +165,7 @@ impl Endpoint {
         Ok(match (self, m) {
             (Endpoint::Versions, _) => O::GetVersions,
             (Endpoint::Home, _) => O::GetHomeDoc,
+            (Endpoint::OpenApi, _) => O::GetOpenApi,
             (Endpoint::Ping, "HEAD") => O::Ping { probe: false },
             (Endpoint::Ping, _) => O::Ping { probe: true },
             (Endpoint::Health, _) => O::CheckHealth,
@@ -263,6 +268,7 @@ impl Endpoint {
         match self {
             Endpoint::Versions => K::GetVersions,
             Endpoint::Home => K::GetHomeDoc,
+            Endpoint::OpenApi => K::GetOpenApi,
             Endpoint::Ping => K::Ping,
             Endpoint::Health => K::CheckHealth,
             Endpoint::Queues => K::QueueList,

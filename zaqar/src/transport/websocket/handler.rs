@@ -268,6 +268,7 @@ fn body_of(
     Ok(match reply {
         Reply::Versions => (300, crate::api::home::versions()),
         Reply::HomeDoc { admin_mode } => (200, crate::api::home::document(admin_mode)),
+        Reply::OpenApi(doc) => (200, doc),
         Reply::Pong { alive: true } => (204, json!({})),
         Reply::Pong { alive: false } => {
             return Err(ApiError::Unavailable("Storage is not reachable.".into()))
