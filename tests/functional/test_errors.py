@@ -243,6 +243,9 @@ CASES = [
          BAD_API, ANY),
     Case("purge-string", "POST", "/v2/queues/{q}/purge", {"json": {"resource_types": "messages"}},
          400, BAD_API, ANY),
+    # a list body has no "resource_types" key: the reference's text
+    Case("purge-list-body", "POST", "/v2/queues/{q}/purge", {"json": ["messages"]}, 400, BAD_API,
+         'Post body must contain key "resource_types".'),
 
     # -- content negotiation ------------------------------------------------
     Case("form-urlencoded", "POST", M,

@@ -375,8 +375,8 @@ def test_framing_errors(wsserver, proj):
         assert r["request"]["action"] == "nope"
         r = c.raw(json.dumps({"headers": c.headers}))
         assert r["body"] == {"error": "None is not a valid action"}
-        r = c.raw(msgpack.packb({"action": "topic_list", "headers": c.headers}), binary=True)
-        assert r["body"] == {"error": "topic_list is not a valid action"}
+        r = c.raw(msgpack.packb({"action": "topic_claim_create", "headers": c.headers}), binary=True)
+        assert r["body"] == {"error": "topic_claim_create is not a valid action"}
         schema_invalid = [
             {"action": "queue_list"},                                     # no headers
             {"action": "queue_list", "headers": {"Client-ID": c.headers["Client-ID"]}},  # no project

@@ -73,6 +73,11 @@ pub fn build(config: Arc<Config>) -> Result<(Api, Option<Arc<Hub>>), StartError>
     let clock: SharedClock = Arc::new(SystemClock);
     let wake = Arc::new(tokio::sync::Notify::new());
     let hub = config.serve_websocket.then(Hub::new);
+    if let Some(hub) = &hub {
+        hub.set_keyring(Arc::new(crate::storage::encryption::Keyring::from_config(
+            &config.transport,
+        )));
+    }
     let storage = if config.pooling {
         pooled_storage(&config, clock.clone(), hub.as_ref(), wake)?
     } else {
@@ -165,6 +170,8 @@ fn pooled_storage(
         subscriptions: Arc::new(pooled.clone()),
         outbox: management.outbox.clone(),
         catalogue: Some(catalogue),
+        // Pools are many stores: waiters rely on the poll across processes.
+        wake_bus: None,
     };
     let top_config = Arc::new(Config {
         pipeline: PipelineConfig {
@@ -264,11 +271,26 @@ pub async fn serve_all(
         let _ = stop_tx.send(true);
     });
     let mut tasks = Vec::new();
+    // Long polling: wake-ups from the other processes of the store, and
+    // every waiting request answered at once on shutdown.
+    let waiters = api.storage().waiters.clone();
+    if let Some(bus) = api.storage().wake_bus.clone() {
+        let waiters = waiters.clone();
+        tokio::spawn(async move { bus.listen(waiters).await });
+    }
+    {
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let _ = stop.wait_for(|s| *s).await;
+            waiters.close();
+        });
+    }
     if let Some(outbox) = api.storage().outbox.clone() {
         let config = config.clone();
         let wake = api.storage().outbox_wake.clone();
         match crate::notification::Notifier::new(outbox, config, api.clock(), wake) {
             Ok(notifier) => {
+                let notifier = notifier.with_queue_sink(Arc::new(api.clone()));
                 let mut stop = stop_rx.clone();
                 tasks.push(tokio::spawn(notifier.run(async move {
                     let _ = stop.wait_for(|s| *s).await;

@@ -9,7 +9,7 @@ use super::validate::{self, may_not_exceed};
 use super::{Api, Payload};
 use crate::context::RequestContext;
 use crate::error::{storage_error, ApiError, ApiResult};
-use crate::storage::{ClaimInfo, ClaimRequest, NewClaim, StorageError};
+use crate::storage::{ClaimInfo, ClaimRequest, NewClaim, Scope, StorageError};
 
 /// Default number of messages a claim takes.
 pub const DEFAULT_CLAIM_LIMIT: usize = 10;
@@ -33,6 +33,7 @@ impl Api {
         ctx: &RequestContext,
         queue: &str,
         limit: Option<i64>,
+        wait: Option<i64>,
         payload: &Payload,
     ) -> ApiResult<Option<NewClaim>> {
         let limits = self.limits();
@@ -46,11 +47,28 @@ impl Api {
             .unwrap_or(DEFAULT_CLAIM_LIMIT);
         validate::claim_grace(grace, limits)?;
         let scope = scope(ctx, queue);
+        let mut poll = self.long_poll(&scope, wait)?;
+        loop {
+            let claim = self.claim_create_once(&scope, ttl, grace, limit).await?;
+            if claim.is_some() || !poll.wait().await {
+                return Ok(claim);
+            }
+        }
+    }
+
+    /// One attempt of [`Api::claim_create`].
+    async fn claim_create_once(
+        &self,
+        scope: &Scope,
+        ttl: i64,
+        grace: i64,
+        limit: usize,
+    ) -> ApiResult<Option<NewClaim>> {
         let what = "Claim could not be created.";
         let Some(metadata) = self
             .storage
             .queues
-            .get(&scope)
+            .get(scope)
             .await
             .map_err(storage_error(what))?
         else {
@@ -62,11 +80,16 @@ impl Api {
             limit,
             dead_letter: QueuePolicy::from_metadata(&metadata).dead_letter,
         };
-        self.storage
+        let mut claim = self
+            .storage
             .claims
-            .create(&scope, &request)
+            .create(scope, &request)
             .await
-            .map_err(storage_error(what))
+            .map_err(storage_error(what))?;
+        if let Some(c) = &mut claim {
+            self.open_bodies(scope, &mut c.messages)?;
+        }
+        Ok(claim)
     }
 
     /// `GET /v2/queues/{q}/claims/{id}`.
@@ -76,12 +99,16 @@ impl Api {
         queue: &str,
         claim_id: &str,
     ) -> ApiResult<ClaimInfo> {
-        self.storage
+        let scope = scope(ctx, queue);
+        let mut info = self
+            .storage
             .claims
-            .get(&scope(ctx, queue), claim_id)
+            .get(&scope, claim_id)
             .await
             .map_err(storage_error("Claim could not be queried."))?
-            .ok_or_else(|| claim_not_found(ctx, queue, claim_id))
+            .ok_or_else(|| claim_not_found(ctx, queue, claim_id))?;
+        self.open_bodies(&scope, &mut info.messages)?;
+        Ok(info)
     }
 
     /// `PATCH /v2/queues/{q}/claims/{id}`: renews the claim.
@@ -117,11 +144,15 @@ impl Api {
         queue: &str,
         claim_id: &str,
     ) -> ApiResult<()> {
+        let scope = scope(ctx, queue);
         self.storage
             .claims
-            .delete(&scope(ctx, queue), claim_id)
+            .delete(&scope, claim_id)
             .await
-            .map_err(storage_error("Claim could not be deleted."))
+            .map_err(storage_error("Claim could not be deleted."))?;
+        // The released messages are claimable again.
+        self.wake(&scope).await;
+        Ok(())
     }
 }
 

@@ -15,7 +15,7 @@ use super::messages::BulkDeleteOutcome;
 use super::operation::Operation;
 use super::reply::Reply;
 use super::subscriptions::ConnectionSubscriptions;
-use super::{validate, Api};
+use super::{topics, validate, Api};
 use crate::auth::Caller;
 use crate::context::RequestContext;
 use crate::error::{ApiError, ApiResult};
@@ -85,8 +85,12 @@ impl Api {
             _ => {}
         }
         let ctx = self.context(request.caller, request.client_id, request.request_id)?;
-        if let Some(queue) = operation.queue() {
-            validate::queue_identification(queue, &ctx.project_id)?;
+        if let Some(name) = operation.queue() {
+            if kind.is_topic() {
+                topics::topic_identification(name, &ctx.project_id)?;
+            } else {
+                validate::queue_identification(name, &ctx.project_id)?;
+            }
         }
         if let Some(rule) = kind.policy_rule() {
             self.policy().enforce(rule, &ctx)?;
@@ -96,7 +100,7 @@ impl Api {
 
     /// Runs an operation whose request passed every check of
     /// [`Api::execute`].
-    async fn run(
+    pub(super) async fn run(
         &self,
         ctx: &RequestContext,
         operation: Operation,
@@ -165,9 +169,12 @@ impl Api {
                     .await?;
                 Reply::MessageDeleted
             }
-            O::ClaimCreate { queue, limit, body } => {
-                Reply::ClaimCreated(self.claim_create(ctx, &queue, limit, &body).await?)
-            }
+            O::ClaimCreate {
+                queue,
+                limit,
+                wait,
+                body,
+            } => Reply::ClaimCreated(self.claim_create(ctx, &queue, limit, wait, &body).await?),
             O::ClaimGet { queue, id } => Reply::Claim(self.claim_get(ctx, &queue, &id).await?),
             O::ClaimUpdate { queue, id, body } => {
                 self.claim_update(ctx, &queue, &id, &body).await?;
@@ -232,6 +239,7 @@ impl Api {
                 self.flavor_delete(ctx, &name).await?;
                 Reply::FlavorDeleted
             }
+            O::Topic(topic) => return self.run_topic(ctx, topic, connection).await,
         })
     }
 }

@@ -29,6 +29,8 @@ pub struct MessageListParams {
     pub include_claimed: Option<bool>,
     /// Include delayed messages.
     pub include_delayed: Option<bool>,
+    /// Seconds to wait for a message when there is none (long polling).
+    pub wait: Option<i64>,
 }
 
 /// One page of messages.
@@ -41,6 +43,20 @@ pub struct MessageListing {
     /// The queue is not a delay queue, so `include_delayed` was forced on
     /// (the next link says so, as the reference's does).
     pub include_delayed_forced: bool,
+}
+
+/// `body` with its `\u` escapes written as the characters they stand for
+/// (the reference returns bodies as UTF-8, whatever escapes they were
+/// posted with); the escapes JSON requires (`\"`, `\\`, control
+/// characters) stay. A body without `\u` is kept byte for byte.
+fn unescaped(body: &RawValue) -> Box<RawValue> {
+    if !body.get().contains("\\u") {
+        return body.to_owned();
+    }
+    serde_json::from_str::<Value>(body.get())
+        .ok()
+        .and_then(|v| serde_json::value::to_raw_value(&v).ok())
+        .unwrap_or_else(|| body.to_owned())
 }
 
 /// What `DELETE /v2/queues/{q}/messages` asks for.
@@ -90,7 +106,9 @@ impl Api {
         let policy = match self.queue_metadata(&scope, what).await? {
             Some(m) => QueuePolicy::from_metadata(&m),
             None => {
-                validate::queue_identification(queue, &ctx.project_id)?;
+                if crate::storage::names::is_queue(queue) {
+                    validate::queue_identification(queue, &ctx.project_id)?;
+                }
                 self.storage
                     .queues
                     .create(&scope, &Metadata::new())
@@ -127,13 +145,20 @@ impl Api {
             validate::message_ttl(m.ttl, limits)?;
             validate::message_delay(m.delay, limits)?;
         }
+        let mut messages = messages;
+        if policy.encrypt {
+            self.seal_bodies(&scope, &mut messages)?;
+        }
         match self
             .storage
             .messages
             .post(&scope, &ctx.client_id, messages)
             .await
         {
-            Ok(posted) => Ok(posted.ids),
+            Ok(posted) => {
+                self.wake(&scope).await;
+                Ok(posted.ids)
+            }
             Err(StorageError::QueueNotFound) => Err(ApiError::not_found(format!(
                 "Queue {queue} does not exist for project {}",
                 ctx.project_id
@@ -220,7 +245,7 @@ impl Api {
             out.push(NewMessage {
                 ttl,
                 delay,
-                body: body.to_owned(),
+                body: unescaped(body),
                 checksum,
             });
         }
@@ -241,8 +266,42 @@ impl Api {
         )?
         .unwrap_or(DEFAULT_MESSAGE_PAGE);
         let scope = scope(ctx, queue);
+        let mut params = params;
+        if let Some(marker) = &params.marker {
+            // Markers of our stores are sequence numbers (at most 19
+            // digits); anything else is a message id to continue after
+            // (an unknown one starts from the beginning).
+            let is_sequence = marker.len() <= 19
+                && !marker.is_empty()
+                && marker.bytes().all(|b| b.is_ascii_digit());
+            if !is_sequence {
+                params.marker = self
+                    .storage
+                    .messages
+                    .marker_of(&scope, marker)
+                    .await
+                    .map_err(storage_error("Messages could not be listed."))?;
+            }
+        }
+        let mut poll = self.long_poll(&scope, params.wait)?;
+        loop {
+            let listing = self.messages_list_once(ctx, &scope, &params, limit).await?;
+            if !listing.messages.is_empty() || !poll.wait().await {
+                return Ok(listing);
+            }
+        }
+    }
+
+    /// One look of [`Api::messages_list`].
+    async fn messages_list_once(
+        &self,
+        ctx: &RequestContext,
+        scope: &Scope,
+        params: &MessageListParams,
+        limit: usize,
+    ) -> ApiResult<MessageListing> {
         let what = "Messages could not be listed.";
-        let Some(metadata) = self.queue_metadata(&scope, what).await? else {
+        let Some(metadata) = self.queue_metadata(scope, what).await? else {
             return Ok(MessageListing {
                 messages: Vec::new(),
                 next_marker: None,
@@ -254,19 +313,20 @@ impl Api {
             .is_some();
         let include_delayed_forced = !is_delay_queue && params.include_delayed != Some(true);
         let query = ListQuery {
-            marker: params.marker,
+            marker: params.marker.clone(),
             limit,
             echo: params.echo.unwrap_or(false),
             client_id: ctx.client_id.clone(),
             include_claimed: params.include_claimed.unwrap_or(false),
             include_delayed: !is_delay_queue || params.include_delayed.unwrap_or(false),
         };
-        let page = self
+        let mut page = self
             .storage
             .messages
-            .list(&scope, &query)
+            .list(scope, &query)
             .await
             .map_err(storage_error(what))?;
+        self.open_bodies(scope, &mut page.messages)?;
         Ok(MessageListing {
             messages: page.messages,
             next_marker: page.next_marker,
@@ -286,12 +346,14 @@ impl Api {
             self.limits().max_messages_per_page,
             may_not_exceed,
         )?;
-        let messages = self
+        let scope = scope(ctx, queue);
+        let mut messages = self
             .storage
             .messages
-            .bulk_get(&scope(ctx, queue), ids)
+            .bulk_get(&scope, ids)
             .await
             .map_err(storage_error("Message could not be retrieved."))?;
+        self.open_bodies(&scope, &mut messages)?;
         if messages.is_empty() {
             return Err(ApiError::not_found(format!(
                 "No messages with IDs: {} found in the queue {queue} for project {}.",
@@ -345,12 +407,14 @@ impl Api {
                     "Pop value must be at least 1 and may not be greater than {max}."
                 )));
             }
-            let popped = self
+            let scope = scope(ctx, queue);
+            let mut popped = self
                 .storage
                 .messages
-                .pop(&scope(ctx, queue), pop as usize)
+                .pop(&scope, pop as usize)
                 .await
                 .map_err(storage_error("Messages could not be popped."))?;
+            self.open_bodies(&scope, &mut popped)?;
             return Ok(BulkDeleteOutcome::Popped(popped));
         }
         let ids = ids.unwrap_or_default();
@@ -384,7 +448,12 @@ impl Api {
             .await
             .map_err(storage_error(what))?
         {
-            Some(m) => Ok(m),
+            Some(m) => {
+                let mut one = [m];
+                self.open_bodies(&scope, &mut one)?;
+                let [m] = one;
+                Ok(m)
+            }
             None => {
                 let exists = self.queue_metadata(&scope, what).await?.is_some();
                 Err(ApiError::not_found(if exists {
@@ -462,5 +531,25 @@ mod indexmap_free {
             }
             d.deserialize_map(V(std::marker::PhantomData))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unicode_escapes_come_back_as_characters() {
+        let raw = |s: &str| RawValue::from_string(s.to_owned()).unwrap();
+        assert_eq!(
+            unescaped(&raw(r#""caf\u00e9 \ud83d\ude00""#)).get(),
+            "\"café 😀\""
+        );
+        assert_eq!(
+            unescaped(&raw(r#"{"b": "\u0022\u005c\u0001", "a": 1.5}"#)).get(),
+            r#"{"b":"\"\\\u0001","a":1.5}"#
+        );
+        // without \u: kept as sent, spaces included
+        assert_eq!(unescaped(&raw(r#"{"a" : 1}"#)).get(), r#"{"a" : 1}"#);
     }
 }

@@ -54,6 +54,8 @@ pub struct QueuePolicy {
     pub default_delay: Option<i64>,
     /// Dead-letter policy, when both keys are set.
     pub dead_letter: Option<DeadLetter>,
+    /// `_enable_encrypt_messages`: bodies are sealed at rest.
+    pub encrypt: bool,
 }
 
 impl QueuePolicy {
@@ -73,6 +75,7 @@ impl QueuePolicy {
             default_ttl: int("_default_message_ttl"),
             default_delay: int("_default_message_delay"),
             dead_letter,
+            encrypt: m.get("_enable_encrypt_messages") == Some(&Value::Bool(true)),
         }
     }
 }

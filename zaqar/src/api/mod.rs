@@ -10,9 +10,11 @@
 pub mod body;
 pub mod checksum;
 pub mod claims;
+pub mod encryption;
 pub mod execute;
 pub mod health;
 pub mod home;
+pub mod long_poll;
 pub mod messages;
 pub mod metadata;
 pub mod openapi;
@@ -23,6 +25,7 @@ pub mod queues;
 pub mod reply;
 pub mod signed_url;
 pub mod subscriptions;
+pub mod topics;
 pub mod validate;
 pub mod views;
 
@@ -105,6 +108,7 @@ pub struct Api {
     policy: Arc<std::sync::RwLock<Policy>>,
     clock: SharedClock,
     trusts: Option<Arc<dyn TrustTokens>>,
+    keyring: Arc<crate::storage::encryption::Keyring>,
 }
 
 impl Api {
@@ -125,6 +129,9 @@ impl Api {
         };
         Api {
             storage,
+            keyring: Arc::new(crate::storage::encryption::Keyring::from_config(
+                &config.transport,
+            )),
             config,
             policy: Arc::new(std::sync::RwLock::new(Policy::default())),
             clock,

@@ -260,9 +260,35 @@ pub fn describe(kind: OperationKind, cx: &DocContext<'_>) -> OperationDoc {
         head: false,
         links: Vec::new(),
     };
+    // A topic operation is its queue counterpart on `/v2/topics`.
+    if let Some(queue_kind) = kind.queue_counterpart() {
+        let mut doc = describe(queue_kind, cx);
+        doc.tag = "Topics";
+        return doc;
+    }
     let ok = |schema: &str, text: &str| (200, body(text, schema_ref(schema)));
     let no_content = |text: &str| (204, empty(text));
     match kind {
+        // Described as their queue counterparts (above).
+        TopicList
+        | TopicCreate
+        | TopicGet
+        | TopicUpdate
+        | TopicDelete
+        | TopicStats
+        | TopicPurge
+        | TopicMessagePost
+        | TopicMessageList
+        | TopicMessageGetMany
+        | TopicMessageDeleteMany
+        | TopicMessageGet
+        | TopicMessageDelete
+        | TopicSubscriptionList
+        | TopicSubscriptionCreate
+        | TopicSubscriptionGet
+        | TopicSubscriptionUpdate
+        | TopicSubscriptionDelete
+        | TopicSubscriptionConfirm => {}
         GetVersions => {
             doc.summary = "List the API versions";
             doc.description = "The versions this server speaks. Needs no authentication.";

@@ -127,6 +127,8 @@ pub enum Operation {
         queue: String,
         /// `limit`.
         limit: Option<i64>,
+        /// `wait`: seconds to wait for a claimable message (long polling).
+        wait: Option<i64>,
         /// `{"ttl", "grace"}`, optional.
         body: Payload,
     },
@@ -253,6 +255,36 @@ pub enum Operation {
         /// Flavor name.
         name: String,
     },
+    /// An operation on a topic (`/v2/topics/...`): the queue operation of
+    /// the same shape, its `queue` naming the topic.
+    Topic(TopicOperation),
+}
+
+/// A queue-shaped operation acting on a topic. Only the kinds that have a
+/// topic counterpart ([`OperationKind::on_topic`]) can be wrapped.
+#[derive(Clone, Debug)]
+pub struct TopicOperation(Box<Operation>);
+
+impl TopicOperation {
+    /// Wraps `inner` (whose queue name is the topic's), `None` when its
+    /// kind has no topic counterpart (claims, share, admin operations).
+    pub fn new(inner: Operation) -> Option<Self> {
+        inner
+            .kind()
+            .on_topic()
+            .is_some()
+            .then(|| TopicOperation(Box::new(inner)))
+    }
+
+    /// The queue-shaped operation.
+    pub fn inner(&self) -> &Operation {
+        &self.0
+    }
+
+    /// The queue-shaped operation, owned.
+    pub fn into_inner(self) -> Operation {
+        *self.0
+    }
 }
 
 /// What kind of operation a request is: everything about it that does not
@@ -299,11 +331,30 @@ pub enum OperationKind {
     FlavorGet,
     FlavorUpdate,
     FlavorDelete,
+    TopicList,
+    TopicCreate,
+    TopicGet,
+    TopicUpdate,
+    TopicDelete,
+    TopicStats,
+    TopicPurge,
+    TopicMessagePost,
+    TopicMessageList,
+    TopicMessageGetMany,
+    TopicMessageDeleteMany,
+    TopicMessageGet,
+    TopicMessageDelete,
+    TopicSubscriptionList,
+    TopicSubscriptionCreate,
+    TopicSubscriptionGet,
+    TopicSubscriptionUpdate,
+    TopicSubscriptionDelete,
+    TopicSubscriptionConfirm,
 }
 
 impl OperationKind {
     /// Every kind, in the order of the API reference.
-    pub const ALL: [OperationKind; 39] = [
+    pub const ALL: [OperationKind; 58] = [
         OperationKind::GetVersions,
         OperationKind::GetHomeDoc,
         OperationKind::GetOpenApi,
@@ -343,7 +394,90 @@ impl OperationKind {
         OperationKind::FlavorGet,
         OperationKind::FlavorUpdate,
         OperationKind::FlavorDelete,
+        OperationKind::TopicList,
+        OperationKind::TopicCreate,
+        OperationKind::TopicGet,
+        OperationKind::TopicUpdate,
+        OperationKind::TopicDelete,
+        OperationKind::TopicStats,
+        OperationKind::TopicPurge,
+        OperationKind::TopicMessagePost,
+        OperationKind::TopicMessageList,
+        OperationKind::TopicMessageGetMany,
+        OperationKind::TopicMessageDeleteMany,
+        OperationKind::TopicMessageGet,
+        OperationKind::TopicMessageDelete,
+        OperationKind::TopicSubscriptionList,
+        OperationKind::TopicSubscriptionCreate,
+        OperationKind::TopicSubscriptionGet,
+        OperationKind::TopicSubscriptionUpdate,
+        OperationKind::TopicSubscriptionDelete,
+        OperationKind::TopicSubscriptionConfirm,
     ];
+
+    /// The topic counterpart of a queue-shaped kind (`QueueGet` ->
+    /// `TopicGet`, `MessagePost` -> `TopicMessagePost`, ...); `None` for
+    /// kinds topics do not have (claims, share, the rest).
+    pub fn on_topic(self) -> Option<OperationKind> {
+        use OperationKind::*;
+        Some(match self {
+            QueueList => TopicList,
+            QueueCreate => TopicCreate,
+            QueueGet => TopicGet,
+            QueueUpdate => TopicUpdate,
+            QueueDelete => TopicDelete,
+            QueueStats => TopicStats,
+            QueuePurge => TopicPurge,
+            MessagePost => TopicMessagePost,
+            MessageList => TopicMessageList,
+            MessageGetMany => TopicMessageGetMany,
+            MessageDeleteMany => TopicMessageDeleteMany,
+            MessageGet => TopicMessageGet,
+            MessageDelete => TopicMessageDelete,
+            SubscriptionList => TopicSubscriptionList,
+            SubscriptionCreate => TopicSubscriptionCreate,
+            SubscriptionGet => TopicSubscriptionGet,
+            SubscriptionUpdate => TopicSubscriptionUpdate,
+            SubscriptionDelete => TopicSubscriptionDelete,
+            SubscriptionConfirm => TopicSubscriptionConfirm,
+            _ => return None,
+        })
+    }
+
+    /// The queue-shaped kind a topic kind wraps (`TopicGet` -> `QueueGet`);
+    /// `None` for the kinds that are not topic kinds.
+    pub fn queue_counterpart(self) -> Option<OperationKind> {
+        OperationKind::ALL
+            .into_iter()
+            .find(|q| q.on_topic() == Some(self))
+    }
+
+    /// Whether the kind acts on topics.
+    pub fn is_topic(self) -> bool {
+        use OperationKind::*;
+        matches!(
+            self,
+            TopicList
+                | TopicCreate
+                | TopicGet
+                | TopicUpdate
+                | TopicDelete
+                | TopicStats
+                | TopicPurge
+                | TopicMessagePost
+                | TopicMessageList
+                | TopicMessageGetMany
+                | TopicMessageDeleteMany
+                | TopicMessageGet
+                | TopicMessageDelete
+                | TopicSubscriptionList
+                | TopicSubscriptionCreate
+                | TopicSubscriptionGet
+                | TopicSubscriptionUpdate
+                | TopicSubscriptionDelete
+                | TopicSubscriptionConfirm
+        )
+    }
 
     /// The operation's name: the reference's WebSocket action name where
     /// it has one, else a name in the same style.
@@ -389,6 +523,25 @@ impl OperationKind {
             FlavorGet => "flavor_get",
             FlavorUpdate => "flavor_update",
             FlavorDelete => "flavor_delete",
+            TopicList => "topic_list",
+            TopicCreate => "topic_create",
+            TopicGet => "topic_get",
+            TopicUpdate => "topic_update",
+            TopicDelete => "topic_delete",
+            TopicStats => "topic_get_stats",
+            TopicPurge => "topic_purge",
+            TopicMessagePost => "topic_message_post",
+            TopicMessageList => "topic_message_list",
+            TopicMessageGetMany => "topic_message_get_many",
+            TopicMessageDeleteMany => "topic_message_delete_many",
+            TopicMessageGet => "topic_message_get",
+            TopicMessageDelete => "topic_message_delete",
+            TopicSubscriptionList => "topic_subscription_list",
+            TopicSubscriptionCreate => "topic_subscription_create",
+            TopicSubscriptionGet => "topic_subscription_get",
+            TopicSubscriptionUpdate => "topic_subscription_update",
+            TopicSubscriptionDelete => "topic_subscription_delete",
+            TopicSubscriptionConfirm => "topic_subscription_confirm",
         }
     }
 
@@ -433,6 +586,25 @@ impl OperationKind {
             FlavorGet => "flavors:get",
             FlavorUpdate => "flavors:update",
             FlavorDelete => "flavors:delete",
+            TopicList => "topics:get_all",
+            TopicCreate => "topics:create",
+            TopicGet => "topics:get",
+            TopicUpdate => "topics:update",
+            TopicDelete => "topics:delete",
+            TopicStats => "topics:stats",
+            TopicPurge => "topics:purge",
+            TopicMessagePost => "messages:create",
+            TopicMessageList => "messages:get_all",
+            TopicMessageGetMany => "messages:get_all",
+            TopicMessageDeleteMany => "messages:delete_all",
+            TopicMessageGet => "messages:get",
+            TopicMessageDelete => "messages:delete",
+            TopicSubscriptionList => "subscription:get_all",
+            TopicSubscriptionCreate => "subscription:create",
+            TopicSubscriptionGet => "subscription:get",
+            TopicSubscriptionUpdate => "subscription:update",
+            TopicSubscriptionDelete => "subscription:delete",
+            TopicSubscriptionConfirm => "subscription:confirm",
         })
     }
 
@@ -519,6 +691,25 @@ impl OperationKind {
             FlavorGet => ("GET", "/v2/flavors/{id}"),
             FlavorUpdate => ("PATCH", "/v2/flavors/{id}"),
             FlavorDelete => ("DELETE", "/v2/flavors/{id}"),
+            TopicList => ("GET", "/v2/topics"),
+            TopicCreate => ("PUT", "/v2/topics/{queue}"),
+            TopicGet => ("GET", "/v2/topics/{queue}"),
+            TopicUpdate => ("PATCH", "/v2/topics/{queue}"),
+            TopicDelete => ("DELETE", "/v2/topics/{queue}"),
+            TopicStats => ("GET", "/v2/topics/{queue}/stats"),
+            TopicPurge => ("POST", "/v2/topics/{queue}/purge"),
+            TopicMessagePost => ("POST", "/v2/topics/{queue}/messages"),
+            TopicMessageList => ("GET", "/v2/topics/{queue}/messages"),
+            TopicMessageGetMany => ("GET", "/v2/topics/{queue}/messages"),
+            TopicMessageDeleteMany => ("DELETE", "/v2/topics/{queue}/messages"),
+            TopicMessageGet => ("GET", "/v2/topics/{queue}/messages/{id}"),
+            TopicMessageDelete => ("DELETE", "/v2/topics/{queue}/messages/{id}"),
+            TopicSubscriptionList => ("GET", "/v2/topics/{queue}/subscriptions"),
+            TopicSubscriptionCreate => ("POST", "/v2/topics/{queue}/subscriptions"),
+            TopicSubscriptionGet => ("GET", "/v2/topics/{queue}/subscriptions/{id}"),
+            TopicSubscriptionUpdate => ("PATCH", "/v2/topics/{queue}/subscriptions/{id}"),
+            TopicSubscriptionDelete => ("DELETE", "/v2/topics/{queue}/subscriptions/{id}"),
+            TopicSubscriptionConfirm => ("PUT", "/v2/topics/{queue}/subscriptions/{id}/confirm"),
         }
     }
 }
@@ -568,6 +759,40 @@ impl Operation {
             O::FlavorGet { .. } => K::FlavorGet,
             O::FlavorUpdate { .. } => K::FlavorUpdate,
             O::FlavorDelete { .. } => K::FlavorDelete,
+            // Only kinds with a counterpart are wrapped (TopicOperation::new).
+            O::Topic(t) => t.inner().kind().on_topic().unwrap_or(K::TopicGet),
+        }
+    }
+
+    /// The queue the operation names, to change it (the api core puts a
+    /// topic's stored name there).
+    pub fn queue_mut(&mut self) -> Option<&mut String> {
+        use Operation as O;
+        match self {
+            O::QueueCreate { queue, .. }
+            | O::QueueGet { queue }
+            | O::QueueUpdate { queue, .. }
+            | O::QueueDelete { queue }
+            | O::QueueStats { queue }
+            | O::QueuePurge { queue, .. }
+            | O::QueueShare { queue, .. }
+            | O::MessagePost { queue, .. }
+            | O::MessageList { queue, .. }
+            | O::MessageGetMany { queue, .. }
+            | O::MessageDeleteMany { queue, .. }
+            | O::MessageGet { queue, .. }
+            | O::MessageDelete { queue, .. }
+            | O::ClaimCreate { queue, .. }
+            | O::ClaimGet { queue, .. }
+            | O::ClaimUpdate { queue, .. }
+            | O::ClaimDelete { queue, .. }
+            | O::SubscriptionList { queue, .. }
+            | O::SubscriptionCreate { queue, .. }
+            | O::SubscriptionGet { queue, .. }
+            | O::SubscriptionUpdate { queue, .. }
+            | O::SubscriptionDelete { queue, .. }
+            | O::SubscriptionConfirm { queue, .. } => Some(queue),
+            _ => None,
         }
     }
 
@@ -614,6 +839,7 @@ impl Operation {
             | O::SubscriptionUpdate { queue, .. }
             | O::SubscriptionDelete { queue, .. }
             | O::SubscriptionConfirm { queue, .. } => Some(queue),
+            O::Topic(t) => t.inner().queue(),
         }
     }
 
@@ -638,6 +864,7 @@ impl Operation {
             | O::FlavorGet { name }
             | O::FlavorUpdate { name, .. }
             | O::FlavorDelete { name } => Some(name),
+            O::Topic(t) => t.inner().resource_id(),
             _ => None,
         }
     }

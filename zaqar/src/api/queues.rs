@@ -8,7 +8,7 @@ use super::validate::{self, no_greater_than};
 use super::{Api, Payload};
 use crate::context::RequestContext;
 use crate::error::{storage_error, ApiError, ApiResult};
-use crate::storage::{Metadata, QueueEntry, QueueStats, Scope, StorageError};
+use crate::storage::{names, Metadata, QueueEntry, QueueStats, Scope, StorageError};
 
 /// Parameters of a queue listing.
 #[derive(Clone, Debug, Default)]
@@ -47,8 +47,31 @@ pub struct PurgeTargets {
 }
 
 impl Api {
-    /// `GET /v2/queues`.
+    /// `GET /v2/queues`: the project's queues (its topics, stored after
+    /// every queue, end the listing; see [`crate::storage::names`]).
     pub async fn queue_list(
+        &self,
+        ctx: &RequestContext,
+        params: QueueListParams,
+    ) -> ApiResult<QueueListing> {
+        let given = params.marker.clone();
+        let mut listing = self.queue_list_stored(ctx, params).await?;
+        if let Some(first_topic) = listing
+            .queues
+            .iter()
+            .position(|q| !names::is_queue(&q.name))
+        {
+            listing.queues.truncate(first_topic);
+            listing.next_marker = match listing.queues.last() {
+                Some(q) => q.name.clone(),
+                None => given.unwrap_or_default(),
+            };
+        }
+        Ok(listing)
+    }
+
+    /// A page of stored names (queues and topics alike) after `marker`.
+    pub(super) async fn queue_list_stored(
         &self,
         ctx: &RequestContext,
         params: QueueListParams,
@@ -242,13 +265,14 @@ impl Api {
             });
         }
         let doc = self.body_document(payload)?;
+        let missing = || ApiError::invalid("Post body must contain key \"resource_types\".");
+        // A list (or any other non-object) has no such key: the reference's
+        // answer, 400 "Invalid API request".
         let Value::Object(doc) = doc else {
-            return Err(document_type_not_supported());
+            return Err(missing());
         };
         let Some(types) = doc.get("resource_types") else {
-            return Err(ApiError::invalid(
-                "Post body must contain key \"resource_types\".",
-            ));
+            return Err(missing());
         };
         let subset_error = || {
             ApiError::invalid("Resource types must be a sub set of {'messages', 'subscriptions'}.")

@@ -34,6 +34,8 @@ pub enum Reply {
     Health(serde_json::Value),
     /// `queue_list`.
     Queues(QueueListing),
+    /// `topic_list`: topics, named as clients know them.
+    Topics(QueueListing),
     /// `queue_create`: whether the queue is new.
     QueueCreated {
         /// `false` when it existed (its metadata kept).

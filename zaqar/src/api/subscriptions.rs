@@ -29,7 +29,8 @@ use serde_json::{Map, Value};
 
 use super::metadata::{truthy, validate_retry_policy};
 use super::queues::scope;
-use super::validate::{self, may_not_exceed, python_list};
+use super::topics::queue_subscriber_target;
+use super::validate::{self, may_not_exceed, python_list, queue_identification_problem};
 use super::{Api, Payload};
 use crate::auth::signature::{sign, DATE_FORMAT};
 use crate::context::RequestContext;
@@ -37,6 +38,7 @@ use crate::error::{storage_error, ApiError, ApiResult};
 use crate::notification::ssrf::AddressPolicy;
 use crate::notification::trust::{TrustError, TrustRequest};
 use crate::notification::{confirmation_payload, ConfirmationGrant, ConfirmationKind};
+use crate::storage::names;
 use crate::storage::outbox::NewDelivery;
 use crate::storage::{
     Metadata, NewSubscription, Scope, StorageError, Subscription, SubscriptionUpdate,
@@ -151,7 +153,16 @@ fn scheme(uri: &str) -> String {
 impl Api {
     /// Validates a subscription document as the reference's
     /// `subscription_patching` (and `subscription_posting` when `create`).
-    fn subscription_document(&self, doc: Value, mode: DocumentMode) -> ApiResult<Document> {
+    ///
+    /// A topic's subscriber may also be `queue:NAME` (see
+    /// [`super::topics`]); a queue's may not (a queue copying into a queue
+    /// could loop).
+    fn subscription_document(
+        &self,
+        doc: Value,
+        mode: DocumentMode,
+        on_topic: bool,
+    ) -> ApiResult<Document> {
         let create = mode == DocumentMode::Create;
         if mode == DocumentMode::Connection && doc.as_object().is_some_and(|d| d.is_empty()) {
             return Ok(Document::default());
@@ -179,8 +190,19 @@ impl Api {
         let subscriber = match doc.get("subscriber") {
             None | Some(Value::Null) if !create => None,
             Some(Value::String(s)) if !s.is_empty() || create => {
-                if !types.contains(&scheme(s)) {
-                    return Err(type_error());
+                match queue_subscriber_target(s) {
+                    Some(target)
+                        if on_topic && queue_identification_problem(target, "").is_some() =>
+                    {
+                        return Err(ApiError::invalid(
+                            "A queue: subscriber names a queue of the project: ASCII letters, digits, \
+                             underscores, and dashes, at most 64 characters.",
+                        ));
+                    }
+                    Some(_) if on_topic => {}
+                    Some(_) => return Err(type_error()),
+                    None if !types.contains(&scheme(s)) => return Err(type_error()),
+                    None => {}
                 }
                 Some(s.clone())
             }
@@ -391,12 +413,13 @@ impl Api {
             let given = doc.get("subscriber").is_some_and(|s| !s.is_null());
             if !given {
                 // The connection itself is the subscriber.
-                let doc = self.subscription_document(doc, DocumentMode::Connection)?;
+                let doc = self.subscription_document(doc, DocumentMode::Connection, false)?;
                 let ttl = doc.ttl.unwrap_or(self.limits().default_subscription_ttl);
                 return connection.subscribe(&scope, ttl, doc.options.unwrap_or_default());
             }
         }
-        let doc = self.subscription_document(doc, DocumentMode::Create)?;
+        let on_topic = !names::is_queue(queue);
+        let doc = self.subscription_document(doc, DocumentMode::Create, on_topic)?;
         let subscriber = doc.subscriber.unwrap_or_default();
         self.check_subscriber_address(&subscriber).await?;
         let mut options = doc.options.unwrap_or_default();
@@ -464,6 +487,18 @@ impl Api {
                 existing
             }
         };
+        if queue_subscriber_target(&subscription.subscriber).is_some() {
+            // A copy into a queue of the caller's own project has nobody
+            // to ask: it is confirmed as it is made.
+            if !subscription.confirmed {
+                self.storage
+                    .subscriptions
+                    .confirm(&scope, &subscription.id, true)
+                    .await
+                    .map_err(storage_error(WHAT))?;
+            }
+            return Ok(subscription.id);
+        }
         self.send_confirmation(&scope, &subscription, ConfirmationKind::Subscribe, ttl)
             .await;
         Ok(subscription.id)
@@ -502,7 +537,7 @@ impl Api {
         payload: &Payload,
     ) -> ApiResult<()> {
         let doc = self.body_document_or_empty(payload)?;
-        let doc = self.subscription_document(doc, DocumentMode::Update)?;
+        let doc = self.subscription_document(doc, DocumentMode::Update, !names::is_queue(queue))?;
         if let Some(s) = &doc.subscriber {
             self.check_subscriber_address(s).await?;
         }
@@ -613,7 +648,9 @@ impl Api {
         kind: ConfirmationKind,
         ttl: i64,
     ) {
-        if !self.config().notification.require_confirmation {
+        if !self.config().notification.require_confirmation
+            || queue_subscriber_target(&subscription.subscriber).is_some()
+        {
             return;
         }
         let Some(key) = self.config().signed_url.secret_key.as_deref() else {
@@ -627,8 +664,9 @@ impl Api {
             return;
         };
         let path = format!(
-            "/v2/queues/{}/subscriptions/{}/confirm",
-            scope.queue, subscription.id
+            "{}/subscriptions/{}/confirm",
+            crate::storage::names::api_path(&scope.queue),
+            subscription.id
         );
         let expires = chrono::DateTime::from_timestamp_millis(
             self.now_ms().saturating_add(ttl.saturating_mul(1000)),

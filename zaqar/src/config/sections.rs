@@ -214,6 +214,9 @@ section! {
         max_claim_ttl: i64 = 43_200, check range(60, MAX_SECONDS);
         /// Largest claim grace (seconds).
         max_claim_grace: i64 = 43_200, check range(60, MAX_SECONDS);
+        /// Longest `wait` of a long-polling claim or message listing
+        /// (seconds; 0 turns long polling off).
+        max_long_poll_wait: i64 = 20, check range(0, 3600);
         /// Subscriber URI schemes accepted.
         subscriber_types: Vec<String> = ["http", "https", "mailto", "trust+http", "trust+https"]
             .map(String::from)

@@ -28,6 +28,11 @@
 //!   A 4xx is final. Targets are guarded by [`ssrf`].
 //! - `trust+http`, `trust+https` ([`trust`]): a webhook carrying an
 //!   `X-Auth-Token` obtained from the Keystone trust in `options.trust_id`.
+//! - `queue:NAME` (topics only, an extension): the message is posted to
+//!   the queue `NAME` of the topic's project through a [`QueueSink`] (the
+//!   api core, so the queue's own rules, limits and subscribers apply). A
+//!   refused post (a rule of the queue) is final; a store failure is
+//!   retried.
 //! - `mailto:` ([`mailto`]): an RFC 822 message piped to `smtp_command`
 //!   (`smtp_mode = third_part`) or sent over SMTP by the server itself
 //!   (`smtp_mode = self_local`).
@@ -55,6 +60,7 @@ use tokio::sync::{Notify, Semaphore};
 
 use crate::config::Config;
 use crate::storage::clock::SharedClock;
+use crate::storage::names;
 use crate::storage::outbox::{Delivery, FairShare, NewDelivery, Outbox};
 use crate::storage::pipeline::StageContext;
 use crate::storage::{
@@ -87,6 +93,9 @@ pub fn notifier_stage(next: Arc<dyn MessageStore>, ctx: &StageContext) -> Arc<dy
         outbox: ctx.backend.outbox.clone(),
         wake: ctx.outbox_wake.clone(),
         require_confirmation: ctx.config.notification.require_confirmation,
+        keyring: Arc::new(crate::storage::encryption::Keyring::from_config(
+            &ctx.config.transport,
+        )),
     })
 }
 
@@ -98,6 +107,7 @@ pub struct NotifierStage {
     outbox: Option<Arc<dyn Outbox>>,
     wake: Arc<Notify>,
     require_confirmation: bool,
+    keyring: Arc<crate::storage::encryption::Keyring>,
 }
 
 impl NotifierStage {
@@ -123,7 +133,8 @@ impl NotifierStage {
     }
 }
 
-/// The notification document for one posted message.
+/// The notification document for one posted message to the queue (or
+/// topic) stored as `queue`: its `queue_name` (a topic's: `topic_name`).
 pub fn notification_payload(queue: &str, message: &NewMessage) -> Value {
     let mut m = Map::new();
     m.insert("ttl".into(), message.ttl.into());
@@ -133,7 +144,8 @@ pub fn notification_payload(queue: &str, message: &NewMessage) -> Value {
         m.insert("delay".into(), message.delay.into());
     }
     m.insert("Message_Type".into(), "Notification".into());
-    m.insert("queue_name".into(), queue.into());
+    let (key, name) = names::source_field(queue);
+    m.insert(key.into(), name.into());
     Value::Object(m)
 }
 
@@ -169,10 +181,25 @@ impl MessageStore for NotifierStage {
         if targets.is_empty() {
             return Ok(posted);
         }
-        let payloads: Vec<Value> = copy
-            .iter()
-            .map(|m| notification_payload(&scope.queue, m))
-            .collect();
+        // Subscribers get the plaintext of an encrypted queue's messages
+        // (the key never leaves the server, so ciphertext would be of no
+        // use to them).
+        let mut payloads = Vec::with_capacity(copy.len());
+        for m in &copy {
+            match self.keyring.open(&m.body) {
+                Ok(None) => payloads.push(notification_payload(&scope.queue, m)),
+                Ok(Some(plain)) => {
+                    let opened = NewMessage {
+                        body: plain,
+                        ..m.clone()
+                    };
+                    payloads.push(notification_payload(&scope.queue, &opened));
+                }
+                Err(e) => {
+                    tracing::error!(queue = %scope.queue, project = %scope.project, error = %e, "cannot open an encrypted message to notify its subscribers");
+                }
+            }
+        }
         let queue_retry_policy = match self.queues.get(scope).await {
             Ok(m) => m.and_then(|m| m.get("_retry_policy").cloned()),
             Err(e) => {
@@ -202,6 +229,14 @@ impl MessageStore for NotifierStage {
         }
         Ok(posted)
     }
+}
+
+/// Where `queue:NAME` deliveries go: a queue of the delivery's project.
+#[async_trait]
+pub trait QueueSink: Send + Sync {
+    /// Posts the message of `payload` (a notification document: `ttl`,
+    /// `body`, `delay`) to `queue` of `project`.
+    async fn copy(&self, project: &str, queue: &str, payload: &Value) -> Outcome;
 }
 
 /// The kind of confirmation request sent to a subscriber.
@@ -234,20 +269,22 @@ pub fn confirmation_payload(
     project: &str,
     grant: &ConfirmationGrant<'_>,
 ) -> Value {
+    let (key, name) = names::source_field(queue);
+    let noun = names::noun(queue);
     let (message_type, message) = match kind {
         ConfirmationKind::Subscribe => (
             "SubscriptionConfirmation",
-            format!("You have chosen to subscribe to the queue: {queue}"),
+            format!("You have chosen to subscribe to the {noun}: {name}"),
         ),
         ConfirmationKind::Unsubscribe => (
             "UnsubscribeConfirmation",
             format!(
-                "You have unsubscribed successfully to the queue: {queue}, you can resubscribe it by using \
+                "You have unsubscribed successfully to the {noun}: {name}, you can resubscribe it by using \
                  confirmed=True."
             ),
         ),
     };
-    serde_json::json!({
+    let mut doc = serde_json::json!({
         "Message_Type": message_type,
         "Message": message,
         "URL-Signature": grant.signature,
@@ -257,8 +294,9 @@ pub fn confirmation_payload(
         "URL-Expires": grant.expires,
         "SubscribeBody": {"confirmed": true},
         "UnsubscribeBody": {"confirmed": false},
-        "queue_name": queue,
-    })
+    });
+    doc[key] = Value::from(name);
+    doc
 }
 
 /// Whether a delivery attempt worked, may work later, or never will.
@@ -367,6 +405,7 @@ pub struct Notifier {
     http: reqwest::Client,
     policy: ssrf::AddressPolicy,
     trusts: Option<Arc<dyn trust::TrustTokens>>,
+    queues: Option<Arc<dyn QueueSink>>,
 }
 
 impl Notifier {
@@ -394,7 +433,14 @@ impl Notifier {
             http,
             policy,
             trusts,
+            queues: None,
         })
+    }
+
+    /// Delivers `queue:NAME` subscriptions through `sink`.
+    pub fn with_queue_sink(mut self, sink: Arc<dyn QueueSink>) -> Self {
+        self.queues = Some(sink);
+        self
     }
 
     /// Runs the dispatcher until `shutdown` completes. Deliveries in flight
@@ -542,6 +588,14 @@ impl Notifier {
                 ),
             },
             "mailto" => mailto::send(&self.config.notification, &d.delivery).await,
+            "queue" => match &self.queues {
+                Some(sink) => {
+                    let target = &subscriber["queue:".len()..];
+                    sink.copy(&d.delivery.project, target, &d.delivery.payload)
+                        .await
+                }
+                None => Outcome::GiveUp("queue: subscriber but no queue sink".into()),
+            },
             other => Outcome::GiveUp(format!("no channel for subscriber scheme {other:?}")),
         }
     }

@@ -16,9 +16,11 @@
 pub mod catalogue;
 pub mod clock;
 pub mod deadline;
+pub mod encryption;
 pub mod engines;
 #[cfg(feature = "mongodb")]
 pub mod mongodb;
+pub mod names;
 pub mod outbox;
 pub mod pipeline;
 pub mod pooling;
@@ -27,6 +29,7 @@ pub mod redis;
 pub mod sqlite;
 pub mod stages;
 pub mod timed;
+pub mod wake;
 
 #[cfg(test)]
 pub(crate) mod conformance;
@@ -381,7 +384,8 @@ pub trait QueueStore: Send + Sync {
         )
     }
 
-    /// Number of queues of `project`.
+    /// Number of queues of `project` (topics, stored under names at or
+    /// after [`names::NAMESPACE_END`], are not counted).
     async fn count(&self, project: &str) -> StorageResult<u64> {
         forward!(self, "queue count", n, n.count(project))
     }
@@ -426,6 +430,13 @@ pub trait MessageStore: Send + Sync {
     /// The live messages among `ids` (unknown ids are skipped).
     async fn bulk_get(&self, scope: &Scope, ids: &[String]) -> StorageResult<Vec<Message>> {
         forward!(self, "message bulk_get", n, n.bulk_get(scope, ids))
+    }
+
+    /// The listing marker that continues right after the live message `id`
+    /// (clients build markers from message ids, as the reference's Redis
+    /// store's markers are); `None` when there is no such message.
+    async fn marker_of(&self, scope: &Scope, id: &str) -> StorageResult<Option<String>> {
+        forward!(self, "message marker", n, n.marker_of(scope, id))
     }
 
     /// Deletes one message, honouring the claim rules:

@@ -45,6 +45,9 @@ pub struct Backend {
     /// The management plane of pooling (pools, flavors, catalogue), when
     /// the driver can be a management store.
     pub catalogue: Option<Arc<dyn super::catalogue::Catalogue>>,
+    /// The store's broadcast of long-poll wake-ups between server
+    /// processes, when it has one (see [`super::wake`]).
+    pub wake_bus: Option<Arc<dyn super::wake::WakeBus>>,
 }
 
 impl Backend {
@@ -85,6 +88,10 @@ pub struct Storage {
     /// The pooled driver, when queues are spread over pools: the pool and
     /// flavor operations and the health report go to it.
     pub pools: Option<super::pooling::PooledStore>,
+    /// The long-polling requests of this process.
+    pub waiters: Arc<super::wake::Waiters>,
+    /// The store's broadcast of wake-ups between processes, if any.
+    pub wake_bus: Option<Arc<dyn super::wake::WakeBus>>,
 }
 
 /// What a stage constructor may use besides the store after it.
@@ -286,6 +293,8 @@ impl StageRegistry {
             outbox: backend.outbox.clone(),
             outbox_wake,
             pools: None,
+            waiters: Arc::default(),
+            wake_bus: backend.wake_bus.clone(),
         })
     }
 }

@@ -393,6 +393,13 @@ impl MessageStore for PooledStore {
         }
     }
 
+    async fn marker_of(&self, scope: &Scope, id: &str) -> StorageResult<Option<String>> {
+        match self.route(scope).await? {
+            Some(s) => s.messages.marker_of(scope, id).await,
+            None => Ok(None),
+        }
+    }
+
     async fn bulk_get(&self, scope: &Scope, ids: &[String]) -> StorageResult<Vec<Message>> {
         match self.route(scope).await? {
             Some(s) => s.messages.bulk_get(scope, ids).await,

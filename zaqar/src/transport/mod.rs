@@ -24,7 +24,10 @@ mod tests {
     fn http_kind(kind: OperationKind) -> OperationKind {
         let (method, template) = kind.http_route();
         let path = template.replace("{queue}", "q").replace("{id}", "i");
-        let query = if kind == OperationKind::MessageGetMany {
+        let query = if matches!(
+            kind,
+            OperationKind::MessageGetMany | OperationKind::TopicMessageGetMany
+        ) {
             "ids=a,b"
         } else {
             ""
@@ -85,7 +88,11 @@ mod tests {
             .iter()
             .filter(|k| ws_kind(k.name()).is_some())
             .count();
-        assert_eq!(ws_operations, 33, "every action of the reference's schema");
+        assert_eq!(
+            ws_operations,
+            33 + 16,
+            "every action of the reference's schema, and the topic ones"
+        );
     }
 
     /// The paths of every route the router has, with sample parameters.
@@ -111,6 +118,15 @@ mod tests {
         "/v2/pools/i",
         "/v2/flavors",
         "/v2/flavors/i",
+        "/v2/topics",
+        "/v2/topics/q",
+        "/v2/topics/q/stats",
+        "/v2/topics/q/purge",
+        "/v2/topics/q/messages",
+        "/v2/topics/q/messages/i",
+        "/v2/topics/q/subscriptions",
+        "/v2/topics/q/subscriptions/i",
+        "/v2/topics/q/subscriptions/i/confirm",
     ];
 
     /// The OpenAPI document (of a server serving everything) has exactly

@@ -13,6 +13,8 @@
 //! | `$CLAIMED`      | a claimed message of `$QUEUE` (setup)                 |
 //! | `$CLAIM`        | the claim holding `$CLAIMED` (setup)                  |
 //! | `$SUBSCRIPTION` | a webhook subscription of `$QUEUE` (setup)            |
+//! | `$TOPIC_MESSAGE` | a message of the topic `$QUEUE` (setup)              |
+//! | `$TOPIC_SUBSCRIPTION` | a webhook subscription of the topic `$QUEUE` (setup) |
 //! | `$SIGNATURE`    | a valid signature of a grant on `$QUEUE`'s messages,  |
 //! |                 | claims and subscriptions (setup)                      |
 //! | `$EXPIRES`, `$METHODS`, `$PATHS` | that grant's expiry, methods and     |
@@ -570,6 +572,10 @@ pub struct Fill {
     pub claim: String,
     /// `$SUBSCRIPTION`.
     pub subscription: String,
+    /// `$TOPIC_MESSAGE`.
+    pub topic_message: String,
+    /// `$TOPIC_SUBSCRIPTION`.
+    pub topic_subscription: String,
     /// `$SIGNATURE`, `$EXPIRES`, `$METHODS`, `$PATHS`.
     pub grant: [String; 4],
 }
@@ -587,6 +593,8 @@ impl Fill {
             claimed: "5f3c2a1b9d8e7f6a5b4c3d2f".into(),
             claim: "5f3c2a1b9d8e7f6a5b4c3d30".into(),
             subscription: "5f3c2a1b9d8e7f6a5b4c3d31".into(),
+            topic_message: "5f3c2a1b9d8e7f6a5b4c3d32".into(),
+            topic_subscription: "5f3c2a1b9d8e7f6a5b4c3d33".into(),
             grant: [
                 "0".repeat(64),
                 "2099-01-01T00:00:00".into(),
@@ -604,6 +612,8 @@ impl Fill {
         text.replace("$PROJECT", &self.project)
             .replace("$CLIENT", &self.client)
             .replace("$QUEUE", QUEUE)
+            .replace("$TOPIC_MESSAGE", &self.topic_message)
+            .replace("$TOPIC_SUBSCRIPTION", &self.topic_subscription)
             .replace("$MESSAGE", &self.message)
             .replace("$CLAIMED", &self.claimed)
             .replace("$CLAIM", &self.claim)
@@ -620,10 +630,12 @@ impl Fill {
         if !bytes.contains(&b'$') {
             return bytes.to_vec();
         }
-        let pairs: [(&[u8], &str); 11] = [
+        let pairs: [(&[u8], &str); 13] = [
             (b"$PROJECT", &self.project),
             (b"$CLIENT", &self.client),
             (b"$QUEUE", QUEUE),
+            (b"$TOPIC_MESSAGE", &self.topic_message),
+            (b"$TOPIC_SUBSCRIPTION", &self.topic_subscription),
             (b"$MESSAGE", &self.message),
             (b"$CLAIMED", &self.claimed),
             (b"$CLAIM", &self.claim),

@@ -70,7 +70,21 @@ pub fn seed_cases() -> Vec<(String, Case)> {
     let mut out = Vec::new();
     for kind in OperationKind::ALL {
         let (method, template) = kind.http_route();
+        let name = kind.name();
+        let topic = kind.is_topic();
+        // A topic operation carries what its queue counterpart carries,
+        // on the topic's own message and subscription.
+        let kind = kind.queue_counterpart().unwrap_or(kind);
         let id = match kind {
+            K::MessageGet | K::MessageDelete if topic => "$TOPIC_MESSAGE",
+            K::SubscriptionGet
+            | K::SubscriptionUpdate
+            | K::SubscriptionDelete
+            | K::SubscriptionConfirm
+                if topic =>
+            {
+                "$TOPIC_SUBSCRIPTION"
+            }
             K::MessageDelete => "$CLAIMED",
             K::ClaimGet | K::ClaimUpdate | K::ClaimDelete => "$CLAIM",
             K::SubscriptionGet
@@ -83,6 +97,8 @@ pub fn seed_cases() -> Vec<(String, Case)> {
         let query = match kind {
             K::QueueList => "?limit=5&detailed=true&with_count=true",
             K::MessageList => "?limit=5&echo=true&include_claimed=true",
+            K::MessageGetMany | K::MessageDeleteMany if topic => "?ids=$TOPIC_MESSAGE",
+            K::MessageDelete if topic => "",
             K::MessageGetMany => "?ids=$MESSAGE,$CLAIMED",
             K::MessageDeleteMany => "?ids=$MESSAGE",
             K::MessageDelete => "?claim_id=$CLAIM",
@@ -115,7 +131,7 @@ pub fn seed_cases() -> Vec<(String, Case)> {
             "application/json"
         };
         out.push((
-            format!("http-{}", kind.name()),
+            format!("http-{name}"),
             http(true, method, &target, content_type, body),
         ));
     }
@@ -140,7 +156,11 @@ pub fn seed_cases() -> Vec<(String, Case)> {
             .iter()
             .filter_map(|(name, _)| {
                 let v = match *name {
-                    "queue_name" => s("$QUEUE"),
+                    "queue_name" | "topic_name" => s("$QUEUE"),
+                    "message_id" if spec.on_topic => s("$TOPIC_MESSAGE"),
+                    "claim_id" if spec.on_topic => return None,
+                    "subscription_id" if spec.on_topic => s("$TOPIC_SUBSCRIPTION"),
+                    "message_ids" if spec.on_topic => Node::Array(vec![s("$TOPIC_MESSAGE")]),
                     "message_id" if spec.name == "message_delete" => s("$CLAIMED"),
                     "message_id" => s("$MESSAGE"),
                     "claim_id" => s("$CLAIM"),

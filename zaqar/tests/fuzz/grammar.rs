@@ -519,6 +519,8 @@ fn confirm_body() -> BoxedStrategy<Node> {
 /// The document an operation's request carries.
 fn body_for(kind: OperationKind) -> Option<BoxedStrategy<Node>> {
     use OperationKind as K;
+    // A topic operation reads what its queue counterpart reads.
+    let kind = kind.queue_counterpart().unwrap_or(kind);
     match kind {
         K::QueueCreate => Some(metadata()),
         K::QueueUpdate => Some(patch()),
@@ -555,12 +557,16 @@ fn body_for(kind: OperationKind) -> Option<BoxedStrategy<Node>> {
         | K::FlavorList
         | K::FlavorGet
         | K::FlavorDelete => None,
+        // (Mapped to their queue counterparts above.)
+        _ => None,
     }
 }
 
 /// The query parameters an operation reads.
 fn params_for(kind: OperationKind) -> &'static [&'static str] {
     use OperationKind as K;
+    // A topic operation reads what its queue counterpart reads.
+    let kind = kind.queue_counterpart().unwrap_or(kind);
     match kind {
         K::QueueList => &["marker", "limit", "detailed", "with_count", "name"],
         K::MessageList | K::MessageGetMany => &[
@@ -570,10 +576,11 @@ fn params_for(kind: OperationKind) -> &'static [&'static str] {
             "include_claimed",
             "include_delayed",
             "ids",
+            "wait",
         ],
         K::MessageDeleteMany => &["ids", "claim_ids", "pop"],
         K::MessageDelete => &["claim_id"],
-        K::ClaimCreate => &["limit"],
+        K::ClaimCreate => &["limit", "wait"],
         K::SubscriptionList => &["marker", "limit"],
         _ => &[],
     }
@@ -582,7 +589,19 @@ fn params_for(kind: OperationKind) -> &'static [&'static str] {
 /// The placeholder naming the resource in an operation's path.
 fn id_for(kind: OperationKind) -> &'static [&'static str] {
     use OperationKind as K;
+    let topic = kind.is_topic();
+    // A topic operation reads what its queue counterpart reads.
+    let kind = kind.queue_counterpart().unwrap_or(kind);
     match kind {
+        K::MessageGet | K::MessageDelete if topic => &["$TOPIC_MESSAGE", "$MESSAGE"],
+        K::SubscriptionGet
+        | K::SubscriptionUpdate
+        | K::SubscriptionDelete
+        | K::SubscriptionConfirm
+            if topic =>
+        {
+            &["$TOPIC_SUBSCRIPTION"]
+        }
         K::MessageGet | K::MessageDelete => &["$MESSAGE", "$CLAIMED"],
         K::ClaimGet | K::ClaimUpdate | K::ClaimDelete => &["$CLAIM"],
         K::SubscriptionGet
@@ -1045,6 +1064,8 @@ fn unfilled_bytes(h: &HttpCase) -> Vec<u8> {
         claimed: "$CLAIMED".into(),
         claim: "$CLAIM".into(),
         subscription: "$SUBSCRIPTION".into(),
+        topic_message: "$TOPIC_MESSAGE".into(),
+        topic_subscription: "$TOPIC_SUBSCRIPTION".into(),
         grant: [
             "$SIGNATURE".into(),
             "$EXPIRES".into(),
@@ -1060,7 +1081,7 @@ fn unfilled_bytes(h: &HttpCase) -> Vec<u8> {
 /// A value for a body field of an action, by the field's name and type.
 fn ws_field(name: &'static str, ty: FieldType) -> BoxedStrategy<Node> {
     let typed: BoxedStrategy<Node> = match (name, ty) {
-        ("queue_name", _) => {
+        ("queue_name" | "topic_name", _) => {
             prop_oneof![24 => Just(Node::Str("$QUEUE".into())), 1 => text().prop_map(Node::Str)]
                 .boxed()
         }

@@ -108,9 +108,11 @@ fn config_text(store: &str, data: &std::path::Path) -> String {
     // admin_mode: /v2/health exists. Signed URLs have a key, so signatures
     // are verified (and refused). Webhooks may reach loopback, where the
     // only subscriber the grammar names (port 1) refuses at once, so
-    // `_retry_policy` schedules really run; mail goes to /bin/true.
+    // `_retry_policy` schedules really run; mail goes to /bin/true. A
+    // long poll waits at most a second, so a `wait` costs the run little.
     format!(
         "[DEFAULT]\nadmin_mode = true\n{auth}{store_section}\
+         [transport]\nmax_long_poll_wait = 1\n\
          [drivers:transport:wsgi]\nheader_read_timeout = 1\n\
          [signed_url]\nsecret_key = fuzz-secret\n\
          [notification]\nsmtp_command = /bin/true\nwebhook_timeout = 1\n\
@@ -547,6 +549,35 @@ pub fn setup(server: &Server, project: &str) -> Result<Fill, String> {
     if claim.is_empty() || subscription.is_empty() || message.is_empty() {
         return Err(format!("setup ids: claim {claimed}, subscription {sub}"));
     }
+    // The topic of the same name: one message and one subscription.
+    let t = format!("/v2/topics/{QUEUE}");
+    setup_call(server, "PUT", &t, project, None)?;
+    let posted = setup_call(
+        server,
+        "POST",
+        &format!("{t}/messages"),
+        project,
+        Some(r#"{"messages": [{"body": {"topic": 0}, "ttl": 300}]}"#),
+    )?;
+    let topic_message = posted["resources"][0]
+        .as_str()
+        .and_then(|h| h.rsplit('/').next())
+        .unwrap_or_default()
+        .to_owned();
+    let sub = setup_call(
+        server,
+        "POST",
+        &format!("{t}/subscriptions"),
+        project,
+        Some(r#"{"subscriber": "http://127.0.0.1:1/fuzz-topic", "ttl": 3600}"#),
+    )?;
+    let topic_subscription = sub["subscription_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    if topic_message.is_empty() || topic_subscription.is_empty() {
+        return Err(format!("setup topic ids: {posted}, {sub}"));
+    }
     let share = setup_call(
         server,
         "POST",
@@ -584,6 +615,8 @@ pub fn setup(server: &Server, project: &str) -> Result<Fill, String> {
         claimed: claimed_id,
         claim,
         subscription,
+        topic_message,
+        topic_subscription,
         grant,
     })
 }

@@ -433,3 +433,22 @@ pub(crate) async fn post_and_claim_without_queue_record(backend: Backend, _clock
         .unwrap();
     assert_eq!(ids(&c.messages), posted);
 }
+
+/// A message id stands for the marker after that message; unknown ids
+/// have none.
+pub(crate) async fn marker_of_a_message_id(backend: Backend, _clock: ManualClock) {
+    let p = project();
+    let s = scope(&p, "markers");
+    let ids = post_n(&backend, &s, 3).await;
+    let m = &backend.messages;
+    let marker = m.marker_of(&s, &ids[0]).await.unwrap().expect("a marker");
+    let mut query = list_all(10);
+    query.marker = Some(marker);
+    let page = m.list(&s, &query).await.unwrap();
+    assert_eq!(super::ids(&page.messages), ids[1..]);
+    assert_eq!(m.marker_of(&s, "nope").await.unwrap(), None);
+    assert_eq!(
+        m.marker_of(&scope(&p, "other"), &ids[0]).await.unwrap(),
+        None
+    );
+}

@@ -102,10 +102,12 @@ macro_rules! conformance_tests {
         $crate::storage::conformance::conformance_tests!(@each $open;
             queue_create_get_and_metadata,
             queue_list_paging_and_count,
+            topic_names_are_their_own_namespace,
             queue_delete,
             queue_is_alive,
             post_keeps_input_order,
             list_markers_and_paging,
+            marker_of_a_message_id,
             list_echo_filter,
             list_include_claimed,
             list_include_delayed,

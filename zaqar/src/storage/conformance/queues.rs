@@ -74,6 +74,68 @@ pub(crate) async fn queue_list_paging_and_count(backend: Backend, _clock: Manual
     assert_eq!(names(&page), ["q-00a"]);
 }
 
+/// Topics are queues under a reserved name prefix (see
+/// [`crate::storage::names`]): the topic and the queue of one name are two
+/// records, every topic lists after every queue, and a count counts queues.
+pub(crate) async fn topic_names_are_their_own_namespace(backend: Backend, _clock: ManualClock) {
+    use crate::storage::names::{topic_storage_name, TOPIC_PREFIX};
+    let p = project();
+    let q = &backend.queues;
+    for name in ["zz", "a", "Z-9"] {
+        q.create(&scope(&p, name), &metadata(json!({"queue": name})))
+            .await
+            .unwrap();
+    }
+    for name in ["a", "b"] {
+        let stored = topic_storage_name(name);
+        assert!(q
+            .create(&scope(&p, &stored), &metadata(json!({"topic": name})))
+            .await
+            .unwrap());
+    }
+    assert_eq!(
+        q.get(&scope(&p, "a")).await.unwrap(),
+        Some(metadata(json!({"queue": "a"})))
+    );
+    assert_eq!(
+        q.get(&scope(&p, &topic_storage_name("a"))).await.unwrap(),
+        Some(metadata(json!({"topic": "a"})))
+    );
+    assert_eq!(q.count(&p).await.unwrap(), 3);
+    let names = |entries: Vec<crate::storage::QueueEntry>| {
+        entries.into_iter().map(|e| e.name).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(q.list(&p, None, 10, false).await.unwrap()),
+        [
+            "Z-9",
+            "a",
+            "zz",
+            &topic_storage_name("a"),
+            &topic_storage_name("b")
+        ]
+    );
+    assert_eq!(
+        names(q.list(&p, Some(TOPIC_PREFIX), 10, false).await.unwrap()),
+        [topic_storage_name("a"), topic_storage_name("b")]
+    );
+    assert_eq!(
+        names(
+            q.list(&p, Some(&topic_storage_name("a")), 10, false)
+                .await
+                .unwrap()
+        ),
+        [topic_storage_name("b")]
+    );
+    // Messages of the topic and the queue of one name stay apart.
+    let (queue, topic) = (scope(&p, "a"), scope(&p, &topic_storage_name("a")));
+    post_n(&backend, &topic, 2).await;
+    assert_eq!(all_ids(&backend, &queue).await.len(), 0);
+    assert_eq!(all_ids(&backend, &topic).await.len(), 2);
+    q.delete(&topic).await.unwrap();
+    assert!(q.get(&queue).await.unwrap().is_some());
+}
+
 /// Deleting removes only that project's record; deleting twice is fine.
 pub(crate) async fn queue_delete(backend: Backend, _clock: ManualClock) {
     let (p, p2) = (project(), project());

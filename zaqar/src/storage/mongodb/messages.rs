@@ -448,6 +448,26 @@ impl MessageStore for MongoStore {
         .await
     }
 
+    async fn marker_of(&self, scope: &Scope, id: &str) -> StorageResult<Option<String>> {
+        let Ok(oid) = ObjectId::parse_str(id) else {
+            return Ok(None);
+        };
+        self.run("message marker", true, |r, now| async move {
+            let found = r
+                .messages(&scope.project)
+                .find_one(doc! {
+                    "_id": oid, "p": &scope.project, "q": &scope.queue, "e": { "$gt": date(now) },
+                })
+                .await?;
+            Ok(found
+                .as_ref()
+                .map(|d| message_from(d, now))
+                .transpose()?
+                .map(|(k, _)| k.to_string()))
+        })
+        .await
+    }
+
     async fn bulk_get(&self, scope: &Scope, ids: &[String]) -> StorageResult<Vec<Message>> {
         let oids = object_ids(ids);
         let mut found = Vec::new();

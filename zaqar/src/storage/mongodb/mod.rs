@@ -457,6 +457,7 @@ impl MongoStore {
             subscriptions: Arc::new(self.clone()),
             outbox: Some(Arc::new(self.clone())),
             catalogue: Some(Arc::new(self.clone())),
+            wake_bus: None,
         }
     }
 

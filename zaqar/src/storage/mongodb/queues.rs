@@ -11,7 +11,7 @@ use mongodb::bson::{doc, Document};
 use mongodb::options::FindOptions;
 
 use super::{corrupt, duplicate_key, Failure, MongoStore, OpResult};
-use crate::storage::{Metadata, QueueEntry, QueueStore, Scope, StorageError, StorageResult};
+use crate::storage::{names, Metadata, QueueEntry, QueueStore, Scope, StorageError, StorageResult};
 
 fn encode(metadata: &Metadata) -> StorageResult<String> {
     serde_json::to_string(metadata)
@@ -130,7 +130,9 @@ impl QueueStore for MongoStore {
 
     async fn count(&self, project: &str) -> StorageResult<u64> {
         self.run("queue count", true, |r, _| async move {
-            Ok(r.queues().count_documents(doc! { "p": project }).await?)
+            Ok(r.queues()
+                .count_documents(doc! { "p": project, "q": { "$lt": names::NAMESPACE_END } })
+                .await?)
         })
         .await
     }

@@ -223,6 +223,15 @@ impl Connector {
         }
     }
 
+    /// A new pub/sub connection, on a single server only (a Sentinel or
+    /// Cluster deployment has none: `None`).
+    pub(crate) async fn pubsub(&self) -> Option<RedisResult<::redis::aio::PubSub>> {
+        match &self.target {
+            Target::Single(client) => Some(client.get_async_pubsub().await),
+            Target::Sentinel(_) | Target::Cluster(_) => None,
+        }
+    }
+
     /// The current connection, connecting (with retries) when there is none.
     async fn connection(&self, deadline: Instant) -> StorageResult<Conn> {
         if let Some(conn) = self.cached() {

@@ -92,6 +92,29 @@ impl MessageStore for RedisStore {
         Ok(to_messages(rows)?.into_iter().next())
     }
 
+    async fn marker_of(&self, scope: &Scope, id: &str) -> StorageResult<Option<String>> {
+        // The marker is the message's rank, its score in the queue's index.
+        let Some(message) = MessageStore::get(self, scope, id).await? else {
+            return Ok(None);
+        };
+        let key = keys::queue_route_key(&keys::queue_prefix(&self.inner.ns, scope));
+        let score: Option<String> = self
+            .inner
+            .conn
+            .run("message marker", true, |mut conn| {
+                let (key, id) = (key.clone(), message.id.clone());
+                async move {
+                    ::redis::cmd("ZSCORE")
+                        .arg(key)
+                        .arg(id)
+                        .query_async(&mut conn)
+                        .await
+                }
+            })
+            .await?;
+        Ok(score.filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())))
+    }
+
     async fn bulk_get(&self, scope: &Scope, ids: &[String]) -> StorageResult<Vec<Message>> {
         if ids.is_empty() {
             return Ok(Vec::new());

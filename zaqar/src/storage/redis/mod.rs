@@ -139,6 +139,7 @@ mod messages;
 pub mod options;
 mod queues;
 pub mod subscriptions;
+mod wake;
 
 #[cfg(test)]
 mod tests;
@@ -357,6 +358,7 @@ impl RedisStore {
             subscriptions: Arc::new(self.clone()),
             outbox: Some(Arc::new(self.clone())),
             catalogue: Some(Arc::new(self.clone())),
+            wake_bus: Some(Arc::new(self.clone())),
         }
     }
 

@@ -2,6 +2,7 @@
 //! for the record layout and the scripts).
 
 use super::*;
+use crate::storage::names;
 
 #[async_trait]
 impl QueueStore for RedisStore {
@@ -103,7 +104,13 @@ impl QueueStore for RedisStore {
         self.inner
             .conn
             .run("queue count", true, |mut conn| async move {
-                ::redis::cmd("ZCARD").arg(key).query_async(&mut conn).await
+                // Members all score 0: lexicographic, queues before topics.
+                ::redis::cmd("ZLEXCOUNT")
+                    .arg(key)
+                    .arg("-")
+                    .arg(format!("({}", names::NAMESPACE_END))
+                    .query_async(&mut conn)
+                    .await
             })
             .await
     }

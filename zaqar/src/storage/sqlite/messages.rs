@@ -224,6 +224,22 @@ impl MessageStore for SqliteStore {
         .await
     }
 
+    async fn marker_of(&self, scope: &Scope, id: &str) -> StorageResult<Option<String>> {
+        let scope = scope.clone();
+        let id = id.to_owned();
+        self.read("message marker", move |conn, now| {
+            let seq: Option<i64> = conn
+                .prepare_cached(
+                    "SELECT seq FROM messages WHERE id = ?1 AND project = ?2 AND queue = ?3 \
+                     AND expires_ms > ?4",
+                )?
+                .query_row(params![id, scope.project, scope.queue, now], |r| r.get(0))
+                .optional()?;
+            Ok(seq.map(|s| s.to_string()))
+        })
+        .await
+    }
+
     async fn bulk_get(&self, scope: &Scope, ids: &[String]) -> StorageResult<Vec<Message>> {
         let scope = scope.clone();
         let ids = ids.to_vec();

@@ -201,6 +201,7 @@ impl SqliteStore {
             subscriptions: Arc::new(self.clone()),
             outbox: Some(Arc::new(self.clone())),
             catalogue: Some(Arc::new(self.clone())),
+            wake_bus: None,
         }
     }
 

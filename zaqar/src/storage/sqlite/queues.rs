@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension};
 
 use super::{DbError, DbResult, SqliteStore};
-use crate::storage::{Metadata, QueueEntry, QueueStore, Scope, StorageError, StorageResult};
+use crate::storage::{names, Metadata, QueueEntry, QueueStore, Scope, StorageError, StorageResult};
 
 fn encode(metadata: &Metadata) -> StorageResult<String> {
     serde_json::to_string(metadata).map_err(|e| {
@@ -108,8 +108,8 @@ impl QueueStore for SqliteStore {
         let project = project.to_owned();
         self.read("queue count", move |conn, _| {
             let n: i64 = conn
-                .prepare_cached("SELECT COUNT(*) FROM queues WHERE project = ?1")?
-                .query_row(params![project], |r| r.get(0))?;
+                .prepare_cached("SELECT COUNT(*) FROM queues WHERE project = ?1 AND name < ?2")?
+                .query_row(params![project, names::NAMESPACE_END], |r| r.get(0))?;
             Ok(n.max(0) as u64)
         })
         .await

@@ -104,7 +104,7 @@ pub fn error(e: &ApiError, method: &Method) -> Response {
 /// Renders the reply of the request for `path` (with `query`), as of
 /// `now` (ms).
 pub fn reply(reply: Reply, path: &str, query: &Query, now: i64) -> Response {
-    let queue = queue_of(path);
+    let queue = resource_of(path);
     match reply {
         Reply::Versions => json_with(StatusCode::MULTIPLE_CHOICES, &crate::api::home::versions()),
         Reply::HomeDoc { admin_mode } => home(admin_mode),
@@ -112,7 +112,8 @@ pub fn reply(reply: Reply, path: &str, query: &Query, now: i64) -> Response {
         Reply::Pong { alive: true } => empty(StatusCode::NO_CONTENT),
         Reply::Pong { alive: false } => empty(StatusCode::SERVICE_UNAVAILABLE),
         Reply::Health(health) => json(&health),
-        Reply::Queues(listing) => queue_listing(path, query, &listing),
+        Reply::Queues(listing) => queue_listing(path, query, &listing, "queues"),
+        Reply::Topics(listing) => queue_listing(path, query, &listing, "topics"),
         Reply::QueueCreated { created } => with_location(
             empty(if created {
                 StatusCode::CREATED
@@ -231,11 +232,17 @@ fn admin_listing<'a, T: Serialize + 'a>(
     json(&body)
 }
 
-/// The queue named in a `/v2/queues/{q}/...` path (`""` for other paths).
-fn queue_of(path: &str) -> &str {
-    path.strip_prefix("/v2/queues/")
-        .map(|rest| rest.split('/').next().unwrap_or(""))
-        .unwrap_or("")
+/// The queue or topic of a `/v2/queues/{q}/...` or `/v2/topics/{t}/...`
+/// path, as the path of that resource (`""` for other paths): message
+/// hrefs are built on it.
+fn resource_of(path: &str) -> &str {
+    for collection in ["/v2/queues/", "/v2/topics/"] {
+        if let Some(rest) = path.strip_prefix(collection) {
+            let name = rest.split('/').next().unwrap_or("");
+            return &path[..collection.len() + name.len()];
+        }
+    }
+    ""
 }
 
 /// `GET /v2/`.
@@ -268,7 +275,7 @@ pub fn message_view<'a>(
     claim_id: Option<&str>,
     now: i64,
 ) -> MessageView<'a> {
-    let mut href = format!("/v2/queues/{queue}/messages/{}", m.id);
+    let mut href = format!("{queue}/messages/{}", m.id);
     if let Some(cid) = claim_id.or(m.claim_id.as_deref()) {
         href.push_str("?claim_id=");
         href.push_str(cid);
@@ -292,8 +299,8 @@ struct Link {
     href: String,
 }
 
-/// `GET /v2/queues`.
-pub fn queue_listing(path: &str, query: &Query, listing: &QueueListing) -> Response {
+/// `GET /v2/queues` (`key`: `queues`) and `GET /v2/topics` (`topics`).
+pub fn queue_listing(path: &str, query: &Query, listing: &QueueListing, key: &str) -> Response {
     #[derive(Serialize)]
     struct Entry<'a> {
         name: &'a str,
@@ -302,8 +309,7 @@ pub fn queue_listing(path: &str, query: &Query, listing: &QueueListing) -> Respo
         metadata: Option<&'a crate::storage::Metadata>,
     }
     #[derive(Serialize)]
-    struct Body<'a> {
-        queues: Vec<Entry<'a>>,
+    struct Links {
         links: Vec<Link>,
         #[serde(skip_serializing_if = "Option::is_none")]
         count: Option<u64>,
@@ -329,11 +335,18 @@ pub fn queue_listing(path: &str, query: &Query, listing: &QueueListing) -> Respo
             href: format!("{path}{}", to_query_string(&pairs)),
         });
     }
-    json(&Body {
-        queues,
+    let mut body = serde_json::Map::new();
+    body.insert(
+        key.to_owned(),
+        serde_json::to_value(&queues).unwrap_or_default(),
+    );
+    if let Ok(serde_json::Value::Object(rest)) = serde_json::to_value(Links {
         links,
         count: listing.count.filter(|&c| c > 0),
-    })
+    }) {
+        body.extend(rest);
+    }
+    json(&body)
 }
 
 /// The supplied parameters among `names`, in that order, normalised as the
@@ -470,7 +483,7 @@ pub fn stats(queue: &str, s: &QueueStats, now: i64) -> Response {
     }
     json(&views::StatsView::of(s, |m| Stamp {
         stamp: views::StampView::of(m, now),
-        href: format!("/v2/queues/{queue}/messages/{}", m.id),
+        href: format!("{queue}/messages/{}", m.id),
     }))
 }
 

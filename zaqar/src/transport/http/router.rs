@@ -4,7 +4,7 @@ use http::Method;
 
 use super::query::Query;
 use crate::api::messages::{BulkDeleteParams, MessageListParams};
-use crate::api::operation::{Operation, OperationKind};
+use crate::api::operation::{Operation, OperationKind, TopicOperation};
 use crate::api::pools::AdminListParams;
 use crate::api::queues::QueueListParams;
 use crate::api::subscriptions::SubscriptionListParams;
@@ -56,6 +56,9 @@ pub enum Endpoint {
     Flavors,
     /// `/v2/flavors/{name}`
     Flavor(String),
+    /// `/v2/topics...`: the queue endpoint of the same shape (a listing, a
+    /// resource, its stats, purge, messages and subscriptions), on a topic.
+    Topic(Box<Endpoint>),
 }
 
 impl Endpoint {
@@ -92,6 +95,21 @@ impl Endpoint {
             ["pools", name] if !name.is_empty() => Endpoint::Pool(s(1)),
             ["flavors"] => Endpoint::Flavors,
             ["flavors", name] if !name.is_empty() => Endpoint::Flavor(s(1)),
+            ["topics", ..] => {
+                let inner = Endpoint::parse(&format!("/v2/queues{}", &rest["topics".len()..]))?;
+                match inner {
+                    Endpoint::Queues
+                    | Endpoint::Queue(_)
+                    | Endpoint::QueueStats(_)
+                    | Endpoint::QueuePurge(_)
+                    | Endpoint::Messages(_)
+                    | Endpoint::Message(_, _)
+                    | Endpoint::Subscriptions(_)
+                    | Endpoint::Subscription(_, _)
+                    | Endpoint::SubscriptionConfirm(_, _) => Endpoint::Topic(Box::new(inner)),
+                    _ => return None,
+                }
+            }
             _ => return None,
         })
     }
@@ -115,6 +133,7 @@ impl Endpoint {
             Endpoint::SubscriptionConfirm(_, _) => &["PUT"],
             Endpoint::Pools | Endpoint::Flavors => &["GET"],
             Endpoint::Pool(_) | Endpoint::Flavor(_) => &["GET", "PUT", "PATCH", "DELETE"],
+            Endpoint::Topic(inner) => inner.allowed(),
         }
     }
 
@@ -137,6 +156,12 @@ impl Endpoint {
     ) -> ApiResult<Operation> {
         use Operation as O;
         let m = method.as_str();
+        if let Endpoint::Topic(inner) = self {
+            let op = inner.operation(method, query, content_type, body)?;
+            return TopicOperation::new(op)
+                .map(Operation::Topic)
+                .ok_or(crate::error::ApiError::RouteNotFound);
+        }
         Ok(match (self, m) {
             (Endpoint::Versions, _) => O::GetVersions,
             (Endpoint::Home, _) => O::GetHomeDoc,
@@ -175,6 +200,7 @@ impl Endpoint {
                         echo: query.bool("echo")?,
                         include_claimed: query.bool("include_claimed")?,
                         include_delayed: query.bool("include_delayed")?,
+                        wait: query.int("wait")?,
                     },
                 },
             },
@@ -195,6 +221,7 @@ impl Endpoint {
             (Endpoint::Claims(queue), _) => O::ClaimCreate {
                 queue,
                 limit: query.int("limit")?,
+                wait: query.int("wait")?,
                 body,
             },
             (Endpoint::Claim(queue, id), "PATCH") => O::ClaimUpdate { queue, id, body },
@@ -229,6 +256,7 @@ impl Endpoint {
             (Endpoint::Flavor(name), "PATCH") => O::FlavorUpdate { name, body },
             (Endpoint::Flavor(name), "DELETE") => O::FlavorDelete { name },
             (Endpoint::Flavor(name), _) => O::FlavorGet { name },
+            (Endpoint::Topic(_), _) => return Err(crate::error::ApiError::RouteNotFound),
         })
     }
 
@@ -259,6 +287,7 @@ impl Endpoint {
             Endpoint::Pool(_) => K::PoolGet,
             Endpoint::Flavors => K::FlavorList,
             Endpoint::Flavor(_) => K::FlavorGet,
+            Endpoint::Topic(inner) => inner.kind().on_topic().unwrap_or(K::TopicGet),
         }
     }
 }
@@ -291,6 +320,19 @@ mod tests {
         );
         assert_eq!(Endpoint::parse("/v2/queues/q/messages/"), None);
         assert_eq!(Endpoint::parse("/v2/queues/q/nope"), None);
+        assert_eq!(
+            Endpoint::parse("/v2/topics/t/messages/m"),
+            Some(Endpoint::Topic(Box::new(Endpoint::Message(
+                "t".into(),
+                "m".into()
+            ))))
+        );
+        assert_eq!(Endpoint::parse("/v2/topics/t/claims"), None);
+        assert_eq!(Endpoint::parse("/v2/topics/t/share"), None);
+        assert_eq!(
+            Endpoint::parse("/v2/topics"),
+            Some(Endpoint::Topic(Box::new(Endpoint::Queues)))
+        );
         assert!(Endpoint::Ping.allows(&Method::HEAD));
         assert!(!Endpoint::Queues.allows(&Method::POST));
     }

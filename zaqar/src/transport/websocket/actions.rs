@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use super::frame::FrameError;
 use crate::api::messages::{BulkDeleteParams, MessageListParams};
-use crate::api::operation::Operation;
+use crate::api::operation::{Operation, TopicOperation};
 use crate::api::pools::AdminListParams;
 use crate::api::queues::QueueListParams;
 use crate::api::subscriptions::SubscriptionListParams;
@@ -74,6 +74,9 @@ pub struct ActionSpec {
     pub fields: &'static [(&'static str, FieldType)],
     /// Body fields that must be present.
     pub fields_required: &'static [&'static str],
+    /// Whether the action is the queue action of the same shape on a topic
+    /// (named by `topic_name`; an extension of the reference's schema).
+    pub on_topic: bool,
 }
 
 /// Every action of the WebSocket API.
@@ -119,6 +122,7 @@ pub enum Action {
 use FieldType::{Array as A, Boolean as B, Integer as I, Object as O, String as S};
 
 const Q: (&str, FieldType) = ("queue_name", S);
+const T: (&str, FieldType) = ("topic_name", S);
 
 macro_rules! spec {
     ($name:literal, $action:ident, body: $body:expr, headers: $h:expr, fields: [$($f:expr),*], required: [$($r:literal),*]) => {
@@ -129,6 +133,18 @@ macro_rules! spec {
             headers_required: $h,
             fields: &[$($f),*],
             fields_required: &[$($r),*],
+            on_topic: false,
+        }
+    };
+    (topic $name:literal, $action:ident, body: $body:expr, headers: $h:expr, fields: [$($f:expr),*], required: [$($r:literal),*]) => {
+        ActionSpec {
+            name: $name,
+            action: Action::$action,
+            body_required: $body,
+            headers_required: $h,
+            fields: &[$($f),*],
+            fields_required: &[$($r),*],
+            on_topic: true,
         }
     };
 }
@@ -145,13 +161,13 @@ pub const ACTIONS: &[ActionSpec] = &[
     spec!("queue_get", QueueGet, body: true, headers: DATA_HEADERS, fields: [Q], required: ["queue_name"]),
     spec!("queue_get_stats", QueueGetStats, body: true, headers: DATA_HEADERS, fields: [Q], required: ["queue_name"]),
     spec!("queue_purge", QueuePurge, body: true, headers: DATA_HEADERS, fields: [Q, ("resource_types", A)], required: ["queue_name"]),
-    spec!("message_list", MessageList, body: true, headers: DATA_HEADERS, fields: [Q, ("marker", S), ("limit", I), ("echo", B), ("include_claimed", B)], required: ["queue_name"]),
+    spec!("message_list", MessageList, body: true, headers: DATA_HEADERS, fields: [Q, ("marker", S), ("limit", I), ("echo", B), ("include_claimed", B), ("wait", I)], required: ["queue_name"]),
     spec!("message_get", MessageGet, body: true, headers: DATA_HEADERS, fields: [Q, ("message_id", S)], required: ["queue_name", "message_id"]),
     spec!("message_get_many", MessageGetMany, body: true, headers: DATA_HEADERS, fields: [Q, ("message_ids", A)], required: ["queue_name", "message_ids"]),
     spec!("message_post", MessagePost, body: true, headers: DATA_HEADERS, fields: [Q, ("messages", A)], required: ["queue_name", "messages"]),
     spec!("message_delete", MessageDelete, body: true, headers: DATA_HEADERS, fields: [Q, ("message_id", S), ("claim_id", S)], required: ["queue_name", "message_id"]),
     spec!("message_delete_many", MessageDeleteMany, body: true, headers: DATA_HEADERS, fields: [Q, ("message_ids", A), ("claim_ids", A), ("pop", I)], required: ["queue_name"]),
-    spec!("claim_create", ClaimCreate, body: true, headers: DATA_HEADERS, fields: [Q, ("limit", I), ("ttl", I), ("grace", I)], required: ["queue_name"]),
+    spec!("claim_create", ClaimCreate, body: true, headers: DATA_HEADERS, fields: [Q, ("limit", I), ("ttl", I), ("grace", I), ("wait", I)], required: ["queue_name"]),
     spec!("claim_get", ClaimGet, body: true, headers: DATA_HEADERS, fields: [Q, ("claim_id", S)], required: ["queue_name", "claim_id"]),
     spec!("claim_update", ClaimUpdate, body: true, headers: DATA_HEADERS, fields: [Q, ("claim_id", S), ("ttl", I)], required: ["queue_name", "claim_id"]),
     spec!("claim_delete", ClaimDelete, body: true, headers: DATA_HEADERS, fields: [Q, ("claim_id", S)], required: ["queue_name", "claim_id"]),
@@ -169,6 +185,24 @@ pub const ACTIONS: &[ActionSpec] = &[
     spec!("subscription_create", SubscriptionCreate, body: true, headers: DATA_HEADERS, fields: [Q, ("subscriber", S), ("ttl", I), ("options", O)], required: ["queue_name"]),
     spec!("subscription_delete", SubscriptionDelete, body: true, headers: DATA_HEADERS, fields: [Q, ("subscription_id", S)], required: ["queue_name", "subscription_id"]),
     spec!("subscription_get", SubscriptionGet, body: true, headers: DATA_HEADERS, fields: [Q, ("subscription_id", S)], required: ["queue_name", "subscription_id"]),
+    // Topics (this implementation's extension): the queue actions of the
+    // same shapes, on `topic_name`.
+    spec!(topic "topic_list", QueueList, body: false, headers: DATA_HEADERS, fields: [("marker", S), ("limit", I), ("detailed", B)], required: []),
+    spec!(topic "topic_create", QueueCreate, body: true, headers: DATA_HEADERS, fields: [T], required: ["topic_name"]),
+    spec!(topic "topic_delete", QueueDelete, body: true, headers: DATA_HEADERS, fields: [T], required: ["topic_name"]),
+    spec!(topic "topic_get", QueueGet, body: true, headers: DATA_HEADERS, fields: [T], required: ["topic_name"]),
+    spec!(topic "topic_get_stats", QueueGetStats, body: true, headers: DATA_HEADERS, fields: [T], required: ["topic_name"]),
+    spec!(topic "topic_purge", QueuePurge, body: true, headers: DATA_HEADERS, fields: [T, ("resource_types", A)], required: ["topic_name"]),
+    spec!(topic "topic_message_list", MessageList, body: true, headers: DATA_HEADERS, fields: [T, ("marker", S), ("limit", I), ("echo", B), ("include_claimed", B), ("wait", I)], required: ["topic_name"]),
+    spec!(topic "topic_message_get", MessageGet, body: true, headers: DATA_HEADERS, fields: [T, ("message_id", S)], required: ["topic_name", "message_id"]),
+    spec!(topic "topic_message_get_many", MessageGetMany, body: true, headers: DATA_HEADERS, fields: [T, ("message_ids", A)], required: ["topic_name", "message_ids"]),
+    spec!(topic "topic_message_post", MessagePost, body: true, headers: DATA_HEADERS, fields: [T, ("messages", A)], required: ["topic_name", "messages"]),
+    spec!(topic "topic_message_delete", MessageDelete, body: true, headers: DATA_HEADERS, fields: [T, ("message_id", S), ("claim_id", S)], required: ["topic_name", "message_id"]),
+    spec!(topic "topic_message_delete_many", MessageDeleteMany, body: true, headers: DATA_HEADERS, fields: [T, ("message_ids", A), ("claim_ids", A), ("pop", I)], required: ["topic_name"]),
+    spec!(topic "topic_subscription_list", SubscriptionList, body: true, headers: DATA_HEADERS, fields: [T], required: ["topic_name"]),
+    spec!(topic "topic_subscription_create", SubscriptionCreate, body: true, headers: DATA_HEADERS, fields: [T, ("subscriber", S), ("ttl", I), ("options", O)], required: ["topic_name"]),
+    spec!(topic "topic_subscription_delete", SubscriptionDelete, body: true, headers: DATA_HEADERS, fields: [T, ("subscription_id", S)], required: ["topic_name", "subscription_id"]),
+    spec!(topic "topic_subscription_get", SubscriptionGet, body: true, headers: DATA_HEADERS, fields: [T, ("subscription_id", S)], required: ["topic_name", "subscription_id"]),
 ];
 
 /// Looks an action up by name.
@@ -214,9 +248,14 @@ impl Checked<'_> {
         self.body.get(name).and_then(Value::as_i64)
     }
 
-    /// The queue the frame names (validated by the caller).
+    /// The queue (or, for a topic action, the topic) the frame names
+    /// (validated by the api core).
     pub fn queue(&self) -> Option<&str> {
-        self.str_field("queue_name")
+        self.str_field(if self.spec.on_topic {
+            "topic_name"
+        } else {
+            "queue_name"
+        })
     }
 }
 
@@ -357,7 +396,7 @@ impl Checked<'_> {
     /// 400 for a field of the wrong kind.
     pub fn request(&self) -> ApiResult<Request> {
         use Operation as O;
-        let queue = || self.string("queue_name");
+        let queue = || self.queue().unwrap_or_default().to_owned();
         let op = match self.spec.action {
             Action::Authenticate => return Ok(Request::Authenticate),
             Action::GetHomeDoc => O::GetHomeDoc,
@@ -395,6 +434,7 @@ impl Checked<'_> {
                     echo: self.body.get("echo").and_then(Value::as_bool),
                     include_claimed: self.body.get("include_claimed").and_then(Value::as_bool),
                     include_delayed: self.loose_bool("include_delayed")?,
+                    wait: self.int_field("wait"),
                 },
             },
             Action::MessageGet => O::MessageGet {
@@ -425,6 +465,7 @@ impl Checked<'_> {
             Action::ClaimCreate => O::ClaimCreate {
                 queue: queue(),
                 limit: self.int_field("limit"),
+                wait: self.int_field("wait"),
                 body: self.payload(&["ttl", "grace"]),
             },
             Action::ClaimGet => O::ClaimGet {
@@ -498,6 +539,14 @@ impl Checked<'_> {
                 name: self.string("flavor_name"),
             },
         };
+        if self.spec.on_topic {
+            // The table pairs topic actions only with kinds topics have.
+            return TopicOperation::new(op)
+                .map(|t| Request::Operation(Operation::Topic(t)))
+                .ok_or_else(|| {
+                    ApiError::Internal(format!("{} is not a topic action", self.spec.name))
+                });
+        }
         Ok(Request::Operation(op))
     }
 }
@@ -517,12 +566,14 @@ mod tests {
 
     #[test]
     fn the_table_has_every_reference_action_once() {
-        assert_eq!(ACTIONS.len(), 34);
+        assert_eq!(ACTIONS.len(), 34 + 16);
         for a in ACTIONS {
             assert_eq!(
                 ACTIONS
                     .iter()
-                    .filter(|b| b.name == a.name || b.action == a.action)
+                    .filter(
+                        |b| b.name == a.name || (b.action == a.action && b.on_topic == a.on_topic)
+                    )
                     .count(),
                 1,
                 "{}",
@@ -533,7 +584,8 @@ mod tests {
             }
         }
         assert!(lookup("message_post").is_some());
-        assert!(lookup("topic_list").is_none());
+        assert!(lookup("topic_list").is_some_and(|a| a.on_topic));
+        assert!(lookup("topic_claim_create").is_none());
     }
 
     #[test]

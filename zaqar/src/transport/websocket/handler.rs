@@ -200,6 +200,7 @@ async fn operate(
     let state = conn.state.clone();
     let queue = op.queue().unwrap_or_default().to_owned();
     let id = op.resource_id().unwrap_or_default().to_owned();
+    let topic = op.kind().is_topic();
     conn.set_encoding(encoding);
     let request = execute::Request {
         caller: &caller,
@@ -208,7 +209,7 @@ async fn operate(
         connection: Some(conn),
     };
     let reply = state.api.execute(request, op).await?;
-    Ok(body_of(reply, &queue, &id, state.api.now_ms())?)
+    Ok(body_of(reply, &queue, &id, topic, state.api.now_ms())?)
 }
 
 /// `authenticate`: validates `X-Auth-Token` in Keystone mode.
@@ -266,7 +267,17 @@ fn value<T: Serialize>(v: T) -> Value {
 }
 
 /// The status and body of a reply, in the WebSocket API's shapes.
-fn body_of(reply: Reply, queue: &str, id: &str, now: i64) -> Result<(u16, Value), ApiError> {
+fn body_of(
+    reply: Reply,
+    queue: &str,
+    id: &str,
+    topic: bool,
+    now: i64,
+) -> Result<(u16, Value), ApiError> {
+    let (key, noun) = match topic {
+        true => ("topics", "Topic"),
+        false => ("queues", "Queue"),
+    };
     Ok(match reply {
         Reply::Versions => (300, crate::api::home::versions()),
         Reply::HomeDoc { admin_mode } => (200, crate::api::home::document(admin_mode)),
@@ -276,7 +287,7 @@ fn body_of(reply: Reply, queue: &str, id: &str, now: i64) -> Result<(u16, Value)
             return Err(ApiError::Unavailable("Storage is not reachable.".into()))
         }
         Reply::Health(health) => (200, value(health)),
-        Reply::Queues(listing) => {
+        Reply::Queues(listing) | Reply::Topics(listing) => {
             let queues: Vec<Value> = listing
                 .queues
                 .iter()
@@ -289,7 +300,7 @@ fn body_of(reply: Reply, queue: &str, id: &str, now: i64) -> Result<(u16, Value)
                     Value::Object(v)
                 })
                 .collect();
-            let mut body = json!({ "queues": queues });
+            let mut body = json!({ key: queues });
             if let Some(count) = listing.count.filter(|&n| n > 0) {
                 body["count"] = count.into();
             }
@@ -297,10 +308,10 @@ fn body_of(reply: Reply, queue: &str, id: &str, now: i64) -> Result<(u16, Value)
         }
         Reply::QueueCreated { created } => (
             if created { 201 } else { 204 },
-            Value::from(format!("Queue {queue} created.")),
+            Value::from(format!("{noun} {queue} created.")),
         ),
         Reply::QueueMetadata(metadata) => (200, Value::Object(metadata)),
-        Reply::QueueDeleted => (204, Value::from(format!("Queue {queue} removed."))),
+        Reply::QueueDeleted => (204, Value::from(format!("{noun} {queue} removed."))),
         Reply::QueueStats(stats) => {
             #[derive(Serialize)]
             struct Stamp {

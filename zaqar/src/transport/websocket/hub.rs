@@ -44,6 +44,8 @@ type Due = Reverse<(Instant, u64, Scope, String)>;
 /// The registry of listening connections, by (project, queue).
 #[derive(Default)]
 pub struct Hub {
+    /// Opens bodies sealed at rest before they are pushed.
+    keyring: OnceLock<Arc<crate::storage::encryption::Keyring>>,
     queues: Mutex<HashMap<(String, String), broadcast::Sender<Delivery>>>,
     delayed: Mutex<DelaySchedule>,
     delayed_added: Notify,
@@ -60,6 +62,24 @@ impl Hub {
     /// An empty registry.
     pub fn new() -> Arc<Hub> {
         Arc::new(Hub::default())
+    }
+
+    /// Opens bodies of encrypted queues with `keyring` before pushing them.
+    pub fn set_keyring(&self, keyring: Arc<crate::storage::encryption::Keyring>) {
+        let _ = self.keyring.set(keyring);
+    }
+
+    /// The document pushed for a message, its body opened when sealed
+    /// (`None`, logged, when it cannot be opened).
+    fn document(&self, scope: &Scope, id: &str, ttl: i64, body: &RawValue) -> Option<Value> {
+        match self.keyring.get().map(|k| k.open(body)) {
+            Some(Ok(Some(plain))) => Some(notification(&scope.queue, id, ttl, &plain)),
+            Some(Err(e)) => {
+                tracing::error!(queue = %scope.queue, project = %scope.project, error = %e, "cannot open an encrypted message for a websocket push");
+                None
+            }
+            _ => Some(notification(&scope.queue, id, ttl, body)),
+        }
     }
 
     /// Starts listening to `scope`'s new messages.
@@ -110,7 +130,9 @@ impl Hub {
                 delayed.push((Duration::from_secs(m.delay.unsigned_abs()), id.clone()));
             } else {
                 // No receiver left is not an error: the queue was just released.
-                let _ = tx.send(Arc::new(notification(&scope.queue, id, m.ttl, &m.body)));
+                if let Some(doc) = self.document(scope, id, m.ttl, &m.body) {
+                    let _ = tx.send(Arc::new(doc));
+                }
             }
         }
         delayed
@@ -174,8 +196,9 @@ impl Hub {
                         };
                         match store.get(&scope, &id).await {
                             Ok(Some(m)) => {
-                                let doc = notification(&scope.queue, &id, m.ttl, &m.body);
-                                let _ = tx.send(Arc::new(doc));
+                                if let Some(doc) = self.document(&scope, &id, m.ttl, &m.body) {
+                                    let _ = tx.send(Arc::new(doc));
+                                }
                             }
                             Ok(None) => {}
                             Err(e) => {
@@ -207,7 +230,8 @@ pub fn notification(queue: &str, id: &str, ttl: i64, body: &RawValue) -> Value {
         serde_json::from_str(body.get()).unwrap_or(Value::Null),
     );
     doc.insert("ttl".into(), Value::from(ttl));
-    doc.insert("queue_name".into(), Value::from(queue));
+    let (key, name) = crate::storage::names::source_field(queue);
+    doc.insert(key.into(), Value::from(name));
     doc.insert("Message_Type".into(), Value::from("Notification"));
     Value::Object(doc)
 }

@@ -1,0 +1,121 @@
+//! Long-poll wake-ups between server processes over Redis pub/sub: a post
+//! publishes `<plen>:<project><queue>` on the channel `<ns>:wake`, and every
+//! process subscribed to it wakes its own waiters of that queue (see
+//! [`crate::storage::wake`]). On Sentinel and Cluster deployments nothing
+//! is subscribed and waiters rely on their poll.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+
+use super::*;
+use crate::storage::wake::{Waiters, WakeBus};
+
+/// The channel of a key prefix.
+fn channel(ns: &str) -> String {
+    format!("{ns}:wake")
+}
+
+/// `scope` as published: the project's length first, so that any project
+/// and queue names read back unambiguously.
+fn encode(scope: &Scope) -> String {
+    format!("{}:{}{}", scope.project.len(), scope.project, scope.queue)
+}
+
+fn decode(payload: &str) -> Option<Scope> {
+    let (len, rest) = payload.split_once(':')?;
+    let len: usize = len.parse().ok()?;
+    if !rest.is_char_boundary(len.min(rest.len())) || len > rest.len() {
+        return None;
+    }
+    let (project, queue) = rest.split_at(len);
+    Some(Scope::new(project, queue))
+}
+
+#[async_trait]
+impl WakeBus for RedisStore {
+    async fn publish(&self, scope: &Scope) {
+        let channel = channel(&self.inner.ns);
+        let payload = encode(scope);
+        let sent = self
+            .inner
+            .conn
+            .run("wake publish", false, |mut conn| {
+                let (channel, payload) = (channel.clone(), payload.clone());
+                async move {
+                    ::redis::cmd("PUBLISH")
+                        .arg(channel)
+                        .arg(payload)
+                        .query_async::<i64>(&mut conn)
+                        .await
+                }
+            })
+            .await;
+        if let Err(e) = sent {
+            tracing::debug!(error = %e, "long-poll wake-up not published");
+        }
+    }
+
+    async fn listen(&self, waiters: Arc<Waiters>) {
+        let channel = channel(&self.inner.ns);
+        while !waiters.is_closed() {
+            let pubsub = match self.inner.conn.pubsub().await {
+                None => {
+                    tracing::info!("Redis Sentinel or Cluster: long-poll waiters of other processes are woken by their poll");
+                    return;
+                }
+                Some(Ok(p)) => Some(p),
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "cannot subscribe to long-poll wake-ups; retrying");
+                    None
+                }
+            };
+            if let Some(mut pubsub) = pubsub {
+                if let Err(e) = pubsub.subscribe(&channel).await {
+                    tracing::warn!(error = %e, "cannot subscribe to long-poll wake-ups; retrying");
+                } else {
+                    let mut messages = pubsub.into_on_message();
+                    loop {
+                        tokio::select! {
+                            _ = waiters.closed() => return,
+                            next = messages.next() => match next {
+                                Some(msg) => {
+                                    if let Some(scope) = msg
+                                        .get_payload::<String>()
+                                        .ok()
+                                        .as_deref()
+                                        .and_then(decode)
+                                    {
+                                        waiters.wake(&scope);
+                                    }
+                                }
+                                None => break,
+                            },
+                        }
+                    }
+                    tracing::info!("long-poll wake-up subscription lost; resubscribing");
+                }
+            }
+            tokio::select! {
+                _ = waiters.closed() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_read_back_unambiguously() {
+        for (p, q) in [("p", "q"), ("a:1", "b"), ("a", "1:b"), ("", "~topic~t")] {
+            let s = Scope::new(p, q);
+            assert_eq!(decode(&encode(&s)), Some(s));
+        }
+        assert_eq!(decode("9:ab"), None);
+        assert_eq!(decode("x:ab"), None);
+    }
+}
