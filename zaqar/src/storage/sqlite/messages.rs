@@ -150,6 +150,24 @@ pub(super) const LIST: &str = concat!(
      ORDER BY seq LIMIT ?9"
 );
 
+/// The message rows of a queue, expired ones not reaped yet included
+/// (parameters: project, queue); kept by triggers, see `schema`.
+pub(super) const STATS_ROWS: &str =
+    "SELECT messages FROM queue_counts WHERE project = ?1 AND queue = ?2";
+
+/// The expired rows of a queue the reaper has not deleted yet (parameters:
+/// project, queue, now): found by expiry, so the cost follows the expired
+/// rows of every queue (the reaper keeps them few), not the queue's depth.
+pub(super) const STATS_EXPIRED: &str = "SELECT COUNT(*) FROM messages \
+     WHERE expires_ms <= ?3 AND +project = ?1 AND +queue = ?2";
+
+/// The live messages of a queue held by a live claim (parameters: project,
+/// queue, now). `claim_expires_ms > 0` lets the partial index serve; the
+/// `+` keeps the planner off `messages_by_expiry`.
+pub(super) const STATS_CLAIMED: &str = "SELECT COUNT(*) FROM messages \
+     WHERE project = ?1 AND queue = ?2 AND claim_expires_ms > ?3 AND claim_expires_ms > 0 \
+     AND +claim_id IS NOT NULL AND +expires_ms > ?3";
+
 #[async_trait]
 impl MessageStore for SqliteStore {
     async fn post(
@@ -401,14 +419,18 @@ impl MessageStore for SqliteStore {
         self.read("message stats", move |conn, now| {
             // One read transaction: the counts and stamps come from one snapshot.
             let tx = conn.transaction()?;
-            let (total, claimed): (i64, i64) = tx
-                .prepare_cached(
-                    "SELECT COUNT(*), COALESCE(SUM(claim_id IS NOT NULL AND claim_expires_ms > ?3), 0) \
-                     FROM messages WHERE project = ?1 AND queue = ?2 AND expires_ms > ?3",
-                )?
-                .query_row(params![scope.project, scope.queue, now], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })?;
+            let rows: i64 = tx
+                .prepare_cached(STATS_ROWS)?
+                .query_row(params![scope.project, scope.queue], |r| r.get(0))
+                .optional()?
+                .unwrap_or(0);
+            let expired: i64 = tx
+                .prepare_cached(STATS_EXPIRED)?
+                .query_row(params![scope.project, scope.queue, now], |r| r.get(0))?;
+            let claimed: i64 = tx
+                .prepare_cached(STATS_CLAIMED)?
+                .query_row(params![scope.project, scope.queue, now], |r| r.get(0))?;
+            let total = rows - expired;
             let stamp = |sql: &str| -> DbResult<Option<MessageStamp>> {
                 Ok(tx
                     .prepare_cached(sql)?

@@ -235,7 +235,8 @@ mod plans {
 
     use super::super::claims::CLAIM_MESSAGES;
     use super::super::messages::{
-        bulk_claim_check_sql, bulk_delete_sql, bulk_get_sql, CLAIMABLE, LIST,
+        bulk_claim_check_sql, bulk_delete_sql, bulk_get_sql, CLAIMABLE, LIST, STATS_CLAIMED,
+        STATS_EXPIRED, STATS_ROWS,
     };
     use super::super::schema::{REAP_CLAIMS, REAP_MESSAGES};
     use super::super::SqliteStore;
@@ -334,4 +335,54 @@ mod plans {
             .iter()
             .any(|d| d.contains("claims_by_expiry")));
     }
+
+    #[test]
+    fn stats_count_without_walking_the_queue() {
+        let (store, _dir) = open();
+        assert_searches(&store, STATS_EXPIRED, "messages_by_expiry (expires_ms<?)");
+        assert_searches(
+            &store,
+            STATS_CLAIMED,
+            "messages_claimed (project=? AND queue=? AND claim_expires_ms>?)",
+        );
+        let details = plan(&store, STATS_ROWS);
+        assert!(
+            details
+                .iter()
+                .all(|d| d.starts_with("SEARCH queue_counts USING PRIMARY KEY")),
+            "{details:?}"
+        );
+    }
+}
+
+/// A version-4 file (no per-queue counts) opened by this build gets its
+/// counts from the rows already there.
+#[tokio::test]
+async fn upgrading_to_version_5_counts_the_messages_already_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("zaqar.sqlite");
+    let clock = ManualClock::new();
+    let s = Scope::new(project(), "counted");
+    {
+        let store = SqliteStore::open(&path, Arc::new(clock.clone())).unwrap();
+        let b = store.backend();
+        b.queues.create(&s, &Metadata::default()).await.unwrap();
+        b.messages
+            .post(&s, "c", vec![message(600), message(600), message(600)])
+            .await
+            .unwrap();
+        // Back to what version 4 wrote.
+        let conn = store.inner.writer.lock().unwrap();
+        conn.execute_batch(
+            "DROP TRIGGER messages_count_insert; DROP TRIGGER messages_count_delete; \
+             DROP INDEX messages_claimed; DROP TABLE queue_counts; PRAGMA user_version = 4;",
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path, Arc::new(clock.clone())).unwrap();
+    let b = store.backend();
+    let stats = b.messages.stats(&s).await.unwrap();
+    assert_eq!((stats.total, stats.free, stats.claimed), (3, 3, 0));
+    b.messages.post(&s, "c", vec![message(600)]).await.unwrap();
+    assert_eq!(b.messages.stats(&s).await.unwrap().total, 4);
 }
