@@ -3,7 +3,8 @@
 //! Three tables, every row scoped by `(project, queue)` (version 2 adds
 //! `subscriptions` and `outbox`, version 3 the outbox's index by project,
 //! described in the `subscriptions` module; version 4 the pooling tables,
-//! described in the `catalogue` module):
+//! described in the `catalogue` module; version 5 the per-queue message
+//! counts and the index of claimed messages, see [`SCHEMA_V5`]):
 //!
 //! - `queues`: the queue records, keyed by `(project, name)` (listing in name
 //!   order is a range scan of the key).
@@ -19,7 +20,8 @@
 //!
 //! | path | index |
 //! |---|---|
-//! | list, claim candidates, pop, stats, purge (scan of one queue in `seq` order) | `messages_by_queue (project, queue, seq)` |
+//! | list, claim candidates, pop, stats' oldest/newest, purge (scan of one queue in `seq` order) | `messages_by_queue (project, queue, seq)` |
+//! | stats' counts | `queue_counts` primary key, `messages_claimed (project, queue, claim_expires_ms)` (partial), `messages_by_expiry` |
 //! | get / delete by id | `messages.id` UNIQUE |
 //! | messages of a claim | `messages_by_claim (claim_id)`, partial: claimed rows only |
 //! | reaper | `messages_by_expiry (expires_ms)`, `claims_by_expiry (expires_ms)` |
@@ -35,7 +37,7 @@ use rusqlite::Connection;
 use super::OpenError;
 
 /// The schema version this build writes.
-pub const VERSION: i64 = 4;
+pub const VERSION: i64 = 5;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS queues (
@@ -79,6 +81,39 @@ CREATE INDEX IF NOT EXISTS claims_by_queue ON claims (project, queue);
 CREATE INDEX IF NOT EXISTS claims_by_expiry ON claims (expires_ms);
 ";
 
+/// Version 5: what makes queue stats independent of the queue's depth.
+///
+/// - `queue_counts`: the number of message rows of each queue (expired ones
+///   not reaped yet included), kept by triggers in the transaction that
+///   inserts or deletes the rows, so it is exactly as durable as they are.
+/// - `messages_claimed`: the messages a claim ever held, by queue and claim
+///   expiry; partial, so a post (`claim_expires_ms = 0`) never writes it.
+///
+/// Stats then read the count, subtract the expired rows of the queue the
+/// reaper has not deleted yet (found by `messages_by_expiry`), and count the
+/// live claims' messages: the cost follows the claimed and the expired
+/// messages, not the depth.
+pub(super) const SCHEMA_V5: &str = "
+CREATE TABLE IF NOT EXISTS queue_counts (
+    project  TEXT    NOT NULL,
+    queue    TEXT    NOT NULL,
+    messages INTEGER NOT NULL,
+    PRIMARY KEY (project, queue)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS messages_count_insert AFTER INSERT ON messages BEGIN
+    INSERT INTO queue_counts (project, queue, messages) VALUES (NEW.project, NEW.queue, 1)
+        ON CONFLICT (project, queue) DO UPDATE SET messages = messages + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS messages_count_delete AFTER DELETE ON messages BEGIN
+    UPDATE queue_counts SET messages = messages - 1
+        WHERE project = OLD.project AND queue = OLD.queue;
+END;
+INSERT OR REPLACE INTO queue_counts (project, queue, messages)
+    SELECT project, queue, COUNT(*) FROM messages GROUP BY project, queue;
+CREATE INDEX IF NOT EXISTS messages_claimed ON messages (project, queue, claim_expires_ms)
+    WHERE claim_expires_ms > 0;
+";
+
 /// Deletes up to `?2` messages that expired before `?1`.
 pub(super) const REAP_MESSAGES: &str = "DELETE FROM messages WHERE seq IN \
      (SELECT seq FROM messages WHERE expires_ms <= ?1 LIMIT ?2)";
@@ -107,7 +142,8 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), OpenError> {
     }
     if version < VERSION {
         conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {SCHEMA_V1} {v2} {v3} {v4} PRAGMA user_version = {VERSION}; COMMIT;",
+            "BEGIN IMMEDIATE; {SCHEMA_V1} {v2} {v3} {v4} {SCHEMA_V5} \
+             PRAGMA user_version = {VERSION}; COMMIT;",
             v2 = super::subscriptions::SCHEMA_V2,
             v3 = super::subscriptions::SCHEMA_V3,
             v4 = super::catalogue::SCHEMA_V4

@@ -226,3 +226,163 @@ async fn hot_queries_use_their_index() {
         assert!(steps.iter().any(|s| s.contains(index)), "{sql}: {steps:?}");
     }
 }
+
+/// The query plans of the statements whose cost must not grow with a queue's
+/// depth. Plans do not depend on the data (no `ANALYZE` is ever run), so an
+/// empty database shows the plan every database gets.
+mod plans {
+    use std::sync::Arc;
+
+    use super::super::claims::CLAIM_MESSAGES;
+    use super::super::messages::{
+        bulk_claim_check_sql, bulk_delete_sql, bulk_get_sql, CLAIMABLE, LIST, STATS_CLAIMED,
+        STATS_EXPIRED, STATS_ROWS,
+    };
+    use super::super::schema::{REAP_CLAIMS, REAP_MESSAGES};
+    use super::super::SqliteStore;
+    use crate::storage::clock::ManualClock;
+
+    /// The `detail` lines of `EXPLAIN QUERY PLAN sql` (nothing is bound:
+    /// the statement is planned, not run).
+    fn plan(store: &SqliteStore, sql: &str) -> Vec<String> {
+        let conn = store.inner.writer.lock().unwrap();
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let mut rows = stmt.raw_query();
+        let mut details = Vec::new();
+        while let Some(row) = rows.next().unwrap() {
+            details.push(row.get::<_, String>(3).unwrap());
+        }
+        details
+    }
+
+    fn open() -> (SqliteStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(
+            &dir.path().join("zaqar.sqlite"),
+            Arc::new(ManualClock::new()),
+        )
+        .unwrap();
+        (store, dir)
+    }
+
+    /// Asserts that `sql` reaches `messages` only through `index` (a
+    /// search, never a scan of the table or of a queue).
+    fn assert_searches(store: &SqliteStore, sql: &str, index: &str) {
+        let details = plan(store, sql);
+        let on_messages: Vec<&String> = details
+            .iter()
+            .filter(|d| d.contains(" messages "))
+            .collect();
+        assert!(
+            !on_messages.is_empty(),
+            "{sql}: no access to messages in {details:?}"
+        );
+        for d in on_messages {
+            assert!(
+                d.starts_with("SEARCH messages USING") && d.contains(index),
+                "{sql}: expected a search of {index}, got {details:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bulk_delete_and_its_claim_check_find_rows_by_id() {
+        let (store, _dir) = open();
+        for n in [1, 10, 200] {
+            // The regression: these searched `messages_by_queue (project=? AND
+            // queue=?)`, a walk over the whole queue for every statement.
+            assert_searches(
+                &store,
+                &bulk_delete_sql(n),
+                "sqlite_autoindex_messages_1 (id=?)",
+            );
+            assert_searches(
+                &store,
+                &bulk_claim_check_sql(n),
+                "sqlite_autoindex_messages_1 (id=?)",
+            );
+            assert_searches(
+                &store,
+                &bulk_get_sql(n),
+                "sqlite_autoindex_messages_1 (id=?)",
+            );
+        }
+    }
+
+    #[test]
+    fn claims_and_listings_walk_one_queue_in_seq_order() {
+        let (store, _dir) = open();
+        // Searching the queue index by (project, queue) reads rows in seq
+        // order and stops at LIMIT: no sort of the whole queue.
+        for sql in [CLAIMABLE, LIST] {
+            assert_searches(&store, sql, "messages_by_queue (project=? AND queue=?");
+            let details = plan(&store, sql);
+            assert!(
+                !details.iter().any(|d| d.contains("TEMP B-TREE")),
+                "{sql}: sorts its rows: {details:?}"
+            );
+        }
+        assert_searches(&store, CLAIM_MESSAGES, "messages_by_claim (claim_id=?)");
+    }
+
+    #[test]
+    fn the_reaper_finds_expired_rows_by_expiry() {
+        let (store, _dir) = open();
+        assert!(plan(&store, REAP_MESSAGES)
+            .iter()
+            .any(|d| d.contains("messages_by_expiry")));
+        assert!(plan(&store, REAP_CLAIMS)
+            .iter()
+            .any(|d| d.contains("claims_by_expiry")));
+    }
+
+    #[test]
+    fn stats_count_without_walking_the_queue() {
+        let (store, _dir) = open();
+        assert_searches(&store, STATS_EXPIRED, "messages_by_expiry (expires_ms<?)");
+        assert_searches(
+            &store,
+            STATS_CLAIMED,
+            "messages_claimed (project=? AND queue=? AND claim_expires_ms>?)",
+        );
+        let details = plan(&store, STATS_ROWS);
+        assert!(
+            details
+                .iter()
+                .all(|d| d.starts_with("SEARCH queue_counts USING PRIMARY KEY")),
+            "{details:?}"
+        );
+    }
+}
+
+/// A version-4 file (no per-queue counts) opened by this build gets its
+/// counts from the rows already there.
+#[tokio::test]
+async fn upgrading_to_version_5_counts_the_messages_already_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("zaqar.sqlite");
+    let clock = ManualClock::new();
+    let s = Scope::new(project(), "counted");
+    {
+        let store = SqliteStore::open(&path, Arc::new(clock.clone())).unwrap();
+        let b = store.backend();
+        b.queues.create(&s, &Metadata::default()).await.unwrap();
+        b.messages
+            .post(&s, "c", vec![message(600), message(600), message(600)])
+            .await
+            .unwrap();
+        // Back to what version 4 wrote.
+        let conn = store.inner.writer.lock().unwrap();
+        conn.execute_batch(
+            "DROP TRIGGER messages_count_insert; DROP TRIGGER messages_count_delete; \
+             DROP INDEX messages_claimed; DROP TABLE queue_counts; PRAGMA user_version = 4;",
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path, Arc::new(clock.clone())).unwrap();
+    let b = store.backend();
+    let stats = b.messages.stats(&s).await.unwrap();
+    assert_eq!((stats.total, stats.free, stats.claimed), (3, 3, 0));
+    b.messages.post(&s, "c", vec![message(600)]).await.unwrap();
+    assert_eq!(b.messages.stats(&s).await.unwrap().total, 4);
+}
