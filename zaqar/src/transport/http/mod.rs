@@ -358,6 +358,7 @@ where
     let declared = header(headers, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
     if let Some(n) = declared {
         if n > cap {
+            drain(body, n).await;
             return Ok(Payload::Oversized(n));
         }
     }
@@ -367,9 +368,9 @@ where
         // client's fault, a 400 (never a 503).
         let mut chunk = chunk.map_err(|_| unreadable_body())?;
         if buf.len() as u64 + chunk.remaining() as u64 > cap {
-            return Ok(Payload::Oversized(
-                buf.len() as u64 + chunk.remaining() as u64,
-            ));
+            let seen = buf.len() as u64 + chunk.remaining() as u64;
+            drain(body, seen).await;
+            return Ok(Payload::Oversized(seen));
         }
         while chunk.has_remaining() {
             let part = chunk.chunk();
@@ -382,4 +383,30 @@ where
         return Ok(Payload::Absent);
     }
     Ok(Payload::Bytes(Bytes::from(buf)))
+}
+
+/// The most of an oversized body read (and dropped) so that the answer
+/// reaches the client: a connection closed with unread request bytes is
+/// reset by the kernel, which can destroy the answer in flight.
+const DRAIN_LIMIT: u64 = 4 * 1024 * 1024;
+
+/// Reads and drops the rest of a body already `seen` bytes long (or
+/// declared so), when it is within [`DRAIN_LIMIT`]; a longer one is left
+/// unread (the connection then closes after the answer). The caller's body
+/// deadline bounds the time.
+async fn drain<S, B>(mut body: S, seen: u64)
+where
+    S: Stream<Item = Result<B, warp::Error>> + Send + Unpin,
+    B: Buf,
+{
+    if seen > DRAIN_LIMIT {
+        return;
+    }
+    let mut read = 0u64;
+    while let Some(Ok(chunk)) = body.next().await {
+        read += chunk.remaining() as u64;
+        if read > DRAIN_LIMIT {
+            return;
+        }
+    }
 }
