@@ -192,9 +192,20 @@ pub fn claim_grace(grace: i64, limits: &TransportConfig) -> ApiResult<()> {
 
 /// Renders a list the way Python prints a list of strings: `['a', 'b']`.
 pub fn python_list(items: &[String]) -> String {
-    let inner: Vec<String> = items.iter().map(|s| format!("'{s}'")).collect();
+    let inner: Vec<String> = items
+        .iter()
+        .map(|s| match s.char_indices().nth(QUOTED_ITEM_CHARS) {
+            // No id is this long: an error text quotes its start only, so
+            // an answer never grows with what a client sent.
+            Some((cut, _)) => format!("'{}...'", &s[..cut]),
+            None => format!("'{s}'"),
+        })
+        .collect();
     format!("[{}]", inner.join(", "))
 }
+
+/// The most characters of one item [`python_list`] quotes.
+pub const QUOTED_ITEM_CHARS: usize = 64;
 
 /// A borrowed or owned static text.
 pub type Text = Cow<'static, str>;
@@ -202,6 +213,15 @@ pub type Text = Cow<'static, str>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quoted_lists_stay_short() {
+        assert_eq!(python_list(&["a".into(), "b".into()]), "['a', 'b']");
+        let long = "\u{0}".repeat(70_000);
+        let shown = python_list(&[long]);
+        assert_eq!(shown.chars().count(), QUOTED_ITEM_CHARS + 7);
+        assert!(shown.ends_with("...']"));
+    }
 
     #[test]
     fn uuid_forms_python_accepts() {
