@@ -47,7 +47,10 @@ def schemathesis(srv, *args, env=None, examples=EXAMPLES):
         "run", f"{srv.url}/v2/openapi.json",
         "--checks", CHECKS,
         "--max-examples", examples,
-        "--workers", "2",
+        # One worker: with two, hypothesis's lambda descriptions call
+        # ast.parse from two threads, which CPython 3.11.7 can fail with
+        # "AST constructor recursion depth mismatch" (fixed in 3.11.8).
+        "--workers", "1",
         "--request-timeout", "30",
         "--output-truncate", "false",
         "--report", "ndjson", "--report-dir", str(srv.workdir / "schemathesis"),

@@ -176,6 +176,17 @@ fn limit_param(what: &str, max: i64) -> Value {
     )
 }
 
+fn wait_param(what: &str, max: i64) -> Value {
+    query(
+        "wait",
+        &format!(
+            "Long polling: wait up to this many seconds (at most {max}) for {what}, answering as \
+             soon as there is one (an extension; no Zaqar has it)."
+        ),
+        json!({ "type": "integer", "minimum": 0, "maximum": max }),
+    )
+}
+
 fn marker_param() -> Value {
     query(
         "marker",
@@ -264,6 +275,16 @@ pub fn describe(kind: OperationKind, cx: &DocContext<'_>) -> OperationDoc {
     if let Some(queue_kind) = kind.queue_counterpart() {
         let mut doc = describe(queue_kind, cx);
         doc.tag = "Topics";
+        if kind == TopicList {
+            // The one answer of another shape: the page's key is `topics`.
+            doc.summary = "List topics";
+            doc.description = "A page of the project's topics, by name.";
+            for (status, response) in &mut doc.responses {
+                if *status == 200 {
+                    *response = body("A page of topics.", schema_ref("TopicList"));
+                }
+            }
+        }
         return doc;
     }
     let ok = |schema: &str, text: &str| (200, body(text, schema_ref(schema)));
@@ -521,6 +542,7 @@ pub fn describe(kind: OperationKind, cx: &DocContext<'_>) -> OperationDoc {
                 bool_param("echo", "Include the messages this client posted."),
                 bool_param("include_claimed", "Include claimed messages."),
                 bool_param("include_delayed", "Include messages still delayed."),
+                wait_param("a message to list", l.max_long_poll_wait),
             ];
             doc.responses = with_errors(vec![ok("MessageList", "A page of messages.")], &[]);
         }
@@ -591,7 +613,10 @@ pub fn describe(kind: OperationKind, cx: &DocContext<'_>) -> OperationDoc {
             doc.description =
                 "Claims up to `limit` free messages for `ttl` seconds; 204 when there are none.";
             doc.tag = "Claims";
-            doc.query = vec![limit_param("messages", l.max_messages_per_claim_or_pop)];
+            doc.query = vec![
+                limit_param("messages", l.max_messages_per_claim_or_pop),
+                wait_param("a message to claim", l.max_long_poll_wait),
+            ];
             doc.request = Some(optional_body(
                 claim_body_schema(l),
                 "The claim's lifetime and grace (the server's defaults otherwise).",
@@ -1194,6 +1219,26 @@ fn components() -> Value {
                 "required": ["queues", "links"],
                 "properties": {
                     "queues": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["name", "href"],
+                            "properties": {
+                                "name": { "type": "string" },
+                                "href": { "type": "string" },
+                                "metadata": schema_ref("QueueMetadata"),
+                            },
+                        },
+                    },
+                    "links": links,
+                    "count": { "type": "integer", "minimum": 1 },
+                },
+            },
+            "TopicList": {
+                "type": "object",
+                "required": ["topics", "links"],
+                "properties": {
+                    "topics": {
                         "type": "array",
                         "items": {
                             "type": "object",
