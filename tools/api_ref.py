@@ -134,6 +134,36 @@ def scenario(rec, workdir):
     c("subscription_delete", "DELETE", f"{q}/subscriptions/{sid}")
     c("queue_purge", "POST", f"{q}/purge", {"resource_types": ["messages"]})
     c("queue_delete", "DELETE", q)
+    t = "/v2/topics/builds"
+    c("topic_create", "PUT", t, {"_flavor": "standard", "description": "build events"})
+    c("topic_list", "GET", "/v2/topics?detailed=true")
+    c("topic_get", "GET", t)
+    c("topic_update", "PATCH", t, [{"op": "add", "path": "/metadata/owner", "value": "ci"}],
+      content_type="application/openstack-messaging-v2.0-json-patch")
+    tsub = c("topic_subscription_create", "POST", f"{t}/subscriptions",
+             {"subscriber": "https://hooks.example.invalid/builds", "ttl": 3600,
+              "options": {}}).json()
+    tsid = tsub["subscription_id"]
+    c("topic_subscription_list", "GET", f"{t}/subscriptions")
+    c("topic_subscription_get", "GET", f"{t}/subscriptions/{tsid}")
+    c("topic_subscription_update", "PATCH", f"{t}/subscriptions/{tsid}", {"ttl": 7200})
+    c("topic_subscription_confirm", "PUT", f"{t}/subscriptions/{tsid}/confirm",
+      {"confirmed": True})
+    tposted = c("topic_message_post", "POST", f"{t}/messages", {"messages": [
+        {"body": {"build": 41, "result": "passed"}, "ttl": 300},
+        {"body": {"build": 42, "result": "failed"}, "ttl": 300},
+        {"body": {"build": 43, "result": "passed"}, "ttl": 300},
+    ]}).json()
+    tids = [r.rsplit("/", 1)[1] for r in tposted["resources"]]
+    c("topic_message_list", "GET", f"{t}/messages?echo=true")
+    c("topic_message_get_many", "GET", f"{t}/messages?ids={tids[0]},{tids[1]}")
+    c("topic_message_get", "GET", f"{t}/messages/{tids[0]}")
+    c("topic_get_stats", "GET", f"{t}/stats")
+    c("topic_message_delete", "DELETE", f"{t}/messages/{tids[0]}")
+    c("topic_message_delete_many", "DELETE", f"{t}/messages?ids={tids[1]}")
+    c("topic_subscription_delete", "DELETE", f"{t}/subscriptions/{tsid}")
+    c("topic_purge", "POST", f"{t}/purge", {"resource_types": ["messages"]})
+    c("topic_delete", "DELETE", t)
     c("flavor_delete", "DELETE", "/v2/flavors/standard")
     c("pool_delete", "DELETE", "/v2/pools/pool-1")
     # One error, as every error looks.
