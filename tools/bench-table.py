@@ -7,7 +7,11 @@ import json
 import os
 import sys
 
-SERVERS = [("ref", "reference"), ("redis", "ours/Redis"), ("sqlite", "ours/SQLite")]
+SERVERS = [("ref", "reference"), ("redis", "ours/Redis"), ("sqlite", "ours/SQLite"),
+           ("ref-mongodb", "reference/MongoDB"), ("mongodb", "ours/MongoDB")]
+
+# The run each of ours is compared with: the reference on the same store.
+BASELINE = {"redis": "ref", "sqlite": "ref", "mongodb": "ref-mongodb"}
 
 # (load, label, op or None for end-to-end consumed, value field)
 ROWS = {
@@ -71,19 +75,35 @@ def read_rss(out, server, name):
         return None
 
 
+def read_cpu(out, server, name):
+    """(wall s, Zaqar server CPU s, database server CPU s) of one load, or None."""
+    try:
+        with open(os.path.join(out, f"{server}.{name}.cpu")) as f:
+            wall, srv, db = (float(x) for x in f.read().split())
+            return wall, srv, db
+    except (OSError, ValueError):
+        return None
+
+
 def main():
     out, loads, machine = sys.argv[1], sys.argv[2].split(","), sys.argv[3]
     servers = [(s, label) for s, label in SERVERS
                if any(load(out, s, l) for l in loads)]
-    ref_on = any(s == "ref" for s, _ in servers)
+    present = {s for s, _ in servers}
+
+    def compared(s):
+        """The baseline of server s when that baseline ran, else None."""
+        b = BASELINE.get(s)
+        return b if b in present else None
+
     head = ["load", "metric/s"]
     for s, label in servers:
         head.append(label)
-        if s != "ref" and ref_on:
+        if compared(s):
             head.append("ratio")
     for s, label in servers:
         head.append(f"p99 ms {label}")
-        if s != "ref" and ref_on:
+        if compared(s):
             head.append("p99 ratio")
     rows = [head]
     failures = []
@@ -102,12 +122,12 @@ def main():
             p99s = {s: (p99_of(r, op) if r else None) for s, r in reports.items()}
             for s, _ in servers:
                 row.append(fmt(vals[s]))
-                if s != "ref" and ref_on:
-                    row.append(ratio(vals[s], vals.get("ref")))
+                if compared(s):
+                    row.append(ratio(vals[s], vals.get(compared(s))))
             for s, _ in servers:
                 row.append(fmt(p99s[s], 2))
-                if s != "ref" and ref_on:
-                    row.append(ratio(p99s[s], p99s.get("ref"), invert=True))
+                if compared(s):
+                    row.append(ratio(p99s[s], p99s.get(compared(s)), invert=True))
             rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     print(f"Machine: {machine}")
@@ -131,6 +151,19 @@ def main():
             f"{l}={load(out, s, l)['bench_cpu']['percent_of_one_core']:.0f}"
             for l in loads if load(out, s, l))
         for s, label in servers))
+    cpu_lines = []
+    for s, label in servers:
+        parts = []
+        for name in loads:
+            c = read_cpu(out, s, name)
+            if c and c[0] > 0:
+                parts.append(f"{name} {c[1] / c[0] * 100:.0f}/{c[2] / c[0] * 100:.0f}")
+        if parts:
+            cpu_lines.append(f"  {label:<18} " + "; ".join(parts))
+    if cpu_lines:
+        print("Zaqar server / database server CPU (% of one core, over each load's whole run:"
+              " prefill, warm-up and measured time)")
+        print("\n".join(cpu_lines))
     print("Checks (no double claim, before + posted = consumed + left): "
           + ("all OK" if not failures else "FAILED: " + ", ".join(failures)))
 
