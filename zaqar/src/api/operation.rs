@@ -452,31 +452,9 @@ impl OperationKind {
             .find(|q| q.on_topic() == Some(self))
     }
 
-    /// Whether the kind acts on topics.
+    /// Whether the kind acts on topics (it has a queue counterpart).
     pub fn is_topic(self) -> bool {
-        use OperationKind::*;
-        matches!(
-            self,
-            TopicList
-                | TopicCreate
-                | TopicGet
-                | TopicUpdate
-                | TopicDelete
-                | TopicStats
-                | TopicPurge
-                | TopicMessagePost
-                | TopicMessageList
-                | TopicMessageGetMany
-                | TopicMessageDeleteMany
-                | TopicMessageGet
-                | TopicMessageDelete
-                | TopicSubscriptionList
-                | TopicSubscriptionCreate
-                | TopicSubscriptionGet
-                | TopicSubscriptionUpdate
-                | TopicSubscriptionDelete
-                | TopicSubscriptionConfirm
-        )
+        self.queue_counterpart().is_some()
     }
 
     /// The operation's name: the reference's WebSocket action name where

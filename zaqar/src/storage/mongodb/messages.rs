@@ -227,6 +227,26 @@ async fn listable(
 }
 
 impl MongoStore {
+    /// The live (unexpired) message `id` of `scope`, with its sequence
+    /// number: what a get and a marker lookup both read.
+    async fn live_message(
+        &self,
+        what: &'static str,
+        scope: &Scope,
+        id: ObjectId,
+    ) -> StorageResult<Option<(i64, Message)>> {
+        self.run(what, true, |r, now| async move {
+            let found = r
+                .messages(&scope.project)
+                .find_one(doc! {
+                    "_id": id, "p": &scope.project, "q": &scope.queue, "e": { "$gt": date(now) },
+                })
+                .await?;
+            found.as_ref().map(|d| message_from(d, now)).transpose()
+        })
+        .await
+    }
+
     /// A random pause before the `attempt`-th retry of a conflicting
     /// reservation: the reference's linear back-off (`attempt /
     /// max_attempts · max_retry_sleep`) plus up to `max_retry_jitter`.
@@ -432,40 +452,20 @@ impl MessageStore for MongoStore {
         let Ok(oid) = ObjectId::parse_str(id) else {
             return Ok(None);
         };
-        self.run("message get", true, |r, now| async move {
-            let found = r
-                .messages(&scope.project)
-                .find_one(doc! {
-                    "_id": oid, "p": &scope.project, "q": &scope.queue, "e": { "$gt": date(now) },
-                })
-                .await?;
-            Ok(found
-                .as_ref()
-                .map(|d| message_from(d, now))
-                .transpose()?
-                .map(|(_, m)| m))
-        })
-        .await
+        Ok(self
+            .live_message("message get", scope, oid)
+            .await?
+            .map(|(_, m)| m))
     }
 
     async fn marker_of(&self, scope: &Scope, id: &str) -> StorageResult<Option<String>> {
         let Ok(oid) = ObjectId::parse_str(id) else {
             return Ok(None);
         };
-        self.run("message marker", true, |r, now| async move {
-            let found = r
-                .messages(&scope.project)
-                .find_one(doc! {
-                    "_id": oid, "p": &scope.project, "q": &scope.queue, "e": { "$gt": date(now) },
-                })
-                .await?;
-            Ok(found
-                .as_ref()
-                .map(|d| message_from(d, now))
-                .transpose()?
-                .map(|(k, _)| k.to_string()))
-        })
-        .await
+        Ok(self
+            .live_message("message marker", scope, oid)
+            .await?
+            .map(|(k, _)| k.to_string()))
     }
 
     async fn bulk_get(&self, scope: &Scope, ids: &[String]) -> StorageResult<Vec<Message>> {
