@@ -18,6 +18,7 @@ pub mod clock;
 pub mod deadline;
 pub mod encryption;
 pub mod engines;
+pub mod group_commit;
 #[cfg(feature = "mongodb")]
 pub mod mongodb;
 pub mod names;
@@ -284,7 +285,7 @@ pub struct SubscriptionUpdate {
 }
 
 /// Everything that can go wrong in storage, in terms the api core can answer.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StorageError {
     /// The queue does not exist.
     #[error("queue does not exist")]

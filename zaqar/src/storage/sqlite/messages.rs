@@ -6,7 +6,7 @@
 //! and the listing starts from the beginning (as the reference's Redis
 //! driver does).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use rusqlite::types::Type;
@@ -168,6 +168,110 @@ pub(super) const STATS_CLAIMED: &str = "SELECT COUNT(*) FROM messages \
      WHERE project = ?1 AND queue = ?2 AND claim_expires_ms > ?3 AND claim_expires_ms > 0 \
      AND +claim_id IS NOT NULL AND +expires_ms > ?3";
 
+/// One post waiting to be written with the others (the driver groups
+/// concurrent posts into one transaction: [`crate::storage::group_commit`]).
+pub(super) struct PendingPost {
+    scope: Scope,
+    client_id: String,
+    messages: Vec<NewMessage>,
+}
+
+/// The most messages one grouped transaction of posts writes.
+pub(super) const POST_BATCH: usize = 1_000;
+
+impl SqliteStore {
+    /// Writes a batch of posts in one transaction: one trip to the blocking
+    /// pool, one turn of the writer lock and one commit for them all. A
+    /// post whose times cannot be computed is refused alone; a failure of
+    /// the database fails the whole batch (nothing of it is committed).
+    async fn write_posts(&self, posts: Vec<PendingPost>) -> Vec<StorageResult<Posted>> {
+        let count = posts.len();
+        let written = self
+            .write("message post", move |conn, now| {
+                insert_posts(conn, now, &posts)
+            })
+            .await;
+        match written {
+            Ok(outcomes) => outcomes,
+            Err(e) => vec![Err(e); count],
+        }
+    }
+}
+
+/// The statements of [`SqliteStore::write_posts`], in its transaction.
+fn insert_posts(
+    conn: &mut Connection,
+    now: i64,
+    posts: &[PendingPost],
+) -> DbResult<Vec<StorageResult<Posted>>> {
+    let tx = conn.transaction()?;
+    let mut outcomes = Vec::with_capacity(posts.len());
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO messages (id, project, queue, client_id, body, ttl, created_ms, \
+             expires_ms, delay_until_ms, claim_id, claim_expires_ms, claim_count, checksum) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, 0, 0, ?10)",
+        )?;
+        // Read in the same transaction, so the notifier needs no second
+        // trip to the blocking pool for queues without subscriptions.
+        let mut subscriptions = tx.prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM subscriptions WHERE project = ?1 AND queue = ?2 \
+             AND expires_ms > ?3)",
+        )?;
+        let mut subscribed: HashMap<&Scope, bool> = HashMap::new();
+        for post in posts {
+            let times = post
+                .messages
+                .iter()
+                .map(|m| deadline::message_times(now, m.ttl, m.delay))
+                .collect::<StorageResult<Vec<_>>>();
+            let times = match times {
+                Ok(times) => times,
+                Err(e) => {
+                    outcomes.push(Err(e));
+                    continue;
+                }
+            };
+            let ids: Vec<String> = post
+                .messages
+                .iter()
+                .map(|_| Uuid::new_v4().to_string())
+                .collect();
+            for ((id, m), (expires, delay_until)) in ids.iter().zip(&post.messages).zip(&times) {
+                insert.execute(params![
+                    id,
+                    post.scope.project,
+                    post.scope.queue,
+                    post.client_id,
+                    m.body.get(),
+                    m.ttl,
+                    now,
+                    expires,
+                    delay_until,
+                    m.checksum,
+                ])?;
+            }
+            let has = match subscribed.get(&post.scope) {
+                Some(&has) => has,
+                None => {
+                    let has = subscriptions
+                        .query_row(params![post.scope.project, post.scope.queue, now], |r| {
+                            r.get(0)
+                        })?;
+                    subscribed.insert(&post.scope, has);
+                    has
+                }
+            };
+            outcomes.push(Ok(Posted {
+                ids,
+                subscribed: Some(has),
+            }));
+        }
+    }
+    tx.commit()?;
+    Ok(outcomes)
+}
+
 #[async_trait]
 impl MessageStore for SqliteStore {
     async fn post(
@@ -176,51 +280,25 @@ impl MessageStore for SqliteStore {
         client_id: &str,
         messages: Vec<NewMessage>,
     ) -> StorageResult<Posted> {
-        let scope = scope.clone();
-        let client_id = client_id.to_owned();
-        self.write("message post", move |conn, now| {
-            let times = messages
-                .iter()
-                .map(|m| deadline::message_times(now, m.ttl, m.delay))
-                .collect::<StorageResult<Vec<_>>>()?;
-            let ids: Vec<String> = messages.iter().map(|_| Uuid::new_v4().to_string()).collect();
-            let tx = conn.transaction()?;
-            {
-                let mut insert = tx.prepare_cached(
-                    "INSERT INTO messages (id, project, queue, client_id, body, ttl, created_ms, \
-                     expires_ms, delay_until_ms, claim_id, claim_expires_ms, claim_count, checksum) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, 0, 0, ?10)",
-                )?;
-                for ((id, m), (expires, delay_until)) in ids.iter().zip(&messages).zip(&times) {
-                    insert.execute(params![
-                        id,
-                        scope.project,
-                        scope.queue,
-                        client_id,
-                        m.body.get(),
-                        m.ttl,
-                        now,
-                        expires,
-                        delay_until,
-                        m.checksum,
-                    ])?;
-                }
-            }
-            // Read in the same transaction, so the notifier needs no second
-            // trip to the blocking pool for queues without subscriptions.
-            let subscribed: bool = tx
-                .prepare_cached(
-                    "SELECT EXISTS (SELECT 1 FROM subscriptions WHERE project = ?1 AND queue = ?2 \
-                     AND expires_ms > ?3)",
-                )?
-                .query_row(params![scope.project, scope.queue, now], |r| r.get(0))?;
-            tx.commit()?;
-            Ok(Posted {
-                ids,
-                subscribed: Some(subscribed),
+        let weight = messages.len();
+        let post = PendingPost {
+            scope: scope.clone(),
+            client_id: client_id.to_owned(),
+            messages,
+        };
+        let store = self.clone();
+        self.inner
+            .posts
+            .submit((), post, weight, move |(), posts| {
+                let store = store.clone();
+                async move { store.write_posts(posts).await }
             })
-        })
-        .await
+            .await
+            .unwrap_or_else(|| {
+                Err(StorageError::Unavailable(
+                    "the SQLite post was abandoned".to_owned(),
+                ))
+            })
     }
 
     async fn list(&self, scope: &Scope, query: &ListQuery) -> StorageResult<MessagePage> {

@@ -26,6 +26,11 @@
 //! no lock is held across an `.await`. Write transactions that read before
 //! they write (claim create, delete with claim rules) use `BEGIN IMMEDIATE`,
 //! which also keeps them atomic should another process open the same file.
+//! Posts, the commonest write, are grouped
+//! ([`group_commit`](crate::storage::group_commit)): those that arrive while
+//! a transaction of posts is being written go together in the next one, so
+//! concurrent posts share the lock, the transaction and the commit instead
+//! of queueing for them one by one.
 //!
 //! # Time and expiry
 //!
@@ -58,6 +63,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::clock::SharedClock;
+use super::group_commit::GroupCommit;
 use super::pipeline::Backend;
 use super::{StorageError, StorageResult};
 
@@ -83,9 +89,15 @@ struct Inner {
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
+    /// Concurrent posts, written together in one transaction.
+    posts: Arc<PostBatches>,
     /// Dropped with the store; the reaper tasks notice and stop.
     _stop: watch::Sender<()>,
 }
+
+/// The grouped posts of a store: every post of the file waits for the
+/// transaction being written, then goes with the others in the next one.
+type PostBatches = GroupCommit<(), messages::PendingPost, StorageResult<super::Posted>>;
 
 /// What one reaper pass removed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -181,6 +193,7 @@ impl SqliteStore {
                 writer: Mutex::new(writer),
                 readers,
                 next_reader: AtomicUsize::new(0),
+                posts: GroupCommit::new(messages::POST_BATCH),
                 _stop: stop,
             }),
         };

@@ -386,3 +386,55 @@ async fn upgrading_to_version_5_counts_the_messages_already_there() {
     b.messages.post(&s, "c", vec![message(600)]).await.unwrap();
     assert_eq!(b.messages.stats(&s).await.unwrap().total, 4);
 }
+
+/// Concurrent posts are written in shared transactions: each post still
+/// gets its own messages, together and in its order, on its own queue, and
+/// a post the store refuses (a TTL past what time can hold) fails alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grouped_posts_stay_whole_and_fail_alone() {
+    let (backend, _keep) = open(ManualClock::new()).await;
+    let queues = [Scope::new(project(), "a"), Scope::new(project(), "b")];
+    let posts: Vec<_> = (0..30usize)
+        .map(|p| {
+            let backend = backend.clone();
+            let s = queues[p % 2].clone();
+            tokio::spawn(async move {
+                let ttl = if p == 13 { i64::MAX } else { 600 };
+                let outcome = backend
+                    .messages
+                    .post(&s, "c", vec![message(ttl), message(ttl), message(ttl)])
+                    .await;
+                (p, outcome.map(|posted| posted.ids))
+            })
+        })
+        .collect();
+    let mut posted = vec![Vec::new(), Vec::new()];
+    for post in posts {
+        let (p, outcome) = post.await.unwrap();
+        if p == 13 {
+            assert!(outcome.is_err(), "the overflowing post is refused");
+        } else {
+            posted[p % 2].push(outcome.expect("the other posts are stored"));
+        }
+    }
+    for (s, posted) in queues.iter().zip(&posted) {
+        let mut listed = Vec::new();
+        let mut query = ListQuery {
+            limit: 100,
+            ..everything()
+        };
+        loop {
+            let page = backend.messages.list(s, &query).await.unwrap();
+            if page.messages.is_empty() {
+                break;
+            }
+            listed.extend(page.messages.into_iter().map(|m| m.id));
+            query.marker = page.next_marker;
+        }
+        assert_eq!(listed.len(), posted.len() * 3, "queue {}", s.queue);
+        for ids in posted {
+            let at = listed.iter().position(|id| id == &ids[0]).expect("listed");
+            assert_eq!(&listed[at..at + 3], ids.as_slice());
+        }
+    }
+}
