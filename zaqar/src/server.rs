@@ -421,7 +421,12 @@ pub async fn run(
         }
         None => None,
     };
+    // The stores outlive serving, to be closed while the runtime still runs.
+    let stores = api.storage().clone();
     serve_all(api, http, websocket, shutdown).await?;
+    #[cfg(feature = "mongodb")]
+    crate::storage::mongodb::MongoStore::close_all().await;
+    drop(stores);
     tracing::info!("stopped");
     Ok(())
 }

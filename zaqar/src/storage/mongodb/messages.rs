@@ -8,6 +8,14 @@
 //! purged and its counter dropped since), is unknown: the listing starts
 //! from the beginning, as on the other drivers.
 //!
+//! # Grouped posts
+//!
+//! Posts to one queue that arrive while an earlier post to it is being
+//! written wait for it and are then written together, as one reservation,
+//! one insert and one release (see [`crate::storage::group_commit`]):
+//! their messages get consecutive numbers, post after post in the order
+//! they arrived.
+//!
 //! # Sequence numbers and concurrent posts
 //!
 //! A post reserves its sequence numbers on the queue's counter document
@@ -127,6 +135,17 @@ pub(super) async fn find_in_order(
         .try_collect()
         .await
 }
+
+/// One post waiting to be written with the others of its queue (the
+/// driver groups concurrent posts to a queue: [`crate::storage::group_commit`]).
+pub(super) struct PendingPost {
+    client_id: String,
+    messages: Vec<NewMessage>,
+    ids: Vec<ObjectId>,
+}
+
+/// The most messages one grouped post writes.
+pub(super) const POST_BATCH: usize = 1_000;
 
 /// How long past a post's own time limit its in-flight entry holds
 /// listings back (clock differences between API servers included).
@@ -289,26 +308,41 @@ impl MongoStore {
         }
     }
 
-    /// Stores the messages: reserve their numbers, insert, release.
-    async fn append(
+    /// Stores a batch of posts to one queue (see [`PendingPost`]): reserve
+    /// the numbers of all their messages (and, beside it, see whether the
+    /// queue has subscriptions), insert them, release. Three round trips
+    /// however many posts the batch carries; every post of the batch gets
+    /// the same outcome: whether the queue has live subscriptions (`None`
+    /// when that lookup failed: the notifier looks again).
+    async fn write_posts(
         &self,
         scope: &Scope,
-        client_id: &str,
-        messages: &[NewMessage],
-        ids: &[ObjectId],
-    ) -> StorageResult<()> {
+        posts: &[PendingPost],
+    ) -> StorageResult<Option<bool>> {
+        let count: usize = posts.iter().map(|p| p.messages.len()).sum();
         // Not tried again after a failure: the messages may be stored.
         self.run("message post", false, |r, now| async move {
-            // Refused before the first write, as on every driver.
-            for m in messages {
-                crate::storage::deadline::message_times(now, m.ttl, m.delay)?;
-            }
             let token = ObjectId::new();
-            let first = self.reserve(&r, scope, messages.len(), now, token).await?;
-            let docs = ids.iter().zip(messages).enumerate().map(|(i, (id, m))| {
+            let subscriptions = r.subscriptions();
+            let subscribed = subscriptions
+                .find_one(doc! {
+                    "p": &scope.project, "q": &scope.queue, "e": { "$gt": date(now) },
+                })
+                .projection(doc! { "_id": 1 });
+            // The subscription lookup runs beside the reservation.
+            let (first, subscribed) =
+                tokio::join!(self.reserve(&r, scope, count, now, token), subscribed);
+            let first = first?;
+            let mut docs = Vec::with_capacity(count);
+            let messages = posts.iter().flat_map(|p| {
+                p.ids
+                    .iter()
+                    .zip(&p.messages)
+                    .map(move |m| (&p.client_id, m))
+            });
+            for (k, (client_id, (id, m))) in (first..).zip(messages) {
                 let mut d = doc! {
-                    "_id": id, "p": &scope.project, "q": &scope.queue,
-                    "k": first.saturating_add(i as i64),
+                    "_id": id, "p": &scope.project, "q": &scope.queue, "k": k,
                     "u": client_id, "t": m.ttl, "cr": now,
                     "e": date(now.saturating_add(ms(m.ttl))),
                     "d": now.saturating_add(ms(m.delay.max(0))),
@@ -317,15 +351,14 @@ impl MongoStore {
                 if let Some(cs) = &m.checksum {
                     d.insert("cs", cs.as_str());
                 }
-                d
-            });
-            let docs: Vec<Document> = docs.collect();
+                docs.push(d);
+            }
             let messages = r.messages(&scope.project);
             if let Err(e) = messages.insert_many(&docs).await {
                 if !duplicate_key(&e) {
                     return Err(e.into());
                 }
-                // The ids are made here, so a duplicate is this post's own
+                // The ids are made here, so a duplicate is this batch's own
                 // document: the driver retried an insert whose answer was
                 // lost, and the server did not recognise the retry
                 // (SecantusDB under load; MongoDB answers such a retry with
@@ -337,22 +370,7 @@ impl MongoStore {
             }
             // Were this to fail, the entry runs out by itself.
             release(&r, scope, token).await?;
-            Ok(())
-        })
-        .await
-    }
-
-    /// Whether the queue has a live subscription.
-    async fn subscribed(&self, scope: &Scope) -> StorageResult<bool> {
-        self.run("subscription lookup", true, |r, now| async move {
-            let found = r
-                .subscriptions()
-                .find_one(doc! {
-                    "p": &scope.project, "q": &scope.queue, "e": { "$gt": date(now) },
-                })
-                .projection(doc! { "_id": 1 })
-                .await?;
-            Ok(found.is_some())
+            Ok(subscribed.ok().map(|found| found.is_some()))
         })
         .await
     }
@@ -390,16 +408,39 @@ impl MessageStore for MongoStore {
         if messages.is_empty() {
             return Ok(Posted::default());
         }
+        // Refused before the first write, as on every driver.
+        let now = self.inner.clock.now_ms();
+        for m in &messages {
+            crate::storage::deadline::message_times(now, m.ttl, m.delay)?;
+        }
         let ids: Vec<ObjectId> = messages.iter().map(|_| ObjectId::new()).collect();
-        // The subscription lookup runs beside the post: no extra latency.
-        let (stored, subscribed) = tokio::join!(
-            self.append(scope, client_id, &messages, &ids),
-            self.subscribed(scope)
-        );
-        stored?;
+        let posted: Vec<String> = ids.iter().map(|id| id.to_hex()).collect();
+        let weight = messages.len();
+        let post = PendingPost {
+            client_id: client_id.to_owned(),
+            messages,
+            ids,
+        };
+        let store = self.clone();
+        let outcome = self
+            .inner
+            .posts
+            .submit(scope.clone(), post, weight, move |scope, posts| {
+                let store = store.clone();
+                async move {
+                    let outcome = store.write_posts(&scope, &posts).await;
+                    vec![outcome; posts.len()]
+                }
+            })
+            .await;
+        let subscribed = outcome.unwrap_or_else(|| {
+            Err(StorageError::Unavailable(
+                "the MongoDB post was abandoned".to_owned(),
+            ))
+        })?;
         Ok(Posted {
-            ids: ids.iter().map(|id| id.to_hex()).collect(),
-            subscribed: subscribed.ok(),
+            ids: posted,
+            subscribed,
         })
     }
 

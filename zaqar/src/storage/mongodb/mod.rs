@@ -80,7 +80,11 @@
 //!   abandoned by a crashed API server would hold the queue's counter, and
 //!   every post to the queue, for the server's transaction lifetime (60 s);
 //!   a crashed post here only holds listings of its queue back for a few
-//!   seconds. The same code runs on a standalone server.
+//!   seconds. The same code runs on a standalone server. Concurrent posts
+//!   to one queue are written together ([`group_commit`](crate::storage::group_commit)):
+//!   the posts that arrive while a batch is being written share the next
+//!   batch's reservation, insert and release, so a busy queue costs the
+//!   database three writes per batch rather than three per post.
 //! - A queue and its dead-letter queue belong to one project, hence to one
 //!   partition: a dead-letter move is a conditional update of one document.
 //!
@@ -89,7 +93,7 @@
 //! | Operation | Round trips |
 //! |---|---|
 //! | queue create, get, set_metadata, delete, list, count; ping | 1 |
-//! | message post (any batch) | 3 (reserve, insert, release), plus 1 in parallel (are there subscriptions?) |
+//! | message post (any batch; concurrent posts to a queue share them) | 3 (reserve, insert, release), plus 1 in parallel (are there subscriptions?) |
 //! | message list | 2 (counter, page) |
 //! | message get, bulk_get, stats | 1 |
 //! | message delete | 2 (read, conditional delete); 3 when another claim's existence decides the error |
@@ -143,6 +147,7 @@ use tokio::time::{sleep, timeout_at, Instant};
 
 pub use self::options::MongoOptions;
 use super::clock::SharedClock;
+use super::group_commit::GroupCommit;
 use super::pipeline::Backend;
 use super::{StorageError, StorageResult};
 
@@ -194,7 +199,19 @@ struct Inner {
     /// Client certificate and key joined into one file for the driver
     /// (`ssl_certfile` + `ssl_keyfile`), removed with the store.
     joined_pem: Option<JoinedPem>,
+    /// Concurrent posts to one queue, written together.
+    posts: Arc<PostBatches>,
 }
+
+/// The grouped posts of a store: per queue, the posts waiting for the
+/// batch being written, each answered whether the queue has subscriptions.
+type PostBatches =
+    GroupCommit<crate::storage::Scope, messages::PendingPost, StorageResult<Option<bool>>>;
+
+/// Every store built in this process (weakly: a dropped store leaves),
+/// for [`MongoStore::close_all`].
+static OPEN_STORES: std::sync::Mutex<Vec<std::sync::Weak<Inner>>> =
+    std::sync::Mutex::new(Vec::new());
 
 /// A connected, checked client and the databases it serves.
 #[derive(Clone)]
@@ -436,15 +453,35 @@ impl MongoStore {
             (Some(cert), Some(key)) if options.tls() && cert != key => Some(join_pem(cert, key)?),
             _ => None,
         };
-        Ok(MongoStore {
-            inner: Arc::new(Inner {
-                options,
-                clock,
-                ready: OnceCell::new(),
-                management_only,
-                joined_pem,
-            }),
-        })
+        let inner = Arc::new(Inner {
+            options,
+            clock,
+            ready: OnceCell::new(),
+            management_only,
+            joined_pem,
+            posts: GroupCommit::new(messages::POST_BATCH),
+        });
+        let mut open = OPEN_STORES.lock().unwrap_or_else(|e| e.into_inner());
+        open.retain(|store| store.strong_count() > 0);
+        open.push(Arc::downgrade(&inner));
+        Ok(MongoStore { inner })
+    }
+
+    /// Closes the client of every MongoDB store of the process that is
+    /// still open: called once the server has stopped serving, before the
+    /// runtime ends. Without it the last handle's drop leaves the driver a
+    /// background task (ending the server sessions) that the runtime's
+    /// shutdown cancels half-way, and the driver panics on it.
+    pub async fn close_all() {
+        let open: Vec<Arc<Inner>> = {
+            let mut open = OPEN_STORES.lock().unwrap_or_else(|e| e.into_inner());
+            open.drain(..).filter_map(|store| store.upgrade()).collect()
+        };
+        for inner in open {
+            if let Some(ready) = inner.ready.get() {
+                ready.client.clone().shutdown().immediate(true).await;
+            }
+        }
     }
 
     /// The driver's stores: queues, messages, claims, subscriptions and

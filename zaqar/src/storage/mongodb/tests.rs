@@ -15,6 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::TryStreamExt;
 use mongodb::bson::{doc, Document};
 use serde_json::json;
 
@@ -518,6 +519,72 @@ async fn markers_never_skip_concurrent_posts() {
     seen_sorted.sort();
     posted.sort();
     assert_eq!(seen_sorted, posted, "the reader saw every message once");
+}
+
+/// Concurrent posts to one queue through one store are written in groups
+/// (one reservation, insert and release per group): every post still gets
+/// its own messages, numbered consecutively in the order it gave them, and
+/// the queue's numbers have no gap and no repeat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grouped_posts_keep_each_post_whole_and_in_order() {
+    let Some(uri) = test_uri() else { return };
+    let (opts, _cleaner) = fresh(&uri);
+    let clock = ManualClock::new();
+    let st = store(opts, &clock);
+    let backend = st.backend();
+    let s = Scope::new("p", "grouped");
+    let posts: Vec<_> = (0..24i64)
+        .map(|p| {
+            let backend = backend.clone();
+            let s = s.clone();
+            tokio::spawn(async move {
+                let batch = (0..3).map(|i| msg(p * 10 + i, 3600)).collect();
+                backend
+                    .messages
+                    .post(&s, &format!("c{p}"), batch)
+                    .await
+                    .unwrap()
+                    .ids
+            })
+        })
+        .collect();
+    let mut posted = Vec::new();
+    for post in posts {
+        posted.push(post.await.unwrap());
+    }
+    let listed = all_ids(&backend, &s).await;
+    assert_eq!(listed.len(), 72, "every message stored once");
+    for ids in &posted {
+        let at = listed.iter().position(|id| id == &ids[0]).expect("listed");
+        assert_eq!(
+            &listed[at..at + 3],
+            ids.as_slice(),
+            "a post's messages stay together, in order"
+        );
+    }
+    let ready = st.ready().await.unwrap().clone();
+    let counter = ready
+        .counters("p")
+        .find_one(doc! { "p": "p", "q": "grouped" })
+        .await
+        .unwrap()
+        .expect("counter");
+    assert_eq!(
+        super::messages::int(&counter, "n").ok(),
+        Some(72),
+        "no number skipped"
+    );
+    let mut numbers: Vec<i64> = Vec::new();
+    let mut found = ready
+        .messages("p")
+        .find(doc! { "p": "p", "q": "grouped" })
+        .await
+        .unwrap();
+    while let Some(d) = found.try_next().await.unwrap() {
+        numbers.push(super::messages::int(&d, "k").unwrap_or(-1));
+    }
+    numbers.sort_unstable();
+    assert_eq!(numbers, (1..=72).collect::<Vec<_>>());
 }
 
 /// The listing rule behind the previous test, made deterministic: a post
