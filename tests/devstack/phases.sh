@@ -1,4 +1,8 @@
 #!/usr/bin/env bash
+# The sourced files are devstack's (not in this repository), and the
+# variables set here are devstack's globals, read by its functions.
+# shellcheck disable=SC1091,SC2034
+#
 # A cut-down stack.sh / unstack.sh / clean.sh for tests/devstack/run.sh: runs
 # the phases of the devstack plugins enabled in $TOP_DIR/local.conf (ours)
 # with devstack's own functions, in the order devstack runs them.
