@@ -131,7 +131,9 @@ as_root() {
 # Setup steps
 # ---------------------------------------------------------------------------
 
-APT_PACKAGES=(build-essential pkg-config libssl-dev python3-venv redis-server)
+# curl, lsb-release, git: the devstack step (devstack's functions and our
+# plugin call them).
+APT_PACKAGES=(build-essential pkg-config libssl-dev python3-venv redis-server curl lsb-release git)
 
 install_system_packages() {
     local missing=() p
@@ -350,6 +352,15 @@ reference_suite() { bash "$ROOT/tests/reference_suites/run.sh" "$1"; }
 reference_suite_redis() { ZAQAR_TEST_BACKEND=redis reference_suite "$1"; }
 reference_suite_mongodb() { ZAQAR_TEST_BACKEND=mongodb reference_suite "$1"; }
 
+# The devstack plugin run for real (tests/devstack/run.sh): its phases stack
+# install/post-config/extra/test-config, unstack and clean, with the functions
+# of a pinned devstack (the local mirror, or DEVSTACK_REPO), against the
+# Keystone and Redis started above and target/debug/zaqar-server; then the
+# openstack CLI, a few python-zaqarclient functional tests and
+# zaqar-tempest-plugin's queue tests against the endpoint devstack registered.
+# systemctl and sudo are test doubles (tests/devstack/bin). About 1.5 min.
+devstack_suite() { ZAQAR_TEST_PORT_BASE="$PORT_BASE" bash "$ROOT/tests/devstack/run.sh"; }
+
 # The API contract (tests/contract): the OpenAPI document the server serves,
 # checked by openapi-spec-validator, and schemathesis checking every answer
 # against it (no 5xx; status, content type and body as documented),
@@ -404,6 +415,7 @@ STEPS=(
     "zaqarclient-keystone|build keystone|reference_suite zaqarclient-keystone"
     "tempest|build keystone|reference_suite tempest"
     "osc|build keystone|reference_suite osc"
+    "devstack|build redis keystone|devstack_suite"
     "docs|build|docs_build"
 )
 

@@ -99,10 +99,10 @@ function install_zaqar {
     else
         bin=$(build_zaqar)
     fi
-    sudo install -m 0755 "$bin" "$ZAQAR_BIN_DIR/zaqar-server"
+    sudo install -D -m 0755 "$bin" "$ZAQAR_BIN_DIR/zaqar-server"
     "$ZAQAR_BIN_DIR/zaqar-server" --version
 
-    if [[ "$ZAQAR_BACKEND" == "redis" ]]; then
+    if [[ "$ZAQAR_BACKEND" == "redis" && "$ZAQAR_INSTALL_REDIS" == "True" ]]; then
         install_zaqar_redis
     fi
     # `openstack messaging ...` and the tests use the reference's client,
@@ -239,7 +239,9 @@ function create_zaqar_accounts {
 function start_zaqar {
     # run_process NAME COMMAND GROUP USER ENV: a devstack@NAME.service unit
     # (KillMode=process: stopping sends SIGTERM, the server finishes
-    # in-flight requests and exits). Logs: journalctl -u devstack@NAME.
+    # in-flight requests and exits; ExecReload=kill -HUP $MAINPID:
+    # `systemctl reload` re-reads the policy file and the log levels).
+    # Logs: journalctl -u devstack@NAME.
     local env=""
     if [[ -n "$ZAQAR_LOG_LEVEL" ]]; then
         env="RUST_LOG=$ZAQAR_LOG_LEVEL"
@@ -247,12 +249,6 @@ function start_zaqar {
     run_process "$(zaqar_process_name)" \
         "$ZAQAR_BIN_DIR/zaqar-server --config-file $ZAQAR_CONF" \
         "" "" "$env"
-    # systemctl reload: SIGHUP re-reads the policy file and the log levels.
-    local unit="$SYSTEMD_DIR/devstack@$(zaqar_process_name).service"
-    if [[ -f "$unit" ]]; then
-        iniset -sudo "$unit" Service ExecReload "/bin/kill -HUP \$MAINPID"
-        $SYSTEMCTL daemon-reload
-    fi
     if is_service_enabled zaqar-wsgi && is_service_enabled tls-proxy; then
         start_tls_proxy zaqar '*' "$ZAQAR_SERVICE_PORT" "$ZAQAR_SERVICE_HOST" "$ZAQAR_SERVICE_PORT_INT"
     fi
@@ -297,9 +293,10 @@ function stop_zaqar {
     stop_process zaqar-websocket
 }
 
-# cleanup_zaqar - removes what stack left: configuration and data.
+# cleanup_zaqar - removes what stack left: configuration, data, the binary.
 function cleanup_zaqar {
     sudo rm -rf "$ZAQAR_CONF_DIR" "$ZAQAR_DATA_DIR"
+    sudo rm -f "$ZAQAR_BIN_DIR/zaqar-server"
 }
 
 # configure_tempest_for_zaqar - tempest's [service_available] zaqar.
@@ -323,7 +320,7 @@ if is_service_enabled zaqar-wsgi || is_service_enabled zaqar-websocket; then
         echo_summary "Starting Zaqar (Rust)"
         start_zaqar
     elif [[ "$1" == "stack" && "$2" == "test-config" ]]; then
-        if is_service_enabled tempest; then
+        if is_service_enabled tempest && [[ "$ZAQAR_INSTALL_TEMPEST_PLUGIN" == "True" ]]; then
             install_zaqar_tempest_plugin
         fi
         configure_tempest_for_zaqar
