@@ -46,6 +46,7 @@ macro_rules! subscription_conformance_tests {
             subscription_project_isolation,
             post_tells_whether_queue_is_subscribed,
             outbox_leases_are_fair,
+            outbox_depth_counts_pending_deliveries,
         );
     };
     (@each $open:path; $($name:ident),* $(,)?) => {
@@ -584,6 +585,48 @@ pub(crate) async fn outbox_leases_are_fair(b: Backend, clock: ManualClock) {
     let again = outbox.lease_fair(10, 60_000, &share(1, &[])).await.unwrap();
     assert_eq!(seen(&again), expect(&[(&x, 3)]));
     assert_eq!(again[0].attempts, 1);
+}
+
+/// The outbox depth (`/metrics`) counts what is queued, leased or waiting
+/// for a retry, and drops as deliveries complete, completing one twice
+/// included.
+pub(crate) async fn outbox_depth_counts_pending_deliveries(b: Backend, clock: ManualClock) {
+    let Some(outbox) = b.outbox.clone() else {
+        return;
+    };
+    let depth = || async { outbox.depth().await.unwrap().expect("every driver counts") };
+    let before = depth().await;
+    let project = format!("d-{}", uuid::Uuid::new_v4().simple());
+    outbox
+        .enqueue(
+            (0..3)
+                .map(|n| NewDelivery {
+                    project: project.clone(),
+                    queue: "q".into(),
+                    subscription_id: format!("s{n}"),
+                    subscriber: format!("http://subscriber.invalid/{n}"),
+                    options: Metadata::new(),
+                    queue_retry_policy: None,
+                    payload: json!({ "n": n }),
+                })
+                .collect(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(depth().await, before + 3);
+    let leased = outbox.lease_due(3, 60_000).await.unwrap();
+    assert_eq!(leased.len(), 3);
+    assert_eq!(depth().await, before + 3, "leased deliveries are still pending");
+    outbox
+        .retry_at(&leased[0].id, 1, clock.now_ms() + 1_000)
+        .await
+        .unwrap();
+    outbox.complete(&leased[1].id).await.unwrap();
+    outbox.complete(&leased[1].id).await.unwrap();
+    assert_eq!(depth().await, before + 2);
+    outbox.complete(&leased[0].id).await.unwrap();
+    outbox.complete(&leased[2].id).await.unwrap();
+    assert_eq!(depth().await, before);
 }
 
 /// A queue with 9,000 subscriptions that expire together, and one that

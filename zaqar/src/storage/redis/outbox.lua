@@ -8,6 +8,7 @@
 --   complete id                   -> 'ok'
 --   retry id attempts due_ms      -> 'ok' (nothing for a completed id)
 --   next_due                      -> due ms of the earliest row, or ''
+--   depth                         -> how many rows, or '' (not counted)
 --
 -- Keys (<O> = <prefix>:o{outbox}):
 --   <O>:p:<project>  zset id -> due ms   the project's pending deliveries;
@@ -16,6 +17,11 @@
 --   <O>:ready        zset project -> ms  every project with deliveries, by
 --                                        its earliest due time
 --   <O>:seq          string              last id handed out
+--   <O>:n            string              how many rows there are; absent
+--                                        while rows written by versions that
+--                                        did not count them remain (it is
+--                                        started the first time the outbox
+--                                        is empty)
 --   <O>:d:<id>       hash j delivery JSON, a failed attempts, cr created ms,
 --                    p project
 --   <O>:due          zset id -> due ms   deliveries queued by versions that
@@ -38,6 +44,7 @@ local op = ARGV[3]
 local K_DUE = O .. ':due'
 local K_READY = O .. ':ready'
 local K_SEQ = O .. ':seq'
+local K_COUNT = O .. ':n'
 local function dkey(id) return O .. ':d:' .. id end
 local function pkey(project) return O .. ':p:' .. project end
 local function int(x) return string.format('%d', x) end
@@ -47,6 +54,12 @@ local function count(x)
   return n
 end
 if NOW == nil then return redis.error_reply('bad clock') end
+
+-- Whether the outbox holds no row (every row is in one set: its project's,
+-- or the legacy due set).
+local function empty()
+  return redis.call('ZCARD', K_READY) == 0 and redis.call('ZCARD', K_DUE) == 0
+end
 
 -- Keeps <O>:ready in step with the project's set (after any change to it).
 local function refresh(project)
@@ -62,6 +75,9 @@ if op == 'enqueue' then
   local n = (#ARGV - 3) / 2
   if n ~= math.floor(n) then return redis.error_reply('enqueue takes project/json pairs') end
   if n == 0 then return 0 end
+  if redis.call('EXISTS', K_COUNT) == 1 or empty() then
+    redis.call('INCRBY', K_COUNT, n)
+  end
   local last = redis.call('INCRBY', K_SEQ, n)
   local touched = {}
   for i = 1, n do
@@ -139,12 +155,17 @@ elseif op == 'lease' then
 elseif op == 'complete' then
   local id = ARGV[4]
   local project = redis.call('HGET', dkey(id), 'p')
-  redis.call('DEL', dkey(id))
+  local removed = redis.call('DEL', dkey(id))
   if project then
     redis.call('ZREM', pkey(project), id)
     refresh(project)
   else
     redis.call('ZREM', K_DUE, id)
+  end
+  if removed == 1 and redis.call('EXISTS', K_COUNT) == 1 then
+    redis.call('DECR', K_COUNT)
+  elseif empty() then
+    redis.call('SET', K_COUNT, '0')
   end
   return 'ok'
 elseif op == 'retry' then
@@ -171,5 +192,10 @@ elseif op == 'next_due' then
     return b
   end
   return a or b or ''
+elseif op == 'depth' then
+  local n = redis.call('GET', K_COUNT)
+  if n then return n end
+  if empty() then return '0' end
+  return ''
 end
 return redis.error_reply('unknown outbox operation')

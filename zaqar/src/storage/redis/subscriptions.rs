@@ -436,4 +436,17 @@ impl Outbox for RedisStore {
             .map(|d| Some(d as i64))
             .map_err(|e| corrupt("outbox due time", e))
     }
+
+    async fn depth(&self) -> StorageResult<Option<u64>> {
+        let depth: String = self
+            .eval_outbox("outbox depth", true, "depth", Vec::new())
+            .await?;
+        if depth.is_empty() {
+            return Ok(None);
+        }
+        depth
+            .parse::<u64>()
+            .map(Some)
+            .map_err(|e| corrupt("outbox depth", e))
+    }
 }
