@@ -39,6 +39,9 @@ def _report_and_check(servers, request):
     for srv in servers:
         if srv.panicked():
             pytest.fail(f"zaqar-server panicked:\n{srv.log_text()}")
+    for srv in servers:
+        if not srv.running():
+            srv.drop_databases()
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)
@@ -56,6 +59,7 @@ def server(tmp_path_factory):
         srv.stop()
     if srv.panicked():
         pytest.fail(f"shared zaqar-server panicked:\n{srv.log_text()}")
+    srv.drop_databases()
 
 
 @pytest.fixture

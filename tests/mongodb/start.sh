@@ -63,7 +63,11 @@ retention_seconds = 120
 max_entries = 5000
 
 [storage]
-cache_size = "256M"
+# Each test makes databases of its own, so the server ends up with thousands
+# of tables; with a 256M cache, WiredTiger's eviction stalled once on a full
+# cache while SecantusDB held its catalogue lock, and every later command
+# waited for ever. A cache this size is not filled by a whole CI run.
+cache_size = "1G"
 # The TTL monitor runs every 10 s (mongod: 60 s); queries filter by time anyway.
 ttl_sweep_seconds = 10.0
 CONF
