@@ -756,3 +756,27 @@ def test_shutdown_closes_connections_with_1001(server_factory, proj):
         c.close()
     assert srv.proc.wait(15) == 0
     assert time.monotonic() - t0 < 10
+
+
+def test_websocket_port_refuses_what_is_not_an_upgrade(wsserver):
+    """The WebSocket port answers a plain HTTP request, or an upgrade that
+    lacks a part of the handshake, with 400 and says what it expects; a
+    complete handshake gets 101 with the accept key of RFC 6455."""
+    base = wsserver.ws_url.replace("ws://", "http://")
+    plain = requests.get(base, timeout=5)
+    assert plain.status_code == 400
+    assert "WebSocket upgrade" in plain.text
+    key = "dGhlIHNhbXBsZSBub25jZQ=="
+    handshake = {"Connection": "Upgrade", "Upgrade": "websocket",
+                 "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": key}
+    for missing in handshake:
+        headers = {k: v for k, v in handshake.items() if k != missing}
+        assert requests.get(base, headers=headers, timeout=5).status_code == 400, missing
+    assert requests.post(base, headers=handshake, timeout=5).status_code == 400
+    with socket.create_connection(("127.0.0.1", int(base.rsplit(":", 1)[1].strip("/"))), 5) as s:
+        s.sendall(("GET / HTTP/1.1\r\nHost: localhost\r\n"
+                   + "".join(f"{k}: {v}\r\n" for k, v in handshake.items()) + "\r\n").encode())
+        answer = s.recv(4096).decode()
+    assert answer.startswith("HTTP/1.1 101"), answer
+    # The accept key of the sample handshake in RFC 6455, section 1.3.
+    assert "\r\nsec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n" in answer, answer

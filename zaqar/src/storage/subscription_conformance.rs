@@ -616,7 +616,11 @@ pub(crate) async fn outbox_depth_counts_pending_deliveries(b: Backend, clock: Ma
     assert_eq!(depth().await, before + 3);
     let leased = outbox.lease_due(3, 60_000).await.unwrap();
     assert_eq!(leased.len(), 3);
-    assert_eq!(depth().await, before + 3, "leased deliveries are still pending");
+    assert_eq!(
+        depth().await,
+        before + 3,
+        "leased deliveries are still pending"
+    );
     outbox
         .retry_at(&leased[0].id, 1, clock.now_ms() + 1_000)
         .await

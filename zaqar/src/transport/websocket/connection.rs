@@ -18,7 +18,11 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, watch, OwnedSemaphorePermit};
 use tokio::task::JoinHandle;
-use warp::ws::{Message, WebSocket};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::upgrade::Socket as WebSocket;
 
 use super::auth::Session;
 use super::frame::{self, Encoding};
@@ -60,7 +64,7 @@ impl Outbox {
     /// Queues a frame; `false` (and the connection is being closed) when the
     /// client is too slow or the connection is gone.
     pub fn push(&self, msg: Message) -> bool {
-        let n = msg.as_bytes().len();
+        let n = msg.len();
         let before = self.queued_bytes.fetch_add(n, Ordering::AcqRel);
         if before > 0 && before + n > self.max_bytes {
             self.queued_bytes.fetch_sub(n, Ordering::AcqRel);
@@ -364,7 +368,10 @@ async fn read_loop(
             continue; // ping / pong: the connection is alive
         };
         crate::metrics::global().ws_frame("in");
-        let reply = handler::respond(conn, msg.as_bytes(), encoding).await;
+        // Boxed: the state of a request in progress (the whole api call) is
+        // allocated while a frame is answered, not for as long as the
+        // connection is open; an idle connection keeps only the loop's own.
+        let reply = Box::pin(handler::respond(conn, &msg.into_data(), encoding)).await;
         if !conn.outbox.push_doc(&reply, encoding) {
             break;
         }
@@ -389,7 +396,7 @@ async fn write_loop(
             _ = stopped(&mut shutdown) => break Some((CLOSE_GOING_AWAY, SHUTDOWN_REASON.to_owned())),
             item = rx.recv() => match item {
                 Some(msg) => {
-                    let n = msg.as_bytes().len();
+                    let n = msg.len();
                     let sent = tokio::time::timeout(limits.write_timeout, sink.send(msg)).await;
                     queued_bytes.fetch_sub(n, Ordering::AcqRel);
                     match sent {
@@ -402,7 +409,7 @@ async fn write_loop(
                 None => break Some((1000, String::new())),
             },
             _ = ping.tick() => {
-                match tokio::time::timeout(limits.write_timeout, sink.send(Message::ping(Vec::new()))).await {
+                match tokio::time::timeout(limits.write_timeout, sink.send(Message::Ping(Default::default()))).await {
                     Ok(Ok(())) => {}
                     _ => break None,
                 }
@@ -412,7 +419,10 @@ async fn write_loop(
     if let Some((code, reason)) = close {
         let _ = tokio::time::timeout(
             std::time::Duration::from_secs(1),
-            sink.send(Message::close_with(code, reason)),
+            sink.send(Message::Close(Some(CloseFrame {
+                code: CloseCode::from(code),
+                reason: reason.into(),
+            }))),
         )
         .await;
     }

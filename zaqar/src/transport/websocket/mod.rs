@@ -19,6 +19,7 @@ pub mod connection;
 pub mod frame;
 pub mod handler;
 pub mod hub;
+pub mod upgrade;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -108,10 +109,14 @@ impl WsState {
     }
 }
 
-/// The warp filter upgrading any request to a WebSocket connection.
+/// The warp filter upgrading any request to a WebSocket connection (see
+/// [`upgrade`] for why the handshake is ours).
 pub fn routes(state: Arc<WsState>, shutdown: watch::Receiver<bool>) -> BoxedFilter<(Response,)> {
-    warp::ws()
-        .map(move |ws: warp::ws::Ws| {
+    upgrade::handshake()
+        .map(move |handshake: Option<upgrade::Handshake>| {
+            let Some(handshake) = handshake else {
+                return upgrade::not_an_upgrade();
+            };
             let state = state.clone();
             let shutdown = shutdown.clone();
             let Ok(permit) = state.slots.clone().try_acquire_owned() else {
@@ -125,11 +130,15 @@ pub fn routes(state: Arc<WsState>, shutdown: watch::Receiver<bool>) -> BoxedFilt
                 )
                 .into_response();
             };
+            let response = handshake.response();
             let max = state.limits.max_frame_size;
-            ws.max_frame_size(max)
-                .max_message_size(max)
-                .on_upgrade(move |socket| connection::run(socket, state, shutdown, permit))
-                .into_response()
+            tokio::spawn(async move {
+                match handshake.socket(max).await {
+                    Ok(socket) => connection::run(socket, state, shutdown, permit).await,
+                    Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
+                }
+            });
+            response
         })
         .boxed()
 }
