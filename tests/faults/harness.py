@@ -22,13 +22,17 @@ Stores (``--store``, several separated by commas, or ``all``):
 * ``sentinel``: a Redis master and a replica (both AOF always) watched by
   three sentinels; two servers configured with the Sentinel URI
   (``redis://s1,s2,s3?master=NAME``) and the default ``wait_replicas = 0``.
-  Fault: ``kill -9`` of the current master; the sentinels promote the
-  replica, the servers must follow it; the old master comes back as a
-  replica of the new one. Replication is asynchronous, so writes the master
-  acknowledged in the last moments before it died may be lost: this
-  scenario *measures* that loss and fails only when a lost write (or an
-  undone claim or delete) was acknowledged more than ``ASYNC_WINDOW``
-  seconds before a kill.
+  At first the replica replicates through the fault proxy, REPLICATION_LAG
+  behind. Faults: a host crash of that first master (``kill -9``, and what
+  the lagging link holds is dropped), ``kill -9`` of the current master, and
+  the current master paused (SIGSTOP) until the sentinels promoted the
+  replica, then resumed; the servers must follow each new master; a killed
+  master comes back as a replica of the new one. Replication is
+  asynchronous, so writes the master acknowledged in its last moments may
+  be lost: this scenario *measures* that loss (lost, claimed twice, deleted
+  twice, deleted and back) and fails only when an undone write was
+  acknowledged away from a fault (more than ``ASYNC_WINDOW`` seconds before
+  one began, or after its recovery).
 * ``sentinel-wait``: the same with ``wait_replicas = 1`` (every write waits
   for the replica, Redis ``WAIT``): nothing acknowledged may be lost.
 
@@ -69,6 +73,7 @@ import collections
 import json
 import os
 import pathlib
+import queue as queue_mod
 import shutil
 import signal
 import socket
@@ -278,7 +283,7 @@ class SentinelSet:
         # holds every chunk REPLICATION_LAG seconds (a replica across a
         # slower link). Once promoted it has no proxy; the old master comes
         # back as its replica directly.
-        self.lag = FaultProxy(master, REPLICATION_PROXY_PORT, REPLICATION_LAG)
+        self.lag = FaultProxy(master, REPLICATION_PROXY_PORT, REPLICATION_LAG, delay_line=True)
         self.nodes[replica].start(["--replicaof", "127.0.0.1", str(REPLICATION_PROXY_PORT)])
         wait_for(lambda: "master_link_status:up" in redis_cmd(replica, "info", "replication"),
                  "replica link")
@@ -365,9 +370,13 @@ class SentinelSet:
 class FaultProxy:
     """TCP proxy from PROXY_PORT to a store that can delay or cut traffic."""
 
-    def __init__(self, upstream_port, port=PROXY_PORT, latency=0.0):
+    def __init__(self, upstream_port, port=PROXY_PORT, latency=0.0, delay_line=False):
         self.upstream_port = upstream_port
         self.latency = latency
+        # delay_line: every chunk is forwarded `latency` after it arrived,
+        # whatever the throughput (a link that is long, not narrow); else
+        # each chunk waits `latency` before the next is read.
+        self.delay_line = delay_line
         self.cut = False
         self.dropping = False
         self.conns = set()
@@ -393,8 +402,9 @@ class FaultProxy:
                 continue
             with self.lock:
                 self.conns.update((client, upstream))
+            pump = self._pump_delayed if self.delay_line else self._pump
             for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+                threading.Thread(target=pump, args=(a, b), daemon=True).start()
 
     def _pump(self, src, dst):
         try:
@@ -410,15 +420,47 @@ class FaultProxy:
         except OSError:
             pass
         finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                s.close()
-            with self.lock:
-                self.conns.discard(src)
-                self.conns.discard(dst)
+            self._close_pair(src, dst)
+
+    def _pump_delayed(self, src, dst):
+        chunks = queue_mod.Queue()
+
+        def forward():
+            try:
+                while True:
+                    due, data = chunks.get()
+                    if data is None or self.dropping:
+                        break
+                    time.sleep(max(0.0, due - time.monotonic()))
+                    if self.dropping:
+                        break
+                    dst.sendall(data)
+            except OSError:
+                pass
+            finally:
+                self._close_pair(src, dst)
+
+        threading.Thread(target=forward, daemon=True).start()
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                chunks.put((time.monotonic() + self.latency, data))
+        except OSError:
+            pass
+        chunks.put((0.0, None))
+
+    def _close_pair(self, src, dst):
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+        with self.lock:
+            self.conns.discard(src)
+            self.conns.discard(dst)
 
     def cut_all(self):
         self.cut = True
