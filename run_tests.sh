@@ -370,14 +370,21 @@ contract_suite() { pytest_suite tests/contract; }
 contract_suite_redis() { ZAQAR_TEST_BACKEND=redis pytest_suite tests/contract; }
 contract_suite_mongodb() { ZAQAR_TEST_BACKEND=mongodb pytest_suite tests/contract; }
 
-# The fault harness (tests/faults/harness.py): load through two servers on
-# one Redis (AOF always) while a server and Redis are killed and the Redis
-# connections slowed and cut; every acknowledged message must be consumed
-# once or still present, no message in two live claims, every 5xx in a fault
-# window.  The short schedule (about 40 s); `--schedule long` on demand.
+# The fault harness (tests/faults/harness.py): load through zaqar-server
+# processes while the servers and the store are killed and the store's
+# connections slowed and cut, then an exact account of every message (every
+# acknowledged message consumed once or still present, none in two live
+# claims, none deleted and back, every 5xx in a fault window).  One short
+# schedule per store: two servers on one Redis (AOF always) and on one
+# SecantusDB (its venv made by tests/mongodb/start.sh on first use), one
+# server owning a SQLite file, two servers on a Sentinel-watched master and
+# replica (failover by kill -9 of the master; wait_replicas 0, where writes
+# acknowledged just before the kill may be lost, measured; and 1, where
+# none may).  About 3 minutes; `--schedule long` on demand.  Ports
+# PORT_BASE+90..+103.
 faults_suite() {
     ZAQAR_TEST_PORT_BASE="$PORT_BASE" "$PY" "$ROOT/tests/faults/harness.py" \
-        --schedule short --out "$ROOT/target/faults"
+        --store all --schedule short --out "$ROOT/target/faults"
 }
 
 # The API reference pages are generated first, from the OpenAPI document and

@@ -1,44 +1,71 @@
 #!/usr/bin/env python3
-"""The fault harness: load through two servers on one Redis while faults are
-injected on a schedule, then an exact account of every message.
+"""The fault harness: load through zaqar-server processes on one store while
+faults are injected on a schedule, then an exact account of every message.
 
-Topology: one Redis (``appendonly yes``, ``appendfsync always``) behind a
-small TCP fault proxy (this file: latency, a cut connection); two
-zaqar-server processes whose message and management stores are that Redis
-through the proxy.  Load: zaqar-bench (producers, consumers, observers) on
-queues of its own through the second server, and this harness' own
-producers and consumers through both servers, which record every id they
-are told about.
+Stores (``--store``, several separated by commas, or ``all``):
 
-Faults, one after the other, each in its window:
+* ``redis``: one Redis (``appendonly yes``, ``appendfsync always``) behind a
+  small TCP fault proxy (this file: latency, a cut connection); two servers
+  whose message and management stores are that Redis through the proxy.
+  Faults: ``kill -9`` of the first server (restarted), ``kill -9`` of Redis
+  (restarted on its AOF), 300 ms of latency on every packet, the connections
+  cut and new ones refused for a while.
+* ``mongodb``: SecantusDB (the MongoDB-wire test server of tests/mongodb,
+  WiredTiger, journal on, a one-node replica set) behind the same proxy; two
+  servers with both stores on one database (``w=majority``, ``j=true``, the
+  driver's defaults). Faults: ``kill -9`` of the first server, ``kill -9``
+  of SecantusDB restarted on its data directory, a clean restart of
+  SecantusDB (SIGTERM, then started again), the connections cut; the long
+  schedule adds latency.
+* ``sqlite``: one server owns the database file (SQLite admits one writing
+  process); ``kill -9`` of that server, restarted on the file.
+* ``sentinel``: a Redis master and a replica (both AOF always) watched by
+  three sentinels; two servers configured with the Sentinel URI
+  (``redis://s1,s2,s3?master=NAME``) and the default ``wait_replicas = 0``.
+  At first the replica replicates through the fault proxy, REPLICATION_LAG
+  behind. Faults: a host crash of that first master (``kill -9``, and what
+  the lagging link holds is dropped), ``kill -9`` of the current master, and
+  the current master paused (SIGSTOP) until the sentinels promoted the
+  replica, then resumed; the servers must follow each new master; a killed
+  master comes back as a replica of the new one. Replication is
+  asynchronous, so writes the master acknowledged in its last moments may
+  be lost: this scenario *measures* that loss (lost, claimed twice, deleted
+  twice, deleted and back) and fails only when an undone write was
+  acknowledged away from a fault (more than ``ASYNC_WINDOW`` seconds before
+  one began, or after its recovery).
+* ``sentinel-wait``: the same with ``wait_replicas = 1`` (every write waits
+  for the replica, Redis ``WAIT``): nothing acknowledged may be lost.
 
-* ``kill -9`` of the first server (restarted);
-* ``kill -9`` of Redis (restarted on its AOF);
-* 300 ms of latency on every Redis packet;
-* the Redis connections cut, and new ones refused, for a while.
+Load: zaqar-bench (producers, consumers, observers) on queues of its own
+through the last server, and this harness' own producers and consumers
+through every server, which record every id they are told about and when.
 
-Accounting (Jepsen style, on the harness' own queues):
+Accounting (Jepsen style, on the harness' own queues; at the end every
+message left is listed):
 
 * every post answered 201 is either deleted once under a claim or still in
-  the queue at the end (read back by id): *lost* counts the others;
+  the queue at the end: *lost* counts the others;
 * no message is returned by two claims that were live at once
-  (*double claims*), and none is deleted under two different claims
-  (*double deletes*);
+  (*double claims*), none is deleted under two different claims (*double
+  deletes*), and none deleted under a claim (204) is back at the end
+  (*resurrected*);
 * every 5xx is counted and must fall in a fault window (or the recovery
   that follows it);
 * recovery time: from the end of a fault to the first post and claim that
-  succeed through both servers.
+  succeed through every server.
 
 zaqar-bench's own ledger (its ``correct`` verdict: balance, no double claim,
-no double delete) is checked too.
+no double delete) is checked too (reported only for ``sentinel``, where its
+messages may be lost in the same window).
 
-Writes ``results.json``, ``reliability-table.inc`` and
-``reliability-throughput.png`` (posts and deletions per second, fault
-windows shaded) into ``--out`` (default ``target/faults``); ``--publish``
-copies the table and the plot into doc/source for reliability.rst.  Exits non-zero when anything is lost,
-duplicated or unexplained.
+Writes ``<out>/<store>/results.json``, ``reliability-table-<store>.inc``
+and ``reliability-throughput-<store>.png`` (posts and deletions per second,
+fault windows shaded) and ``<out>/summary.json``; ``--publish`` copies the
+tables and plots into doc/source for reliability.rst. Exits non-zero when
+anything is lost, duplicated or unexplained.
 
-Usage: tests/faults/harness.py [--schedule short|long] [--out DIR] [--publish]
+Usage: tests/faults/harness.py [--store all|redis,mongodb,sqlite,sentinel,sentinel-wait]
+                               [--schedule short|long] [--out DIR] [--publish]
 """
 
 import argparse
@@ -46,6 +73,7 @@ import collections
 import json
 import os
 import pathlib
+import queue as queue_mod
 import shutil
 import signal
 import socket
@@ -54,6 +82,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import uuid
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -63,56 +92,120 @@ os.environ.pop("ZAQAR_TEST_BACKEND", None)
 import requests  # noqa: E402
 from zaqar_testlib import ZaqarServer  # noqa: E402
 
+# Every port this harness opens is PORT_BASE + a fixed offset.
 PORT_BASE = int(os.environ.get("ZAQAR_TEST_PORT_BASE", "16300"))
 REDIS_PORT = int(os.environ.get("ZAQAR_FAULTS_REDIS_PORT", PORT_BASE + 90))
 PROXY_PORT = int(os.environ.get("ZAQAR_FAULTS_PROXY_PORT", PORT_BASE + 91))
+MONGODB_PORT = PORT_BASE + 92
+SENTINEL_REDIS_PORTS = (PORT_BASE + 93, PORT_BASE + 94)  # master, replica at start
+SENTINEL_PORTS = (PORT_BASE + 95, PORT_BASE + 96, PORT_BASE + 97)
+REPLICATION_PROXY_PORT = PORT_BASE + 98  # the first replica's link to the master
+REPLICATION_LAG = 0.05  # seconds the fault proxy holds each chunk of that link
+SERVER_PORTS = PORT_BASE + 100  # server k: http +2k, websocket +2k+1
+SENTINEL_MASTER = "zqfaults"
 BENCH_BIN = pathlib.Path(os.environ.get("ZAQAR_BENCH_BIN", ROOT / "target/debug/zaqar-bench"))
+SECANTUS_VENV = pathlib.Path(os.environ.get("ZAQAR_MONGODB_VENV",
+                                            ROOT / "target" / "secantusdb-venv"))
 PROJECT = "faults"
 QUEUES = ["acct-0", "acct-1"]
 CLAIM_TTL = 60
 CLIENT_ID = str(uuid.uuid4())
 HEADERS = {"Client-ID": CLIENT_ID, "X-Project-ID": PROJECT}
-TIMEOUT = 5
-
-# (name, seconds of load before it, seconds it lasts)
-SCHEDULES = {
-    "short": [("kill -9 server", 4, 2), ("kill -9 redis (AOF always)", 4, 2),
-              ("latency 300 ms", 4, 3), ("cut connection", 4, 2)],
-    "long": [("kill -9 server", 20, 5), ("kill -9 redis (AOF always)", 20, 5),
-             ("latency 300 ms", 20, 10), ("cut connection", 20, 5)] * 3,
-}
+TIMEOUT = 5  # seconds a client waits for an answer (mongodb: MONGODB_TIMEOUT)
+# The MongoDB driver waits up to serverSelectionTimeoutMS (5 s) for a server,
+# then the server answers 503: the clients wait longer, to see that answer.
+MONGODB_TIMEOUT = 8
 RECOVERY_SLACK = 15.0  # seconds after a fault in which 5xx are still explained
+# sentinel (wait_replicas = 0): a write acknowledged this long before the
+# master was killed must have reached the replica (replication on loopback
+# takes well under a millisecond; the ack is timed when the client reads it).
+ASYNC_WINDOW = 1.0
+
+KILL_SERVER = "kill -9 server"
+KILL_REDIS = "kill -9 redis (AOF always)"
+LATENCY = "latency 300 ms"
+CUT = "cut connection"
+KILL_MONGODB = "kill -9 mongodb, restart on its data"
+RESTART_MONGODB = "clean restart of mongodb"
+KILL_MASTER = "kill -9 master (Sentinel failover)"
+PAUSE_MASTER = "master paused (SIGSTOP), failover, resumed"
+CRASH_MASTER = "master host crash (kill -9, link in flight dropped)"
+
+# Per store: (name, seconds of load before it, seconds it lasts).
+SCHEDULES = {
+    "redis": {
+        "short": [(KILL_SERVER, 4, 2), (KILL_REDIS, 4, 2), (LATENCY, 4, 3), (CUT, 4, 2)],
+        "long": [(KILL_SERVER, 20, 5), (KILL_REDIS, 20, 5), (LATENCY, 20, 10),
+                 (CUT, 20, 5)] * 3,
+    },
+    "mongodb": {
+        # SecantusDB takes about 4 s to start: the kill leaves it down for
+        # about 8 s, past the driver's 5 s server selection (503s).
+        "short": [(KILL_SERVER, 4, 2), (KILL_MONGODB, 4, 4), (RESTART_MONGODB, 4, 1),
+                  (CUT, 4, 2)],
+        "long": [(KILL_SERVER, 20, 5), (KILL_MONGODB, 20, 5), (RESTART_MONGODB, 20, 5),
+                 (LATENCY, 20, 10), (CUT, 20, 5)] * 3,
+    },
+    "sqlite": {
+        "short": [(KILL_SERVER, 4, 1), (KILL_SERVER, 4, 1), (KILL_SERVER, 4, 1)],
+        "long": [(KILL_SERVER, 15, 3)] * 8,
+    },
+    "sentinel": {
+        # The crash needs the original master (its replica lags behind it
+        # through the proxy): first.
+        "short": [(CRASH_MASTER, 5, 3), (KILL_MASTER, 5, 3), (PAUSE_MASTER, 5, 3)],
+        "long": [(CRASH_MASTER, 20, 5)] + [(KILL_MASTER, 20, 5), (PAUSE_MASTER, 20, 5)] * 3,
+    },
+}
+SCHEDULES["sentinel-wait"] = SCHEDULES["sentinel"]
+STORES = ["redis", "mongodb", "sqlite", "sentinel", "sentinel-wait"]
+
+
+def wait_for(check, what, timeout=30.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if check():
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{what}: not within {timeout:.0f} s")
+
+
+def redis_cmd(port, *args, timeout=1.0):
+    """One command to a Redis (or sentinel) on `port`; the reply as text."""
+    out = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(port), *args],
+                         capture_output=True, text=True, timeout=timeout + 2)
+    return out.stdout.strip()
 
 
 # ---------------------------------------------------------------------------
-# Redis and the fault proxy
+# the stores and the fault proxy
 # ---------------------------------------------------------------------------
 
 class Redis:
     """A redis-server with AOF fsync on every write, restartable on its data."""
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, port=REDIS_PORT, extra=()):
         self.dir = pathlib.Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = port
+        self.extra = list(extra)
         self.proc = None
 
-    def start(self):
+    def start(self, extra=()):
         log = open(self.dir / "redis.log", "a")
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(REDIS_PORT), "--bind", "127.0.0.1",
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
              "--save", "", "--appendonly", "yes", "--appendfsync", "always",
-             "--dir", str(self.dir)], stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", REDIS_PORT), 0.5) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("redis did not start")
+             "--dir", str(self.dir), *self.extra, *extra],
+            stdout=log, stderr=subprocess.STDOUT)
+        # Its own answer, not one of a stray server on the port.
+        wait_for(lambda: self.proc.poll() is None and redis_cmd(self.port, "ping") == "PONG",
+                 f"redis on {self.port}", 20)
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"redis on {self.port} exited; see {self.dir}/redis.log")
 
     def kill(self):
         self.proc.send_signal(signal.SIGKILL)
@@ -124,15 +217,171 @@ class Redis:
             self.proc.wait(10)
 
 
-class FaultProxy:
-    """TCP proxy from PROXY_PORT to Redis that can delay or cut traffic."""
+class SecantusDB:
+    """SecantusDB on MONGODB_PORT through tests/mongodb/start.sh (which
+    installs it on first use), its data in a directory of ours; kill -9 by
+    its pid file, restarted on the same data."""
 
-    def __init__(self):
-        self.latency = 0.0
+    def __init__(self, workdir):
+        self.dir = pathlib.Path(workdir)
+        self.env = dict(os.environ, ZAQAR_MONGODB_PORT=str(MONGODB_PORT),
+                        ZAQAR_MONGODB_DIR=str(self.dir), ZAQAR_MONGODB_VENV=str(SECANTUS_VENV))
+
+    def start(self):
+        subprocess.run(["bash", str(ROOT / "tests" / "mongodb" / "start.sh")], env=self.env,
+                       check=True, stdout=subprocess.DEVNULL)
+
+    def pid(self):
+        return int((self.dir / "pid").read_text())
+
+    def kill(self):
+        pid = self.pid()
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not pid_alive(pid), "secantusdb to die", 10)
+
+    def restart_clean(self):
+        """SIGTERM (a clean shutdown, checkpoint included), then start."""
+        pid = self.pid()
+        os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: not pid_alive(pid), "secantusdb to stop", 30)
+        self.start()
+
+    def stop(self):
+        subprocess.run(["bash", str(ROOT / "tests" / "mongodb" / "stop.sh")], env=self.env,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (setsid'd child of a finished shell is reaped by init) counts as gone.
+    try:
+        return pathlib.Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+class SentinelSet:
+    """A master and a replica (AOF always) watched by three sentinels
+    (quorum 2, down after 1 s); kill -9 of the current master, which comes
+    back as a replica of the new one."""
+
+    def __init__(self, workdir):
+        self.dir = pathlib.Path(workdir)
+        self.nodes = {p: Redis(self.dir / str(p), p, ["--repl-diskless-sync-delay", "0"])
+                      for p in SENTINEL_REDIS_PORTS}
+        self.sentinels = []
+        self.failovers = []  # (killed port, seconds until a sentinel named another)
+        self.lag = None
+
+    def start(self):
+        master, replica = SENTINEL_REDIS_PORTS
+        self.nodes[master].start()
+        # The replica lags: it replicates through the fault proxy, which
+        # holds every chunk REPLICATION_LAG seconds (a replica across a
+        # slower link). Once promoted it has no proxy; the old master comes
+        # back as its replica directly.
+        self.lag = FaultProxy(master, REPLICATION_PROXY_PORT, REPLICATION_LAG, delay_line=True)
+        self.nodes[replica].start(["--replicaof", "127.0.0.1", str(REPLICATION_PROXY_PORT)])
+        wait_for(lambda: "master_link_status:up" in redis_cmd(replica, "info", "replication"),
+                 "replica link")
+        for port in SENTINEL_PORTS:
+            d = self.dir / f"sentinel-{port}"
+            d.mkdir(parents=True, exist_ok=True)
+            (d / "sentinel.conf").write_text(
+                f"bind 127.0.0.1\nport {port}\ndir {d}\n"
+                f"sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {master} 2\n"
+                f"sentinel down-after-milliseconds {SENTINEL_MASTER} 1000\n"
+                f"sentinel failover-timeout {SENTINEL_MASTER} 5000\n"
+                f"sentinel parallel-syncs {SENTINEL_MASTER} 1\n")
+            log = open(d / "log", "a")
+            self.sentinels.append(subprocess.Popen(
+                ["redis-server", str(d / "sentinel.conf"), "--sentinel"],
+                stdout=log, stderr=subprocess.STDOUT))
+        for port in SENTINEL_PORTS:
+            # Every sentinel knows the replica (and the others) before load.
+            wait_for(lambda: self.master(port) == master and "num-slaves" in
+                     redis_cmd(port, "sentinel", "master", SENTINEL_MASTER)
+                     and self.replicas(port) >= 1, f"sentinel {port}")
+
+    def master(self, port=SENTINEL_PORTS[0]):
+        out = redis_cmd(port, "sentinel", "get-master-addr-by-name", SENTINEL_MASTER).split()
+        return int(out[1]) if len(out) == 2 else None
+
+    def replicas(self, port):
+        out = redis_cmd(port, "sentinel", "master", SENTINEL_MASTER).split("\n")
+        fields = dict(zip(out[::2], out[1::2]))
+        return int(fields.get("num-slaves", 0))
+
+    def uri(self):
+        hosts = ",".join(f"127.0.0.1:{p}" for p in SENTINEL_PORTS)
+        return f"redis://{hosts}?master={SENTINEL_MASTER}"
+
+    def kill_master(self, duration, crash=False):
+        """kill -9 of the current master; with `crash`, of the original one
+        with what its lagging link to the replica holds (a host crash)."""
+        old = self.master()
+        if crash and old != SENTINEL_REDIS_PORTS[0]:
+            raise RuntimeError("a host crash needs the original master (schedule it first)")
+        killed_at = time.time()
+        if crash:
+            self.lag.crash()
+        self.nodes[old].kill()
+        wait_for(lambda: all(self.master(p) not in (None, old) for p in SENTINEL_PORTS),
+                 "sentinel failover")
+        new = self.master()
+        self.failovers.append((old, round(time.time() - killed_at, 2)))
+        time.sleep(max(0.0, duration - (time.time() - killed_at)))
+        self.nodes[old].start(["--replicaof", "127.0.0.1", str(new)])
+        return killed_at
+
+    def pause_master(self, duration):
+        """SIGSTOP the master (a hung or cut-off master) until the sentinels
+        promoted the replica and `duration` passed, then SIGCONT: it answers
+        what its clients sent meanwhile, until the sentinels turn it into a
+        replica of the new master."""
+        old = self.master()
+        paused_at = time.time()
+        proc = self.nodes[old].proc
+        proc.send_signal(signal.SIGSTOP)
+        try:
+            wait_for(lambda: all(self.master(p) not in (None, old) for p in SENTINEL_PORTS),
+                     "sentinel failover")
+            self.failovers.append((old, round(time.time() - paused_at, 2)))
+            time.sleep(max(0.0, duration - (time.time() - paused_at)))
+        finally:
+            proc.send_signal(signal.SIGCONT)
+        wait_for(lambda: "role:slave" in redis_cmd(old, "info", "replication"),
+                 "old master demoted")
+        return paused_at
+
+    def stop(self):
+        for s in self.sentinels:
+            s.terminate()
+            s.wait(10)
+        for node in self.nodes.values():
+            node.stop()
+        if self.lag:
+            self.lag.close()
+
+
+class FaultProxy:
+    """TCP proxy from PROXY_PORT to a store that can delay or cut traffic."""
+
+    def __init__(self, upstream_port, port=PROXY_PORT, latency=0.0, delay_line=False):
+        self.upstream_port = upstream_port
+        self.latency = latency
+        # delay_line: every chunk is forwarded `latency` after it arrived,
+        # whatever the throughput (a link that is long, not narrow); else
+        # each chunk waits `latency` before the next is read.
+        self.delay_line = delay_line
         self.cut = False
+        self.dropping = False
         self.conns = set()
         self.lock = threading.Lock()
-        self.listener = socket.create_server(("127.0.0.1", PROXY_PORT), reuse_port=False)
+        self.listener = socket.create_server(("127.0.0.1", port), reuse_port=False)
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.stopped = False
         threading.Thread(target=self._accept, daemon=True).start()
@@ -147,14 +396,15 @@ class FaultProxy:
                 client.close()
                 continue
             try:
-                upstream = socket.create_connection(("127.0.0.1", REDIS_PORT), 2)
+                upstream = socket.create_connection(("127.0.0.1", self.upstream_port), 2)
             except OSError:
                 client.close()
                 continue
             with self.lock:
                 self.conns.update((client, upstream))
+            pump = self._pump_delayed if self.delay_line else self._pump
             for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+                threading.Thread(target=pump, args=(a, b), daemon=True).start()
 
     def _pump(self, src, dst):
         try:
@@ -164,19 +414,53 @@ class FaultProxy:
                     break
                 if self.latency:
                     time.sleep(self.latency)
+                if self.dropping:
+                    break
                 dst.sendall(data)
         except OSError:
             pass
         finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                s.close()
-            with self.lock:
-                self.conns.discard(src)
-                self.conns.discard(dst)
+            self._close_pair(src, dst)
+
+    def _pump_delayed(self, src, dst):
+        chunks = queue_mod.Queue()
+
+        def forward():
+            try:
+                while True:
+                    due, data = chunks.get()
+                    if data is None or self.dropping:
+                        break
+                    time.sleep(max(0.0, due - time.monotonic()))
+                    if self.dropping:
+                        break
+                    dst.sendall(data)
+            except OSError:
+                pass
+            finally:
+                self._close_pair(src, dst)
+
+        threading.Thread(target=forward, daemon=True).start()
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                chunks.put((time.monotonic() + self.latency, data))
+        except OSError:
+            pass
+        chunks.put((0.0, None))
+
+    def _close_pair(self, src, dst):
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+        with self.lock:
+            self.conns.discard(src)
+            self.conns.discard(dst)
 
     def cut_all(self):
         self.cut = True
@@ -188,10 +472,133 @@ class FaultProxy:
             except OSError:
                 pass
 
+    def crash(self):
+        """What the proxy holds and has not delivered is dropped, and every
+        connection closed (the sending host died with it)."""
+        self.dropping = True
+        self.cut_all()
+
     def close(self):
         self.stopped = True
+        try:
+            # Wakes the thread blocked in accept(); close() alone does not,
+            # and the port would stay bound.
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.listener.close()
         self.cut_all()
+
+
+class Topology:
+    """One store set up for a scenario: the servers' options, how many
+    servers share it, and its faults."""
+
+    def __init__(self, store, tmp):
+        self.store = store
+        self.backend = None
+        self.proxy = None
+        self.servers_count = 2
+        self.client_timeout = MONGODB_TIMEOUT if store == "mongodb" else TIMEOUT
+        try:
+            self._start(tmp)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, tmp):
+        store = self.store
+        if store == "redis":
+            self.backend = Redis(tmp / "redis")
+            self.backend.start()
+            self.proxy = FaultProxy(REDIS_PORT)
+            uri = f"redis://127.0.0.1:{PROXY_PORT}"
+            self.options = {
+                "drivers": {"message_store": "redis", "management_store": "redis"},
+                "drivers:message_store:redis": {"uri": uri},
+                "drivers:management_store:redis": {"uri": uri},
+            }
+            self.describe = "two servers on one Redis (AOF always) through the fault proxy"
+        elif store == "mongodb":
+            self.backend = SecantusDB(tmp / "mongodb")
+            self.backend.start()
+            self.proxy = FaultProxy(MONGODB_PORT)
+            # directConnection: the driver talks to the proxy only (with
+            # replicaSet= it would connect to the address the server
+            # announces, around the proxy); the server still presents
+            # itself as a replica set member, so w=majority, j=true hold.
+            uri = (f"mongodb://127.0.0.1:{PROXY_PORT}/?directConnection=true"
+                   "&socketTimeoutMS=10000&serverSelectionTimeoutMS=5000")
+            section = {"uri": uri, "database": "faults"}
+            self.options = {
+                "drivers": {"message_store": "mongodb", "management_store": "mongodb"},
+                "drivers:message_store:mongodb": section,
+                "drivers:management_store:mongodb": section,
+            }
+            self.describe = ("two servers on one SecantusDB database (w=majority, journal) "
+                             "through the fault proxy")
+        elif store == "sqlite":
+            self.servers_count = 1
+            self.options = {"drivers": {"message_store": "sqlite",
+                                        "management_store": "sqlite"}}
+            self.describe = "one server owning its SQLite file"
+        elif store in ("sentinel", "sentinel-wait"):
+            self.backend = SentinelSet(tmp / "sentinel")
+            self.backend.start()
+            section = {"uri": self.backend.uri()}
+            if store == "sentinel-wait":
+                section["wait_replicas"] = "1"
+            self.options = {
+                "drivers": {"message_store": "redis", "management_store": "redis"},
+                "drivers:message_store:redis": section,
+                "drivers:management_store:redis": section,
+            }
+            self.describe = ("two servers on a Redis master + replica (AOF always, "
+                             f"replicating {REPLICATION_LAG * 1000:.0f} ms behind at first) "
+                             "and three sentinels, wait_replicas = "
+                             f"{section.get('wait_replicas', '0')}")
+        else:
+            raise ValueError(store)
+
+    def inject(self, name, duration, servers):
+        if name == KILL_SERVER:
+            servers[0].kill()
+            time.sleep(duration)
+            servers[0].start()
+        elif name == KILL_REDIS:
+            self.backend.kill()
+            time.sleep(duration)
+            self.backend.start()
+        elif name == KILL_MONGODB:
+            self.backend.kill()
+            time.sleep(duration)
+            self.backend.start()
+        elif name == RESTART_MONGODB:
+            self.backend.restart_clean()
+            time.sleep(duration)
+        elif name == LATENCY:
+            self.proxy.latency = 0.3
+            time.sleep(duration)
+            self.proxy.latency = 0.0
+        elif name == CUT:
+            self.proxy.cut_all()
+            time.sleep(duration)
+            self.proxy.cut = False
+        # These return when the fault itself began (after finding the master).
+        elif name == KILL_MASTER:
+            return self.backend.kill_master(duration)
+        elif name == CRASH_MASTER:
+            return self.backend.kill_master(duration, crash=True)
+        elif name == PAUSE_MASTER:
+            return self.backend.pause_master(duration)
+        else:
+            raise ValueError(name)
+
+    def stop(self):
+        if self.proxy:
+            self.proxy.close()
+        if self.backend:
+            self.backend.stop()
 
 
 # ---------------------------------------------------------------------------
@@ -202,10 +609,12 @@ class Ledger:
     def __init__(self):
         self.lock = threading.Lock()
         self.acked = {}            # id -> queue
+        self.acked_at = {}         # id -> seconds since start when the 201 was read
         self.uncertain_posts = 0
-        self.claims = {}           # id -> [(claim_id, got_at, live_until)]
-        self.double_claims = []
+        self.claims = {}           # id -> [(claim_id, got_at, live_until, got_at_rel)]
+        self.double_claims = []    # (id, earlier claim, its time, later claim, its time)
         self.deleted = {}          # id -> claim_id
+        self.deleted_at = {}       # id -> seconds since start of the 204
         self.double_deletes = []
         self.uncertain_deletes = set()  # ids whose delete got no answer
         self.statuses = []         # (t, server, op, status or "error")
@@ -216,7 +625,7 @@ class Ledger:
             self.statuses.append((time.time() - t0, server, op, status))
 
 
-def worker_loop(kind, servers, ledger, t0, stop, index):
+def worker_loop(kind, servers, ledger, t0, stop, index, timeout):
     session = requests.Session()
     n = 0
     while not stop.is_set():
@@ -229,14 +638,16 @@ def worker_loop(kind, servers, ledger, t0, stop, index):
                 tag = f"{index}-{n}"
                 body = {"messages": [{"body": {"tag": f"{tag}-{k}"}, "ttl": 3600} for k in range(5)]}
                 r = session.post(f"{base}/v2/queues/{queue}/messages", json=body,
-                                 headers=HEADERS, timeout=TIMEOUT)
+                                 headers=HEADERS, timeout=timeout)
                 ledger.note(t0, server.name, "post", r.status_code)
                 if r.status_code == 201:
                     ids = [x.rsplit("/", 1)[1] for x in r.json()["resources"]]
+                    now = time.time() - t0
                     with ledger.lock:
                         for i in ids:
                             ledger.acked[i] = queue
-                        ledger.events[(int(time.time() - t0), "posted")] += len(ids)
+                            ledger.acked_at[i] = now
+                        ledger.events[(int(now), "posted")] += len(ids)
                 else:
                     with ledger.lock:
                         ledger.uncertain_posts += 1
@@ -244,8 +655,9 @@ def worker_loop(kind, servers, ledger, t0, stop, index):
                 started = time.monotonic()
                 r = session.post(f"{base}/v2/queues/{queue}/claims?limit=5",
                                  json={"ttl": CLAIM_TTL, "grace": 60},
-                                 headers=HEADERS, timeout=TIMEOUT)
+                                 headers=HEADERS, timeout=timeout)
                 got = time.monotonic()
+                got_rel = time.time() - t0
                 ledger.note(t0, server.name, "claim", r.status_code)
                 if r.status_code == 204:
                     time.sleep(0.05)
@@ -257,17 +669,19 @@ def worker_loop(kind, servers, ledger, t0, stop, index):
                 with ledger.lock:
                     for m in messages:
                         held = ledger.claims.setdefault(m["id"], [])
-                        for (other, _, live_until) in held:
+                        for (other, _, live_until, other_rel) in held:
                             # The earlier claim was surely live until its
                             # request's start plus its TTL.
                             if other != claim_id and got < live_until:
-                                ledger.double_claims.append((m["id"], other, claim_id))
-                        held.append((claim_id, got, started + CLAIM_TTL))
+                                ledger.double_claims.append(
+                                    (m["id"], other, round(other_rel, 3), claim_id,
+                                     round(got_rel, 3)))
+                        held.append((claim_id, got, started + CLAIM_TTL, got_rel))
                 for m in messages:
                     try:
                         d = session.delete(f"{base}/v2/queues/{queue}/messages/{m['id']}",
                                            params={"claim_id": claim_id}, headers=HEADERS,
-                                           timeout=TIMEOUT)
+                                           timeout=timeout)
                     except requests.RequestException:
                         # It may or may not have been deleted.
                         with ledger.lock:
@@ -278,14 +692,19 @@ def worker_loop(kind, servers, ledger, t0, stop, index):
                         with ledger.lock:
                             ledger.uncertain_deletes.add(m["id"])
                     if d.status_code == 204:
+                        now = time.time() - t0
                         with ledger.lock:
                             prior = ledger.deleted.get(m["id"])
                             if prior is not None and prior != claim_id:
                                 ledger.double_deletes.append((m["id"], prior, claim_id))
                             ledger.deleted.setdefault(m["id"], claim_id)
-                            ledger.events[(int(time.time() - t0), "deleted")] += 1
+                            ledger.deleted_at.setdefault(m["id"], now)
+                            ledger.events[(int(now), "deleted")] += 1
         except requests.RequestException:
             ledger.note(t0, server.name, kind, "error")
+            if kind == "producer":
+                with ledger.lock:
+                    ledger.uncertain_posts += 1
             time.sleep(0.1)
 
 
@@ -312,72 +731,96 @@ def healthy(servers):
     return True
 
 
-def read_back(servers, ledger):
-    """The acked messages still in their queues (claimed or not), by id."""
+def list_all(server, queue):
+    """Every message left in `queue` (claimed or not), by listing it."""
+    ids = set()
+    session = requests.Session()
+    url = f"{server.url}/v2/queues/{queue}/messages"
+    params = {"limit": 20, "echo": "true", "include_claimed": "true"}
+    while True:
+        r = session.get(url, params=params, headers=HEADERS, timeout=60)
+        if r.status_code == 204:
+            return ids
+        r.raise_for_status()
+        body = r.json()
+        page = [m["id"] for m in body.get("messages", [])]
+        if not page:
+            return ids
+        ids.update(page)
+        nxt = [link["href"] for link in body.get("links", []) if link.get("rel") == "next"]
+        if not nxt:
+            return ids
+        params = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(nxt[0]).query))
+
+
+def read_by_ids(server, queue, ids):
     present = set()
-    pending = [i for i in ledger.acked if i not in ledger.deleted]
-    by_queue = collections.defaultdict(list)
-    for i in pending:
-        by_queue[ledger.acked[i]].append(i)
-    for queue, ids in by_queue.items():
-        for k in range(0, len(ids), 20):
-            chunk = ids[k:k + 20]
-            r = requests.get(f"{servers[0].url}/v2/queues/{queue}/messages",
-                             params={"ids": ",".join(chunk)}, headers=HEADERS, timeout=30)
-            r.raise_for_status()
-            present.update(m["id"] for m in r.json()["messages"])
+    for k in range(0, len(ids), 20):
+        chunk = ids[k:k + 20]
+        r = requests.get(f"{server.url}/v2/queues/{queue}/messages",
+                         params={"ids": ",".join(chunk)}, headers=HEADERS, timeout=60)
+        if r.status_code == 404:  # none of them
+            continue
+        r.raise_for_status()
+        present.update(m["id"] for m in r.json()["messages"])
     return present
 
 
-def inject(name, duration, servers, redis, proxy):
-    if name.startswith("kill -9 server"):
-        servers[0].kill()
-        time.sleep(duration)
-        servers[0].start()
-    elif name.startswith("kill -9 redis"):
-        redis.kill()
-        time.sleep(duration)
-        redis.start()
-    elif name.startswith("latency"):
-        proxy.latency = 0.3
-        time.sleep(duration)
-        proxy.latency = 0.0
-    elif name.startswith("cut"):
-        proxy.cut_all()
-        time.sleep(duration)
-        proxy.cut = False
-    else:
-        raise ValueError(name)
+def read_back(servers, ledger):
+    """Every message left in the harness' queues: listed, and the acked
+    ones neither listed nor deleted looked up by id as well."""
+    listed = set()
+    for queue in QUEUES:
+        listed |= list_all(servers[0], queue)
+    missing = collections.defaultdict(list)
+    for i, queue in ledger.acked.items():
+        if i not in ledger.deleted and i not in listed:
+            missing[queue].append(i)
+    by_id = set()
+    for queue, ids in missing.items():
+        by_id |= read_by_ids(servers[0], queue, ids)
+    return listed | by_id
 
 
-def run(schedule, out_dir, producers, consumers):
+def run(store, schedule, out_dir, producers, consumers):
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix="zaqar-faults-"))
-    redis = Redis(tmp / "redis")
-    redis.start()
-    proxy = FaultProxy()
-    uri = f"redis://127.0.0.1:{PROXY_PORT}"
-    options = {
-        "drivers": {"message_store": "redis", "management_store": "redis"},
-        "drivers:message_store:redis": {"uri": uri},
-        "drivers:management_store:redis": {"uri": uri},
-    }
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f"zaqar-faults-{store}-"))
+    print(f"== {store}: {len(schedule)} faults, work dir {tmp}", flush=True)
+    topo = Topology(store, tmp)
     servers = []
-    for name in ("server-a", "server-b"):
-        srv = ZaqarServer(tmp / name, options)
-        srv.name = name
-        servers.append(srv.start())
+    try:
+        for k in range(topo.servers_count):
+            name = f"server-{'ab'[k]}"
+            srv = ZaqarServer(tmp / name, topo.options)
+            srv.port, srv.ws_port = SERVER_PORTS + 2 * k, SERVER_PORTS + 2 * k + 1
+            srv.name = name
+            servers.append(srv.start())
+        result = run_load(store, topo, servers, schedule, out_dir, producers, consumers, tmp)
+    finally:
+        for srv in servers:
+            srv.kill()
+        topo.stop()
+    if result["ok"]:
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        print(f"{store}: logs and data kept in {tmp}", flush=True)
+    return result
+
+
+def run_load(store, topo, servers, schedule, out_dir, producers, consumers, tmp):
     ledger = Ledger()
     stop = threading.Event()
     t0 = time.time()
     total = sum(before + length for _, before, length in schedule) + 10
     bench_out = tmp / "bench.json"
     bench = subprocess.Popen(
-        [str(BENCH_BIN), "-s", servers[1].url, "--project", PROJECT, "-p", "2", "-c", "2",
+        [str(BENCH_BIN), "-s", servers[-1].url, "--project", PROJECT, "-p", "2", "-c", "2",
          "-o", "1", "-b", "5", "-q", "2", "--queue-prefix", "bench", "-t", str(total),
-         "--warmup", "0", "--timeout", "5", "--claim-ttl", "60", "--json", "--quiet"],
+         "--warmup", "0", "--timeout", str(topo.client_timeout), "--claim-ttl", "60",
+         "--json", "--quiet"],
         stdout=open(bench_out, "w"), stderr=open(tmp / "bench.err", "w"))
-    threads = [threading.Thread(target=worker_loop, args=(kind, servers, ledger, t0, stop, i),
+    threads = [threading.Thread(target=worker_loop, args=(kind, servers, ledger, t0, stop, i,
+                                                          topo.client_timeout),
                                 daemon=True)
                for kind, n in (("producer", producers), ("consumer", consumers))
                for i in range(n)]
@@ -388,7 +831,9 @@ def run(schedule, out_dir, producers, consumers):
         for name, before, length in schedule:
             time.sleep(before)
             start = time.time() - t0
-            inject(name, length, servers, redis, proxy)
+            began = topo.inject(name, length, servers)
+            if began is not None:
+                start = began - t0
             end = time.time() - t0
             deadline = time.time() + 60
             while not healthy(servers):
@@ -398,21 +843,26 @@ def run(schedule, out_dir, producers, consumers):
             recovered = time.time() - t0
             windows.append({"fault": name, "start": start, "end": end,
                             "recovery_s": round(recovered - end, 2)})
-            print(f"{name}: {start:.1f}-{end:.1f}s, recovered in {recovered - end:.2f}s", flush=True)
+            print(f"{store}: {name}: {start:.1f}-{end:.1f}s, recovered in "
+                  f"{recovered - end:.2f}s", flush=True)
         time.sleep(5)
     finally:
         stop.set()
         for t in threads:
             t.join()
-    # Drain: consume what is left through a healthy system, then read back.
-    bench.wait(total + 60)
+    try:
+        bench.wait(total + 60)
+    except subprocess.TimeoutExpired:
+        bench.kill()
+        bench.wait()
     present = read_back(servers, ledger)
     for srv in servers:
         srv.stop()
     panicked = [s.name for s in servers if s.panicked()]
-    proxy.close()
-    redis.stop()
-    bench_report = json.loads(bench_out.read_text() or "{}")
+    try:
+        bench_report = json.loads(bench_out.read_text() or "{}")
+    except ValueError:
+        bench_report = {}
 
     # An acked message is accounted for when it was deleted under a claim,
     # is still in its queue, or its claimed delete got no clear answer (a
@@ -421,6 +871,7 @@ def run(schedule, out_dir, producers, consumers):
                   and i in ledger.uncertain_deletes]
     lost = [i for i in ledger.acked if i not in ledger.deleted and i not in present
             and i not in ledger.uncertain_deletes]
+    resurrected = [i for i in ledger.deleted if i in present]
     five = [(t, srv, op, st) for (t, srv, op, st) in ledger.statuses
             if isinstance(st, int) and st >= 500]
 
@@ -433,6 +884,16 @@ def run(schedule, out_dir, producers, consumers):
         w = windows[started[-1]]
         return started[-1] if t <= w["end"] + w["recovery_s"] + RECOVERY_SLACK else None
 
+    def near_fault(t):
+        """The fault `t` is in or just before: the latest one started by
+        `t` + ASYNC_WINDOW, if `t` is before the end of its recovery plus
+        ASYNC_WINDOW (None: none)."""
+        started = [k for k, w in enumerate(windows) if w["start"] - ASYNC_WINDOW <= t]
+        if not started:
+            return None
+        w = windows[started[-1]]
+        return started[-1] if t <= w["end"] + w["recovery_s"] + ASYNC_WINDOW else None
+
     unexplained = [f for f in five if window_of(f[0]) is None]
     per_window = []
     for k, w in enumerate(windows):
@@ -441,35 +902,85 @@ def run(schedule, out_dir, producers, consumers):
             "errors": sum(1 for st in ledger.statuses
                           if st[3] == "error" and window_of(st[0]) == k),
         }))
+    # Acknowledged, then undone (lost, deleted and back, claimed twice): for
+    # each, when its ack was read and how long before the next fault.
+    # Sentinel with asynchronous replication: each must have been
+    # acknowledged within ASYNC_WINDOW before a master died.
+    undone = ([("lost", i, ledger.acked_at[i]) for i in lost]
+              + [("resurrected", i, ledger.deleted_at[i]) for i in resurrected]
+              + [("double claim", d[0], d[2]) for d in ledger.double_claims]
+              # the first delete's 204 (its message came back, deleted again)
+              + [("double delete", d[0], ledger.deleted_at[d[0]])
+                 for d in ledger.double_deletes])
+    detail = []
+    for kind, i, at in undone:
+        k = near_fault(at)
+        detail.append({"kind": kind, "id": i, "acked_at": round(at, 3), "fault": k,
+                       # negative: acknowledged before the fault began
+                       "after_fault_start_s": None if k is None
+                       else round(at - windows[k]["start"], 3)})
+    for k, w in enumerate(per_window):
+        w["undone"] = sum(1 for d in detail if d["fault"] == k)
+    outside_window = [d for d in detail if d["fault"] is None]
     result = {
+        "store": store,
+        "topology": topo.describe,
         "schedule": [list(s) for s in schedule],
-        "load": f"{producers} producers (batches of 5), {consumers} consumers, through both "
-                "servers; zaqar-bench -p 2 -c 2 -o 1 through server-b",
+        "load": f"{producers} producers (batches of 5), {consumers} consumers, through "
+                f"{'both servers' if len(servers) > 1 else 'the server'}; "
+                "zaqar-bench -p 2 -c 2 -o 1",
         "acknowledged": len(ledger.acked),
         "consumed": sum(1 for i in ledger.acked if i in ledger.deleted),
         # Messages of posts answered 5xx or not at all that had landed.
         "consumed_unacked": sum(1 for i in ledger.deleted if i not in ledger.acked),
-        "present_at_end": len(present),
+        "present_at_end": sum(1 for i in ledger.acked if i in present),
         "lost": len(lost),
         "double_claims": len(ledger.double_claims),
         "double_deletes": len(ledger.double_deletes),
+        "resurrected": len(resurrected),
         "uncertain_posts": ledger.uncertain_posts,
         "deleted_unanswered": len(gone_maybe),
         "5xx": len(five),
         "5xx_unexplained": len(unexplained),
         "windows": per_window,
+        "undone": detail,
         "bench": {k: bench_report.get(k) for k in ("correct", "ledger", "balance")},
         "panicked": panicked,
         "duration_s": round(time.time() - t0, 1),
     }
+    if store.startswith("sentinel"):
+        result["failovers"] = [{"killed_port": p, "new_master_named_after_s": s}
+                               for p, s in topo.backend.failovers]
+    if store == "sentinel":
+        # Asynchronous replication: undone writes are measured; each must
+        # lie in a fault window (or ASYNC_WINDOW before it). zaqar-bench's
+        # messages are as exposed: its verdict is reported only.
+        exact_ok = not outside_window
+        bench_ok = True
+        result["async_window_s"] = ASYNC_WINDOW
+        result["undone_outside_window"] = len(outside_window)
+    else:
+        exact_ok = not (lost or ledger.double_claims or resurrected or ledger.double_deletes)
+        bench_ok = bench_report.get("correct") is True
+    ok = exact_ok and not unexplained and not panicked and bench_ok
+    result["ok"] = ok
     (out_dir / "results.json").write_text(json.dumps(result, indent=2))
-    write_table(result, out_dir / "reliability-table.inc")
-    plot(ledger, windows, out_dir / "reliability-throughput.png")
-    ok = (result["lost"] == 0 and result["double_claims"] == 0
-          and result["double_deletes"] == 0 and result["5xx_unexplained"] == 0
-          and not panicked and bench_report.get("correct") is True)
-    print(json.dumps({k: v for k, v in result.items() if k != "windows"}, indent=2))
-    return ok
+    write_table(result, out_dir / f"reliability-table-{store}.inc")
+    plot(ledger, windows, out_dir / f"reliability-throughput-{store}.png", store)
+    print(json.dumps({k: v for k, v in result.items() if k not in ("windows", "undone")},
+                     indent=2))
+    for k, w in enumerate(per_window):
+        mine = [d for d in detail if d["fault"] == k]
+        if mine:
+            offsets = [d["after_fault_start_s"] for d in mine]
+            print(f"{store}: acknowledged, then undone around {w['fault']}: "
+                  f"{dict(collections.Counter(d['kind'] for d in mine))}, acknowledged "
+                  f"{min(offsets):+.3f} to {max(offsets):+.3f} s from its start "
+                  "(each one in results.json)", flush=True)
+    if outside_window:
+        print(f"{store}: acknowledged, then undone, away from any fault: "
+              f"{json.dumps(outside_window[:20])}", flush=True)
+    return result
 
 
 def write_table(result, path):
@@ -479,26 +990,47 @@ def write_table(result, path):
                      str(w["errors"]), f"{w['recovery_s']:.2f}"])
     bench = result["bench"] or {}
     ledger = bench.get("ledger") or {}
-    lines = [".. list-table:: Faults (generated by tests/faults/harness.py)",
-             "   :header-rows: 1", ""]
+    lines = [f".. list-table:: {result['store']}: {result['topology']} "
+             "(generated by tests/faults/harness.py)", "   :header-rows: 1", ""]
     for row in rows:
         lines.append(f"   * - {row[0]}")
         lines += [f"     - {c}" for c in row[1:]]
-    lines += ["", ".. list-table:: Accounting", "   :header-rows: 1", "",
-              "   * - Load", "     - Acknowledged", "     - Consumed", "     - Still present",
-              "     - Lost", "     - Double claims", "     - Double deletes", "     - 5xx (unexplained)",
-              f"   * - {result['load']}", f"     - {result['acknowledged']}",
+    lines += ["", f".. list-table:: {result['store']}: accounting", "   :header-rows: 1", "",
+              "   * - Acknowledged", "     - Consumed", "     - Still present",
+              "     - Lost", "     - Double claims", "     - Double deletes",
+              "     - Deleted, then back", "     - 5xx (unexplained)",
+              f"   * - {result['acknowledged']}",
               f"     - {result['consumed']}", f"     - {result['present_at_end']}",
               f"     - {result['lost']}", f"     - {result['double_claims']}",
-              f"     - {result['double_deletes']}",
+              f"     - {result['double_deletes']}", f"     - {result['resurrected']}",
               f"     - {result['5xx']} ({result['5xx_unexplained']})",
               "",
-              f"Posts answered 5xx or not at all: {result['uncertain_posts']}; messages of such "
+              f"Load: {result['load']}. Posts answered 5xx or not at all: "
+              f"{result['uncertain_posts']}; messages of such "
               f"posts that had landed and were consumed: {result['consumed_unacked']}; "
               f"deletes without a clear answer whose message is gone: "
               f"{result['deleted_unanswered']}.",
-              "",
-              f"zaqar-bench's own ledger on its queues: posted {ledger.get('posted')}, "
+              ""]
+    if "failovers" in result:
+        lines += ["Sentinel failovers (seconds from the kill until every sentinel named "
+                  "the new master): "
+                  + ", ".join(str(f["new_master_named_after_s"]) for f in result["failovers"])
+                  + ".", ""]
+    if result["undone"]:
+        for k, w in enumerate(result["windows"]):
+            mine = [d for d in result["undone"] if d["fault"] == k]
+            if not mine:
+                continue
+            offsets = sorted(d["after_fault_start_s"] for d in mine)
+            kinds = collections.Counter(d["kind"] for d in mine)
+            lines += [f"Acknowledged, then undone around fault {k + 1} ({w['fault']}): "
+                      + ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
+                      + f"; acknowledged from {offsets[0]:+.3f} s to {offsets[-1]:+.3f} s "
+                      "after the fault began.", ""]
+        stray = [d for d in result["undone"] if d["fault"] is None]
+        if stray:
+            lines += [f"Acknowledged, then undone, away from any fault: {len(stray)}.", ""]
+    lines += [f"zaqar-bench's own ledger on its queues: posted {ledger.get('posted')}, "
               f"consumed {ledger.get('consumed')}, double claims {ledger.get('double_claims')}, "
               f"double deletes {ledger.get('double_consumes')}, unanswered requests "
               f"{ledger.get('uncertain_requests')}; verdict: "
@@ -506,7 +1038,29 @@ def write_table(result, path):
     path.write_text("\n".join(lines))
 
 
-def plot(ledger, windows, path):
+def write_summary(summary, schedule, path):
+    lines = [f".. list-table:: Every store, {schedule} schedule (generated by "
+             "tests/faults/harness.py)", "   :header-rows: 1", ""]
+    heads = ["Store", "Faults", "Acknowledged", "Lost", "Double claims", "Double deletes",
+             "Deleted, then back", "5xx (unexplained)", "Slowest recovery (s)", "Verdict"]
+    lines.append(f"   * - {heads[0]}")
+    lines += [f"     - {h}" for h in heads[1:]]
+    for store, r in summary.items():
+        if "error" in r:
+            cells = [store, "-", "-", "-", "-", "-", "-", "-", "-", "did not run"]
+        else:
+            cells = [f"``{store}``", r["faults"], r["acknowledged"], r["lost"],
+                     r["double_claims"], r["double_deletes"], r["resurrected"],
+                     f"{r['5xx']} ({r['5xx_unexplained']})", f"{max(r['recovery_s']):.2f}",
+                     ("FAIL" if not r["ok"] else "pass" if not (
+                         r["lost"] or r["double_claims"] or r["double_deletes"]
+                         or r["resurrected"]) else "pass (undone only around a failover)")]
+        lines.append(f"   * - {cells[0]}")
+        lines += [f"     - {c}" for c in cells[1:]]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def plot(ledger, windows, path, store):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -522,26 +1076,53 @@ def plot(ledger, windows, path):
     ax.set_xlabel("seconds")
     ax.set_ylabel("messages / s")
     ax.legend(loc="lower right", fontsize=8)
-    ax.set_title("Accounting workload through two servers on one Redis; fault windows shaded")
+    ax.set_title(f"{store}: the accounting workload; fault windows shaded", fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
+    plt.close(fig)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--schedule", choices=sorted(SCHEDULES), default="short")
+    parser.add_argument("--store", default="all",
+                        help="all, or a comma-separated list of: " + ", ".join(STORES))
+    parser.add_argument("--schedule", choices=["short", "long"], default="short")
     parser.add_argument("--out", default=str(ROOT / "target" / "faults"))
     parser.add_argument("--producers", type=int, default=3)
     parser.add_argument("--consumers", type=int, default=3)
     parser.add_argument("--publish", action="store_true",
-                        help="copy the table and plot into doc/source (reliability.rst)")
+                        help="copy the tables and plots into doc/source (reliability.rst)")
     args = parser.parse_args()
+    stores = STORES if args.store == "all" else args.store.split(",")
+    for s in stores:
+        if s not in STORES:
+            parser.error(f"unknown store {s}")
     out = pathlib.Path(args.out)
-    ok = run(SCHEDULES[args.schedule], out, args.producers, args.consumers)
-    if ok and args.publish:
-        docs = ROOT / "doc" / "source"
-        for name in ("reliability-table.inc", "reliability-throughput.png"):
-            shutil.copyfile(out / name, docs / name)
+    summary = {}
+    for store in stores:
+        try:
+            result = run(store, SCHEDULES[store][args.schedule], out / store,
+                         args.producers, args.consumers)
+        except Exception as exc:  # noqa: BLE001 - one store's failure is reported, the rest run
+            print(f"{store}: FAILED to run: {exc!r}", flush=True)
+            summary[store] = {"ok": False, "error": repr(exc)}
+            continue
+        summary[store] = {k: result[k] for k in (
+            "ok", "acknowledged", "lost", "double_claims", "double_deletes", "resurrected",
+            "5xx", "5xx_unexplained", "duration_s")}
+        summary[store]["recovery_s"] = [w["recovery_s"] for w in result["windows"]]
+        summary[store]["faults"] = len(result["windows"])
+        if args.publish and result["ok"]:
+            docs = ROOT / "doc" / "source"
+            for name in (f"reliability-table-{store}.inc", f"reliability-throughput-{store}.png"):
+                shutil.copyfile(out / store / name, docs / name)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_summary(summary, args.schedule, out / "reliability-summary.inc")
+    if args.publish and stores == STORES and all(s["ok"] for s in summary.values()):
+        shutil.copyfile(out / "reliability-summary.inc",
+                        ROOT / "doc" / "source" / "reliability-summary.inc")
+    print(json.dumps(summary, indent=2))
+    ok = all(s["ok"] for s in summary.values())
     print("RESULT:", "OK" if ok else "FAILED")
     sys.exit(0 if ok else 1)
 
