@@ -64,8 +64,16 @@ fault windows shaded) and ``<out>/summary.json``; ``--publish`` copies the
 tables and plots into doc/source for reliability.rst. Exits non-zero when
 anything is lost, duplicated or unexplained.
 
+The soak (``--schedule soak --minutes 60``, Redis only) runs the long
+schedule's faults over and over for that long at a gentler pace, with a
+webhook subscriber on the harness' queues (so the notification outbox works
+all the while), samples every server's RSS and open files and the outbox
+depth (``/metrics``) every 10 s, and fails unless they stay flat; it writes
+``reliability-soak.inc`` and ``reliability-soak.png``.
+
 Usage: tests/faults/harness.py [--store all|redis,mongodb,sqlite,sentinel,sentinel-wait]
-                               [--schedule short|long] [--out DIR] [--publish]
+                               [--schedule short|long|soak] [--minutes N] [--out DIR]
+                               [--publish]
 """
 
 import argparse
@@ -102,6 +110,8 @@ SENTINEL_PORTS = (PORT_BASE + 95, PORT_BASE + 96, PORT_BASE + 97)
 REPLICATION_PROXY_PORT = PORT_BASE + 98  # the first replica's link to the master
 REPLICATION_LAG = 0.05  # seconds the fault proxy holds each chunk of that link
 SERVER_PORTS = PORT_BASE + 100  # server k: http +2k, websocket +2k+1
+RECEIVER_PORT = PORT_BASE + 104  # the soak's webhook receiver
+SOAK_SAMPLE_S = 10
 SENTINEL_MASTER = "zqfaults"
 BENCH_BIN = pathlib.Path(os.environ.get("ZAQAR_BENCH_BIN", ROOT / "target/debug/zaqar-bench"))
 SECANTUS_VENV = pathlib.Path(os.environ.get("ZAQAR_MONGODB_VENV",
@@ -625,11 +635,13 @@ class Ledger:
             self.statuses.append((time.time() - t0, server, op, status))
 
 
-def worker_loop(kind, servers, ledger, t0, stop, index, timeout):
+def worker_loop(kind, servers, ledger, t0, stop, index, timeout, pace=0.0):
     session = requests.Session()
     n = 0
     while not stop.is_set():
         n += 1
+        if pace:
+            time.sleep(pace)
         server = servers[(index + n) % len(servers)]
         base = server.url
         queue = QUEUES[(index + n) % len(QUEUES)]
@@ -782,11 +794,179 @@ def read_back(servers, ledger):
     return listed | by_id
 
 
-def run(store, schedule, out_dir, producers, consumers):
+class Soak:
+    """What the soak adds to a run: a webhook subscriber on the harness'
+    queues (a real HTTP receiver, so the notification outbox is busy the
+    whole time), and a sample every SOAK_SAMPLE_S seconds of each server's
+    RSS and open files and of the outbox depth the servers report."""
+
+    def __init__(self, minutes, pace):
+        self.minutes = minutes
+        self.pace = pace
+        self.samples = []  # (t, server, rss KiB, open files, outbox depth or None)
+        self.delivered = 0
+        self._stop = threading.Event()
+        self._threads = []
+        self._receiver = None
+
+    @staticmethod
+    def schedule(minutes):
+        cycle = [(KILL_SERVER, 55, 5), (KILL_REDIS, 55, 5), (LATENCY, 50, 10), (CUT, 55, 5)]
+        out, total = [], 0
+        while total < minutes * 60:
+            for fault in cycle:
+                out.append(fault)
+                total += fault[1] + fault[2]
+        return out
+
+    @staticmethod
+    def configure(options):
+        options["metrics"] = {"enabled": "true"}
+        options["notification"] = {"allowed_subscriber_networks": "127.0.0.0/8"}
+
+    def start(self, servers, t0):
+        import http.server
+
+        soak = self
+
+        class Receiver(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - the stdlib's name
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                soak.delivered += 1
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self._receiver = http.server.ThreadingHTTPServer(("127.0.0.1", RECEIVER_PORT), Receiver)
+        self._threads.append(threading.Thread(target=self._receiver.serve_forever, daemon=True))
+        for queue in QUEUES:
+            r = requests.post(f"{servers[-1].url}/v2/queues/{queue}/subscriptions",
+                              json={"subscriber": f"http://127.0.0.1:{RECEIVER_PORT}/{queue}",
+                                    "ttl": int(self.minutes * 60 + 3600)},
+                              headers=HEADERS, timeout=10)
+            assert r.status_code == 201, (r.status_code, r.text)
+        self._threads.append(threading.Thread(target=self._sample, args=(servers, t0),
+                                              daemon=True))
+        for t in self._threads:
+            t.start()
+
+    def _sample(self, servers, t0):
+        while not self._stop.wait(SOAK_SAMPLE_S):
+            for srv in servers:
+                pid = srv.proc.pid if srv.running() else None
+                if pid is None:
+                    continue
+                try:
+                    status = pathlib.Path(f"/proc/{pid}/status").read_text()
+                    rss = int(next(line.split()[1] for line in status.splitlines()
+                                   if line.startswith("VmRSS:")))
+                    fds = len(os.listdir(f"/proc/{pid}/fd"))
+                except (OSError, StopIteration):
+                    continue
+                depth = None
+                try:
+                    metrics = requests.get(f"{srv.url}/metrics", timeout=5).text
+                    for line in metrics.splitlines():
+                        if line.startswith("zaqar_notification_outbox_depth "):
+                            depth = int(float(line.split()[1]))
+                except requests.RequestException:
+                    pass
+                self.samples.append((round(time.time() - t0, 1), srv.name, rss, fds, depth))
+
+    def stop(self):
+        self._stop.set()
+        if self._receiver:
+            self._receiver.shutdown()
+            self._receiver.server_close()
+
+    def report(self, out_dir):
+        """Flat: over the second half of the run, against the first half
+        after a warm-up, the never-killed server's RSS grows by under 20 %
+        (or 4 MiB), open files stay within 10 of their first-half peak, and
+        the outbox depth's median stays under 100 (it drains)."""
+        end = max((t for t, *_ in self.samples), default=0)
+        steady = [x for x in self.samples if x[0] >= min(300, end / 4)]
+        first = [x for x in steady if x[0] < end / 2]
+        second = [x for x in steady if x[0] >= end / 2]
+
+        def median(xs):
+            xs = sorted(xs)
+            return xs[len(xs) // 2] if xs else 0
+
+        kept = "server-b"  # never killed: its process lives the whole run
+        rss1 = median([x[2] for x in first if x[1] == kept])
+        rss2 = median([x[2] for x in second if x[1] == kept])
+        fd1 = max([x[3] for x in first if x[1] == kept], default=0)
+        fd2 = max([x[3] for x in second if x[1] == kept], default=0)
+        depth2 = median([x[4] for x in second if x[4] is not None])
+        rss_flat = rss2 <= max(rss1 * 1.2, rss1 + 4096)
+        fds_flat = fd2 <= fd1 + 10
+        depth_flat = depth2 < 100
+        report = {
+            "minutes": self.minutes,
+            "samples": len(self.samples),
+            "webhook_deliveries": self.delivered,
+            "rss_kib_first_half_median": rss1, "rss_kib_second_half_median": rss2,
+            "open_files_first_half_max": fd1, "open_files_second_half_max": fd2,
+            "outbox_depth_second_half_median": depth2,
+            "flat": rss_flat and fds_flat and depth_flat,
+        }
+        (out_dir / "soak-samples.json").write_text(json.dumps(self.samples))
+        rows = [["Minute", "RSS server-a (MiB)", "RSS server-b (MiB)",
+                 "Open files a / b", "Outbox depth"]]
+        step = 300
+        for start in range(0, int(end) + 1, step):
+            window = [x for x in self.samples if start <= x[0] < start + step]
+            if not window:
+                continue
+            last = {}
+            for x in window:
+                last[x[1]] = x
+            a, b = last.get("server-a"), last.get("server-b")
+            depths = [x[4] for x in window if x[4] is not None]
+            rows.append([str(start // 60),
+                         f"{a[2] / 1024:.1f}" if a else "-", f"{b[2] / 1024:.1f}" if b else "-",
+                         f"{a[3] if a else '-'} / {b[3] if b else '-'}",
+                         f"{median(depths)} (max {max(depths)})" if depths else "-"])
+        lines = [".. list-table::", "   :header-rows: 1", ""]
+        for row in rows:
+            lines.append("   * - " + row[0])
+            lines.extend(f"     - {cell}" for cell in row[1:])
+        (out_dir / "reliability-soak.inc").write_text("\n".join(lines) + "\n")
+        try:
+            import matplotlib
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+            fig, axes = plt.subplots(3, 1, figsize=(9, 7), sharex=True)
+            for name in ("server-a", "server-b"):
+                xs = [x for x in self.samples if x[1] == name]
+                axes[0].plot([x[0] / 60 for x in xs], [x[2] / 1024 for x in xs], label=name)
+                axes[1].plot([x[0] / 60 for x in xs], [x[3] for x in xs], label=name)
+            ds = [x for x in self.samples if x[4] is not None and x[1] == kept]
+            axes[2].plot([x[0] / 60 for x in ds], [x[4] for x in ds])
+            axes[0].set_ylabel("RSS (MiB)")
+            axes[1].set_ylabel("open files")
+            axes[2].set_ylabel("outbox depth")
+            axes[2].set_xlabel("minutes (server-a is killed and restarted once a cycle)")
+            axes[0].legend()
+            fig.tight_layout()
+            fig.savefig(out_dir / "reliability-soak.png", dpi=80)
+            plt.close(fig)
+        except ImportError:
+            pass
+        print(f"soak: {json.dumps(report)}", flush=True)
+        return report
+
+
+def run(store, schedule, out_dir, producers, consumers, soak=None):
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f"zaqar-faults-{store}-"))
     print(f"== {store}: {len(schedule)} faults, work dir {tmp}", flush=True)
     topo = Topology(store, tmp)
+    if soak:
+        soak.configure(topo.options)
     servers = []
     try:
         for k in range(topo.servers_count):
@@ -795,7 +975,8 @@ def run(store, schedule, out_dir, producers, consumers):
             srv.port, srv.ws_port = SERVER_PORTS + 2 * k, SERVER_PORTS + 2 * k + 1
             srv.name = name
             servers.append(srv.start())
-        result = run_load(store, topo, servers, schedule, out_dir, producers, consumers, tmp)
+        result = run_load(store, topo, servers, schedule, out_dir, producers, consumers, tmp,
+                          soak)
     finally:
         for srv in servers:
             srv.kill()
@@ -807,20 +988,24 @@ def run(store, schedule, out_dir, producers, consumers):
     return result
 
 
-def run_load(store, topo, servers, schedule, out_dir, producers, consumers, tmp):
+def run_load(store, topo, servers, schedule, out_dir, producers, consumers, tmp, soak=None):
     ledger = Ledger()
     stop = threading.Event()
     t0 = time.time()
+    if soak:
+        soak.start(servers, t0)
     total = sum(before + length for _, before, length in schedule) + 10
     bench_out = tmp / "bench.json"
-    bench = subprocess.Popen(
+    # The soak runs for an hour at a gentle pace: zaqar-bench (flat out)
+    # stays out of it; the harness' own workers keep the exact account.
+    bench = None if soak else subprocess.Popen(
         [str(BENCH_BIN), "-s", servers[-1].url, "--project", PROJECT, "-p", "2", "-c", "2",
          "-o", "1", "-b", "5", "-q", "2", "--queue-prefix", "bench", "-t", str(total),
          "--warmup", "0", "--timeout", str(topo.client_timeout), "--claim-ttl", "60",
          "--json", "--quiet"],
         stdout=open(bench_out, "w"), stderr=open(tmp / "bench.err", "w"))
     threads = [threading.Thread(target=worker_loop, args=(kind, servers, ledger, t0, stop, i,
-                                                          topo.client_timeout),
+                                                          topo.client_timeout, soak.pace if soak else 0.0),
                                 daemon=True)
                for kind, n in (("producer", producers), ("consumer", consumers))
                for i in range(n)]
@@ -850,8 +1035,11 @@ def run_load(store, topo, servers, schedule, out_dir, producers, consumers, tmp)
         stop.set()
         for t in threads:
             t.join()
+        if soak:
+            soak.stop()
     try:
-        bench.wait(total + 60)
+        if bench:
+            bench.wait(total + 60)
     except subprocess.TimeoutExpired:
         bench.kill()
         bench.wait()
@@ -860,7 +1048,7 @@ def run_load(store, topo, servers, schedule, out_dir, producers, consumers, tmp)
         srv.stop()
     panicked = [s.name for s in servers if s.panicked()]
     try:
-        bench_report = json.loads(bench_out.read_text() or "{}")
+        bench_report = json.loads(bench_out.read_text() or "{}") if bench else {}
     except ValueError:
         bench_report = {}
 
@@ -961,8 +1149,11 @@ def run_load(store, topo, servers, schedule, out_dir, producers, consumers, tmp)
         result["undone_outside_window"] = len(outside_window)
     else:
         exact_ok = not (lost or ledger.double_claims or resurrected or ledger.double_deletes)
-        bench_ok = bench_report.get("correct") is True
+        bench_ok = soak is not None or bench_report.get("correct") is True
     ok = exact_ok and not unexplained and not panicked and bench_ok
+    if soak:
+        result["soak"] = soak.report(out_dir)
+        ok = ok and result["soak"]["flat"]
     result["ok"] = ok
     (out_dir / "results.json").write_text(json.dumps(result, indent=2))
     write_table(result, out_dir / f"reliability-table-{store}.inc")
@@ -1086,7 +1277,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", default="all",
                         help="all, or a comma-separated list of: " + ", ".join(STORES))
-    parser.add_argument("--schedule", choices=["short", "long"], default="short")
+    parser.add_argument("--schedule", choices=["short", "long", "soak"], default="short")
+    parser.add_argument("--minutes", type=float, default=60,
+                        help="how long the soak runs (--schedule soak)")
     parser.add_argument("--out", default=str(ROOT / "target" / "faults"))
     parser.add_argument("--producers", type=int, default=3)
     parser.add_argument("--consumers", type=int, default=3)
@@ -1098,11 +1291,17 @@ def main():
         if s not in STORES:
             parser.error(f"unknown store {s}")
     out = pathlib.Path(args.out)
+    soak = None
+    if args.schedule == "soak":
+        if stores != ["redis"]:
+            parser.error("the soak runs on --store redis")
+        soak = Soak(args.minutes, pace=0.05)
     summary = {}
     for store in stores:
         try:
-            result = run(store, SCHEDULES[store][args.schedule], out / store,
-                         args.producers, args.consumers)
+            schedule = (Soak.schedule(args.minutes) if soak
+                        else SCHEDULES[store][args.schedule])
+            result = run(store, schedule, out / store, args.producers, args.consumers, soak)
         except Exception as exc:  # noqa: BLE001 - one store's failure is reported, the rest run
             print(f"{store}: FAILED to run: {exc!r}", flush=True)
             summary[store] = {"ok": False, "error": repr(exc)}
@@ -1114,11 +1313,13 @@ def main():
         summary[store]["faults"] = len(result["windows"])
         if args.publish and result["ok"]:
             docs = ROOT / "doc" / "source"
-            for name in (f"reliability-table-{store}.inc", f"reliability-throughput-{store}.png"):
+            names = ((f"reliability-table-{store}.inc", f"reliability-throughput-{store}.png")
+                     if not soak else ("reliability-soak.inc", "reliability-soak.png"))
+            for name in names:
                 shutil.copyfile(out / store / name, docs / name)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     write_summary(summary, args.schedule, out / "reliability-summary.inc")
-    if args.publish and stores == STORES and all(s["ok"] for s in summary.values()):
+    if args.publish and not soak and stores == STORES and all(s["ok"] for s in summary.values()):
         shutil.copyfile(out / "reliability-summary.inc",
                         ROOT / "doc" / "source" / "reliability-summary.inc")
     print(json.dumps(summary, indent=2))
