@@ -195,6 +195,10 @@ class Bench:
         subprocess.run(["redis-cli", "-p", str(self.redis_port), "flushall"], capture_output=True, check=True)
         return p
 
+    def server_extra(self):
+        """Configuration sections added to the server's."""
+        return "[transport]\nmax_queues_per_page = 1000\n"
+
     def start_server(self, store):
         out = self.args.out
         if store == "sqlite":
@@ -211,7 +215,7 @@ class Bench:
         with open(conf, "w") as f:
             f.write(f"[drivers]\ntransport = wsgi\n{stores}"
                     f"[drivers:transport:wsgi]\nbind = 127.0.0.1\nport = {self.port}\n"
-                    f"[transport]\nmax_queues_per_page = 1000\n")
+                    f"{self.server_extra()}")
         p = self.spawn([self.args.server, "--config-file", conf], os.path.join(out, f"{store}.log"),
                        env=dict(os.environ, RUST_LOG="warn"))
         for _ in range(200):
