@@ -467,7 +467,8 @@ def main():
     print("CPU %: of one core, server/receiver[/redis], from the first post until the last arrival")
     print(table(rows))
     bad = [r for r in rows if r["missing"] or r["post_failures"] or r["unwanted"]]
-    print("Checks (every subscriber got every message; duplicates counted): "
+    print(("Checks (no notification to an unconfirmed subscriber): " if args.unconfirmed else
+           "Checks (every subscriber got every message; duplicates counted): ")
           + ("all OK" if not bad else "FAILED: " + ", ".join(
               f"{r['store']}/{r['subscribers']}: {r['missing']} missing, {r['post_failures']} failed posts, "
               f"{r['unwanted']} notifications to unconfirmed subscribers"

@@ -16,8 +16,11 @@ each point, each load for ``--duration`` seconds:
 - ``stats``: ``GET /v2/queues/q-0/stats`` (4 connections; ``q-0`` stays
   empty, so that its depth does not change from point to point);
 - ``post spread``: ``POST /v2/queues/{q}/messages`` of one message to a queue
-  drawn at random from ``q-1`` ... ``q-<N-1>`` (16 connections); afterwards every queue posted
-  to must hold exactly the messages posted to it (``stats``);
+  drawn at random from ``q-1`` ... ``q-<N-1>`` (16 connections); with many
+  queues most of these are the first post to an empty queue;
+- ``post again``: the same, to a queue drawn from those the previous load
+  reached (each holds messages already); after each of the two, every queue
+  posted to must hold exactly the messages posted to it (``stats``);
 - ``post 16q``: zaqar-bench, 16 producers on 16 queues of the project
   (``zb-0`` ... ``zb-15``, so 16 queues beyond N), with its checks (nothing
   lost, nothing twice);
@@ -298,35 +301,43 @@ class Bench:
         await load("list_last", 4, lambda: ("GET", f"/v2/queues?limit=20&marker={marker}", None))
         await load("stats", 4, lambda: ("GET", "/v2/queues/q-0/stats", None))
 
-        # posts spread over every queue, each post accounted for
-        target = {}
+        # posts spread over every queue, then again over the queues the
+        # first pass reached (which then hold messages already): each post
+        # accounted for
+        touched_first = []
+        for label, pick in (("post_spread", lambda: random.randrange(1, n)),
+                            ("post_again", lambda: random.choice(touched_first))):
+            target = {}
 
-        def make_post():
-            q = f"q-{random.randrange(1, n)}"
-            return ("POST", f"/v2/queues/{q}/messages", {"messages": [{"ttl": 3600, "body": {"n": 1}}]})
+            def make_post(pick=pick):
+                q = pick()
+                q = q if isinstance(q, str) else f"q-{q}"
+                return ("POST", f"/v2/queues/{q}/messages", {"messages": [{"ttl": 3600, "body": {"n": 1}}]})
 
-        def on_done(path, payload):
-            q = path.split("/")[3]
-            target[q] = target.get(q, 0) + len(json.loads(payload)["resources"])
-        count, lat, errors, elapsed = await timed_load(self.port, 16, d, make_post, (201,), on_done)
-        self.check(not errors, f"{store}/{n}/post: {len(errors)} errors, e.g. {errors[:1]}")
-        loads["post_spread"] = (count / elapsed, pct(lat, 50) * 1000, pct(lat, 99) * 1000)
-        for q, k in target.items():
-            posted[q] = posted.get(q, 0) + k
-        # every queue posted to holds what was posted to it
-        touched = iter(sorted(target))
-        wrong = []
+            def on_done(path, payload, target=target):
+                q = path.split("/")[3]
+                target[q] = target.get(q, 0) + len(json.loads(payload)["resources"])
+            count, lat, errors, elapsed = await timed_load(self.port, 16, d, make_post, (201,), on_done)
+            self.check(not errors, f"{store}/{n}/{label}: {len(errors)} errors, e.g. {errors[:1]}")
+            loads[label] = (count / elapsed, pct(lat, 50) * 1000, pct(lat, 99) * 1000)
+            for q, k in target.items():
+                posted[q] = posted.get(q, 0) + k
+            if label == "post_spread":
+                touched_first = sorted(target)
+            # every queue posted to holds what was posted to it
+            touched = iter(sorted(target))
+            wrong = []
 
-        async def verify():
-            c = Conn(self.port)
-            for q in touched:
-                status, payload = await c.request("GET", f"/v2/queues/{q}/stats")
-                total = json.loads(payload)["messages"]["total"] if status == 200 else -1
-                if total != posted[q]:
-                    wrong.append(f"{q}: {total} != {posted[q]}")
-        await asyncio.gather(*(verify() for _ in range(8)))
-        self.check(not wrong, f"{store}/{n}/post: {len(wrong)} queues hold other counts, e.g. {wrong[:2]}")
-        row["post_checked_queues"] = len(target)
+            async def verify():
+                c = Conn(self.port)
+                for q in touched:
+                    status, payload = await c.request("GET", f"/v2/queues/{q}/stats")
+                    total = json.loads(payload)["messages"]["total"] if status == 200 else -1
+                    if total != posted[q]:
+                        wrong.append(f"{q}: {total} != {posted[q]}")
+            await asyncio.gather(*(verify() for _ in range(8)))
+            self.check(not wrong, f"{store}/{n}/{label}: {len(wrong)} queues hold other counts, e.g. {wrong[:2]}")
+            row[f"{label}_queues"] = len(target)
 
         # zaqar-bench: 16 producers on 16 queues of this project
         report = os.path.join(self.args.out, f"{store}.{n}.zaqar-bench.json")
@@ -354,7 +365,7 @@ class Bench:
 
 
 LOADS = [("list first", "list_first"), ("list last", "list_last"), ("stats", "stats"),
-         ("post spread", "post_spread"), ("post 16q", "post_16q")]
+         ("post spread", "post_spread"), ("post again", "post_again"), ("post 16q", "post_16q")]
 
 
 def table(rows):
@@ -429,7 +440,7 @@ def main():
     with open(os.path.join(args.out, "report.json"), "w") as f:
         json.dump(rows, f, indent=1)
     print(f"Queue count: one project, {args.duration:g}s per load; list 4 conn (limit=20), walk 1 conn "
-          f"(limit=1000), stats 4 conn, post spread 16 conn (Python), post 16q zaqar-bench 16 producers; "
+          f"(limit=1000), stats 4 conn, post spread and again 16 conn (Python), post 16q zaqar-bench 16 producers; "
           f"{os.cpu_count()} cores; load average at each point's end: {', '.join(r['load'] for r in rows)}")
     print(table(rows))
     print("Checks (walk lists every queue once, in order; every post accounted for; zaqar-bench's checks): "
