@@ -54,7 +54,6 @@ import json
 import os
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import threading
@@ -248,7 +247,6 @@ class Bench:
 
     # one point
     def subscribe(self, queue, n):
-        s = self.requests.Session()
         self.requests.put(f"{self.url}/v2/queues/{queue}", headers=self.headers, json={}).raise_for_status()
         todo = list(range(n))
         lock = threading.Lock()
@@ -272,7 +270,6 @@ class Bench:
             t.join()
         if errors:
             raise SystemExit(f"subscribing failed: {errors[0]}")
-        del s
 
     def post_all(self, queue, m):
         """Posts m messages from --posters connections; returns latencies (s)
