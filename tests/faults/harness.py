@@ -393,6 +393,47 @@ class SentinelSet:
             self.lag.close()
 
 
+class Resp:
+    """A minimal Redis connection (RESP2) for the migration loop, which
+    sends hundreds of commands: one socket, not a redis-cli per command."""
+
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port), 5)
+        self.file = self.sock.makefile("rb")
+
+    def __call__(self, *args):
+        out = [f"*{len(args)}\r\n".encode()]
+        for a in args:
+            b = str(a).encode()
+            out.append(b"$%d\r\n%s\r\n" % (len(b), b))
+        self.sock.sendall(b"".join(out))
+        return self._read()
+
+    def _read(self):
+        line = self.file.readline()[:-2]
+        kind, rest = line[:1], line[1:].decode()
+        if kind == b"+":
+            return rest
+        if kind == b"-":
+            return "ERR! " + rest
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            if n < 0:
+                return None
+            data = self.file.read(n + 2)[:-2]
+            return data.decode()
+        if kind == b"*":
+            n = int(rest)
+            return None if n < 0 else [self._read() for _ in range(n)]
+        raise RuntimeError(f"unexpected reply {line!r}")
+
+    def close(self):
+        self.file.close()
+        self.sock.close()
+
+
 def describe_key(port, key, asking=False):
     """A key's type and size on one node (`asking`: in a slot it imports)."""
     cmds = "ASKING\n" if asking else ""
@@ -526,13 +567,12 @@ class RedisCluster:
             pause = duration / len(slots) / max(1, total / CLUSTER_MIGRATE_BATCH)
             moved = batches = 0
             busy = []
+            conn = Resp(src)
             while True:
-                keys = redis_cmd(src, "cluster", "getkeysinslot", str(slot),
-                                 str(CLUSTER_MIGRATE_BATCH)).split()
+                keys = conn("cluster", "getkeysinslot", slot, CLUSTER_MIGRATE_BATCH)
                 if not keys:
                     break
-                reply = redis_cmd(src, "migrate", "127.0.0.1", str(dst), "", "0", "5000",
-                                  "keys", *keys, timeout=6)
+                reply = conn("migrate", "127.0.0.1", dst, "", 0, 5000, "keys", *keys)
                 if "BUSYKEY" in reply:
                     # A script sent to the importing node (ASK: its one
                     # declared key had moved) created this key there while
@@ -543,13 +583,14 @@ class RedisCluster:
                                  "target": describe_key(dst, keys[0], asking=True),
                                  "at_s": round(time.time() - began, 3)})
                     print(f"cluster: MIGRATE BUSYKEY {busy[-1]}", flush=True)
-                    reply = redis_cmd(src, "migrate", "127.0.0.1", str(dst), "", "0", "5000",
-                                      "replace", "keys", *keys, timeout=6)
+                    reply = conn("migrate", "127.0.0.1", dst, "", 0, 5000, "replace", "keys",
+                                 *keys)
                 if reply not in ("OK", "NOKEY"):
                     raise RuntimeError(f"migrate slot {slot}: {reply}")
                 moved += len(keys)
                 batches += 1
                 time.sleep(pause)
+            conn.close()
             # The target first, then the source, then the other masters.
             for port in [dst, src] + [p for p in ports if p not in (src, dst)]:
                 reply = redis_cmd(port, "cluster", "setslot", str(slot), "node", dst_id)
