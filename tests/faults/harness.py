@@ -35,6 +35,18 @@ Stores (``--store``, several separated by commas, or ``all``):
   one began, or after its recovery).
 * ``sentinel-wait``: the same with ``wait_replicas = 1`` (every write waits
   for the replica, Redis ``WAIT``): nothing acknowledged may be lost.
+* ``cluster``: a Redis Cluster of three masters with one replica each (AOF
+  always, node timeout 2 s, made by ``redis-cli --cluster create``); two
+  servers with ``redis+cluster://`` and ``wait_replicas = 0``. Faults: the
+  slots of the harness' queues moved to another master under load (SETSLOT
+  IMPORTING/MIGRATING, MIGRATE key by key, SETSLOT NODE; a key the target
+  already holds, BUSYKEY, is recorded and moved with REPLACE), then
+  ``kill -9`` of the master of the first queue's slot (its replica is
+  promoted; the node restarted rejoins as a replica). Undone writes are
+  excused only around the failover, as for ``sentinel``; around the
+  migration they fail the run.
+* ``cluster-wait``: the same with ``wait_replicas = 1``: nothing
+  acknowledged may be lost.
 
 Load: zaqar-bench (producers, consumers, observers) on queues of its own
 through the last server, and this harness' own producers and consumers
@@ -71,7 +83,8 @@ all the while), samples every server's RSS and open files and the outbox
 depth (``/metrics``) every 10 s, and fails unless they stay flat; it writes
 ``reliability-soak.inc`` and ``reliability-soak.png``.
 
-Usage: tests/faults/harness.py [--store all|redis,mongodb,sqlite,sentinel,sentinel-wait]
+Usage: tests/faults/harness.py [--store all|redis,mongodb,sqlite,sentinel,sentinel-wait,
+                                         cluster,cluster-wait]
                                [--schedule short|long|soak] [--minutes N] [--out DIR]
                                [--publish]
 """
