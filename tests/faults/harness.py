@@ -35,6 +35,18 @@ Stores (``--store``, several separated by commas, or ``all``):
   one began, or after its recovery).
 * ``sentinel-wait``: the same with ``wait_replicas = 1`` (every write waits
   for the replica, Redis ``WAIT``): nothing acknowledged may be lost.
+* ``cluster``: a Redis Cluster of three masters with one replica each (AOF
+  always, node timeout 2 s, made by ``redis-cli --cluster create``); two
+  servers with ``redis+cluster://`` and ``wait_replicas = 0``. Faults: the
+  slots of the harness' queues moved to another master under load (SETSLOT
+  IMPORTING/MIGRATING, MIGRATE key by key, SETSLOT NODE; a key the target
+  already holds, BUSYKEY, is recorded and moved with REPLACE), then
+  ``kill -9`` of the master of the first queue's slot (its replica is
+  promoted; the node restarted rejoins as a replica). Undone writes are
+  excused only around the failover, as for ``sentinel``; around the
+  migration they fail the run.
+* ``cluster-wait``: the same with ``wait_replicas = 1``: nothing
+  acknowledged may be lost.
 
 Load: zaqar-bench (producers, consumers, observers) on queues of its own
 through the last server, and this harness' own producers and consumers
@@ -71,7 +83,8 @@ all the while), samples every server's RSS and open files and the outbox
 depth (``/metrics``) every 10 s, and fails unless they stay flat; it writes
 ``reliability-soak.inc`` and ``reliability-soak.png``.
 
-Usage: tests/faults/harness.py [--store all|redis,mongodb,sqlite,sentinel,sentinel-wait]
+Usage: tests/faults/harness.py [--store all|redis,mongodb,sqlite,sentinel,sentinel-wait,
+                                         cluster,cluster-wait]
                                [--schedule short|long|soak] [--minutes N] [--out DIR]
                                [--publish]
 """
@@ -109,6 +122,13 @@ SENTINEL_REDIS_PORTS = (PORT_BASE + 93, PORT_BASE + 94)  # master, replica at st
 SENTINEL_PORTS = (PORT_BASE + 95, PORT_BASE + 96, PORT_BASE + 97)
 REPLICATION_PROXY_PORT = PORT_BASE + 98  # the first replica's link to the master
 REPLICATION_LAG = 0.05  # seconds the fault proxy holds each chunk of that link
+CLUSTER_PORTS = tuple(PORT_BASE + 110 + k for k in range(6))  # 3 masters, 3 replicas
+CLUSTER_BUS = 10  # node k's cluster bus: CLUSTER_PORTS[k] + 10 (in our range)
+CLUSTER_NODE_TIMEOUT_MS = 2000
+# Keys per MIGRATE while a slot moves: one, so that a queue's few keys
+# (index, records, expiries, sequence) are split between the two nodes for
+# a while (multi-key scripts on such a slot get TRYAGAIN or ASK).
+CLUSTER_MIGRATE_BATCH = 1
 SERVER_PORTS = PORT_BASE + 100  # server k: http +2k, websocket +2k+1
 RECEIVER_PORT = PORT_BASE + 104  # the soak's webhook receiver
 SOAK_SAMPLE_S = 10
@@ -140,6 +160,8 @@ RESTART_MONGODB = "clean restart of mongodb"
 KILL_MASTER = "kill -9 master (Sentinel failover)"
 PAUSE_MASTER = "master paused (SIGSTOP), failover, resumed"
 CRASH_MASTER = "master host crash (kill -9, link in flight dropped)"
+MIGRATE_SLOTS = "slot migration (the queues' slots to another master)"
+KILL_CLUSTER_MASTER = "kill -9 master of the queues' slot (Cluster failover)"
 
 # Per store: (name, seconds of load before it, seconds it lasts).
 SCHEDULES = {
@@ -168,7 +190,14 @@ SCHEDULES = {
     },
 }
 SCHEDULES["sentinel-wait"] = SCHEDULES["sentinel"]
-STORES = ["redis", "mongodb", "sqlite", "sentinel", "sentinel-wait"]
+SCHEDULES["cluster"] = {
+    # The migration first (every slot owner up), then the failover of the
+    # master now holding the queues' slot.
+    "short": [(MIGRATE_SLOTS, 4, 2), (KILL_CLUSTER_MASTER, 4, 4)],
+    "long": [(MIGRATE_SLOTS, 20, 5), (KILL_CLUSTER_MASTER, 20, 8)] * 3,
+}
+SCHEDULES["cluster-wait"] = SCHEDULES["cluster"]
+STORES = ["redis", "mongodb", "sqlite", "sentinel", "sentinel-wait", "cluster", "cluster-wait"]
 
 
 def wait_for(check, what, timeout=30.0):
@@ -377,6 +406,251 @@ class SentinelSet:
             self.lag.close()
 
 
+class Resp:
+    """A minimal Redis connection (RESP2) for the migration loop, which
+    sends hundreds of commands: one socket, not a redis-cli per command."""
+
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port), 5)
+        self.file = self.sock.makefile("rb")
+
+    def __call__(self, *args):
+        out = [f"*{len(args)}\r\n".encode()]
+        for a in args:
+            b = str(a).encode()
+            out.append(b"$%d\r\n%s\r\n" % (len(b), b))
+        self.sock.sendall(b"".join(out))
+        return self._read()
+
+    def _read(self):
+        line = self.file.readline()[:-2]
+        kind, rest = line[:1], line[1:].decode()
+        if kind == b"+":
+            return rest
+        if kind == b"-":
+            return "ERR! " + rest
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            if n < 0:
+                return None
+            data = self.file.read(n + 2)[:-2]
+            return data.decode()
+        if kind == b"*":
+            n = int(rest)
+            return None if n < 0 else [self._read() for _ in range(n)]
+        raise RuntimeError(f"unexpected reply {line!r}")
+
+    def close(self):
+        self.file.close()
+        self.sock.close()
+
+
+def describe_key(port, key, asking=False):
+    """A key's type and size on one node (`asking`: in a slot it imports)."""
+    cmds = "ASKING\n" if asking else ""
+    cmds += f"TYPE {key}\n"
+    out = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(port)], input=cmds,
+                         capture_output=True, text=True, timeout=5).stdout.split()
+    kind = out[-1] if out else "?"
+    size = {"hash": "HLEN", "zset": "ZCARD", "set": "SCARD", "list": "LLEN",
+            "string": "GET"}.get(kind)
+    if size:
+        got = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(port)],
+                             input=("ASKING\n" if asking else "") + f"{size} {key}\n",
+                             capture_output=True, text=True, timeout=5).stdout.split()
+        return f"{kind} {size.lower()} {got[-1] if got else '?'}"
+    return kind
+
+
+class RedisCluster:
+    """A Redis Cluster of three masters with one replica each (AOF always,
+    node timeout CLUSTER_NODE_TIMEOUT_MS), made by ``redis-cli --cluster
+    create``. Faults: the slots of the harness' queues moved to another
+    master by hand (SETSLOT IMPORTING / MIGRATING, MIGRATE in batches,
+    SETSLOT NODE) while the load runs, and ``kill -9`` of the master of the
+    queues' slot: the cluster promotes its replica; the killed node is
+    started again on its data and rejoins as a replica."""
+
+    def __init__(self, workdir):
+        self.dir = pathlib.Path(workdir)
+        self.nodes = {p: Redis(self.dir / str(p), p, [
+            "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+            "--cluster-node-timeout", str(CLUSTER_NODE_TIMEOUT_MS),
+            "--cluster-port", str(p + CLUSTER_BUS), "--repl-diskless-sync-delay", "0"])
+            for p in CLUSTER_PORTS}
+        self.failovers = []  # (killed port, seconds until the slot had a new master)
+        self.migrations = []  # {slot, from, to, keys, batches, seconds}
+
+    def start(self):
+        for node in self.nodes.values():
+            node.start()
+        out = subprocess.run(
+            ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in CLUSTER_PORTS),
+             "--cluster-replicas", "1", "--cluster-yes"],
+            capture_output=True, text=True, timeout=60)
+        if out.returncode != 0:
+            raise RuntimeError(f"redis-cli --cluster create: {out.stdout}{out.stderr}")
+        self.wait_settled()
+
+    def wait_settled(self, timeout=30):
+        """Every node up says the cluster is ok, knows six nodes, none
+        failing, and every replica's link is up."""
+        def settled():
+            for p in self.alive():
+                if "cluster_state:ok" not in redis_cmd(p, "cluster", "info"):
+                    return False
+                view = self.view(p)
+                if len(view) != 6 or any("fail" in n["flags"] for n in view.values()):
+                    return False
+                info = redis_cmd(p, "info", "replication")
+                if "role:slave" in info and "master_link_status:up" not in info:
+                    return False
+            return True
+        wait_for(settled, "cluster settled", timeout)
+
+    def alive(self):
+        return [p for p, n in self.nodes.items() if n.proc and n.proc.poll() is None]
+
+    def view(self, port):
+        """CLUSTER NODES as seen by `port`: id -> {port, flags, master, slots}."""
+        out = {}
+        for line in redis_cmd(port, "cluster", "nodes").splitlines():
+            f = line.split()
+            if len(f) < 8:
+                continue
+            slots = set()
+            for r in f[8:]:
+                if r.startswith("["):  # a slot being imported or migrated
+                    continue
+                a, _, b = r.partition("-")
+                slots.update(range(int(a), int(b or a) + 1))
+            out[f[0]] = {"port": int(f[1].split("@")[0].rsplit(":", 1)[1]),
+                         "flags": f[2], "master": f[3], "slots": slots}
+        return out
+
+    def owner(self, slot, via=None):
+        """(id, port) of the master serving `slot`, as a live node sees it."""
+        via = via or self.alive()[0]
+        for nid, n in self.view(via).items():
+            if slot in n["slots"] and "master" in n["flags"] and "fail" not in n["flags"]:
+                return nid, n["port"]
+        return None, None
+
+    def masters(self, via=None):
+        via = via or self.alive()[0]
+        return {n["port"]: nid for nid, n in self.view(via).items()
+                if "master" in n["flags"] and "fail" not in n["flags"]}
+
+    def queue_slots(self):
+        """The slots of the harness' queues' keys, found on the masters with
+        --scan (a real key of each queue) and CLUSTER KEYSLOT."""
+        slots = {}
+        for port in self.masters():
+            for q in QUEUES:
+                out = subprocess.run(
+                    ["redis-cli", "-h", "127.0.0.1", "-p", str(port), "--scan", "--pattern",
+                     f"*{{{len(PROJECT)}:{PROJECT}:{len(q)}:{q}}}*"],
+                    capture_output=True, text=True, timeout=30).stdout.split()
+                if out:
+                    slots.setdefault(q, int(redis_cmd(port, "cluster", "keyslot", out[0])))
+        if set(slots) != set(QUEUES):
+            raise RuntimeError(f"keys of the queues not found: {slots}")
+        return slots
+
+    def migrate_slots(self, duration):
+        """Each queue slot to the next master, by the standard procedure,
+        its keys spread over `duration` in batches of CLUSTER_MIGRATE_BATCH
+        (the slot stays MIGRATING/IMPORTING all that while)."""
+        began = time.time()
+        slots = sorted(set(self.queue_slots().values()))
+        for slot in slots:
+            src_id, src = self.owner(slot)
+            masters = self.masters()
+            ports = sorted(masters)
+            dst = ports[(ports.index(src) + 1) % len(ports)]
+            dst_id = masters[dst]
+            t = time.time()
+            check = [redis_cmd(dst, "cluster", "setslot", str(slot), "importing", src_id),
+                     redis_cmd(src, "cluster", "setslot", str(slot), "migrating", dst_id)]
+            if check != ["OK", "OK"]:
+                raise RuntimeError(f"setslot {slot}: {check}")
+            total = int(redis_cmd(src, "cluster", "countkeysinslot", str(slot)) or 0)
+            pause = duration / len(slots) / max(1, total / CLUSTER_MIGRATE_BATCH)
+            moved = batches = 0
+            busy = []
+            conn = Resp(src)
+            while True:
+                keys = conn("cluster", "getkeysinslot", slot, CLUSTER_MIGRATE_BATCH)
+                if not keys:
+                    break
+                reply = conn("migrate", "127.0.0.1", dst, "", 0, 5000, "keys", *keys)
+                if "BUSYKEY" in reply:
+                    # A script sent to the importing node (ASK: its one
+                    # declared key had moved) created this key there while
+                    # the source still held it. Recorded, then moved over
+                    # it, as ``redis-cli --cluster reshard --cluster-replace``
+                    # would: what the target's copy held is lost.
+                    busy.append({"key": keys[0], "source": describe_key(src, keys[0]),
+                                 "target": describe_key(dst, keys[0], asking=True),
+                                 "at_s": round(time.time() - began, 3)})
+                    print(f"cluster: MIGRATE BUSYKEY {busy[-1]}", flush=True)
+                    reply = conn("migrate", "127.0.0.1", dst, "", 0, 5000, "replace", "keys",
+                                 *keys)
+                if reply not in ("OK", "NOKEY"):
+                    raise RuntimeError(f"migrate slot {slot}: {reply}")
+                moved += len(keys)
+                batches += 1
+                time.sleep(pause)
+            conn.close()
+            # The target first, then the source, then the other masters.
+            for port in [dst, src] + [p for p in ports if p not in (src, dst)]:
+                reply = redis_cmd(port, "cluster", "setslot", str(slot), "node", dst_id)
+                if reply != "OK":
+                    raise RuntimeError(f"setslot {slot} node on {port}: {reply}")
+            self.migrations.append({"slot": slot, "from": src, "to": dst, "keys": moved,
+                                    "batches": batches, "busykeys": busy,
+                                    "seconds": round(time.time() - t, 2)})
+            print(f"cluster: slot {slot} moved {src} -> {dst}: {moved} keys in {batches} "
+                  f"batches, {time.time() - t:.2f} s", flush=True)
+        self.wait_settled()
+        return began
+
+    def kill_master(self, duration):
+        """kill -9 of the master of the first queue's slot; wait until the
+        cluster serves that slot from its replica, then start the killed
+        node again (it rejoins as a replica of the promoted one)."""
+        slot = self.queue_slots()[QUEUES[0]]
+        old_id, old = self.owner(slot)
+        killed_at = time.time()
+        self.nodes[old].kill()
+
+        def promoted():
+            for p in self.alive():
+                nid, _ = self.owner(slot, p)
+                if nid in (None, old_id):
+                    return False
+                if "cluster_state:ok" not in redis_cmd(p, "cluster", "info"):
+                    return False
+            return True
+        wait_for(promoted, "cluster failover", 30)
+        self.failovers.append((old, round(time.time() - killed_at, 2)))
+        time.sleep(max(0.0, duration - (time.time() - killed_at)))
+        self.nodes[old].start()
+        wait_for(lambda: "role:slave" in redis_cmd(old, "info", "replication"),
+                 "killed master back as a replica")
+        self.wait_settled()
+        return killed_at
+
+    def uri(self):
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in CLUSTER_PORTS)
+
+    def stop(self):
+        for node in self.nodes.values():
+            node.stop()
+
+
 class FaultProxy:
     """TCP proxy from PROXY_PORT to a store that can delay or cut traffic."""
 
@@ -567,6 +841,21 @@ class Topology:
                              f"replicating {REPLICATION_LAG * 1000:.0f} ms behind at first) "
                              "and three sentinels, wait_replicas = "
                              f"{section.get('wait_replicas', '0')}")
+        elif store in ("cluster", "cluster-wait"):
+            self.backend = RedisCluster(tmp / "cluster")
+            self.backend.start()
+            section = {"uri": self.backend.uri()}
+            if store == "cluster-wait":
+                section["wait_replicas"] = "1"
+            self.options = {
+                "drivers": {"message_store": "redis", "management_store": "redis"},
+                "drivers:message_store:redis": section,
+                "drivers:management_store:redis": section,
+            }
+            self.describe = ("two servers on a Redis Cluster of three masters with one "
+                             "replica each (AOF always, node timeout "
+                             f"{CLUSTER_NODE_TIMEOUT_MS} ms), wait_replicas = "
+                             f"{section.get('wait_replicas', '0')}")
         else:
             raise ValueError(store)
 
@@ -601,6 +890,10 @@ class Topology:
             return self.backend.kill_master(duration, crash=True)
         elif name == PAUSE_MASTER:
             return self.backend.pause_master(duration)
+        elif name == MIGRATE_SLOTS:
+            return self.backend.migrate_slots(duration)
+        elif name == KILL_CLUSTER_MASTER:
+            return self.backend.kill_master(duration)
         else:
             raise ValueError(name)
 
@@ -1136,17 +1429,24 @@ def run_load(store, topo, servers, schedule, out_dir, producers, consumers, tmp,
         "panicked": panicked,
         "duration_s": round(time.time() - t0, 1),
     }
-    if store.startswith("sentinel"):
+    if store.startswith(("sentinel", "cluster")):
         result["failovers"] = [{"killed_port": p, "new_master_named_after_s": s}
                                for p, s in topo.backend.failovers]
-    if store == "sentinel":
+    if store.startswith("cluster"):
+        result["migrations"] = topo.backend.migrations
+    if store in ("sentinel", "cluster"):
         # Asynchronous replication: undone writes are measured; each must
-        # lie in a fault window (or ASYNC_WINDOW before it). zaqar-bench's
-        # messages are as exposed: its verdict is reported only.
-        exact_ok = not outside_window
+        # lie in a fault window (or ASYNC_WINDOW before it) of a master
+        # dying (on Cluster a slot migration loses nothing: undone writes
+        # around one fail the run). zaqar-bench's messages are as exposed:
+        # its verdict is reported only.
+        not_failover = [d for d in detail if d["fault"] is not None
+                        and windows[d["fault"]]["fault"] == MIGRATE_SLOTS]
+        exact_ok = not outside_window and not not_failover
         bench_ok = True
         result["async_window_s"] = ASYNC_WINDOW
         result["undone_outside_window"] = len(outside_window)
+        result["undone_around_migration"] = len(not_failover)
     else:
         exact_ok = not (lost or ledger.double_claims or resurrected or ledger.double_deletes)
         bench_ok = soak is not None or bench_report.get("correct") is True
@@ -1203,10 +1503,17 @@ def write_table(result, path):
               f"{result['deleted_unanswered']}.",
               ""]
     if "failovers" in result:
-        lines += ["Sentinel failovers (seconds from the kill until every sentinel named "
-                  "the new master): "
+        lines += [("Sentinel failovers (seconds from the kill until every sentinel named "
+                   "the new master): " if result["store"].startswith("sentinel") else
+                   "Cluster failovers (seconds from the kill until every live node served "
+                   "the queue's slot from the promoted replica): ")
                   + ", ".join(str(f["new_master_named_after_s"]) for f in result["failovers"])
                   + ".", ""]
+    if result.get("migrations"):
+        lines += ["Slots moved: " + "; ".join(
+            f"slot {m['slot']} from {m['from']} to {m['to']}, {m['keys']} keys in "
+            f"{m['batches']} MIGRATE batches over {m['seconds']} s"
+            for m in result["migrations"]) + ".", ""]
     if result["undone"]:
         for k, w in enumerate(result["windows"]):
             mine = [d for d in result["undone"] if d["fault"] == k]
