@@ -401,3 +401,80 @@ pub(crate) async fn claim_count_stays_zero_without_dead_letter(
         backend.claims.delete(&s, &c.id).await.unwrap();
     }
 }
+
+/// More delayed messages at the head of a queue than a claim reads at once
+/// (10,500): claims still find the free messages behind them (a driver that
+/// reads a bounded number of records per call may need a second call, never
+/// more: each call moves past what it read), and then every time; listings
+/// with delayed messages still show the passed-over ones, in order; once
+/// the delay ends they are claimed in order.
+pub(crate) async fn claims_reach_past_many_delayed_messages(backend: Backend, clock: ManualClock) {
+    let p = project();
+    let s = scope(&p, "delayed-head");
+    let mut delayed = Vec::new();
+    for chunk in 0..21 {
+        let batch = (0..500)
+            .map(|i| new_message(json!({ "d": chunk * 500 + i }), 3600, 600))
+            .collect();
+        delayed.extend(backend.messages.post(&s, CLIENT, batch).await.unwrap().ids);
+    }
+    let free = post_n(&backend, &s, 20).await;
+    let mut first = None;
+    for _ in 0..2 {
+        first = backend
+            .claims
+            .create(&s, &claim(300, 60, 10))
+            .await
+            .unwrap()
+            .filter(|c| !c.messages.is_empty());
+        if first.is_some() {
+            break;
+        }
+    }
+    let first = first.expect("free messages behind the delayed ones are claimed");
+    assert_eq!(ids(&first.messages), free[..10]);
+    let c = backend
+        .claims
+        .create(&s, &claim(300, 60, 10))
+        .await
+        .unwrap()
+        .expect("and at once the next time");
+    assert_eq!(ids(&c.messages), free[10..]);
+    assert!(backend
+        .claims
+        .create(&s, &claim(300, 60, 10))
+        .await
+        .unwrap()
+        .is_none_or(|c| c.messages.is_empty()));
+    let stats = backend.messages.stats(&s).await.unwrap();
+    assert_eq!(
+        (stats.claimed, stats.free, stats.total),
+        (20, 10_500, 10_520)
+    );
+    // Unclaimed with delayed: the passed-over messages, from the first.
+    let page = backend
+        .messages
+        .list(
+            &s,
+            &ListQuery {
+                include_claimed: false,
+                ..list_all(5)
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids(&page.messages), delayed[..5]);
+    // Without delayed ones: nothing unclaimed is visible yet.
+    let page = backend.messages.list(&s, &list_default(5)).await.unwrap();
+    assert!(page.messages.is_empty());
+    clock.advance_secs(600);
+    let c = backend
+        .claims
+        .create(&s, &claim(300, 60, 10))
+        .await
+        .unwrap()
+        .expect("due messages are claimed");
+    assert_eq!(ids(&c.messages), delayed[..10]);
+    let page = backend.messages.list(&s, &list_default(5)).await.unwrap();
+    assert_eq!(ids(&page.messages), delayed[10..15]);
+}

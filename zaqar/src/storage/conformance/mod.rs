@@ -98,6 +98,7 @@ macro_rules! conformance_tests {
             purge_of_a_large_queue,
             queue_list_past_unpack_limit,
             catalogue_pool_bound,
+            claims_reach_past_many_delayed_messages,
         );
         $crate::storage::conformance::conformance_tests!(@each $open;
             queue_create_get_and_metadata,

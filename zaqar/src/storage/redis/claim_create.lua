@@ -107,9 +107,9 @@ end
 if #leaving > 0 or #stale > 0 then
   gc_queue(keep_until)
 else
-  -- The claim index is re-created with the first live claim, the free set
+  -- The claim index is re-created with the first live claim, the wait set
   -- when delayed messages were passed over.
   if #claimed > 0 then gc_queue_lazy(K_CLAIMS, keep_until) end
-  if freed then gc_queue_lazy(K_FREE, keep_until) end
+  if freed then gc_queue_lazy(K_WAIT, keep_until) end
 end
 return {claimed, dead}

@@ -13,9 +13,15 @@
 --                   expiry, by rank) or a message id (an expiry a claim extended,
 --                   a dead letter's); a run is a bound, the record's own expiry rules
 --   <Q>:free        zset id -> rank         messages at or below the head held by no
---                                           live claim (released, or passed over while
---                                           delayed); every message above the head is
+--                                           live claim and claimable (released, or
+--                                           come due); every message above the head is
 --                                           unclaimed, so a post writes no entry here
+--   <Q>:wait        zset '<rank>:<id>' -> due ms  messages at or below the head
+--                                           passed over while delayed, until their delay
+--                                           ends (then normalize moves them to <Q>:free,
+--                                           a chunk per call, by due time then rank: the
+--                                           member starts with the rank, zero-padded), so
+--                                           that claims never walk past them again
 --   <Q>:m           hash id -> record       every message (live, or leaving for the DLQ)
 --   <Q>:seq         hash last (last rank handed out), head (the highest rank a
 --                   claim or pop has looked at)
@@ -68,6 +74,9 @@ local GC_MARGIN = 3600000
 -- arg_int and sums of them stay far below 2^53.
 local function int(x) return string.format('%d', x) end
 
+-- The <Q>:wait member of message `id` of rank `rank`.
+local function wait_member(rank, id) return string.format('%020d', tonumber(rank)) .. ':' .. id end
+
 -- ARGV[i] as an integer within [lo, hi]; anything else (text, a fraction,
 -- nan, inf, out of range) stops the script. Called before the first write.
 local function arg_int(i, lo, hi)
@@ -85,6 +94,7 @@ local NOW = arg_int(2, 0, MAX_TIME)
 local K_MSGS = Q .. ':msgs'
 local K_EXP = Q .. ':exp'
 local K_FREE = Q .. ':free'
+local K_WAIT = Q .. ':wait'
 local K_M = Q .. ':m'
 local K_SEQ = Q .. ':seq'
 local K_CLAIMS = Q .. ':claims'
@@ -179,6 +189,14 @@ end
 -- to its claim id ('' when unclaimed) when the caller knows it.
 local function remove_messages(ids, claims)
   if #ids == 0 then return end
+  if redis.call('EXISTS', K_WAIT) == 1 then
+    local waiting = {}
+    for _, id in ipairs(ids) do
+      local rank = redis.call('ZSCORE', K_MSGS, id)
+      if rank then waiting[#waiting + 1] = wait_member(rank, id) end
+    end
+    call_chunked('ZREM', K_WAIT, waiting)
+  end
   if not claims then
     claims = {}
     local recs = hmget(K_M, ids)
@@ -244,7 +262,7 @@ local function gc_queue(at_least)
   if last[2] and tonumber(last[2]) > horizon then horizon = tonumber(last[2]) end
   local lastc = redis.call('ZRANGE', K_CLAIMS, -1, -1, 'WITHSCORES')
   if lastc[2] and tonumber(lastc[2]) > horizon then horizon = tonumber(lastc[2]) end
-  for _, k in ipairs({K_MSGS, K_EXP, K_FREE, K_M, K_SEQ, K_CLAIMS, K_DEAD}) do
+  for _, k in ipairs({K_MSGS, K_EXP, K_FREE, K_WAIT, K_M, K_SEQ, K_CLAIMS, K_DEAD}) do
     gc_at(k, horizon + GC_MARGIN)
   end
 end
@@ -310,6 +328,23 @@ local function normalize()
       budget = budget - GC_READ * math.max(n, 1)
       if budget <= 0 then break end
     end
+  end
+  -- Passed-over messages whose delay has ended become claimable (a chunk
+  -- per call; what is left waits for the next call).
+  local due = redis.call('ZRANGEBYSCORE', K_WAIT, '-inf', NOW, 'LIMIT', 0, CHUNK)
+  if #due > 0 then
+    local free = {}
+    for _, member in ipairs(due) do
+      local id = string.match(member, '^%d+:(.+)$')
+      local rank = id and redis.call('ZSCORE', K_MSGS, id)
+      if rank then
+        free[#free + 1] = rank
+        free[#free + 1] = id
+      end
+    end
+    call_chunked('ZADD', K_FREE, free)
+    call_chunked('ZREM', K_WAIT, due)
+    if #free > 0 then released = true end
   end
   -- Released messages may have re-created the free set without an expiry.
   if released then gc_queue_lazy(K_FREE, NOW) end
@@ -455,8 +490,10 @@ end
 -- Claimable = held by no live claim and not delayed. Calls visit(id, m) in
 -- rank order until it returns true; each message visited is taken (claimed,
 -- popped or dead-lettered) by the caller. Above the head, the messages
--- passed over (delayed) join the free set and the head moves up to the last
--- message looked at. Returns true when the free set was written to.
+-- passed over (delayed) join the wait set, by the time their delay ends,
+-- and the head moves up to the last message looked at. Returns true when
+-- the wait set was written to. (Delayed messages that an earlier version
+-- put in the free set are passed over there until they come due.)
 local function scan_claimable(page, visit)
   local function claimable(id, m)
     if m.d <= NOW then return visit(id, m) end
@@ -467,13 +504,13 @@ local function scan_claimable(page, visit)
   scan(K_MSGS, '(' .. head(), page, function(id, m)
     last = m.r
     if m.d <= NOW then return visit(id, m) end
-    passed[#passed + 1] = m.r
-    passed[#passed + 1] = id
+    passed[#passed + 1] = int(m.d)
+    passed[#passed + 1] = wait_member(m.r, id)
     return false
   end)
   if last then redis.call('HSET', K_SEQ, 'head', last) end
   if #passed > 0 then
-    call_chunked('ZADD', K_FREE, passed)
+    call_chunked('ZADD', K_WAIT, passed)
     return true
   end
   return false

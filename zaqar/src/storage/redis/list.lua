@@ -24,6 +24,13 @@ if limit > 0 then
   end
   if ARGV[7] == '1' then
     scan(K_MSGS, start, limit, visit)
+  elseif include_delayed then
+    -- Delayed messages that claims passed over wait in <Q>:wait (by due
+    -- time, not rank): walk every message and leave the claimed ones out.
+    scan(K_MSGS, start, limit, function(id, m)
+      if claim_of(m) ~= '' then return false end
+      return visit(id, m)
+    end)
   else
     scan_unclaimed(start, limit, visit)
   end

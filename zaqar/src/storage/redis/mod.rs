@@ -12,9 +12,10 @@
 //! [`RedisStore::post`], so the post script only stores them), indexed by
 //! rank and by expiry (one entry per run of messages posted together with
 //! one expiry). Claims walk the rank index from a head: every message
-//! above it is unclaimed, and a free set holds the unclaimed ones below it
-//! (released by a claim, or passed over while delayed), so a post writes
-//! nothing for claims to find. Message and claim
+//! above it is unclaimed, a free set holds the claimable ones below it
+//! (released by a claim, or come due) and a wait set, by due time, the
+//! ones passed over while delayed (so no claim walks past them twice), so a
+//! post writes nothing for claims to find. Message and claim
 //! keys are scoped by that prefix, so a message id only ever resolves inside
 //! its own project and queue. A queue's subscriptions share its hash tag;
 //! the notification outbox has one tag of its own, `<ns>:o{outbox}` (see

@@ -15,6 +15,6 @@ end
 local claims = {}
 for _, id in ipairs(ids) do claims[id] = '' end
 remove_messages(ids, claims)
--- Passing over delayed messages may have created the free set.
-if freed then gc_queue_lazy(K_FREE, NOW) end
+-- Passing over delayed messages may have created the wait set.
+if freed then gc_queue_lazy(K_WAIT, NOW) end
 return out

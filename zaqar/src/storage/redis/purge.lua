@@ -6,5 +6,5 @@ while true do
   for _, cid in ipairs(cids) do redis.call('DEL', ckey(cid), cmkey(cid)) end
   redis.call('ZREM', K_CLAIMS, unpack(cids))
 end
-redis.call('UNLINK', K_MSGS, K_EXP, K_FREE, K_M, K_DEAD)
+redis.call('UNLINK', K_MSGS, K_EXP, K_FREE, K_WAIT, K_M, K_DEAD)
 return 'ok'

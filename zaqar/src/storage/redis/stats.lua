@@ -5,7 +5,8 @@
 -- expired and is not collected yet, as the reference's do.
 normalize()
 local total = redis.call('ZCARD', K_MSGS)
-local free = redis.call('ZCARD', K_FREE) + redis.call('ZCOUNT', K_MSGS, '(' .. head(), '+inf')
+local free = redis.call('ZCARD', K_FREE) + redis.call('ZCARD', K_WAIT)
+  + redis.call('ZCOUNT', K_MSGS, '(' .. head(), '+inf')
 -- The first live message from one end of the rank index, looking at 100
 -- at most (more could only be expired ones not collected yet: then the
 -- first of them, like the counts).
