@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # What /metrics costs: ours (release build) with `[metrics] enabled = true`
 # against the same server with it off, on one load, several rounds that
-# alternate the two so that a machine busy with something else weighs on
-# both alike. Each run starts a fresh server (embedded SQLite store, or a
+# alternate the two (and which goes first) so that a machine busy with
+# something else weighs on both alike. Each run starts a fresh server (embedded SQLite store, or a
 # private Redis with --store redis) and reports the load's throughput and
 # the server's CPU time per request (utime + stime from /proc/<pid>/stat,
 # over the whole run), then the medians and the difference.
@@ -128,7 +128,11 @@ PY
 
 : >"$OUT/runs.txt"
 for round in $(seq 1 "$ROUNDS"); do
-    for mode in off on; do
+    # Odd rounds run "off" first, even rounds "on" first: neither gains
+    # from going first or second.
+    modes="off on"
+    [ $((round % 2)) -eq 0 ] && modes="on off"
+    for mode in $modes; do
         log "round $round, metrics $mode ($STORE; $LOAD; ${DURATION}s)"
         echo "$mode $(run "$round" "$mode")" | tee -a "$OUT/runs.txt" >&2
     done
