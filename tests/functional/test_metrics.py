@@ -98,10 +98,9 @@ def test_metrics_after_http_websocket_and_notification_traffic(server_factory):
         assert value(samples, "zaqar_websocket_connections") == 1, text
         assert value(samples, "zaqar_websocket_frames_total", direction="in") == 1, text
         assert value(samples, "zaqar_websocket_frames_total", direction="out") == 1, text
-        # the outbox is empty once the delivery is done (Redis does not
-        # count its outbox: no depth there)
+        # the outbox is empty once the delivery is done, on every store
         depth = value(samples, "zaqar_notification_outbox_depth")
-        assert depth == (None if driver == "redis" else 0), text
+        assert depth == 0, text
         assert value(samples, "zaqar_notification_outbox_oldest_due_seconds") == 0, text
         # process metrics
         assert value(samples, "process_resident_memory_bytes") > 0, text
