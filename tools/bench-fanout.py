@@ -52,8 +52,6 @@ import asyncio
 import http.client
 import json
 import os
-import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -61,6 +59,8 @@ import time
 import uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+from benchlib import CLK, Processes, cpu_ticks, load_average, pct, stores_section  # noqa: E402
 
 
 # --- the receiver (runs in its own process: ``--receiver PORT``) -------------
@@ -126,32 +126,6 @@ def receiver_main(port):
 
 # --- helpers -------------------------------------------------------------------
 
-def pct(values, p):
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    k = min(len(s) - 1, max(0, int(round(p / 100.0 * len(s) + 0.5)) - 1))
-    return s[k]
-
-
-CLK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_ticks(pid):
-    """utime + stime of a process (clock ticks)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])
-    except OSError:
-        return 0
-
-
-def load_average():
-    with open("/proc/loadavg") as f:
-        return " ".join(f.read().split()[:3])
-
-
 def wait_http(url, what, headers=None, timeout=20):
     import requests
     deadline = time.time() + timeout
@@ -165,12 +139,12 @@ def wait_http(url, what, headers=None, timeout=20):
     raise SystemExit(f"{what} did not come up at {url}")
 
 
-class Bench:
+class Bench(Processes):
     def __init__(self, args):
+        super().__init__()
         import requests
         self.requests = requests
         self.args = args
-        self.procs = []
         base = args.port_base
         self.server_port, self.receiver_port, self.redis_port = base + 1, base + 2, base + 379
         self.url = f"http://127.0.0.1:{self.server_port}"
@@ -178,55 +152,17 @@ class Bench:
         self.project = "fanout-" + uuid.uuid4().hex[:8]
         self.headers = {"Client-ID": str(uuid.uuid4()), "X-Project-ID": self.project}
 
-    # processes
-    def spawn(self, cmd, log):
-        p = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT)
-        self.procs.append(p)
-        return p
-
-    def stop(self, p):
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        if p in self.procs:
-            self.procs.remove(p)
-
-    def stop_all(self):
-        for p in list(self.procs):
-            self.stop(p)
-
     def start_receiver(self):
         self.receiver = self.spawn([sys.executable, os.path.abspath(__file__), "--receiver", str(self.receiver_port)],
                    os.path.join(self.args.out, "receiver.log"))
         wait_http(self.recv + "/_count", "the receiver")
 
     def start_redis(self):
-        self.redis = self.spawn(["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
-                    "--save", "", "--appendonly", "no", "--dir", self.args.out],
-                   os.path.join(self.args.out, "redis.log"))
-        for _ in range(100):
-            if subprocess.run(["redis-cli", "-p", str(self.redis_port), "ping"],
-                              capture_output=True).returncode == 0:
-                break
-            time.sleep(0.1)
-        subprocess.run(["redis-cli", "-p", str(self.redis_port), "flushall"], capture_output=True, check=True)
+        self.redis = super().start_redis(self.redis_port, self.args.out)
 
     def start_server(self, store):
         out = self.args.out
-        if store == "sqlite":
-            data = os.path.join(out, "sqlite-data")
-            shutil.rmtree(data, ignore_errors=True)
-            stores = (f"message_store = sqlite\nmanagement_store = sqlite\n"
-                      f"[drivers:message_store:sqlite]\nuri = {data}/zaqar.sqlite\n")
-        else:
-            uri = f"redis://127.0.0.1:{self.redis_port}?dbid=0"
-            stores = (f"message_store = redis\nmanagement_store = redis\n"
-                      f"[drivers:message_store:redis]\nuri = {uri}\n"
-                      f"[drivers:management_store:redis]\nuri = {uri}\n")
+        stores = stores_section(store, out, self.redis_port)
         w = self.args.workers
         conf = os.path.join(out, f"{store}.conf")
         with open(conf, "w") as f:
@@ -373,7 +309,7 @@ class Bench:
             "last_max_ms": max(last_by_msg.values(), default=float("nan")) * 1000,
             "span_s": span if n else last_post - first,
             "cpu": "/".join(f"{cpu[k]:.0f}" for k in ("server", "receiver", "redis") if k in cpu),
-            "load": load_average(),
+            "load": load_average(3),
         }
         if failures:
             print(f"   post failures: {failures[:3]}", file=sys.stderr)

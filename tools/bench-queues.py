@@ -47,17 +47,16 @@ import asyncio
 import json
 import os
 import random
-import shutil
-import signal
 import subprocess
 import sys
 import time
 import uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+from benchlib import CLK, Processes, cpu_ticks, load_average, pct, rss_mib, stores_section  # noqa: E402
 PROJECT = "queues-" + uuid.uuid4().hex[:8]
 HEADERS = f"Client-ID: {uuid.uuid4()}\r\nX-Project-ID: {PROJECT}\r\n"
-CLK = os.sysconf("SC_CLK_TCK")
 
 
 class Conn:
@@ -109,13 +108,6 @@ class Conn:
         return status, payload
 
 
-def pct(values, p):
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    return s[min(len(s) - 1, max(0, int(round(p / 100.0 * len(s) + 0.5)) - 1))]
-
-
 async def timed_load(port, connections, duration, make_request, expect, on_done=None):
     """Runs make_request() -> (method, path, body) on every connection until
     duration ends; returns (count, latencies, errors, elapsed). on_done is
@@ -139,64 +131,16 @@ async def timed_load(port, connections, duration, make_request, expect, on_done=
     return len(lat), lat, errors, time.perf_counter() - start
 
 
-def cpu_ticks(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
-
-
-def rss_mib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def load_average():
-    with open("/proc/loadavg") as f:
-        return f.read().split()[0]
-
-
-class Bench:
+class Bench(Processes):
     def __init__(self, args):
+        super().__init__()
         self.args = args
         self.port = args.port_base + 1
         self.redis_port = args.port_base + 379
-        self.procs = []
         self.failures = []
 
-    def spawn(self, cmd, log, env=None):
-        p = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env)
-        self.procs.append(p)
-        return p
-
-    def stop(self, p):
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        if p in self.procs:
-            self.procs.remove(p)
-
-    def stop_all(self):
-        for p in list(self.procs):
-            self.stop(p)
-
     def start_redis(self):
-        p = self.spawn(["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
-                        "--save", "", "--appendonly", "no", "--dir", self.args.out],
-                       os.path.join(self.args.out, "redis.log"))
-        for _ in range(100):
-            if subprocess.run(["redis-cli", "-p", str(self.redis_port), "ping"],
-                              capture_output=True).returncode == 0:
-                break
-            time.sleep(0.1)
-        subprocess.run(["redis-cli", "-p", str(self.redis_port), "flushall"], capture_output=True, check=True)
-        return p
+        return super().start_redis(self.redis_port, self.args.out)
 
     def server_extra(self):
         """Configuration sections added to the server's."""
@@ -204,16 +148,7 @@ class Bench:
 
     def start_server(self, store):
         out = self.args.out
-        if store == "sqlite":
-            data = os.path.join(out, "sqlite-data")
-            shutil.rmtree(data, ignore_errors=True)
-            stores = (f"message_store = sqlite\nmanagement_store = sqlite\n"
-                      f"[drivers:message_store:sqlite]\nuri = {data}/zaqar.sqlite\n")
-        else:
-            uri = f"redis://127.0.0.1:{self.redis_port}?dbid=0"
-            stores = (f"message_store = redis\nmanagement_store = redis\n"
-                      f"[drivers:message_store:redis]\nuri = {uri}\n"
-                      f"[drivers:management_store:redis]\nuri = {uri}\n")
+        stores = stores_section(store, out, self.redis_port)
         conf = os.path.join(out, f"{store}.conf")
         with open(conf, "w") as f:
             f.write(f"[drivers]\ntransport = wsgi\n{stores}"
