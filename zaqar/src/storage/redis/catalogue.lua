@@ -1,5 +1,6 @@
 -- The management plane of pooling (see catalogue.rs). Every key shares one
--- hash tag, so each call is atomic on Cluster too. KEYS[1] = the prefix.
+-- hash tag, so each call is atomic on Cluster too. KEYS[1] = the prefix,
+-- KEYS[2] = <prefix>:guard (never written; see keys.rs).
 -- ARGV[1] = the operation; each checks everything before its first write.
 --
 --   put_pool name uri json max_pools  -> 'ok' | 'uri_in_use' | 'too_many'

@@ -81,6 +81,7 @@ impl RedisStore {
             .conn
             .run(what, true, |mut conn| async move {
                 let mut call = script().key(prefix);
+                call.key(super::keys::slot_guard_key(prefix));
                 for a in args {
                     call.arg(a);
                 }

@@ -2,6 +2,8 @@
 --
 -- Calling convention: KEYS[1] = <Q>:msgs (routes the call on Redis Cluster;
 -- every other key of the queue shares its hash tag, so the same slot),
+-- KEYS[2] = <Q>:guard (never written: while the slot moves between masters,
+-- Redis refuses the call on both before it runs; see keys.rs),
 -- ARGV[1] = <Q> (the queue's key prefix), ARGV[2] = now in ms from the
 -- server's injected clock. Redis' own clock is never read: all expiry logic
 -- uses NOW, and PEXPIRE is only garbage collection with a wide margin.

@@ -167,7 +167,13 @@ impl Connector {
                 let mut builder = ClusterClient::builder(nodes)
                     .connection_timeout(options.socket_timeout)
                     .response_timeout(options.socket_timeout)
-                    .retries(2);
+                    // Redirections are followed at once; a refusal (TRYAGAIN,
+                    // CLUSTERDOWN) comes back after two short pauses (the
+                    // crate's first pause, 1.28 s, would outlast the response
+                    // timeout), and `run` keeps trying until the deadline.
+                    .retries(2)
+                    .min_retry_wait(10)
+                    .max_retry_wait(100);
                 if let Some(user) = &options.username {
                     builder = builder.username(user);
                 }
@@ -276,6 +282,11 @@ impl Connector {
     /// connection when the cached one turns out broken, as it is after
     /// Redis restarted; the others answer `Unavailable` at once, since the
     /// command may have run before the connection broke.
+    ///
+    /// Any operation is tried again, after a short pause growing to
+    /// [`REFUSAL_PAUSE_MAX`], while Redis refuses it before running it
+    /// ([`refused_unrun`]: a slot moving or a cluster electing a master), up
+    /// to the deadline.
     pub(crate) async fn run<T, F, Fut>(
         &self,
         what: &'static str,
@@ -288,10 +299,16 @@ impl Connector {
     {
         let deadline = Instant::now() + self.request_timeout;
         let mut may_retry = idempotent;
+        let mut pause = REFUSAL_PAUSE_MIN;
         loop {
             let conn = self.connection(deadline).await?;
             match timeout_at(deadline, op(conn)).await {
                 Ok(Ok(value)) => return Ok(value),
+                Ok(Err(e)) if refused_unrun(&e) && Instant::now() + pause < deadline => {
+                    tracing::debug!(operation = what, error = %e, "Redis refused the operation before running it; retrying");
+                    sleep(pause).await;
+                    pause = (pause * 2).min(REFUSAL_PAUSE_MAX);
+                }
                 Ok(Err(e)) => {
                     if drops_connection(&e) {
                         self.invalidate();
@@ -317,6 +334,30 @@ impl Connector {
             }
         }
     }
+}
+
+/// The first pause before an operation Redis refused is tried again.
+const REFUSAL_PAUSE_MIN: Duration = Duration::from_millis(10);
+/// The longest pause between tries of a refused operation.
+const REFUSAL_PAUSE_MAX: Duration = Duration::from_millis(200);
+
+/// Whether Redis refused the command before running any of it, so trying it
+/// again is safe whatever it does: its slot is moving between masters
+/// (`TRYAGAIN`, or a redirection the client gave up following), the cluster
+/// is electing a master (`CLUSTERDOWN`), or the server is loading its data
+/// (`LOADING`) or has lost its master (`MASTERDOWN`).
+fn refused_unrun(e: &RedisError) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::Server(
+            ServerErrorKind::TryAgain
+                | ServerErrorKind::Ask
+                | ServerErrorKind::Moved
+                | ServerErrorKind::ClusterDown
+                | ServerErrorKind::BusyLoading
+                | ServerErrorKind::MasterDown
+        )
+    )
 }
 
 /// Errors after which the connection is not trusted any more. A script's

@@ -29,6 +29,22 @@ pub(crate) fn queue_route_key(prefix: &str) -> String {
     format!("{prefix}:msgs")
 }
 
+/// The guard key of the slot holding keys under `prefix` (a queue's, a
+/// project's, the outbox's or the pooling catalogue's): a key no one ever
+/// writes, declared by every script next to its routing key. Redis Cluster
+/// runs a script only where every declared key is, and a key that exists
+/// nowhere is never there while its slot moves between masters: the source
+/// answers ASK or TRYAGAIN, the target TRYAGAIN, before anything runs. So no
+/// script runs on half a migrated slot (reading keys that already left as
+/// missing, or creating on the target keys the source still holds), and
+/// none stops half-way on the source at a key that just left (Redis checks
+/// every key a script touches, and an error then keeps the writes made
+/// before it). The driver retries such refusals until the request's
+/// deadline ([`super::conn`]); outside a migration the key costs nothing.
+pub(crate) fn slot_guard_key(prefix: &str) -> String {
+    format!("{prefix}:guard")
+}
+
 /// The key prefix of the deployment's notification outbox: one hash tag
 /// for the whole outbox (see [`super::subscriptions`] for why).
 pub(crate) fn outbox_prefix(ns: &str) -> String {
@@ -58,6 +74,13 @@ mod tests {
         let b = queue_prefix("zq", &Scope::new("a", "b:1:c"));
         assert_ne!(a, b);
         assert_ne!(project_prefix("zq", "a"), project_prefix("zq", "a}"));
+    }
+
+    #[test]
+    fn guard_keys_share_the_slot_of_their_prefix() {
+        let q = queue_prefix("zq", &Scope::new("p", "q"));
+        assert_eq!(slot_guard_key(&q), "zq:q{1:p:1:q}:guard");
+        assert_ne!(slot_guard_key(&q), queue_route_key(&q));
     }
 
     #[test]

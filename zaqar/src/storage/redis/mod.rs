@@ -43,6 +43,21 @@
 //! not delayed; since the script runs alone on the queue's slot, two claims
 //! can never take the same message, whatever the number of API servers.
 //!
+//! # Slots that move (Redis Cluster resharding)
+//!
+//! While a slot moves between masters (`CLUSTER SETSLOT ... MIGRATING`,
+//! `MIGRATE` key by key), its keys are split between the two, and a script
+//! that ran on either side would see only part of a queue, or stop half-way
+//! at a key that just left (Redis checks each key a script touches and keeps
+//! the writes made before the error). Every script therefore declares, next
+//! to its routing key, a guard key nothing ever writes
+//! ([`keys::slot_guard_key`]): Redis then refuses the call on both masters
+//! (ASK, TRYAGAIN) until the slot has settled, before anything runs, and the
+//! connection retries such refusals until the request's deadline
+//! ([`conn::Connector::run`]). Operations on the moving slot's queues wait
+//! (and fail with 503 past the deadline) instead of losing or duplicating
+//! messages; other slots are not affected.
+//!
 //! # Dead letters on Cluster
 //!
 //! The dead-letter queue is another queue, so another slot. A claim moves a
@@ -403,6 +418,7 @@ impl RedisStore {
             .conn
             .run(what, idempotent, |mut conn| async move {
                 let mut call = script.key(keys::queue_route_key(prefix));
+                call.key(keys::slot_guard_key(prefix));
                 call.arg(prefix).arg(now);
                 for a in args {
                     call.arg(a);
@@ -453,6 +469,7 @@ impl RedisStore {
             .run(what, idempotent, |mut conn| async move {
                 let mut call = script.key(format!("{prefix}:queues"));
                 call.key(format!("{prefix}:meta"));
+                call.key(keys::slot_guard_key(prefix));
                 for a in args {
                     call.arg(*a);
                 }
@@ -592,6 +609,9 @@ fn batches<T>(
 ///
 /// On Redis Cluster the client sends `WAIT` to every master and keeps the
 /// smallest answer, so each master needs that many replicas.
+///
+/// A failed `WAIT` comes back as an I/O error: the script ran, so it must
+/// never look like a refusal that [`conn::Connector::run`] would retry.
 async fn invoke<T: FromRedisValue>(
     call: &::redis::ScriptInvocation<'_>,
     conn: &mut conn::Conn,
@@ -604,7 +624,14 @@ async fn invoke<T: FromRedisValue>(
                 .arg(replicas)
                 .arg(timeout_ms)
                 .query_async(conn)
-                .await?,
+                .await
+                .map_err(|e| {
+                    ::redis::RedisError::from((
+                        ::redis::ErrorKind::Io,
+                        "WAIT failed after the script ran",
+                        e.to_string(),
+                    ))
+                })?,
         ),
         None => None,
     };

@@ -1,6 +1,7 @@
 -- The notification outbox: one per deployment (key prefix), all under one
 -- hash tag, so one slot on Redis Cluster (see the module docs for why).
--- KEYS[1] = <O>:due routes the call; ARGV[1] = <O>, ARGV[2] = now in ms
+-- KEYS[1] = <O>:due routes the call, KEYS[2] = <O>:guard (never written;
+-- see keys.rs); ARGV[1] = <O>, ARGV[2] = now in ms
 -- (the server's injected clock), ARGV[3] = operation, then its arguments:
 --   enqueue (project json)...     -> number queued (due now, 0 attempts)
 --   lease limit lease_ms per_project n (project busy){n}

@@ -1,6 +1,7 @@
 -- Queue records of one project (a different slot from its queues' messages).
 -- KEYS[1] = <P>:queues (zset, score 0, names in lexicographic order),
--- KEYS[2] = <P>:meta (hash name -> metadata JSON).
+-- KEYS[2] = <P>:meta (hash name -> metadata JSON), KEYS[3] = <P>:guard
+-- (never written; see keys.rs).
 -- ARGV[1] = operation, then its arguments:
 --   create name json       -> 1 created, 0 existed (metadata kept)
 --   set name json          -> 1 updated, 0 no such queue

@@ -1,5 +1,6 @@
 -- Subscriptions of one queue, under the queue's hash tag (the same slot as
--- its messages). KEYS[1] = <Q>:msgs routes the call; ARGV[1] = <Q>,
+-- its messages). KEYS[1] = <Q>:msgs routes the call, KEYS[2] = <Q>:guard
+-- (never written; see keys.rs); ARGV[1] = <Q>,
 -- ARGV[2] = now in ms (the server's injected clock), ARGV[3] = operation,
 -- then its arguments:
 --   list marker limit                   -> rows

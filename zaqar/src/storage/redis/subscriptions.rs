@@ -196,6 +196,7 @@ impl RedisStore {
             .conn
             .run(what, idempotent, |mut conn| async move {
                 let mut call = script.key(format!("{prefix}:due"));
+                call.key(keys::slot_guard_key(prefix));
                 call.arg(prefix).arg(now).arg(op);
                 for a in args {
                     call.arg(a);

@@ -1291,3 +1291,218 @@ fn batches_split_by_count_and_bytes() {
     );
     assert_eq!(split.concat(), many);
 }
+
+// ------------------------------------------------------- slot migration
+
+/// A command on one Cluster node (no redirection followed).
+async fn node_cmd(port: u16, args: &[&str]) -> ::redis::Value {
+    let client = ::redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut cmd = ::redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    cmd.query_async(&mut conn).await.unwrap()
+}
+
+/// The masters of the test Cluster: (node id, port, slot ranges).
+async fn cluster_masters(port: u16) -> Vec<(String, u16, Vec<(u16, u16)>)> {
+    let text: String = ::redis::from_redis_value(node_cmd(port, &["CLUSTER", "NODES"]).await)
+        .expect("CLUSTER NODES");
+    text.lines()
+        .filter(|l| l.contains("master") && !l.contains("fail"))
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let port = f[1].split(['@', ':']).nth(1).unwrap().parse().unwrap();
+            let ranges = f[8..]
+                .iter()
+                .filter(|r| !r.starts_with('['))
+                .map(|r| {
+                    let (a, b) = r.split_once('-').unwrap_or((r, r));
+                    (a.parse().unwrap(), b.parse().unwrap())
+                })
+                .collect();
+            (f[0].to_owned(), port, ranges)
+        })
+        .collect()
+}
+
+/// Puts a slot back to STABLE on the given nodes when dropped armed (a
+/// failed test), so that one failure does not leave the shared test
+/// Cluster refusing every later call on that slot.
+struct SlotReset {
+    slot: String,
+    ports: Vec<u16>,
+    armed: bool,
+}
+
+impl Drop for SlotReset {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let (slot, ports) = (self.slot.clone(), self.ports.clone());
+        let _ = std::thread::spawn(move || {
+            for port in ports {
+                if let Ok(mut conn) = ::redis::Client::open(format!("redis://127.0.0.1:{port}"))
+                    .and_then(|c| c.get_connection())
+                {
+                    let _: ::redis::RedisResult<()> = ::redis::cmd("CLUSTER")
+                        .arg("SETSLOT")
+                        .arg(&slot)
+                        .arg("STABLE")
+                        .query(&mut conn);
+                }
+            }
+        })
+        .join();
+    }
+}
+
+/// Resharding under load: while the slot of a busy queue moves to another
+/// master (SETSLOT IMPORTING/MIGRATING, MIGRATE key by key, SETSLOT NODE),
+/// a post and a claim issued half-way wait until the slot has settled
+/// instead of running on a part of the queue, and afterwards nothing is
+/// missing, doubled or left behind on the old master. (Before the guard key,
+/// the post ran on the old master with the message records gone: "Script
+/// attempted to access a non local key" after its first writes.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_survives_its_slot_moving() {
+    let Some(url) = test_url("ZAQAR_TEST_REDIS_CLUSTER_URL") else {
+        return;
+    };
+    let opts = options(&url);
+    let prefix = super::keys::queue_prefix(&opts.key_prefix, &Scope::new("p", "moving"));
+    let backend = RedisStore::connect(opts, Arc::new(ManualClock::new()))
+        .unwrap()
+        .backend();
+    let s = Scope::new("p", "moving");
+    let request = ClaimRequest {
+        ttl: 300,
+        grace: 60,
+        limit: 5,
+        dead_letter: None,
+    };
+    backend
+        .messages
+        .post(&s, "c", (0..20).map(|n| msg(n, 600)).collect())
+        .await
+        .unwrap();
+    let first = backend.claims.create(&s, &request).await.unwrap().unwrap();
+
+    let seed: u16 = url
+        .rsplit(',')
+        .next()
+        .and_then(|hp| hp.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    let route = super::keys::queue_route_key(&prefix);
+    let ::redis::Value::Int(slot) = node_cmd(seed, &["CLUSTER", "KEYSLOT", &route]).await else {
+        panic!("CLUSTER KEYSLOT");
+    };
+    let slot = slot as u16;
+    let masters = cluster_masters(seed).await;
+    let src = masters
+        .iter()
+        .position(|(_, _, r)| r.iter().any(|&(a, b)| a <= slot && slot <= b))
+        .expect("an owner");
+    let (src_id, src_port) = (masters[src].0.clone(), masters[src].1);
+    let (dst_id, dst_port) = {
+        let d = &masters[(src + 1) % masters.len()];
+        (d.0.clone(), d.1)
+    };
+    let slot_s = slot.to_string();
+    let mut reset = SlotReset {
+        slot: slot_s.clone(),
+        ports: vec![src_port, dst_port],
+        armed: true,
+    };
+    node_cmd(
+        dst_port,
+        &["CLUSTER", "SETSLOT", &slot_s, "IMPORTING", &src_id],
+    )
+    .await;
+    node_cmd(
+        src_port,
+        &["CLUSTER", "SETSLOT", &slot_s, "MIGRATING", &dst_id],
+    )
+    .await;
+    let dst_port_s = dst_port.to_string();
+    let migrate = |keys: Vec<String>| {
+        let dst_port_s = dst_port_s.clone();
+        async move {
+            let mut args = vec!["MIGRATE", "127.0.0.1", &dst_port_s, "", "0", "5000", "KEYS"];
+            args.extend(keys.iter().map(String::as_str));
+            node_cmd(src_port, &args).await
+        }
+    };
+    // The message records leave first: half the queue is on each master.
+    migrate(vec![format!("{prefix}:m")]).await;
+
+    let post = {
+        let (backend, s) = (backend.clone(), s.clone());
+        tokio::spawn(async move { backend.messages.post(&s, "c", vec![msg(99, 600)]).await })
+    };
+    let claim = {
+        let (backend, s, request) = (backend.clone(), s.clone(), request.clone());
+        tokio::spawn(async move { backend.claims.create(&s, &request).await })
+    };
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        !post.is_finished() && !claim.is_finished(),
+        "a call ran while the slot was moving"
+    );
+
+    // The rest of the slot, then the new owner everywhere.
+    loop {
+        let keys: Vec<String> =
+            match node_cmd(src_port, &["CLUSTER", "GETKEYSINSLOT", &slot_s, "100"]).await {
+                ::redis::Value::Array(keys) => keys
+                    .into_iter()
+                    .map(|k| ::redis::from_redis_value(k).unwrap())
+                    .collect(),
+                other => panic!("GETKEYSINSLOT: {other:?}"),
+            };
+        if keys.is_empty() {
+            break;
+        }
+        migrate(keys).await;
+    }
+    for (_, port, _) in &masters {
+        node_cmd(*port, &["CLUSTER", "SETSLOT", &slot_s, "NODE", &dst_id]).await;
+    }
+    reset.armed = false;
+
+    let posted = post
+        .await
+        .unwrap()
+        .expect("the post went through once settled");
+    assert_eq!(posted.ids.len(), 1);
+    let second = claim
+        .await
+        .unwrap()
+        .expect("the claim went through once settled")
+        .expect("messages to claim");
+    assert_eq!(second.messages.len(), 5);
+    let stats = backend.messages.stats(&s).await.unwrap();
+    assert_eq!((stats.total, stats.claimed), (21, 10));
+    let kept = backend.claims.get(&s, &first.id).await.unwrap().unwrap();
+    assert_eq!(kept.messages.len(), 5);
+    let mut query = everything();
+    query.limit = 50;
+    let page = backend.messages.list(&s, &query).await.unwrap();
+    let mut ids: Vec<_> = page.messages.iter().map(|m| m.id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 21);
+    assert!(ids.contains(&posted.ids[0]));
+    let first_ids: Vec<_> = first.messages.iter().map(|m| &m.id).collect();
+    assert!(second.messages.iter().all(|m| !first_ids.contains(&&m.id)));
+    // Nothing of the queue stayed behind (or was created) on the old master.
+    let ::redis::Value::Int(left) =
+        node_cmd(src_port, &["CLUSTER", "COUNTKEYSINSLOT", &slot_s]).await
+    else {
+        panic!("COUNTKEYSINSLOT");
+    };
+    assert_eq!(left, 0);
+}
