@@ -83,9 +83,7 @@ all the while), samples every server's RSS and open files and the outbox
 depth (``/metrics``) every 10 s, and fails unless they stay flat; it writes
 ``reliability-soak.inc`` and ``reliability-soak.png``.
 
-``--store all`` (the CI step) runs every scenario but ``cluster`` and
-``cluster-wait``, whose slot migration shows an open bug of the Redis
-driver (see reliability.rst); they run when named.
+``--store all`` (the CI step) runs every scenario.
 
 Usage: tests/faults/harness.py [--store all|redis,mongodb,sqlite,sentinel,sentinel-wait,
                                          cluster-failover,cluster,cluster-wait]
@@ -201,10 +199,7 @@ SCHEDULES["cluster"] = {
     "long": [(MIGRATE_SLOTS, 20, 5), (KILL_CLUSTER_MASTER, 20, 8)] * 3,
 }
 SCHEDULES["cluster-wait"] = SCHEDULES["cluster"]
-# The failover alone (wait_replicas = 1), which the driver survives: in CI.
-# The two scenarios with a slot migration show an open bug (a busy queue's
-# slot moved under load loses acknowledged messages: its scripts declare one
-# key and reach the others by name; reliability.rst): on demand only.
+# Two failovers in a row (wait_replicas = 1), no migration.
 SCHEDULES["cluster-failover"] = {
     "short": [(KILL_CLUSTER_MASTER, 4, 4), (KILL_CLUSTER_MASTER, 4, 4)],
     "long": [(KILL_CLUSTER_MASTER, 20, 8)] * 4,
@@ -212,7 +207,8 @@ SCHEDULES["cluster-failover"] = {
 STORES = ["redis", "mongodb", "sqlite", "sentinel", "sentinel-wait", "cluster", "cluster-wait",
           "cluster-failover"]
 # What `--store all` (the CI step) runs.
-ALL_STORES = ["redis", "mongodb", "sqlite", "sentinel", "sentinel-wait", "cluster-failover"]
+ALL_STORES = ["redis", "mongodb", "sqlite", "sentinel", "sentinel-wait", "cluster", "cluster-wait",
+              "cluster-failover"]
 
 
 def wait_for(check, what, timeout=30.0):
