@@ -93,6 +93,54 @@ def test_idle_keepalive_connections_and_missing_bodies_are_closed(server_factory
     s.close()
 
 
+def read_answer(sock):
+    """One HTTP/1.1 answer with a Content-Length body: (status, body)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise ConnectionError(f"closed by the server after {data!r}")
+        data += chunk
+    head, rest = data.split(b"\r\n\r\n", 1)
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    while len(rest) < length:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise ConnectionError("closed by the server mid-answer")
+        rest += chunk
+    return int(head.split(b" ")[1]), rest
+
+
+@pytest.mark.parametrize("method,path", [("POST", "/v2/nothing-here"),
+                                         ("POST", "/v2/topics/t/claims"),
+                                         ("POST", "/v2/queues/q/stats")])
+def test_an_error_answered_before_the_body_keeps_the_connection(server, method, path):
+    """A 404 or 405 is decided before the body is read. If the body has
+    not fully arrived then, hyper used to close the connection after the
+    answer, so a client reusing it (python-requests does) got a reset on
+    its next request: a flaky ``RemoteDisconnected`` in the functional
+    tests. The body now arrives late on purpose."""
+    s = socket.create_connection(("127.0.0.1", server.port))
+    s.settimeout(30)
+    body = b'{"a": 1}'
+    s.sendall(f"{method} {path} HTTP/1.1\r\nHost: x\r\nClient-ID: {CLIENT}\r\n"
+              f"X-Project-ID: p\r\nContent-Type: application/json\r\n"
+              f"Content-Length: {len(body)}\r\n\r\n".encode())
+    time.sleep(0.3)
+    s.sendall(body)
+    status, _ = read_answer(s)
+    assert status in (404, 405), status
+    s.sendall(f"GET /v2/queues HTTP/1.1\r\nHost: x\r\nClient-ID: {CLIENT}\r\n"
+              "X-Project-ID: p\r\n\r\n".encode())
+    status, _ = read_answer(s)
+    assert status in (200, 204), status
+    s.close()
+
+
 def test_malformed_chunked_body_is_a_400(server):
     s = socket.create_connection(("127.0.0.1", server.port))
     s.sendall(f"POST /v2/queues/q/messages HTTP/1.1\r\nHost: x\r\nClient-ID: {CLIENT}\r\n"

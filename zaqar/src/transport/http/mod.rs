@@ -63,11 +63,17 @@ pub fn routes(state: Arc<HttpState>) -> BoxedFilter<(Response,)> {
              path: warp::path::FullPath,
              query: String,
              headers: HeaderMap,
-             body,
-             state| async move {
-                Ok::<_, Infallible>(
-                    handle(state, method, path.as_str(), &query, headers, body).await,
-                )
+             mut body,
+             state: Arc<HttpState>| async move {
+                let deadline = state.body_timeout;
+                let response =
+                    handle(state, method, path.as_str(), &query, headers, &mut body).await;
+                // An answer given before the body was read (a 401, 404, 405,
+                // ...): read the rest first, or hyper closes the connection
+                // when the body has not fully arrived yet, and a client
+                // reusing it gets a reset instead of its next answer.
+                let _ = tokio::time::timeout(deadline, drain(&mut body, 0)).await;
+                Ok::<_, Infallible>(response)
             },
         )
         .boxed()
