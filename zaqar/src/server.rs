@@ -290,7 +290,10 @@ pub async fn serve_all(
         let wake = api.storage().outbox_wake.clone();
         match crate::notification::Notifier::new(outbox, config, api.clock(), wake) {
             Ok(notifier) => {
-                let notifier = notifier.with_queue_sink(Arc::new(api.clone()));
+                let notifier = notifier.with_queue_sink(Arc::new(api.clone())).with_fanout(
+                    api.storage().subscriptions.clone(),
+                    api.storage().queues.clone(),
+                );
                 let mut stop = stop_rx.clone();
                 tasks.push(tokio::spawn(notifier.run(async move {
                     let _ = stop.wait_for(|s| *s).await;

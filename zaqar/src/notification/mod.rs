@@ -8,10 +8,18 @@
 //!    the messages are stored, and when the queue has live subscriptions
 //!    (the stores say so in [`Posted::subscribed`], read in the post's own
 //!    transaction or script, so queues without subscribers pay nothing), it
-//!    writes one outbox row per (message, subscriber) and wakes the
-//!    workers. The post never waits for a delivery. (The reference notifies *before* storing and from an
+//!    writes **one** outbox row for the whole post, a fan-out row holding
+//!    the notification documents, and wakes the workers. The post's cost
+//!    does not grow with the number of subscribers, and it never waits for
+//!    a delivery. (The reference notifies *before* storing and from an
 //!    in-memory thread pool, so a restart loses what was pending.)
-//! 2. [`Notifier`] leases due rows and delivers each on its channel, at
+//! 2. A worker expands a fan-out row ([`Notifier::with_fanout`]): it reads
+//!    the queue's subscriptions (those live then; confirmed ones only with
+//!    `require_confirmation`), queues one row per (message, subscriber), and
+//!    only then deletes the fan-out row. A server dying half-way expands it
+//!    again once its lease runs out: a subscriber may then be notified
+//!    twice, never not at all (deliveries are at least once anyway).
+//! 3. [`Notifier`] leases due rows and delivers each on its channel, at
 //!    most `[notification] max_notifier_workers` at a time, and at most
 //!    `max_notifier_workers_per_project` of one project, the projects
 //!    taking turns (see [`Notifier::run`]). A row is deleted
@@ -73,6 +81,14 @@ pub const NOTIFIER_STAGE: &str = "zaqar.notification.notifier";
 
 /// Subscriptions read per page when fanning a post out.
 const FANOUT_PAGE: usize = 100;
+/// Delivery rows queued per outbox call when expanding a fan-out row.
+const FANOUT_ENQUEUE_CHUNK: usize = 1000;
+/// The subscriber of a fan-out row (a scheme no subscription can have: the
+/// API accepts only its own channels).
+pub const FANOUT_SUBSCRIBER: &str = "zaqar-fanout:";
+/// Longest wait before a fan-out row whose expansion failed (the stores
+/// unavailable) is tried again; it is never given up for that.
+const FANOUT_RETRY_MAX_SECS: u64 = 60;
 /// Longest sleep of the dispatcher between two looks at the outbox.
 const MAX_IDLE: Duration = Duration::from_secs(2);
 /// Sleep of the dispatcher while due deliveries wait for their project's
@@ -88,48 +104,58 @@ pub fn notifier_stage(next: Arc<dyn MessageStore>, ctx: &StageContext) -> Arc<dy
     }
     Arc::new(NotifierStage {
         next,
-        subscriptions: ctx.backend.subscriptions.clone(),
-        queues: ctx.backend.queues.clone(),
         outbox: ctx.backend.outbox.clone(),
         wake: ctx.outbox_wake.clone(),
-        require_confirmation: ctx.config.notification.require_confirmation,
         keyring: Arc::new(crate::storage::encryption::Keyring::from_config(
             &ctx.config.transport,
         )),
     })
 }
 
-/// The message stage that queues a delivery per subscriber for each post.
+/// The message stage that queues one fan-out row for each post to a queue
+/// with subscribers (see the module docs).
 pub struct NotifierStage {
     next: Arc<dyn MessageStore>,
-    subscriptions: Arc<dyn SubscriptionStore>,
-    queues: Arc<dyn QueueStore>,
     outbox: Option<Arc<dyn Outbox>>,
     wake: Arc<Notify>,
-    require_confirmation: bool,
     keyring: Arc<crate::storage::encryption::Keyring>,
 }
 
-impl NotifierStage {
-    /// Every live subscription of the queue that should be notified.
-    async fn targets(&self, scope: &Scope) -> StorageResult<Vec<Subscription>> {
-        let mut out = Vec::new();
-        let mut marker: Option<String> = None;
-        loop {
-            let page = self
-                .subscriptions
-                .list(scope, marker.as_deref(), FANOUT_PAGE)
-                .await?;
-            let full = page.len() == FANOUT_PAGE;
-            marker = page.last().map(|s| s.id.clone());
-            out.extend(
-                page.into_iter()
-                    .filter(|s| !self.require_confirmation || s.confirmed),
-            );
-            if !full {
-                return Ok(out);
-            }
+/// Every live subscription of the queue that should be notified.
+async fn fanout_targets(
+    subscriptions: &dyn SubscriptionStore,
+    scope: &Scope,
+    require_confirmation: bool,
+) -> StorageResult<Vec<Subscription>> {
+    let mut out = Vec::new();
+    let mut marker: Option<String> = None;
+    loop {
+        let page = subscriptions
+            .list(scope, marker.as_deref(), FANOUT_PAGE)
+            .await?;
+        let full = page.len() == FANOUT_PAGE;
+        marker = page.last().map(|s| s.id.clone());
+        out.extend(
+            page.into_iter()
+                .filter(|s| !require_confirmation || s.confirmed),
+        );
+        if !full {
+            return Ok(out);
         }
+    }
+}
+
+/// The fan-out row of one post: the notification documents of its
+/// messages, to be copied to every subscriber of the queue.
+pub fn fanout_row(scope: &Scope, payloads: Vec<Value>) -> NewDelivery {
+    NewDelivery {
+        project: scope.project.clone(),
+        queue: scope.queue.clone(),
+        subscription_id: String::new(),
+        subscriber: FANOUT_SUBSCRIBER.to_owned(),
+        options: Map::new(),
+        queue_retry_policy: None,
+        payload: serde_json::json!({ "messages": payloads }),
     }
 }
 
@@ -171,16 +197,6 @@ impl MessageStore for NotifierStage {
         if posted.subscribed == Some(false) {
             return Ok(posted);
         }
-        let targets = match self.targets(scope).await {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::warn!(queue = %scope.queue, error = %e, "cannot read subscriptions: not notifying");
-                Vec::new()
-            }
-        };
-        if targets.is_empty() {
-            return Ok(posted);
-        }
         // Subscribers get the plaintext of an encrypted queue's messages
         // (the key never leaves the server, so ciphertext would be of no
         // use to them).
@@ -200,28 +216,10 @@ impl MessageStore for NotifierStage {
                 }
             }
         }
-        let queue_retry_policy = match self.queues.get(scope).await {
-            Ok(m) => m.and_then(|m| m.get("_retry_policy").cloned()),
-            Err(e) => {
-                tracing::debug!(error = %e, "queue metadata unreadable: default retry policy");
-                None
-            }
-        };
-        let mut deliveries = Vec::with_capacity(targets.len() * payloads.len());
-        for sub in &targets {
-            for payload in &payloads {
-                deliveries.push(NewDelivery {
-                    project: scope.project.clone(),
-                    queue: scope.queue.clone(),
-                    subscription_id: sub.id.clone(),
-                    subscriber: sub.subscriber.clone(),
-                    options: sub.options.clone(),
-                    queue_retry_policy: queue_retry_policy.clone(),
-                    payload: payload.clone(),
-                });
-            }
+        if payloads.is_empty() {
+            return Ok(posted);
         }
-        match outbox.enqueue(deliveries).await {
+        match outbox.enqueue(vec![fanout_row(scope, payloads)]).await {
             Ok(()) => self.wake.notify_one(),
             Err(e) => {
                 tracing::warn!(queue = %scope.queue, error = %e, "notifications could not be queued")
@@ -406,6 +404,15 @@ pub struct Notifier {
     policy: ssrf::AddressPolicy,
     trusts: Option<Arc<dyn trust::TrustTokens>>,
     queues: Option<Arc<dyn QueueSink>>,
+    fanout: Option<FanoutStores>,
+}
+
+/// What expanding a fan-out row reads: the queue's subscriptions and its
+/// metadata (for `_retry_policy`).
+#[derive(Clone)]
+struct FanoutStores {
+    subscriptions: Arc<dyn SubscriptionStore>,
+    queues: Arc<dyn QueueStore>,
 }
 
 impl Notifier {
@@ -434,7 +441,78 @@ impl Notifier {
             policy,
             trusts,
             queues: None,
+            fanout: None,
         })
+    }
+
+    /// Expands fan-out rows ([`NotifierStage`]) with the subscriptions and
+    /// queue records of these stores (the deployment's, pools included).
+    pub fn with_fanout(
+        mut self,
+        subscriptions: Arc<dyn SubscriptionStore>,
+        queues: Arc<dyn QueueStore>,
+    ) -> Self {
+        self.fanout = Some(FanoutStores {
+            subscriptions,
+            queues,
+        });
+        self
+    }
+
+    /// Replaces fan-out row `d` by one delivery per (message, subscriber):
+    /// `Delivered` once they are all queued.
+    async fn expand(&self, d: &Delivery) -> Outcome {
+        let Some(stores) = &self.fanout else {
+            return Outcome::GiveUp("fan-out row but no subscription store".into());
+        };
+        let Some(payloads) = d.delivery.payload.get("messages").and_then(Value::as_array) else {
+            return Outcome::GiveUp("fan-out row without messages".into());
+        };
+        let scope = Scope::new(d.delivery.project.clone(), d.delivery.queue.clone());
+        let require_confirmation = self.config.notification.require_confirmation;
+        let targets =
+            match fanout_targets(stores.subscriptions.as_ref(), &scope, require_confirmation).await
+            {
+                Ok(t) => t,
+                Err(e) => return Outcome::Retry(format!("cannot read subscriptions: {e}")),
+            };
+        if targets.is_empty() {
+            return Outcome::Delivered;
+        }
+        let queue_retry_policy = match stores.queues.get(&scope).await {
+            Ok(m) => m.and_then(|m| m.get("_retry_policy").cloned()),
+            Err(e) => {
+                tracing::debug!(error = %e, "queue metadata unreadable: default retry policy");
+                None
+            }
+        };
+        let mut rows = Vec::with_capacity(FANOUT_ENQUEUE_CHUNK);
+        for sub in &targets {
+            for payload in payloads {
+                rows.push(NewDelivery {
+                    project: scope.project.clone(),
+                    queue: scope.queue.clone(),
+                    subscription_id: sub.id.clone(),
+                    subscriber: sub.subscriber.clone(),
+                    options: sub.options.clone(),
+                    queue_retry_policy: queue_retry_policy.clone(),
+                    payload: payload.clone(),
+                });
+                if rows.len() == FANOUT_ENQUEUE_CHUNK {
+                    if let Err(e) = self.outbox.enqueue(std::mem::take(&mut rows)).await {
+                        return Outcome::Retry(format!("cannot queue deliveries: {e}"));
+                    }
+                    self.wake.notify_one();
+                }
+            }
+        }
+        if !rows.is_empty() {
+            if let Err(e) = self.outbox.enqueue(rows).await {
+                return Outcome::Retry(format!("cannot queue deliveries: {e}"));
+            }
+        }
+        self.wake.notify_one();
+        Outcome::Delivered
     }
 
     /// Delivers `queue:NAME` subscriptions through `sink`.
@@ -521,6 +599,9 @@ impl Notifier {
 
     /// Tries one delivery and records the result in the outbox.
     async fn deliver(&self, d: Delivery) {
+        if d.delivery.subscriber == FANOUT_SUBSCRIBER {
+            return self.deliver_fanout(d).await;
+        }
         let outcome = self.attempt(&d).await;
         crate::metrics::global().delivery(
             delivery_kind(&d.delivery.subscriber),
@@ -563,6 +644,33 @@ impl Notifier {
                         self.outbox.complete(&d.id).await
                     }
                 }
+            }
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "cannot update the notification outbox");
+        }
+    }
+
+    /// Expands a fan-out row and records the result: deleted once expanded
+    /// (or malformed), tried again after a growing pause when the stores
+    /// failed, however long that lasts.
+    async fn deliver_fanout(&self, d: Delivery) {
+        let result = match self.expand(&d).await {
+            Outcome::Delivered => self.outbox.complete(&d.id).await,
+            Outcome::GiveUp(why) => {
+                tracing::error!(queue = %d.delivery.queue, project = %d.delivery.project, %why, "fan-out row dropped");
+                self.outbox.complete(&d.id).await
+            }
+            Outcome::Retry(why) => {
+                let wait = 1u64
+                    .checked_shl(d.attempts.min(16))
+                    .unwrap_or(u64::MAX)
+                    .min(FANOUT_RETRY_MAX_SECS);
+                tracing::warn!(queue = %d.delivery.queue, project = %d.delivery.project, wait_secs = wait, %why, "fan-out will be retried");
+                let due = self.clock.now_ms().saturating_add(wait as i64 * 1000);
+                self.outbox
+                    .retry_at(&d.id, d.attempts.saturating_add(1), due)
+                    .await
             }
         };
         if let Err(e) = result {
@@ -719,5 +827,97 @@ mod tests {
         let d = store.lease_due(1, 60_000).await.unwrap().remove(0);
         notifier.deliver(d).await;
         assert_eq!(store.next_due_ms().await.unwrap(), None);
+    }
+
+    /// A post writes one outbox row whatever the number of subscribers (its
+    /// cost must not grow with them); a worker expands it into one delivery
+    /// per (message, subscriber), then deletes it. Subscribers unconfirmed
+    /// under `require_confirmation` get nothing.
+    #[tokio::test]
+    async fn a_post_queues_one_row_that_a_worker_fans_out() {
+        use crate::storage::{Metadata, NewSubscription};
+
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let clock = ManualClock::new();
+        let store = SqliteStore::open(&dir.path().join("zaqar.sqlite"), Arc::new(clock.clone()))
+            .expect("open");
+        let backend = store.backend();
+        let outbox = backend.outbox.clone().expect("an outbox");
+        let scope = Scope::new("p", "q");
+        backend
+            .queues
+            .create(&scope, &Metadata::new())
+            .await
+            .unwrap();
+        let mut confirmed = Vec::new();
+        for i in 0..250 {
+            let id = backend
+                .subscriptions
+                .create(
+                    &scope,
+                    &NewSubscription {
+                        subscriber: format!("http://127.0.0.1:9/s/{i}"),
+                        ttl: 3600,
+                        options: Metadata::new(),
+                    },
+                )
+                .await
+                .unwrap()
+                .expect("a new subscription");
+            if i % 5 != 0 {
+                backend
+                    .subscriptions
+                    .confirm(&scope, &id, true)
+                    .await
+                    .unwrap();
+                confirmed.push(id);
+            }
+        }
+        let mut config = (*loopback_config()).clone();
+        config.notification.require_confirmation = true;
+        let config = Arc::new(config);
+        let wake = Arc::new(Notify::new());
+        let ctx = StageContext {
+            backend: backend.clone(),
+            config: config.clone(),
+            outbox_wake: wake.clone(),
+        };
+        let stage = notifier_stage(backend.messages.clone(), &ctx);
+        let message = |n: i64| NewMessage {
+            ttl: 300,
+            delay: 0,
+            body: serde_json::value::to_raw_value(&json!({"n": n})).unwrap(),
+            checksum: None,
+        };
+        stage
+            .post(&scope, "c", vec![message(1), message(2)])
+            .await
+            .unwrap();
+        assert_eq!(outbox.depth().await.unwrap(), Some(1));
+
+        let notifier = Notifier::new(outbox.clone(), config, Arc::new(clock.clone()), wake)
+            .expect("notifier")
+            .with_fanout(backend.subscriptions.clone(), backend.queues.clone());
+        let mut rows = outbox.lease_due(10, 60_000).await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].delivery.subscriber, FANOUT_SUBSCRIBER);
+        notifier.deliver(rows.remove(0)).await;
+
+        let rows = outbox.lease_due(10_000, 60_000).await.unwrap();
+        assert_eq!(rows.len(), 2 * confirmed.len());
+        let mut seen: Vec<(String, i64)> = rows
+            .iter()
+            .map(|d| {
+                assert_eq!(d.delivery.payload["queue_name"], "q");
+                (
+                    d.delivery.subscription_id.clone(),
+                    d.delivery.payload["body"]["n"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), 2 * confirmed.len());
+        assert!(seen.iter().all(|(id, _)| confirmed.contains(id)));
     }
 }
