@@ -5,18 +5,21 @@ faults are injected on a schedule, then an exact account of every message.
 Stores (``--store``, several separated by commas, or ``all``):
 
 * ``redis``: one Redis (``appendonly yes``, ``appendfsync always``) behind a
-  small TCP fault proxy (this file: latency, a cut connection); two servers
-  whose message and management stores are that Redis through the proxy.
-  Faults: ``kill -9`` of the first server (restarted), ``kill -9`` of Redis
-  (restarted on its AOF), 300 ms of latency on every packet, the connections
-  cut and new ones refused for a while.
+  small TCP fault proxy (this file: latency, drops, a cut connection); two
+  servers whose message and management stores are that Redis through the
+  proxy. Faults: ``kill -9`` of the first server (restarted), ``kill -9`` of
+  Redis (restarted on its AOF), 300 ms of latency on every packet, every
+  packet dropped for a while (a partition: the proxy forwards nothing, in
+  either direction, on old and new connections alike, then resets the
+  connections whose bytes it dropped, as TCP gives up on them), the
+  connections cut and new ones refused for a while.
 * ``mongodb``: SecantusDB (the MongoDB-wire test server of tests/mongodb,
   WiredTiger, journal on, a one-node replica set) behind the same proxy; two
   servers with both stores on one database (``w=majority``, ``j=true``, the
   driver's defaults). Faults: ``kill -9`` of the first server, ``kill -9``
   of SecantusDB restarted on its data directory, a clean restart of
-  SecantusDB (SIGTERM, then started again), the connections cut; the long
-  schedule adds latency.
+  SecantusDB (SIGTERM, then started again), every packet dropped for a
+  while, the connections cut; the long schedule adds latency.
 * ``sqlite``: one server owns the database file (SQLite admits one writing
   process); ``kill -9`` of that server, restarted on the file.
 * ``sentinel``: a Redis master and a replica (both AOF always) watched by
@@ -157,6 +160,7 @@ KILL_SERVER = "kill -9 server"
 KILL_REDIS = "kill -9 redis (AOF always)"
 LATENCY = "latency 300 ms"
 CUT = "cut connection"
+DROP = "packets dropped (partition)"
 KILL_MONGODB = "kill -9 mongodb, restart on its data"
 RESTART_MONGODB = "clean restart of mongodb"
 KILL_MASTER = "kill -9 master (Sentinel failover)"
@@ -168,17 +172,18 @@ KILL_CLUSTER_MASTER = "kill -9 master of the queues' slot (Cluster failover)"
 # Per store: (name, seconds of load before it, seconds it lasts).
 SCHEDULES = {
     "redis": {
-        "short": [(KILL_SERVER, 4, 2), (KILL_REDIS, 4, 2), (LATENCY, 4, 3), (CUT, 4, 2)],
+        "short": [(KILL_SERVER, 4, 2), (KILL_REDIS, 4, 2), (LATENCY, 4, 3), (DROP, 4, 3),
+                  (CUT, 4, 2)],
         "long": [(KILL_SERVER, 20, 5), (KILL_REDIS, 20, 5), (LATENCY, 20, 10),
-                 (CUT, 20, 5)] * 3,
+                 (DROP, 20, 10), (CUT, 20, 5)] * 3,
     },
     "mongodb": {
         # SecantusDB takes about 4 s to start: the kill leaves it down for
         # about 8 s, past the driver's 5 s server selection (503s).
         "short": [(KILL_SERVER, 4, 2), (KILL_MONGODB, 4, 4), (RESTART_MONGODB, 4, 1),
-                  (CUT, 4, 2)],
+                  (DROP, 4, 3), (CUT, 4, 2)],
         "long": [(KILL_SERVER, 20, 5), (KILL_MONGODB, 20, 5), (RESTART_MONGODB, 20, 5),
-                 (LATENCY, 20, 10), (CUT, 20, 5)] * 3,
+                 (LATENCY, 20, 10), (DROP, 20, 10), (CUT, 20, 5)] * 3,
     },
     "sqlite": {
         "short": [(KILL_SERVER, 4, 1), (KILL_SERVER, 4, 1), (KILL_SERVER, 4, 1)],
@@ -663,7 +668,7 @@ class RedisCluster:
 
 
 class FaultProxy:
-    """TCP proxy from PROXY_PORT to a store that can delay or cut traffic."""
+    """TCP proxy from PROXY_PORT to a store that can delay, drop or cut traffic."""
 
     def __init__(self, upstream_port, port=PROXY_PORT, latency=0.0, delay_line=False):
         self.upstream_port = upstream_port
@@ -674,6 +679,11 @@ class FaultProxy:
         self.delay_line = delay_line
         self.cut = False
         self.dropping = False
+        # A partition: every byte read is thrown away (both directions, every
+        # connection, new ones too) and the connections it touched are
+        # remembered, to be reset when it ends.
+        self.blackhole = False
+        self.blackholed = set()
         self.conns = set()
         self.lock = threading.Lock()
         self.listener = socket.create_server(("127.0.0.1", port), reuse_port=False)
@@ -711,6 +721,10 @@ class FaultProxy:
                     time.sleep(self.latency)
                 if self.dropping:
                     break
+                if self.blackhole:
+                    with self.lock:
+                        self.blackholed.update((src, dst))
+                    continue
                 dst.sendall(data)
         except OSError:
             pass
@@ -729,6 +743,10 @@ class FaultProxy:
                     time.sleep(max(0.0, due - time.monotonic()))
                     if self.dropping:
                         break
+                    if self.blackhole:
+                        with self.lock:
+                            self.blackholed.update((src, dst))
+                        continue
                     dst.sendall(data)
             except OSError:
                 pass
@@ -762,6 +780,21 @@ class FaultProxy:
         with self.lock:
             conns = list(self.conns)
         for s in conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def partition(self, duration):
+        """Drops every packet for `duration` seconds, then resets the
+        connections that lost bytes (their streams are broken: TCP would
+        have timed them out); untouched ones go on."""
+        self.blackhole = True
+        time.sleep(duration)
+        self.blackhole = False
+        with self.lock:
+            broken, self.blackholed = list(self.blackholed), set()
+        for s in broken:
             try:
                 s.shutdown(socket.SHUT_RDWR)
             except OSError:
@@ -890,6 +923,8 @@ class Topology:
             self.proxy.latency = 0.3
             time.sleep(duration)
             self.proxy.latency = 0.0
+        elif name == DROP:
+            self.proxy.partition(duration)
         elif name == CUT:
             self.proxy.cut_all()
             time.sleep(duration)
