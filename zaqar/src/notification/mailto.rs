@@ -101,9 +101,14 @@ pub fn message(to: &str, from: &str, subject: &str, body: &str) -> String {
     )
 }
 
-/// The link of a confirmation e-mail.
+/// The link of a confirmation e-mail (`Queue` names the topic for a topic's
+/// subscription: its documents carry `topic_name` instead of `queue_name`).
 fn confirm_link(base: &str, p: &Value) -> String {
     let get = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or("");
+    let source = match get("queue_name") {
+        "" => get("topic_name"),
+        q => q,
+    };
     format!(
         "{base}?Signature={}&Methods={}&Paths={}&Project={}&Expires={}&Url={}&Queue={}",
         get("URL-Signature"),
@@ -112,7 +117,7 @@ fn confirm_link(base: &str, p: &Value) -> String {
         get("X-Project-ID"),
         get("URL-Expires"),
         get("WSGISubscribeURL"),
-        get("queue_name"),
+        source,
     )
 }
 
@@ -160,7 +165,8 @@ pub fn compose(config: &NotificationConfig, delivery: &NewDelivery) -> Result<Em
                 config.unsubscribe_template()
             };
             let project = p.get("X-Project-ID").and_then(Value::as_str).unwrap_or("");
-            from_template(&template, &delivery.queue, project, &confirm_link(base, p))
+            let name = crate::storage::names::display_name(&delivery.queue);
+            from_template(&template, name, project, &confirm_link(base, p))
         }
         _ => {
             let opt = |k: &str| {
@@ -340,6 +346,30 @@ mod tests {
             json!({}),
         );
         assert!(!compose(&c, &d).unwrap().text.contains("\nBcc:"));
+    }
+
+    /// A topic's confirmation names the topic, in the link and the text
+    /// (its documents carry `topic_name`, and it is stored under a prefix).
+    #[test]
+    fn a_topic_confirmation_names_the_topic() {
+        let c = NotificationConfig {
+            external_confirmation_url: Some("https://confirm.example.com/".into()),
+            ..NotificationConfig::default()
+        };
+        let payload = json!({"Message_Type": "SubscriptionConfirmation", "URL-Signature": "sig",
+                             "X-Project-ID": "p", "topic_name": "news"});
+        let mut d = delivery("mailto:x@example.com", payload);
+        d.queue = format!("{}news", crate::storage::names::TOPIC_PREFIX);
+        let text = compose(&c, &d).unwrap().text;
+        assert!(text.contains("&Queue=news"), "{text}");
+        assert!(
+            text.contains(": news. This queue belongs to project: p."),
+            "{text}"
+        );
+        assert!(
+            !text.contains(crate::storage::names::TOPIC_PREFIX),
+            "{text}"
+        );
     }
 
     #[test]
