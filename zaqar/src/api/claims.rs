@@ -87,7 +87,14 @@ impl Api {
             .await
             .map_err(storage_error(what))?;
         if let Some(c) = &mut claim {
-            self.open_bodies(scope, &mut c.messages)?;
+            if let Err(e) = self.open_bodies(scope, &mut c.messages) {
+                // Nobody will see this claim's id: release its messages now
+                // (for a server that can open them) instead of at its expiry.
+                if let Err(r) = self.storage.claims.delete(scope, &c.id).await {
+                    tracing::warn!(queue = %scope.queue, error = %r, "cannot release a claim whose messages do not open; they return when it expires");
+                }
+                return Err(e);
+            }
         }
         Ok(claim)
     }

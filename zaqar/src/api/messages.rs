@@ -11,7 +11,7 @@ use super::validate::{self, may_not_exceed, python_list};
 use super::{Api, Payload};
 use crate::context::RequestContext;
 use crate::error::{storage_error, ApiError, ApiResult};
-use crate::storage::{ListQuery, Message, Metadata, NewMessage, Scope, StorageError};
+use crate::storage::{ClaimRequest, ListQuery, Message, Metadata, NewMessage, Scope, StorageError};
 
 /// Default message page size.
 pub const DEFAULT_MESSAGE_PAGE: usize = 10;
@@ -79,7 +79,51 @@ pub enum BulkDeleteOutcome {
     Popped(Vec<Message>),
 }
 
+/// Seconds the messages of a pop on an encrypted queue stay claimed should
+/// the server die between claiming and deleting them (see `pop_sealed`).
+const POP_CLAIM_TTL: i64 = 60;
+
 impl Api {
+    /// `pop` on an encrypted queue: the messages are claimed, opened, and
+    /// only then deleted under that claim, so a body this server cannot open
+    /// (a key it lacks, a damaged body) is never deleted unread: the claim is
+    /// released at once and the answer is 503. A server dying between the
+    /// steps leaves the messages claimed for [`POP_CLAIM_TTL`] seconds.
+    async fn pop_sealed(&self, scope: &Scope, limit: usize) -> ApiResult<Vec<Message>> {
+        let what = "Messages could not be popped.";
+        let request = ClaimRequest {
+            ttl: POP_CLAIM_TTL,
+            grace: 0,
+            limit,
+            dead_letter: None,
+        };
+        let Some(mut claim) = self
+            .storage
+            .claims
+            .create(scope, &request)
+            .await
+            .map_err(storage_error(what))?
+        else {
+            return Ok(Vec::new());
+        };
+        if let Err(e) = self.open_bodies(scope, &mut claim.messages) {
+            if let Err(r) = self.storage.claims.delete(scope, &claim.id).await {
+                tracing::warn!(queue = %scope.queue, error = %r, "cannot release the claim of a failed pop; its messages return when it expires");
+            }
+            return Err(e);
+        }
+        let ids: Vec<String> = claim.messages.iter().map(|m| m.id.clone()).collect();
+        self.storage
+            .messages
+            .bulk_delete(scope, &ids, Some(std::slice::from_ref(&claim.id)))
+            .await
+            .map_err(storage_error(what))?;
+        for m in &mut claim.messages {
+            m.claim_id = None;
+        }
+        Ok(claim.messages)
+    }
+
     /// Reads a queue's metadata, `None` when the queue does not exist.
     async fn queue_metadata(
         &self,
@@ -408,13 +452,26 @@ impl Api {
                 )));
             }
             let scope = scope(ctx, queue);
-            let mut popped = self
+            let what = "Messages could not be popped.";
+            let encrypted = self
                 .storage
-                .messages
-                .pop(&scope, pop as usize)
+                .queues
+                .get(&scope)
                 .await
-                .map_err(storage_error("Messages could not be popped."))?;
-            self.open_bodies(&scope, &mut popped)?;
+                .map_err(storage_error(what))?
+                .is_some_and(|m| QueuePolicy::from_metadata(&m).encrypt);
+            let popped = if encrypted {
+                self.pop_sealed(&scope, pop as usize).await?
+            } else {
+                let mut popped = self
+                    .storage
+                    .messages
+                    .pop(&scope, pop as usize)
+                    .await
+                    .map_err(storage_error(what))?;
+                self.open_bodies(&scope, &mut popped)?;
+                popped
+            };
             return Ok(BulkDeleteOutcome::Popped(popped));
         }
         let ids = ids.unwrap_or_default();
