@@ -69,7 +69,9 @@ impl ConnectionLike for Conn {
 enum Target {
     Single(Client),
     Sentinel(tokio::sync::Mutex<SentinelClient>),
-    Cluster(ClusterClient),
+    /// The client, and the nodes named in the URI (for pub/sub, which a
+    /// Cluster broadcasts to every node: any one of them will do).
+    Cluster(ClusterClient, Vec<ConnectionInfo>),
 }
 
 /// Makes, keeps and remakes the connection (see the module docs).
@@ -164,7 +166,7 @@ impl Connector {
                     .iter()
                     .map(|hp| info(tcp_addr(hp, options.tls)))
                     .collect::<StorageResult<Vec<_>>>()?;
-                let mut builder = ClusterClient::builder(nodes)
+                let mut builder = ClusterClient::builder(nodes.clone())
                     .connection_timeout(options.socket_timeout)
                     .response_timeout(options.socket_timeout)
                     // Redirections are followed at once; a refusal (TRYAGAIN,
@@ -183,7 +185,7 @@ impl Connector {
                 if options.tls {
                     builder = builder.tls(TlsMode::Secure);
                 }
-                Target::Cluster(builder.build().map_err(config_error)?)
+                Target::Cluster(builder.build().map_err(config_error)?, nodes)
             }
         };
         Ok(Connector {
@@ -225,16 +227,37 @@ impl Connector {
                         .await?,
                 ))
             }
-            Target::Cluster(client) => Ok(Conn::Cluster(client.get_async_connection().await?)),
+            Target::Cluster(client, _) => Ok(Conn::Cluster(client.get_async_connection().await?)),
         }
     }
 
-    /// A new pub/sub connection, on a single server only (a Sentinel or
-    /// Cluster deployment has none: `None`).
-    pub(crate) async fn pubsub(&self) -> Option<RedisResult<::redis::aio::PubSub>> {
+    /// A new pub/sub connection: to the server; on Sentinel, to the current
+    /// master (a failover breaks it, and the caller subscribes again, to the
+    /// new one); on Cluster, to the first node of the URI that answers
+    /// (Redis Cluster delivers a `PUBLISH` on any node to subscribers on
+    /// every node).
+    pub(crate) async fn pubsub(&self) -> RedisResult<::redis::aio::PubSub> {
         match &self.target {
-            Target::Single(client) => Some(client.get_async_pubsub().await),
-            Target::Sentinel(_) | Target::Cluster(_) => None,
+            Target::Single(client) => client.get_async_pubsub().await,
+            Target::Sentinel(sentinel) => {
+                let client = sentinel.lock().await.async_get_client().await?;
+                client.get_async_pubsub().await
+            }
+            Target::Cluster(_, nodes) => {
+                let mut last = None;
+                for node in nodes {
+                    match Client::open(node.clone()) {
+                        Ok(client) => match client.get_async_pubsub().await {
+                            Ok(pubsub) => return Ok(pubsub),
+                            Err(e) => last = Some(e),
+                        },
+                        Err(e) => last = Some(e),
+                    }
+                }
+                Err(last.unwrap_or_else(|| {
+                    ::redis::RedisError::from((ErrorKind::InvalidClientConfig, "no Cluster node"))
+                }))
+            }
         }
     }
 

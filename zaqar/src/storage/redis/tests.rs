@@ -99,6 +99,13 @@ macro_rules! topology {
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_post_on_one_process_wakes_waiters_of_another() {
+            if let Some(url) = test_url($var) {
+                wake_across_processes(&url).await;
+            }
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn expired_claims_are_released_a_budget_at_a_time() {
             if let Some(url) = test_url($var) {
                 claim_release_is_bounded(&url).await;
@@ -120,6 +127,51 @@ mod cluster {
 /// A Sentinel-watched master with a replica.
 mod sentinel {
     topology!("ZAQAR_TEST_REDIS_SENTINEL_URL");
+}
+
+// ------------------------------------------------------------ long polling
+
+/// Two stores on one deployment (one key prefix), as two server processes:
+/// a publish on one reaches the waiters of the other without waiting for
+/// their poll, on every topology (Sentinel: through the master; Cluster:
+/// through any node).
+async fn wake_across_processes(url: &str) {
+    use crate::storage::wake::{Waiters, WakeBus};
+
+    let opts = options(url);
+    let clock = Arc::new(ManualClock::new());
+    let listener = RedisStore::connect(opts.clone(), clock.clone()).unwrap();
+    let poster = RedisStore::connect(opts, clock).unwrap();
+    let waiters = Arc::new(Waiters::default());
+    let scope = Scope::new("p", "long-poll");
+    let mut woken = waiters.watch(&scope);
+    let listening = {
+        let waiters = waiters.clone();
+        tokio::spawn(async move { listener.listen(waiters).await })
+    };
+    // The subscription is made in the background: publish until it is heard.
+    let heard = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            poster.publish(&scope).await;
+            if tokio::time::timeout(Duration::from_millis(200), woken.changed())
+                .await
+                .is_ok()
+            {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(heard.is_ok(), "no wake-up reached the other process");
+    // Once subscribed, each publish is a wake-up (nothing else wakes these
+    // waiters: no poll runs in this test).
+    poster.publish(&scope).await;
+    tokio::time::timeout(Duration::from_secs(5), woken.changed())
+        .await
+        .expect("woken by the publish")
+        .unwrap();
+    waiters.close();
+    listening.await.unwrap();
 }
 
 // ------------------------------------------------------------------ outbox

@@ -1,8 +1,10 @@
 //! Long-poll wake-ups between server processes over Redis pub/sub: a post
 //! publishes `<plen>:<project><queue>` on the channel `<ns>:wake`, and every
 //! process subscribed to it wakes its own waiters of that queue (see
-//! [`crate::storage::wake`]). On Sentinel and Cluster deployments nothing
-//! is subscribed and waiters rely on their poll.
+//! [`crate::storage::wake`]). On Sentinel the subscription follows the
+//! master; on Cluster it is held on one node (a Cluster delivers a publish
+//! to subscribers on every node). While it is down, waiters rely on their
+//! poll.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,12 +63,8 @@ impl WakeBus for RedisStore {
         let channel = channel(&self.inner.ns);
         while !waiters.is_closed() {
             let pubsub = match self.inner.conn.pubsub().await {
-                None => {
-                    tracing::info!("Redis Sentinel or Cluster: long-poll waiters of other processes are woken by their poll");
-                    return;
-                }
-                Some(Ok(p)) => Some(p),
-                Some(Err(e)) => {
+                Ok(p) => Some(p),
+                Err(e) => {
                     tracing::warn!(error = %e, "cannot subscribe to long-poll wake-ups; retrying");
                     None
                 }
