@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::SqliteStore;
-use crate::storage::clock::ManualClock;
+use crate::storage::clock::{Clock, ManualClock};
 use crate::storage::conformance::{conformance_tests, project, Keep};
 use crate::storage::pipeline::Backend;
 use crate::storage::{ClaimRequest, ListQuery, Metadata, NewMessage, Scope};
@@ -187,7 +187,8 @@ async fn hot_queries_use_their_index() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("db"), Arc::new(ManualClock::new())).unwrap();
     let cases: Vec<(String, &str)> = vec![
-        (super::messages::CLAIMABLE.to_owned(), "messages_by_queue"),
+        (super::messages::CLAIMABLE.to_owned(), "messages_free"),
+        (super::schema::RELEASE_DUE.to_owned(), "messages_blocked"),
         (
             super::claims::CLAIM_MESSAGES.to_owned(),
             "messages_by_claim",
@@ -238,7 +239,7 @@ mod plans {
         bulk_claim_check_sql, bulk_delete_sql, bulk_get_sql, CLAIMABLE, LIST, STATS_CLAIMED,
         STATS_EXPIRED, STATS_ROWS,
     };
-    use super::super::schema::{REAP_CLAIMS, REAP_MESSAGES};
+    use super::super::schema::{REAP_CLAIMS, REAP_MESSAGES, RELEASE_DUE};
     use super::super::SqliteStore;
     use crate::storage::clock::ManualClock;
 
@@ -312,10 +313,14 @@ mod plans {
     #[test]
     fn claims_and_listings_walk_one_queue_in_seq_order() {
         let (store, _dir) = open();
-        // Searching the queue index by (project, queue) reads rows in seq
-        // order and stops at LIMIT: no sort of the whole queue.
-        for sql in [CLAIMABLE, LIST] {
-            assert_searches(&store, sql, "messages_by_queue (project=? AND queue=?");
+        // Searching an index by (project, queue) reads rows in seq order and
+        // stops at LIMIT: no sort of the whole queue. Listings read every
+        // message of the queue; claims only the free ones.
+        for (sql, index) in [
+            (LIST, "messages_by_queue (project=? AND queue=?"),
+            (CLAIMABLE, "messages_free (project=? AND queue=?"),
+        ] {
+            assert_searches(&store, sql, index);
             let details = plan(&store, sql);
             assert!(
                 !details.iter().any(|d| d.contains("TEMP B-TREE")),
@@ -323,6 +328,16 @@ mod plans {
             );
         }
         assert_searches(&store, CLAIM_MESSAGES, "messages_by_claim (claim_id=?)");
+    }
+
+    #[test]
+    fn claims_release_due_messages_by_their_time() {
+        let (store, _dir) = open();
+        assert_searches(
+            &store,
+            RELEASE_DUE,
+            "messages_blocked (project=? AND queue=? AND blocked_until_ms>? AND blocked_until_ms<?)",
+        );
     }
 
     #[test]
@@ -355,6 +370,11 @@ mod plans {
     }
 }
 
+/// Takes a file of this build back to version 5: no `blocked_until_ms`
+/// column, none of its indexes.
+const UNDO_V6: &str = "DROP INDEX messages_free; DROP INDEX messages_blocked; \
+     ALTER TABLE messages DROP COLUMN blocked_until_ms; PRAGMA user_version = 5;";
+
 /// A version-4 file (no per-queue counts) opened by this build gets its
 /// counts from the rows already there.
 #[tokio::test]
@@ -373,10 +393,10 @@ async fn upgrading_to_version_5_counts_the_messages_already_there() {
             .unwrap();
         // Back to what version 4 wrote.
         let conn = store.inner.writer.lock().unwrap();
-        conn.execute_batch(
-            "DROP TRIGGER messages_count_insert; DROP TRIGGER messages_count_delete; \
-             DROP INDEX messages_claimed; DROP TABLE queue_counts; PRAGMA user_version = 4;",
-        )
+        conn.execute_batch(&format!(
+            "{UNDO_V6} DROP TRIGGER messages_count_insert; DROP TRIGGER messages_count_delete; \
+             DROP INDEX messages_claimed; DROP TABLE queue_counts; PRAGMA user_version = 4;"
+        ))
         .unwrap();
     }
     let store = SqliteStore::open(&path, Arc::new(clock.clone())).unwrap();
@@ -437,4 +457,100 @@ async fn grouped_posts_stay_whole_and_fail_alone() {
             assert_eq!(&listed[at..at + 3], ids.as_slice());
         }
     }
+}
+
+/// A version-5 file opened by this build: its free, delayed, claimed and
+/// released messages are sorted into the free and blocked indexes, and each
+/// becomes claimable exactly when it did before.
+#[tokio::test]
+async fn upgrading_to_version_6_keeps_blocked_messages_blocked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("zaqar.sqlite");
+    let clock = ManualClock::new();
+    let s = Scope::new(project(), "upgraded");
+    let claim = |ttl, limit| ClaimRequest {
+        ttl,
+        grace: 60,
+        limit,
+        dead_letter: None,
+    };
+    let ids_of =
+        |c: &crate::storage::NewClaim| c.messages.iter().map(|m| m.id.clone()).collect::<Vec<_>>();
+    // In seq order: claimed for 300 s; claimed for 120 s (the claim has
+    // ended at the upgrade); delayed for 600 s; released (its claim
+    // deleted); never claimed.
+    let ids = {
+        let store = SqliteStore::open(&path, Arc::new(clock.clone())).unwrap();
+        let b = store.backend();
+        let delayed = |delay| NewMessage {
+            delay,
+            ..message(3600)
+        };
+        let ids = b
+            .messages
+            .post(
+                &s,
+                "c",
+                vec![delayed(0), delayed(0), delayed(600), delayed(0), delayed(0)],
+            )
+            .await
+            .unwrap()
+            .ids;
+        let held = b.claims.create(&s, &claim(300, 1)).await.unwrap().unwrap();
+        assert_eq!(ids_of(&held), ids[..1]);
+        let short = b.claims.create(&s, &claim(120, 1)).await.unwrap().unwrap();
+        assert_eq!(ids_of(&short), ids[1..2]);
+        let released = b.claims.create(&s, &claim(300, 1)).await.unwrap().unwrap();
+        assert_eq!(ids_of(&released), ids[3..4]);
+        b.claims.delete(&s, &released.id).await.unwrap();
+        // Back to what version 5 wrote.
+        let conn = store.inner.writer.lock().unwrap();
+        conn.execute_batch(UNDO_V6).unwrap();
+        ids
+    };
+    let start = clock.now_ms();
+    clock.advance_secs(121);
+
+    let store = SqliteStore::open(&path, Arc::new(clock.clone())).unwrap();
+    let blocked: Vec<(String, i64)> = {
+        let conn = store.inner.writer.lock().unwrap();
+        let mut stmt = conn
+            .prepare("SELECT id, blocked_until_ms FROM messages ORDER BY seq")
+            .unwrap();
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        rows
+    };
+    assert_eq!(
+        blocked,
+        vec![
+            (ids[0].clone(), start + 300_000),
+            (ids[1].clone(), 0),
+            (ids[2].clone(), start + 600_000),
+            (ids[3].clone(), 0),
+            (ids[4].clone(), 0),
+        ]
+    );
+
+    let b = store.backend();
+    let stats = b.messages.stats(&s).await.unwrap();
+    assert_eq!((stats.total, stats.claimed), (5, 1));
+    let c = b.claims.create(&s, &claim(60, 10)).await.unwrap().unwrap();
+    assert_eq!(ids_of(&c), [&ids[1], &ids[3], &ids[4]].map(String::clone));
+    b.claims.delete(&s, &c.id).await.unwrap();
+    // The old claim holds its message until it ends; then it is the oldest
+    // claimable. The delayed one comes due later.
+    clock.advance_secs(180);
+    let c = b.claims.create(&s, &claim(60, 10)).await.unwrap().unwrap();
+    assert_eq!(
+        ids_of(&c),
+        [&ids[0], &ids[1], &ids[3], &ids[4]].map(String::clone)
+    );
+    b.claims.delete(&s, &c.id).await.unwrap();
+    clock.advance_secs(300);
+    let c = b.claims.create(&s, &claim(60, 10)).await.unwrap().unwrap();
+    assert_eq!(ids_of(&c), ids);
 }
