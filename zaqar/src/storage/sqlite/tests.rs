@@ -643,3 +643,56 @@ async fn upgrading_to_version_6_keeps_blocked_messages_blocked() {
     let c = b.claims.create(&s, &claim(60, 10)).await.unwrap().unwrap();
     assert_eq!(ids_of(&c), ids);
 }
+
+/// On SQLite, claims always take the oldest claimable messages: after
+/// claims end (deleted, run out, not the extended one) and a delay ends,
+/// the next claim gets the released messages in their place in the queue.
+#[tokio::test]
+async fn claims_take_the_oldest_after_claims_and_delays_end() {
+    let clock = ManualClock::new();
+    let (b, _keep) = open(clock.clone()).await;
+    let s = Scope::new(project(), "fifo");
+    let claim = |ttl, limit| ClaimRequest {
+        ttl,
+        grace: 60,
+        limit,
+        dead_letter: None,
+    };
+    let got = |c: Option<crate::storage::NewClaim>| {
+        let c = c.expect("a claim");
+        (
+            c.id,
+            c.messages.into_iter().map(|m| m.id).collect::<Vec<_>>(),
+        )
+    };
+    let messages = (0..8)
+        .map(|i| NewMessage {
+            delay: if i == 2 { 100 } else { 0 },
+            ..message(3600)
+        })
+        .collect();
+    let m = b.messages.post(&s, "c", messages).await.unwrap().ids;
+    let (_, first) = got(b.claims.create(&s, &claim(600, 2)).await.unwrap());
+    assert_eq!(first, m[0..2]);
+    let (second, taken) = got(b.claims.create(&s, &claim(300, 2)).await.unwrap());
+    assert_eq!(taken, m[3..5], "the delayed one is passed over");
+    let (third, taken) = got(b.claims.create(&s, &claim(300, 2)).await.unwrap());
+    assert_eq!(taken, m[5..7]);
+    b.claims.update(&s, &third, 900, 60).await.unwrap();
+
+    clock.advance_secs(50);
+    b.claims.delete(&s, &second).await.unwrap();
+    let (again, taken) = got(b.claims.create(&s, &claim(60, 2)).await.unwrap());
+    assert_eq!(taken, m[3..5], "released at once, before the newer one");
+    b.claims.delete(&s, &again).await.unwrap();
+
+    clock.advance_secs(551);
+    let (_, taken) = got(b.claims.create(&s, &claim(60, 10)).await.unwrap());
+    assert_eq!(
+        taken,
+        [&m[0], &m[1], &m[2], &m[3], &m[4], &m[7]].map(String::clone)
+    );
+    clock.advance_secs(300);
+    let (_, taken) = got(b.claims.create(&s, &claim(60, 10)).await.unwrap());
+    assert_eq!(taken, m, "every claim has ended, the extended one too");
+}
