@@ -143,6 +143,14 @@ CREATE INDEX IF NOT EXISTS messages_claimed ON messages (project, queue, claim_e
 /// claim columns themselves, so the column is only ever a shortcut: a
 /// message is claimable exactly when it was before.
 ///
+/// The price is on writes: every posted message gets one more index entry
+/// (`messages_free`, keyed like `messages_by_queue`), every claimed or
+/// released one moves between the two; posts of 100 messages measured
+/// 5-25 % fewer messages/s, the 500-message posts of the claims bench more
+/// (doc/source/performance.rst). A per-queue head (claims walk
+/// `messages_by_queue` from where the last one stopped, plus an index of
+/// the messages released behind it) would spare posts that entry.
+///
 /// Rows already in the file are sorted at the upgrade by the time `now_ms`
 /// of the process that upgrades it.
 pub(super) fn schema_v6(now_ms: i64) -> String {
