@@ -478,3 +478,99 @@ pub(crate) async fn claims_reach_past_many_delayed_messages(backend: Backend, cl
     let page = backend.messages.list(&s, &list_default(5)).await.unwrap();
     assert_eq!(ids(&page.messages), delayed[10..15]);
 }
+
+/// More claimed messages at the head of a queue than a claim reads at once
+/// (10,500, held by claims of 600 s): claims find the free messages behind
+/// them at once, and then every time; the messages of a deleted claim are
+/// claimable again at once, oldest first; an extended claim keeps its
+/// messages past its first end, while the others' come back.
+pub(crate) async fn claims_reach_past_many_claimed_messages(backend: Backend, clock: ManualClock) {
+    let p = project();
+    let s = scope(&p, "claimed-head");
+    let mut head = Vec::new();
+    for chunk in 0..21 {
+        let batch = (0..500)
+            .map(|i| new_message(json!({ "h": chunk * 500 + i }), 7200, 0))
+            .collect();
+        head.extend(backend.messages.post(&s, CLIENT, batch).await.unwrap().ids);
+    }
+    let mut held = Vec::new();
+    for _ in 0..21 {
+        let c = backend
+            .claims
+            .create(&s, &claim(600, 60, 500))
+            .await
+            .unwrap()
+            .expect("the head is claimed");
+        held.push(c);
+    }
+    let claimed: Vec<String> = held.iter().flat_map(|c| ids(&c.messages)).collect();
+    assert_eq!(claimed, head);
+    let free = post_n(&backend, &s, 20).await;
+    let c = backend
+        .claims
+        .create(&s, &claim(300, 60, 10))
+        .await
+        .unwrap()
+        .expect("free messages behind the claimed ones are claimed");
+    assert_eq!(ids(&c.messages), free[..10]);
+    let c = backend
+        .claims
+        .create(&s, &claim(300, 60, 10))
+        .await
+        .unwrap()
+        .expect("and at once the next time");
+    assert_eq!(ids(&c.messages), free[10..]);
+    assert!(backend
+        .claims
+        .create(&s, &claim(300, 60, 10))
+        .await
+        .unwrap()
+        .is_none_or(|c| c.messages.is_empty()));
+    let stats = backend.messages.stats(&s).await.unwrap();
+    assert_eq!(
+        (stats.claimed, stats.free, stats.total),
+        (10_520, 0, 10_520)
+    );
+    // Released in the middle of the head: claimable at once.
+    backend.claims.delete(&s, &held[3].id).await.unwrap();
+    let c = backend
+        .claims
+        .create(&s, &claim(300, 60, 10))
+        .await
+        .unwrap()
+        .expect("a deleted claim's messages are claimed again");
+    assert_eq!(ids(&c.messages), head[1_500..1_510]);
+    // The first claim outlives the others.
+    backend
+        .claims
+        .update(&s, &held[0].id, 1200, 60)
+        .await
+        .unwrap();
+    clock.advance_secs(601);
+    // Every message of the ended claims comes back, the extended claim's
+    // do not. (In which order is the driver's: one that releases ended
+    // claims a bounded number at a time may hand out the first ones it
+    // released first; SQLite's own tests pin oldest-first.)
+    let mut back = Vec::new();
+    let mut empty = 0;
+    for _ in 0..50 {
+        match backend
+            .claims
+            .create(&s, &claim(300, 60, 1_000))
+            .await
+            .unwrap()
+        {
+            Some(c) if !c.messages.is_empty() => back.extend(ids(&c.messages)),
+            _ if empty == 1 => break,
+            _ => empty += 1,
+        }
+    }
+    let mut expected: Vec<String> = head[500..].iter().chain(&free).cloned().collect();
+    expected.sort();
+    back.sort();
+    assert_eq!(back.len(), expected.len());
+    assert!(back == expected, "not the messages of the ended claims");
+    let stats = backend.messages.stats(&s).await.unwrap();
+    assert_eq!((stats.claimed, stats.total), (10_520, 10_520));
+}

@@ -99,6 +99,7 @@ macro_rules! conformance_tests {
             queue_list_past_unpack_limit,
             catalogue_pool_bound,
             claims_reach_past_many_delayed_messages,
+            claims_reach_past_many_claimed_messages,
         );
         $crate::storage::conformance::conformance_tests!(@each $open;
             queue_create_get_and_metadata,

@@ -2,13 +2,15 @@
 //!
 //! A claim's expiry is written both on its row and on each message it holds
 //! (`claim_expires_ms`), and both are changed in the same transaction, so
-//! "is this message claimable" never needs a join.
+//! "is this message claimable" never needs a join. So is the time the
+//! message is blocked until (`blocked_until_ms`, see `schema::schema_v6`),
+//! which keeps claimed messages out of the index claims read.
 
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
 use uuid::Uuid;
 
-use super::messages::{query_messages, sql_limit, CLAIMABLE};
+use super::messages::{claimable, query_messages};
 use super::schema::message_columns;
 use super::{DbResult, SqliteStore};
 use crate::storage::deadline::ClaimTimes;
@@ -27,7 +29,8 @@ pub(super) const CLAIM_MESSAGES: &str = concat!(
 
 /// Moves the message `seq` to the dead-letter queue: it gets a new `seq`
 /// (it is appended to that queue), loses its claim and, when the policy
-/// says so, gets a new `ttl`; its expiry time is kept.
+/// says so, gets a new `ttl`; its expiry time is kept. It is free there
+/// (`blocked_until_ms` 0): it was claimable, so its delay had ended.
 fn move_to_dead_letter(tx: &Transaction<'_>, seq: i64, dead_letter: &DeadLetter) -> DbResult<()> {
     type Moved = (
         String,
@@ -68,8 +71,8 @@ fn move_to_dead_letter(tx: &Transaction<'_>, seq: i64, dead_letter: &DeadLetter)
     };
     tx.prepare_cached(
         "INSERT INTO messages (id, project, queue, client_id, body, ttl, created_ms, expires_ms, \
-         delay_until_ms, claim_id, claim_expires_ms, claim_count, checksum) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, 0, ?10, ?11)",
+         delay_until_ms, claim_id, claim_expires_ms, claim_count, checksum, blocked_until_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, 0, ?10, ?11, 0)",
     )?
     .execute(params![
         id,
@@ -101,12 +104,7 @@ impl ClaimStore for SqliteStore {
             let times = ClaimTimes::new(now, request.ttl, request.grace)?;
             let expires = times.ends_ms;
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let candidates = query_messages(
-                &tx,
-                CLAIMABLE,
-                params![scope.project, scope.queue, now, sql_limit(request.limit)],
-                now,
-            )?;
+            let candidates = claimable(&tx, &scope, now, request.limit)?;
             let counting = request.dead_letter.is_some();
             let mut claimed = 0usize;
             for (seq, message) in &candidates {
@@ -119,7 +117,7 @@ impl ClaimStore for SqliteStore {
                 // SET expressions all see the row as it was before the update.
                 tx.prepare_cached(
                     "UPDATE messages SET claim_id = ?2, claim_expires_ms = ?3, \
-                     claim_count = claim_count + ?4, \
+                     blocked_until_ms = ?3, claim_count = claim_count + ?4, \
                      ttl = CASE WHEN expires_ms < ?3 THEN ?5 ELSE ttl END, \
                      expires_ms = CASE WHEN expires_ms < ?3 THEN ?6 ELSE expires_ms END \
                      WHERE seq = ?1",
@@ -232,7 +230,7 @@ impl ClaimStore for SqliteStore {
                 return Err(StorageError::ClaimNotFound.into());
             }
             tx.prepare_cached(
-                "UPDATE messages SET claim_expires_ms = ?5, \
+                "UPDATE messages SET claim_expires_ms = ?5, blocked_until_ms = ?5, \
                  ttl = CASE WHEN expires_ms < ?5 THEN ?6 ELSE ttl END, \
                  expires_ms = CASE WHEN expires_ms < ?5 THEN ?7 ELSE expires_ms END \
                  WHERE claim_id = ?1 AND +project = ?2 AND +queue = ?3 \
@@ -256,13 +254,16 @@ impl ClaimStore for SqliteStore {
     async fn delete(&self, scope: &Scope, claim_id: &str) -> StorageResult<()> {
         let scope = scope.clone();
         let claim_id = claim_id.to_owned();
-        self.write("claim delete", move |conn, _| {
+        self.write("claim delete", move |conn, now| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            // Back to the free index at once: a claimed message's delay has
+            // ended (the CASE only guards against a clock set back).
             tx.prepare_cached(
-                "UPDATE messages SET claim_id = NULL, claim_expires_ms = 0 \
+                "UPDATE messages SET claim_id = NULL, claim_expires_ms = 0, \
+                 blocked_until_ms = CASE WHEN delay_until_ms > ?4 THEN delay_until_ms ELSE 0 END \
                  WHERE claim_id = ?1 AND +project = ?2 AND +queue = ?3",
             )?
-            .execute(params![claim_id, scope.project, scope.queue])?;
+            .execute(params![claim_id, scope.project, scope.queue, now])?;
             tx.prepare_cached("DELETE FROM claims WHERE id = ?1 AND project = ?2 AND queue = ?3")?
                 .execute(params![claim_id, scope.project, scope.queue])?;
             tx.commit()?;

@@ -180,7 +180,7 @@ impl SqliteStore {
             StorageError::Unavailable(format!("sqlite: cannot {what} {}: {e}", path.display()))
         };
         let writer = open_connection(path, true).map_err(|e| fail("open", &e))?;
-        schema::migrate(&writer).map_err(|e| fail("set up the schema of", &e))?;
+        schema::migrate(&writer, clock.now_ms()).map_err(|e| fail("set up the schema of", &e))?;
         let readers = (0..READERS)
             .map(|_| open_connection(path, false).map(Mutex::new))
             .collect::<Result<Vec<_>, _>>()

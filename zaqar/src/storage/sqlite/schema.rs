@@ -4,7 +4,9 @@
 //! `subscriptions` and `outbox`, version 3 the outbox's index by project,
 //! described in the `subscriptions` module; version 4 the pooling tables,
 //! described in the `catalogue` module; version 5 the per-queue message
-//! counts and the index of claimed messages, see [`SCHEMA_V5`]):
+//! counts and the index of claimed messages, see [`SCHEMA_V5`]; version 6
+//! the column and the two indexes that let a claim skip blocked messages,
+//! see [`schema_v6`]):
 //!
 //! - `queues`: the queue records, keyed by `(project, name)` (listing in name
 //!   order is a range scan of the key).
@@ -14,13 +16,18 @@
 //!   clients see. A message is claimed while `claim_id` is set and
 //!   `claim_expires_ms > now`; the claim's expiry is copied onto its messages
 //!   so that "claimable" is decided from the message row alone.
+//!   `blocked_until_ms` is 0 while the message is in the *free* index (it
+//!   can be claimed as far as the last write knows), otherwise the time at
+//!   which its delay or claim ends; see [`schema_v6`].
 //! - `claims`: one row per claim, with the ttl/grace last set.
 //!
 //! Access paths and their index:
 //!
 //! | path | index |
 //! |---|---|
-//! | list, claim candidates, pop, stats' oldest/newest, purge (scan of one queue in `seq` order) | `messages_by_queue (project, queue, seq)` |
+//! | list, stats' oldest/newest, purge (scan of one queue in `seq` order) | `messages_by_queue (project, queue, seq)` |
+//! | claim candidates, pop (free messages of one queue in `seq` order) | `messages_free (project, queue, seq)` (partial: `blocked_until_ms = 0`) |
+//! | release of the messages whose delay or claim has ended | `messages_blocked (project, queue, blocked_until_ms)` (partial: `blocked_until_ms > 0`) |
 //! | stats' counts | `queue_counts` primary key, `messages_claimed (project, queue, claim_expires_ms)` (partial), `messages_by_expiry` |
 //! | get / delete by id | `messages.id` UNIQUE |
 //! | messages of a claim | `messages_by_claim (claim_id)`, partial: claimed rows only |
@@ -37,7 +44,7 @@ use rusqlite::Connection;
 use super::OpenError;
 
 /// The schema version this build writes.
-pub const VERSION: i64 = 5;
+pub const VERSION: i64 = 6;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS queues (
@@ -114,6 +121,58 @@ CREATE INDEX IF NOT EXISTS messages_claimed ON messages (project, queue, claim_e
     WHERE claim_expires_ms > 0;
 ";
 
+/// Version 6: what makes a claim's cost independent of the delayed and
+/// claimed messages at the head of its queue.
+///
+/// `messages.blocked_until_ms` says which side of two partial indexes a
+/// message is on:
+///
+/// - `0`: *free*, in `messages_free (project, queue, seq)`. A claim reads
+///   this index from its start, so it reads free messages only (and
+///   expired ones the reaper has not deleted yet).
+/// - `> 0`: *blocked* until that time (the end of its delay or of its
+///   claim), in `messages_blocked (project, queue, blocked_until_ms)`.
+///
+/// A post with a delay, a claim and a claim update set it to when the
+/// message becomes claimable again; a claim delete sets it to 0. A delay or
+/// claim that simply runs out changes no row, so before it reads the free
+/// index, every claim (and pop) first moves the queue's blocked messages
+/// whose time has come back to 0 ([`RELEASE_DUE`]): a range of
+/// `messages_blocked`, empty most of the time, and each message is moved
+/// once per delay or claim. The claim's query still checks the delay and
+/// claim columns themselves, so the column is only ever a shortcut: a
+/// message is claimable exactly when it was before.
+///
+/// The price is on writes: every posted message gets one more index entry
+/// (`messages_free`, keyed like `messages_by_queue`), every claimed or
+/// released one moves between the two; posts of 100 messages measured
+/// 5-25 % fewer messages/s, the 500-message posts of the claims bench more
+/// (doc/source/performance.rst). A per-queue head (claims walk
+/// `messages_by_queue` from where the last one stopped, plus an index of
+/// the messages released behind it) would spare posts that entry.
+///
+/// Rows already in the file are sorted at the upgrade by the time `now_ms`
+/// of the process that upgrades it.
+pub(super) fn schema_v6(now_ms: i64) -> String {
+    format!(
+        "ALTER TABLE messages ADD COLUMN blocked_until_ms INTEGER NOT NULL DEFAULT 0;
+UPDATE messages SET blocked_until_ms = MAX(delay_until_ms,
+        CASE WHEN claim_id IS NULL THEN 0 ELSE claim_expires_ms END)
+    WHERE delay_until_ms > {now_ms} OR (claim_id IS NOT NULL AND claim_expires_ms > {now_ms});
+CREATE INDEX IF NOT EXISTS messages_free ON messages (project, queue, seq)
+    WHERE blocked_until_ms = 0;
+CREATE INDEX IF NOT EXISTS messages_blocked ON messages (project, queue, blocked_until_ms)
+    WHERE blocked_until_ms > 0;
+"
+    )
+}
+
+/// Moves the blocked messages of a queue whose delay or claim has ended by
+/// `?3` back to the free index (parameters: project, queue, now). See
+/// [`schema_v6`].
+pub(super) const RELEASE_DUE: &str = "UPDATE messages SET blocked_until_ms = 0 \
+     WHERE project = ?1 AND queue = ?2 AND blocked_until_ms > 0 AND blocked_until_ms <= ?3";
+
 /// Deletes up to `?2` messages that expired before `?1`.
 pub(super) const REAP_MESSAGES: &str = "DELETE FROM messages WHERE seq IN \
      (SELECT seq FROM messages WHERE expires_ms <= ?1 LIMIT ?2)";
@@ -131,22 +190,25 @@ macro_rules! message_columns {
 }
 pub(super) use message_columns;
 
-/// Creates or upgrades the schema.
+/// Creates or upgrades the schema; `now_ms` is the clock's time, which
+/// sorts the messages already there into free and blocked (version 6).
 ///
 /// # Errors
 /// SQLite errors, or a file whose `user_version` is newer than [`VERSION`].
-pub(super) fn migrate(conn: &Connection) -> Result<(), OpenError> {
+pub(super) fn migrate(conn: &Connection, now_ms: i64) -> Result<(), OpenError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version > VERSION {
         return Err(OpenError::NewerSchema(version));
     }
     if version < VERSION {
         conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {SCHEMA_V1} {v2} {v3} {v4} {SCHEMA_V5} \
+            "BEGIN IMMEDIATE; {SCHEMA_V1} {v2} {v3} {v4} {SCHEMA_V5} {v6} \
              PRAGMA user_version = {VERSION}; COMMIT;",
             v2 = super::subscriptions::SCHEMA_V2,
             v3 = super::subscriptions::SCHEMA_V3,
-            v4 = super::catalogue::SCHEMA_V4
+            v4 = super::catalogue::SCHEMA_V4,
+            // Every version below 6 lacks the column, so ADD COLUMN is safe.
+            v6 = schema_v6(now_ms)
         ))?;
     }
     Ok(())
