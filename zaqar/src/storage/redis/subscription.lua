@@ -112,6 +112,20 @@ local function row(id)
   return {id, f[1], f[2], f[3], f[4], f[5] or '0'}
 end
 
+-- row() for an id just read from <Q>:subs: one call, not three (the record
+-- carries its expiry, written with the <Q>:subexp entry). A listing of a
+-- queue's subscriptions (the notifier expands each post with one) costs a
+-- call per subscription.
+local function listed_row(id)
+  local f = redis.call('HMGET', skey(id), 's', 't', 'e', 'o', 'c')
+  if not f[1] then
+    forget(id)
+    return nil
+  end
+  if not f[3] or tonumber(f[3]) <= NOW then return nil end
+  return {id, f[1], f[2], f[3], f[4], f[5] or '0'}
+end
+
 -- Whether `uri` belongs to a live subscription; a stale entry (its
 -- subscription expired and not pruned yet) is forgotten.
 local function uri_taken(uri)
@@ -164,7 +178,7 @@ if op == 'list' then
     left = left - #ids
     for i, id in ipairs(ids) do
       start = '(' .. ranks[i]
-      local r = row(id)
+      local r = listed_row(id)
       if r then out[#out + 1] = r end
     end
     if #ids < want then break end
