@@ -8,7 +8,10 @@
 # them spread over the masters. Reports, per point, messages posted and
 # consumed per second, zaqar-bench's loss and duplicate checks (all must be
 # OK), the CPU of every process over the run (the servers' and the benches'
-# from /proc, each master's from INFO cpu) and the load average.
+# from /proc, each master's from INFO cpu), how many of the queues each
+# master holds (CLUSTER KEYSLOT of the queues' hash tag), and the whole
+# machine's busy CPU (/proc/stat) and load average, which tell whether
+# other work shared the cores.
 #
 # The single master is a one-node Cluster holding all 16384 slots (CLUSTER
 # ADDSLOTSRANGE 0 16383), so both setups go through the same Cluster client
@@ -18,7 +21,7 @@
 #   tools/bench-cluster.sh [--duration S] [--queues N] [--servers "1 2 4"]
 #       [--masters "1 3"] [--producers N] [--consumers N] [--batch N]
 # Defaults: 10 s per point after a 2 s warm-up, 64 queues, 64 producers and
-# 64 consumers in all (one of each per queue), batches of 1; about 2.5
+# 64 consumers in all (one of each per queue), batches of 1; about 1.5
 # minutes for the six points.
 # Environment: BENCH_BIN_DIR (prebuilt zaqar-server and zaqar-bench, default
 #   target/release), BENCH_PORT_BASE (16700), BENCH_OUT (target/bench-cluster).
@@ -47,7 +50,7 @@ while [ $# -gt 0 ]; do
         --producers) PRODUCERS=$2; shift 2 ;;
         --consumers) CONSUMERS=$2; shift 2 ;;
         --batch) BATCH=$2; shift 2 ;;
-        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -137,6 +140,10 @@ redis_cpu() { # port -> used_cpu_sys + used_cpu_user (seconds)
     redis-cli -p "$1" info cpu | awk -F: '/used_cpu_(sys|user):/ {s += $2} END {printf "%.3f", s}'
 }
 
+machine_cpu() { # -> "busy total" jiffies of all cores (/proc/stat; idle and iowait not busy)
+    awk '/^cpu / {t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t}' /proc/stat
+}
+
 proc_cpu() { # pid -> utime + stime (seconds)
     awk -v hz="$(getconf CLK_TCK)" '{printf "%.3f", ($14 + $15) / hz}' "/proc/$1/stat"
 }
@@ -181,6 +188,7 @@ run_point() { # masters servers redis-ports...
     local rbefore=() rafter=() sbefore=() safter=() benches=()
     for p in "$@"; do rbefore+=("$(redis_cpu "$p")"); done
     for pid in "${SERVER_PIDS[@]}"; do sbefore+=("$(proc_cpu "$pid")"); done
+    local mbefore; mbefore=$(machine_cpu)
     local t0; t0=$(date +%s.%N)
     for i in $(seq 0 $((servers - 1))); do
         "$BIN_DIR/zaqar-bench" -s "http://127.0.0.1:$((BASE + 10 + i))" --project "$PROJECT" \
@@ -195,6 +203,7 @@ run_point() { # masters servers redis-ports...
     local t1; t1=$(date +%s.%N)
     for pid in "${SERVER_PIDS[@]}"; do safter+=("$(proc_cpu "$pid")"); done
     for p in "$@"; do rafter+=("$(redis_cpu "$p")"); done
+    local mafter; mafter=$(machine_cpu)
     local load; load=$(cut -d' ' -f1 /proc/loadavg)
     local queues=() n
     for i in $(seq 0 $((servers - 1))); do
@@ -203,11 +212,14 @@ run_point() { # masters servers redis-ports...
     done
     python3 - "$OUT" "$name" "$masters" "$servers" "$t0" "$t1" "$load" \
         "${sbefore[*]}" "${safter[*]}" "${rbefore[*]}" "${rafter[*]}" "$1" "$PROJECT" \
-        "${queues[*]}" <<'PY'
+        "${queues[*]}" "$mbefore" "$mafter" "$(nproc)" <<'PY'
 import json, subprocess, sys
 out, name, masters, servers, t0, t1, load = sys.argv[1:8]
 sb, sa, rb, ra = (list(map(float, a.split())) for a in sys.argv[8:12])
 port, project, queues = sys.argv[12], sys.argv[13], sys.argv[14].split()
+(mb_busy, mb_total), (ma_busy, ma_total) = (map(float, a.split()) for a in sys.argv[15:17])
+# Every core's busy share over the run, as % of one core (2 cores: 200 at most).
+machine = (ma_busy - mb_busy) / (ma_total - mb_total) * int(sys.argv[17]) * 100
 
 def cli(*args):
     return subprocess.run(["redis-cli", "-p", port, *args], capture_output=True, text=True,
@@ -252,6 +264,7 @@ row = {
     "consumed_per_s": consumed, "correct": ok, "server_cpu": srv, "redis_cpu": red,
     "bench_cpu": bench_cpu, "wall_s": wall, "load1": float(load),
     "queues_per_master": [n for _, n in sorted(per_master.items())],
+    "machine_cpu": machine,
 }
 json.dump(row, open(f"{out}/{name}.row.json", "w"))
 print(json.dumps(row))
@@ -282,9 +295,10 @@ out, masters, servers, elapsed = sys.argv[1], sys.argv[2].split(), sys.argv[3].s
 print(f"Redis Cluster scale-out: $QUEUES queues, $PRODUCERS producers, $CONSUMERS consumers, "
       f"batch $BATCH, ${DURATION}s after ${WARMUP}s warm-up per point, one zaqar-bench per server; "
       f"$(nproc) cores; {elapsed}s in all")
-print("CPU: % of one core over each point's whole zaqar-bench run (set-up and warm-up included)")
+print("CPU: % of one core over each point's whole zaqar-bench run (set-up and warm-up included);"
+      " machine: every process on every core, ours and others' ($(nproc) cores: $(($(nproc) * 100)) at most)")
 head = ["masters", "servers", "posted/s", "consumed/s", "checks", "servers CPU %",
-        "bench CPU %", "Redis CPU % (each master)", "queues/master", "load1"]
+        "bench CPU %", "Redis CPU % (each master)", "queues/master", "machine CPU %", "load1"]
 rows = []
 for m in masters:
     for s in servers:
@@ -296,6 +310,7 @@ for m in masters:
                      f"{r['bench_cpu']:.0f}",
                      " + ".join(f"{c:.0f}" for c in r["redis_cpu"]),
                      " + ".join(str(n) for n in r["queues_per_master"]),
+                     f"{r['machine_cpu']:.0f}",
                      f"{r['load1']:.2f}"])
 width = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
 fmt = lambda cells: "  ".join(c.rjust(w) if i not in (4,) else c.ljust(w) for i, (c, w) in enumerate(zip(cells, width))).rstrip()
