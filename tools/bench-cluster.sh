@@ -11,7 +11,8 @@
 # from /proc, each master's from INFO cpu), how many of the queues each
 # master holds (CLUSTER KEYSLOT of the queues' hash tag), and the whole
 # machine's busy CPU (/proc/stat) and load average, which tell whether
-# other work shared the cores.
+# other work shared the cores; and the servers' and the masters' CPU per
+# message, which holds whatever the share of the cores they got.
 #
 # The single master is a one-node Cluster holding all 16384 slots (CLUSTER
 # ADDSLOTSRANGE 0 16383), so both setups go through the same Cluster client
@@ -50,7 +51,7 @@ while [ $# -gt 0 ]; do
         --producers) PRODUCERS=$2; shift 2 ;;
         --consumers) CONSUMERS=$2; shift 2 ;;
         --batch) BATCH=$2; shift 2 ;;
-        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -296,9 +297,13 @@ print(f"Redis Cluster scale-out: $QUEUES queues, $PRODUCERS producers, $CONSUMER
       f"batch $BATCH, ${DURATION}s after ${WARMUP}s warm-up per point, one zaqar-bench per server; "
       f"$(nproc) cores; {elapsed}s in all")
 print("CPU: % of one core over each point's whole zaqar-bench run (set-up and warm-up included);"
-      " machine: every process on every core, ours and others' ($(nproc) cores: $(($(nproc) * 100)) at most)")
+      " machine: every process on every core, ours and others' ($(nproc) cores: $(($(nproc) * 100)) at most);"
+      " CPU µs/msg: all servers' and all masters' CPU per message posted (each is also claimed and deleted)")
 head = ["masters", "servers", "posted/s", "consumed/s", "checks", "servers CPU %",
-        "bench CPU %", "Redis CPU % (each master)", "queues/master", "machine CPU %", "load1"]
+        "bench CPU %", "Redis CPU % (each master)", "queues/master", "machine CPU %", "load1",
+        "CPU µs/msg servers", "Redis"]
+# CPU per message posted (then claimed and deleted): % of a core over messages/s.
+per_msg = lambda pct, rate: f"{pct / 100 / rate * 1e6:.0f}" if rate else "-"
 rows = []
 for m in masters:
     for s in servers:
@@ -311,7 +316,9 @@ for m in masters:
                      " + ".join(f"{c:.0f}" for c in r["redis_cpu"]),
                      " + ".join(str(n) for n in r["queues_per_master"]),
                      f"{r['machine_cpu']:.0f}",
-                     f"{r['load1']:.2f}"])
+                     f"{r['load1']:.2f}",
+                     per_msg(sum(r["server_cpu"]), r["posted_per_s"]),
+                     per_msg(sum(r["redis_cpu"]), r["posted_per_s"])])
 width = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
 fmt = lambda cells: "  ".join(c.rjust(w) if i not in (4,) else c.ljust(w) for i, (c, w) in enumerate(zip(cells, width))).rstrip()
 print(fmt(head))
