@@ -25,7 +25,8 @@
 # 64 consumers in all (one of each per queue), batches of 1; about 1.5
 # minutes for the six points.
 # Environment: BENCH_BIN_DIR (prebuilt zaqar-server and zaqar-bench, default
-#   target/release), BENCH_PORT_BASE (16700), BENCH_OUT (target/bench-cluster).
+#   target/release), BENCH_PORT_BASE (16700), BENCH_OUT (target/bench-cluster:
+#   every JSON report, the servers' logs and the table, table.txt).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -51,7 +52,7 @@ while [ $# -gt 0 ]; do
         --producers) PRODUCERS=$2; shift 2 ;;
         --consumers) CONSUMERS=$2; shift 2 ;;
         --batch) BATCH=$2; shift 2 ;;
-        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -290,7 +291,7 @@ done
 ELAPSED=$(($(date +%s) - START))
 
 echo
-python3 - "$OUT" "$MASTERS" "$SERVERS" "$ELAPSED" <<PY
+python3 - "$OUT" "$MASTERS" "$SERVERS" "$ELAPSED" <<PY | tee "$OUT/table.txt"
 import json, sys
 out, masters, servers, elapsed = sys.argv[1], sys.argv[2].split(), sys.argv[3].split(), sys.argv[4]
 print(f"Redis Cluster scale-out: $QUEUES queues, $PRODUCERS producers, $CONSUMERS consumers, "
