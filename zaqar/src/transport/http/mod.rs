@@ -63,20 +63,48 @@ pub fn routes(state: Arc<HttpState>) -> BoxedFilter<(Response,)> {
              path: warp::path::FullPath,
              query: String,
              headers: HeaderMap,
-             mut body,
+             body,
              state: Arc<HttpState>| async move {
                 let deadline = state.body_timeout;
+                let declared =
+                    header(&headers, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
+                let mut body = Tracked {
+                    inner: body,
+                    read: false,
+                };
                 let response =
                     handle(state, method, path.as_str(), &query, headers, &mut body).await;
                 // An answer given before the body was read (a 401, 404, 405,
-                // ...): read the rest first, or hyper closes the connection
-                // when the body has not fully arrived yet, and a client
-                // reusing it gets a reset instead of its next answer.
-                let _ = tokio::time::timeout(deadline, drain(&mut body, 0)).await;
+                // ...): read it first, or hyper closes the connection when
+                // the body has not fully arrived yet, and a client reusing it
+                // gets a reset instead of its next answer. (A body the
+                // handler read, drained or gave up on is left as it is.)
+                if !body.read {
+                    let _ = tokio::time::timeout(deadline, drain(&mut body, declared.unwrap_or(0)))
+                        .await;
+                }
                 Ok::<_, Infallible>(response)
             },
         )
         .boxed()
+}
+
+/// A request body that remembers whether the handler read from it.
+struct Tracked<S> {
+    inner: S,
+    read: bool,
+}
+
+impl<S: Stream + Unpin> Stream for Tracked<S> {
+    type Item = S::Item;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<S::Item>> {
+        self.read = true;
+        std::pin::Pin::new(&mut self.inner).poll_next(cx)
+    }
 }
 
 /// Answers one request, always with a response (errors rendered here).
