@@ -332,3 +332,43 @@ def test_without_pools_queues_cannot_be_created_unless_a_virtual_pool(server_fac
     assert api.put("/v2/queues/q").status_code == 201
     assert api.post("/v2/queues/q/messages", json={"messages": [{"body": 1}]}).status_code == 201
     assert api.get("/v2/queues/q/stats").json()["messages"]["total"] == 1
+
+
+def test_notifications_reach_subscribers_of_queues_on_every_pool(server_factory, tmp_path,
+                                                                  redis_servers):
+    """The notifier runs once, in front of the pooled driver, and its workers
+    read each queue's subscriptions from the queue's own pool: every
+    subscriber of queues on a SQLite pool and on a Redis pool gets each
+    message once."""
+    from receivers import Receiver
+
+    srv = server_factory({"DEFAULT": {"admin_mode": "true", "pooling": "true"},
+                          "drivers": {"message_store": "sqlite", "management_store": "sqlite"},
+                          "notification": {"allowed_subscriber_networks": "127.0.0.0/8"}})
+    api = admin(srv)
+    assert api.put("/v2/pools/lite", json={"uri": f"sqlite://{tmp_path / 'lite.sqlite'}",
+                                           "weight": 1, "flavor": "lite"}).status_code == 201
+    assert api.put("/v2/pools/red", json={"uri": redis_servers().url, "weight": 1,
+                                          "flavor": "red"}).status_code == 201
+    receiver = Receiver()
+    try:
+        for flavor in ("lite", "red"):
+            assert api.put(f"/v2/flavors/{flavor}", json={"pool_list": [flavor]}).status_code == 201
+            q = f"q-{flavor}"
+            assert api.put(f"/v2/queues/{q}", json={"_flavor": flavor}).status_code == 201
+            for hook in ("a", "b"):
+                resp = api.post(f"/v2/queues/{q}/subscriptions",
+                                json={"subscriber": f"{receiver.url}/{flavor}/{hook}", "ttl": 600})
+                assert resp.status_code == 201, resp.text
+            assert api.post(f"/v2/queues/{q}/messages",
+                            json={"messages": [{"body": flavor}]}).status_code == 201
+        got = receiver.wait_for(4)
+        assert sorted(r["path"] for r in got) == ["/lite/a", "/lite/b", "/red/a", "/red/b"]
+        for r in got:
+            body = json.loads(r["body"])
+            flavor = r["path"].split("/")[1]
+            assert body["queue_name"] == f"q-{flavor}" and body["body"] == flavor, body
+        time.sleep(0.5)
+        assert len(receiver.requests) == 4, "each subscriber gets each message once"
+    finally:
+        receiver.close()
