@@ -72,8 +72,7 @@ use crate::storage::names;
 use crate::storage::outbox::{Delivery, FairShare, NewDelivery, Outbox};
 use crate::storage::pipeline::StageContext;
 use crate::storage::{
-    MessageStore, NewMessage, Posted, QueueStore, Scope, StorageResult, Subscription,
-    SubscriptionStore,
+    MessageStore, NewMessage, Posted, QueueStore, Scope, StorageResult, SubscriptionStore,
 };
 
 /// The stage name, as reference configurations spell it.
@@ -121,33 +120,9 @@ pub struct NotifierStage {
     keyring: Arc<crate::storage::encryption::Keyring>,
 }
 
-/// Every live subscription of the queue that should be notified.
-async fn fanout_targets(
-    subscriptions: &dyn SubscriptionStore,
-    scope: &Scope,
-    require_confirmation: bool,
-) -> StorageResult<Vec<Subscription>> {
-    let mut out = Vec::new();
-    let mut marker: Option<String> = None;
-    loop {
-        let page = subscriptions
-            .list(scope, marker.as_deref(), FANOUT_PAGE)
-            .await?;
-        let full = page.len() == FANOUT_PAGE;
-        marker = page.last().map(|s| s.id.clone());
-        out.extend(
-            page.into_iter()
-                .filter(|s| !require_confirmation || s.confirmed),
-        );
-        if !full {
-            return Ok(out);
-        }
-    }
-}
-
 /// The fan-out row of one post: the notification documents of its
 /// messages, to be copied to every subscriber of the queue.
-pub fn fanout_row(scope: &Scope, payloads: Vec<Value>) -> NewDelivery {
+fn fanout_row(scope: &Scope, payloads: Vec<Value>) -> NewDelivery {
     NewDelivery {
         project: scope.project.clone(),
         queue: scope.queue.clone(),
@@ -470,40 +445,61 @@ impl Notifier {
         };
         let scope = Scope::new(d.delivery.project.clone(), d.delivery.queue.clone());
         let require_confirmation = self.config.notification.require_confirmation;
-        let targets =
-            match fanout_targets(stores.subscriptions.as_ref(), &scope, require_confirmation).await
+        // A page of subscriptions at a time, its rows queued a chunk at a
+        // time: memory stays bounded however many subscriptions the queue has.
+        let mut queue_retry_policy: Option<Option<Value>> = None;
+        let mut rows = Vec::with_capacity(FANOUT_ENQUEUE_CHUNK);
+        let mut marker: Option<String> = None;
+        loop {
+            let page = match stores
+                .subscriptions
+                .list(&scope, marker.as_deref(), FANOUT_PAGE)
+                .await
             {
-                Ok(t) => t,
+                Ok(page) => page,
                 Err(e) => return Outcome::Retry(format!("cannot read subscriptions: {e}")),
             };
-        if targets.is_empty() {
-            return Outcome::Delivered;
-        }
-        let queue_retry_policy = match stores.queues.get(&scope).await {
-            Ok(m) => m.and_then(|m| m.get("_retry_policy").cloned()),
-            Err(e) => {
-                tracing::debug!(error = %e, "queue metadata unreadable: default retry policy");
-                None
-            }
-        };
-        let mut rows = Vec::with_capacity(FANOUT_ENQUEUE_CHUNK);
-        for sub in &targets {
-            for payload in payloads {
-                rows.push(NewDelivery {
-                    project: scope.project.clone(),
-                    queue: scope.queue.clone(),
-                    subscription_id: sub.id.clone(),
-                    subscriber: sub.subscriber.clone(),
-                    options: sub.options.clone(),
-                    queue_retry_policy: queue_retry_policy.clone(),
-                    payload: payload.clone(),
-                });
-                if rows.len() == FANOUT_ENQUEUE_CHUNK {
-                    if let Err(e) = self.outbox.enqueue(std::mem::take(&mut rows)).await {
-                        return Outcome::Retry(format!("cannot queue deliveries: {e}"));
+            let full = page.len() == FANOUT_PAGE;
+            marker = page.last().map(|s| s.id.clone());
+            for sub in page
+                .into_iter()
+                .filter(|s| !require_confirmation || s.confirmed)
+            {
+                // The queue's metadata, read once, when there is a subscriber.
+                let policy = match &queue_retry_policy {
+                    Some(p) => p.clone(),
+                    None => {
+                        let p = match stores.queues.get(&scope).await {
+                            Ok(m) => m.and_then(|m| m.get("_retry_policy").cloned()),
+                            Err(e) => {
+                                tracing::debug!(error = %e, "queue metadata unreadable: default retry policy");
+                                None
+                            }
+                        };
+                        queue_retry_policy = Some(p.clone());
+                        p
                     }
-                    self.wake.notify_one();
+                };
+                for payload in payloads {
+                    rows.push(NewDelivery {
+                        project: scope.project.clone(),
+                        queue: scope.queue.clone(),
+                        subscription_id: sub.id.clone(),
+                        subscriber: sub.subscriber.clone(),
+                        options: sub.options.clone(),
+                        queue_retry_policy: policy.clone(),
+                        payload: payload.clone(),
+                    });
+                    if rows.len() == FANOUT_ENQUEUE_CHUNK {
+                        if let Err(e) = self.outbox.enqueue(std::mem::take(&mut rows)).await {
+                            return Outcome::Retry(format!("cannot queue deliveries: {e}"));
+                        }
+                        self.wake.notify_one();
+                    }
                 }
+            }
+            if !full {
+                break;
             }
         }
         if !rows.is_empty() {
