@@ -6,7 +6,8 @@
 //!
 //! The api core wakes the queue's waiters after each post and claim
 //! release, in this process and, through the store's
-//! [`WakeBus`](crate::storage::wake::WakeBus), in the others; waiters also
+//! [`WakeBus`](crate::storage::wake::WakeBus), in the others (unless the
+//! store's post announced itself: `Posted::woke_others`); waiters also
 //! look again every [`POLL_INTERVAL`](crate::storage::wake::POLL_INTERVAL)
 //! (delayed messages coming due, expired claims, stores without a bus),
 //! and answer at once when the server shuts down.

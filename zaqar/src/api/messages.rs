@@ -200,7 +200,11 @@ impl Api {
             .await
         {
             Ok(posted) => {
-                self.wake(&scope).await;
+                if posted.woke_others {
+                    self.storage.waiters.wake(&scope);
+                } else {
+                    self.wake(&scope).await;
+                }
                 Ok(posted.ids)
             }
             Err(StorageError::QueueNotFound) => Err(ApiError::not_found(format!(

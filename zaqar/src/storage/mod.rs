@@ -97,6 +97,10 @@ pub struct Posted {
     /// the post's script, SQLite in its transaction); `None` makes the
     /// notifier look them up.
     pub subscribed: Option<bool>,
+    /// The store already announced the post to the other server processes
+    /// (Redis: the post's script published the long-poll wake-up), so the
+    /// api core does not publish it again.
+    pub woke_others: bool,
 }
 
 /// A stored message as read back.

@@ -28,7 +28,7 @@ use super::Scope;
 /// wake-ups per queue that waiters watch.
 #[derive(Default)]
 pub struct Waiters {
-    queues: Mutex<HashMap<(String, String), watch::Sender<u64>>>,
+    queues: Mutex<HashMap<Scope, watch::Sender<u64>>>,
     closing: AtomicBool,
     closed: Notify,
 }
@@ -44,7 +44,7 @@ impl Waiters {
             queues.retain(|_, tx| tx.receiver_count() > 0);
         }
         queues
-            .entry((scope.project.clone(), scope.queue.clone()))
+            .entry(scope.clone())
             .or_insert_with(|| watch::channel(0).0)
             .subscribe()
     }
@@ -52,7 +52,8 @@ impl Waiters {
     /// Wakes every request waiting on `scope` in this process.
     pub fn wake(&self, scope: &Scope) {
         let queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(tx) = queues.get(&(scope.project.clone(), scope.queue.clone())) {
+        // Looked up by reference: a post wakes without copying its scope.
+        if let Some(tx) = queues.get(scope) {
             tx.send_modify(|n| *n = n.wrapping_add(1));
         }
     }

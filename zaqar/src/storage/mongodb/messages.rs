@@ -441,6 +441,7 @@ impl MessageStore for MongoStore {
         Ok(Posted {
             ids: posted,
             subscribed,
+            woke_others: false,
         })
     }
 

@@ -38,11 +38,14 @@ impl MessageStore for RedisStore {
             list.push(count.to_string().into_bytes());
         }
         let (spill, inline) = self.list_arg(scope, list).await?;
-        let mut args: Vec<Vec<u8>> = Vec::with_capacity(4 + inline.len());
+        let mut args: Vec<Vec<u8>> = Vec::with_capacity(6 + inline.len());
         args.push(messages.len().to_string().into_bytes());
         args.push(last_expiry.to_string().into_bytes());
         args.push(runs.len().to_string().into_bytes());
         args.push(spill);
+        // The script publishes the long-poll wake-up itself (post.lua).
+        args.push(wake::channel(&self.inner.ns).into_bytes());
+        args.push(wake::encode(scope).into_bytes());
         args.extend(inline);
         let (_, subscriptions): (i64, i64) = self
             .eval_queue_at(
@@ -57,6 +60,7 @@ impl MessageStore for RedisStore {
         Ok(Posted {
             ids,
             subscribed: Some(subscriptions > 0),
+            woke_others: true,
         })
     }
 

@@ -1,6 +1,8 @@
 -- Post: ARGV[3] = n (messages), ARGV[4] = the latest expiry ms among them,
 -- ARGV[5] = r (runs), ARGV[6] = '' or the key of a spilled list (see
--- arg_list), then the list of 2n + 2r values, inline or spilled: n pairs
+-- arg_list), ARGV[7] = the long-poll wake-up channel, ARGV[8] = the message
+-- published on it once the messages are stored (see wake.rs), then the
+-- list of 2n + 2r values, inline or spilled: n pairs
 -- (id, record) in post order, then r pairs (expiry ms, count) for the runs
 -- of consecutive messages sharing an expiry (one run for a usual batch).
 -- The server writes the records (see `record` in mod.rs); the layout lets
@@ -12,7 +14,7 @@ local n = arg_int(3, 1, 100000000)
 local last_expiry = arg_int(4, 0, MAX_TIME)
 local nruns = arg_int(5, 1, n)
 local spill = ARGV[6]
-local list = arg_list(spill, 7, 2 * n + 2 * nruns)
+local list = arg_list(spill, 9, 2 * n + 2 * nruns)
 -- The runs, checked before any write: expiries in range, counts adding up.
 local runs = {}
 local covered = 0
@@ -59,4 +61,7 @@ if spill ~= '' then redis.call('UNLINK', spill) end
 -- expiry they already had).
 gc_queue_lazy(K_MSGS, last_expiry)
 local subs = redis.call('ZCOUNT', Q .. ':subexp', '(' .. int(NOW), '+inf')
+-- The wake-up for long polls on every server process, from here rather
+-- than in a second call after this one: the server saves a round trip.
+redis.call('PUBLISH', ARGV[7], ARGV[8])
 return {n, subs}

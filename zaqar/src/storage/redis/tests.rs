@@ -106,6 +106,13 @@ macro_rules! topology {
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_post_wakes_waiters_of_another_process_by_itself() {
+            if let Some(url) = test_url($var) {
+                post_wakes_across_processes(&url).await;
+            }
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn expired_claims_are_released_a_budget_at_a_time() {
             if let Some(url) = test_url($var) {
                 claim_release_is_bounded(&url).await;
@@ -169,6 +176,48 @@ async fn wake_across_processes(url: &str) {
     tokio::time::timeout(Duration::from_secs(5), woken.changed())
         .await
         .expect("woken by the publish")
+        .unwrap();
+    waiters.close();
+    listening.await.unwrap();
+}
+
+/// A post publishes its own wake-up (from its script: `Posted::woke_others`),
+/// so the waiters of another process on the store wake with no separate
+/// publish, on every topology.
+async fn post_wakes_across_processes(url: &str) {
+    use crate::storage::wake::{Waiters, WakeBus};
+    use crate::storage::MessageStore;
+
+    let opts = options(url);
+    let clock = Arc::new(ManualClock::new());
+    let listener = RedisStore::connect(opts.clone(), clock.clone()).unwrap();
+    let poster = RedisStore::connect(opts, clock).unwrap();
+    let waiters = Arc::new(Waiters::default());
+    let scope = Scope::new("p", "long-poll-post");
+    let mut woken = waiters.watch(&scope);
+    let listening = {
+        let waiters = waiters.clone();
+        tokio::spawn(async move { listener.listen(waiters).await })
+    };
+    // The subscription is made in the background: post until one is heard.
+    let heard = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let posted = poster.post(&scope, "c", vec![msg(1, 60)]).await.unwrap();
+            assert!(posted.woke_others);
+            if tokio::time::timeout(Duration::from_millis(200), woken.changed())
+                .await
+                .is_ok()
+            {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(heard.is_ok(), "no post woke the other process");
+    poster.post(&scope, "c", vec![msg(2, 60)]).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), woken.changed())
+        .await
+        .expect("woken by the post")
         .unwrap();
     waiters.close();
     listening.await.unwrap();

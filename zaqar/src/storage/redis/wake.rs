@@ -15,13 +15,13 @@ use super::*;
 use crate::storage::wake::{Waiters, WakeBus};
 
 /// The channel of a key prefix.
-fn channel(ns: &str) -> String {
+pub(super) fn channel(ns: &str) -> String {
     format!("{ns}:wake")
 }
 
 /// `scope` as published: the project's length first, so that any project
 /// and queue names read back unambiguously.
-fn encode(scope: &Scope) -> String {
+pub(super) fn encode(scope: &Scope) -> String {
     format!("{}:{}{}", scope.project.len(), scope.project, scope.queue)
 }
 

@@ -295,6 +295,7 @@ fn insert_posts(
             outcomes.push(Ok(Posted {
                 ids,
                 subscribed: Some(has),
+                woke_others: false,
             }));
         }
     }
