@@ -110,10 +110,20 @@ pub async fn serve(
 }
 
 /// What the requests of one connection are doing, for its deadlines.
+///
+/// The connection's loop is woken only when its deadline may have moved
+/// earlier: at the end of the first request (the keep-alive timeout may be
+/// shorter than the header-read one), and at the end of a request while
+/// the loop waits with no deadline at all. Otherwise its armed timer is
+/// never later than the current deadline (an idle deadline only moves
+/// later), so the loop looks again when it fires: no wake-up and no new
+/// timer per request.
 #[derive(Default)]
 struct Activity {
     in_flight: AtomicUsize,
     answered_one: AtomicBool,
+    /// The loop is about to wait, or waits, with no deadline.
+    unbounded: AtomicBool,
     idle_since: Mutex<Option<Instant>>,
     changed: Notify,
 }
@@ -122,7 +132,9 @@ impl Activity {
     /// When the connection must have delivered its next request head, or
     /// `None` while a request is being answered.
     fn deadline(&self, opened: Instant, limits: &ConnectionLimits) -> Option<Instant> {
-        if self.in_flight.load(Ordering::Acquire) > 0 {
+        // SeqCst, paired with `InFlight::drop`: either this sees the
+        // request end, or the end sees `unbounded` and wakes the loop.
+        if self.in_flight.load(Ordering::SeqCst) > 0 {
             return None;
         }
         if !self.answered_one.load(Ordering::Acquire) {
@@ -138,8 +150,9 @@ struct InFlight(Arc<Activity>);
 
 impl InFlight {
     fn begin(activity: &Arc<Activity>) -> InFlight {
-        activity.in_flight.fetch_add(1, Ordering::AcqRel);
-        activity.changed.notify_one();
+        // No wake-up: a request in flight only removes the deadline, and
+        // the loop finds that out when its timer fires.
+        activity.in_flight.fetch_add(1, Ordering::SeqCst);
         InFlight(activity.clone())
     }
 }
@@ -148,9 +161,11 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         let a = &self.0;
         *a.idle_since.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
-        a.answered_one.store(true, Ordering::Release);
-        a.in_flight.fetch_sub(1, Ordering::AcqRel);
-        a.changed.notify_one();
+        let first = !a.answered_one.swap(true, Ordering::AcqRel);
+        a.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if first || a.unbounded.load(Ordering::SeqCst) {
+            a.changed.notify_one();
+        }
     }
 }
 
@@ -195,7 +210,12 @@ async fn serve_connection<S>(
     tokio::pin!(connection);
     let mut closing = false;
     loop {
+        // Said before looking (see `Activity::deadline`).
+        activity.unbounded.store(true, Ordering::SeqCst);
         let deadline = activity.deadline(opened, &limits);
+        if deadline.is_some() {
+            activity.unbounded.store(false, Ordering::SeqCst);
+        }
         tokio::select! {
             result = connection.as_mut() => {
                 if let Err(e) = result {
