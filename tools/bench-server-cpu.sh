@@ -13,7 +13,9 @@
 #   BENCH_PERF (a load name: record a perf profile of the server during
 #   that load's window into $OUT/NAME.LOAD.perf.data), BENCH_COUNT (1: also
 #   count the server's system calls and context switches per request with
-#   perf's tracepoints; a separate run from the CPU figures is cleaner).
+#   perf's tracepoints; a separate run from the CPU figures is cleaner),
+#   BENCH_RUST_LOG (the server's RUST_LOG, warn; empty: the configuration's
+#   levels, INFO and one access line per request).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -58,7 +60,7 @@ uri = redis://127.0.0.1:$REDIS_PORT?dbid=1
 bind = 127.0.0.1
 port = $PORT
 CONF
-RUST_LOG=warn "$SERVER" --config-file "$OUT/$NAME.conf" > "$OUT/$NAME.log" 2>&1 &
+RUST_LOG=${BENCH_RUST_LOG-warn} "$SERVER" --config-file "$OUT/$NAME.conf" > "$OUT/$NAME.log" 2>&1 &
 SERVER_PID=$!
 PIDS+=($SERVER_PID)
 for _ in $(seq 1 100); do
