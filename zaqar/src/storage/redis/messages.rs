@@ -44,7 +44,7 @@ impl MessageStore for RedisStore {
         args.push(runs.len().to_string().into_bytes());
         args.push(spill);
         args.extend(inline);
-        let (_, subscriptions): (i64, i64) = self
+        let (_, subscriptions, unconfirmed): (i64, i64, i64) = self
             .eval_queue_at(
                 "message post",
                 false,
@@ -56,7 +56,10 @@ impl MessageStore for RedisStore {
             .await?;
         Ok(Posted {
             ids,
-            subscribed: Some(subscriptions > 0),
+            subscribed: Some(Subscribed::from_flags(
+                subscriptions > 0,
+                subscriptions > unconfirmed,
+            )),
         })
     }
 
