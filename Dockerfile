@@ -14,9 +14,6 @@
 # The rust-version of Cargo.toml (the oldest toolchain the lock file builds with).
 ARG RUST_VERSION=1.89
 FROM rust:${RUST_VERSION}-bookworm AS build
-RUN apt-get update \
- && apt-get install -y --no-install-recommends pkg-config libssl-dev \
- && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 RUN cargo build --locked --release --bin zaqar-server --bin zaqar-status \
@@ -24,7 +21,7 @@ RUN cargo build --locked --release --bin zaqar-server --bin zaqar-status \
 
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates libssl3 \
+ && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --user-group --home-dir /var/lib/zaqar \
         --create-home --shell /usr/sbin/nologin zaqar \

@@ -133,7 +133,8 @@ as_root() {
 
 # curl, lsb-release, git: the devstack step (devstack's functions and our
 # plugin call them).
-APT_PACKAGES=(build-essential pkg-config libssl-dev python3-venv redis-server curl lsb-release git)
+# openssl: the certificates of the Redis TLS test.
+APT_PACKAGES=(build-essential openssl python3-venv redis-server curl lsb-release git)
 
 install_system_packages() {
     local missing=() p

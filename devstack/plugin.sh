@@ -73,13 +73,9 @@ function install_rust_toolchain {
 # build_zaqar - builds zaqar-server from $ZAQAR_DIR; prints the binary's path.
 function build_zaqar {
     install_rust_toolchain >&2
-    # SQLite is compiled in (a C compiler); the Redis client's TLS builds
-    # against the system OpenSSL (pkg-config and its headers).
-    if is_fedora; then
-        install_package gcc pkgconf-pkg-config openssl-devel >&2
-    else
-        install_package gcc pkg-config libssl-dev >&2
-    fi
+    # SQLite and mimalloc are compiled in (a C compiler); TLS is rustls,
+    # so no OpenSSL headers.
+    install_package gcc >&2
     local target_dir=release
     if [[ "$ZAQAR_CARGO_PROFILE" == "dev" ]]; then
         target_dir=debug

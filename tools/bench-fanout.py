@@ -14,8 +14,9 @@ bounded by ``--min-posts`` and ``--max-posts``.
 It reports, per store and N:
 
 - the post's own latency (p50/p99 of the ``POST .../messages`` requests): the
-  notifier stage writes one outbox row per (message, subscriber) inside the
-  post, and delivers afterwards;
+  notifier stage writes one fan-out row per post (none when nobody is to be
+  notified), which a delivery worker expands into one row per (message,
+  subscriber);
 - deliveries per second (N * M over the time from the first post to the last
   arrival);
 - the delay from a message's post to its arrival at a subscriber (p50/p99

@@ -8,6 +8,7 @@ records what it reads, the mechanism the reference uses.
 """
 
 import json
+import re
 import time
 
 import pytest
@@ -148,7 +149,16 @@ def test_confirmation_flow(server_factory, receiver, project, qname):
     srv = server_factory(merged(ALLOW_LOOPBACK, {
         "notification": {"require_confirmation": "true"},
         "signed_url": {"secret_key": "confirm-secret"},
+        "metrics": {"enabled": "true"},
     }))
+
+    def fanouts():
+        """Posts expanded for their subscribers so far (see monitoring.rst)."""
+        text = requests.get(srv.url + "/metrics", timeout=10).text
+        found = re.findall(r'^zaqar_notification_deliveries_total\{kind="fanout",result="delivered"\} (\S+)$',
+                           text, re.M)
+        return float(found[0]) if found else 0.0
+
     api = Api(srv.url, project)
     sid = subscribe(api, qname, receiver.url + "/confirm-me")
     [req] = receiver.wait_for(1)
@@ -160,10 +170,12 @@ def test_confirmation_flow(server_factory, receiver, project, qname):
     assert conf["X-Project-ID"] == project
     assert conf["SubscribeBody"] == {"confirmed": True}
 
-    # Unconfirmed: nothing is delivered.
+    # Unconfirmed: nothing is delivered, and the post queued nothing for the
+    # workers to expand (its store call said nobody confirmed is subscribed).
     api.post_messages(qname, [{"body": "not yet", "ttl": 300}])
     time.sleep(1.5)
     assert len(receiver.requests) == 1
+    assert fanouts() == 0
 
     # The subscriber confirms through the signed URL alone (no other credentials).
     headers = {"URL-Signature": conf["URL-Signature"], "URL-Methods": conf["URL-Methods"],
@@ -180,11 +192,19 @@ def test_confirmation_flow(server_factory, receiver, project, qname):
     api.post_messages(qname, [{"body": "now", "ttl": 300}])
     got = receiver.wait_for(2)
     assert json.loads(got[1]["body"])["body"] == "now"
+    deadline = time.monotonic() + 5  # counted just after the expansion
+    while fanouts() < 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert fanouts() == 1
 
-    # Unconfirming sends an UnsubscribeConfirmation.
+    # Unconfirming sends an UnsubscribeConfirmation, and posts reach nobody.
     api.put(f"/v2/queues/{qname}/subscriptions/{sid}/confirm", json={"confirmed": False})
     got = receiver.wait_for(3)
     assert json.loads(got[2]["body"])["Message_Type"] == "UnsubscribeConfirmation"
+    api.post_messages(qname, [{"body": "gone", "ttl": 300}])
+    time.sleep(1.5)
+    assert len(receiver.requests) == 3
+    assert fanouts() == 1
 
 
 def test_tutorial_example_stage(server_factory, project, qname):

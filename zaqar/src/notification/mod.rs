@@ -6,8 +6,9 @@
 //! 1. [`NotifierStage`] (registered as `zaqar.notification.notifier`, on by
 //!    default, see [`crate::storage::pipeline`]) wraps message `post`. Once
 //!    the messages are stored, and when the queue has live subscriptions
-//!    (the stores say so in [`Posted::subscribed`], read in the post's own
-//!    transaction or script, so queues without subscribers pay nothing), it
+//!    (confirmed ones with `require_confirmation`; the stores say so in
+//!    [`Posted::subscribed`], read in the post's own transaction or script,
+//!    so queues without subscribers to notify pay nothing), it
 //!    writes **one** outbox row for the whole post, a fan-out row holding
 //!    the notification documents, and wakes the workers. The post's cost
 //!    does not grow with the number of subscribers, and it never waits for
@@ -108,6 +109,7 @@ pub fn notifier_stage(next: Arc<dyn MessageStore>, ctx: &StageContext) -> Arc<dy
         keyring: Arc::new(crate::storage::encryption::Keyring::from_config(
             &ctx.config.transport,
         )),
+        require_confirmation: ctx.config.notification.require_confirmation,
     })
 }
 
@@ -118,6 +120,9 @@ pub struct NotifierStage {
     outbox: Option<Arc<dyn Outbox>>,
     wake: Arc<Notify>,
     keyring: Arc<crate::storage::encryption::Keyring>,
+    /// `[notification] require_confirmation`: a post to a queue whose
+    /// subscriptions are all unconfirmed then queues nothing.
+    require_confirmation: bool,
 }
 
 /// The fan-out row of one post: the notification documents of its
@@ -169,7 +174,10 @@ impl MessageStore for NotifierStage {
         // the queue turns out to have subscribers).
         let copy = messages.clone();
         let posted = self.next.post(scope, client_id, messages).await?;
-        if posted.subscribed == Some(false) {
+        if posted
+            .subscribed
+            .is_some_and(|s| !s.notifies(self.require_confirmation))
+        {
             return Ok(posted);
         }
         // Subscribers get the plaintext of an encrypted queue's messages
@@ -651,7 +659,16 @@ impl Notifier {
     /// (or malformed), tried again after a growing pause when the stores
     /// failed, however long that lasts.
     async fn deliver_fanout(&self, d: Delivery) {
-        let result = match self.expand(&d).await {
+        let outcome = self.expand(&d).await;
+        crate::metrics::global().delivery(
+            "fanout",
+            match &outcome {
+                Outcome::Delivered => "delivered",
+                Outcome::GiveUp(_) => "dropped",
+                Outcome::Retry(_) => "retry",
+            },
+        );
+        let result = match outcome {
             Outcome::Delivered => self.outbox.complete(&d.id).await,
             Outcome::GiveUp(why) => {
                 tracing::error!(queue = %d.delivery.queue, project = %d.delivery.project, %why, "fan-out row dropped");

@@ -92,15 +92,50 @@ pub struct NewMessage {
 pub struct Posted {
     /// The new messages' ids, in the order the messages were given.
     pub ids: Vec<String>,
-    /// Whether the queue had live subscriptions when the messages were
-    /// stored, for stores that can tell at no extra cost (Redis reads it in
-    /// the post's script, SQLite in its transaction); `None` makes the
-    /// notifier look them up.
-    pub subscribed: Option<bool>,
+    /// Who was subscribed to the queue when the messages were stored, for
+    /// stores that can tell at no extra cost (Redis reads it in the post's
+    /// script, SQLite in its transaction); `None` makes the notifier look
+    /// the subscriptions up.
+    pub subscribed: Option<Subscribed>,
     /// The store already announced the post to the other server processes
     /// (Redis: the post's script published the long-poll wake-up), so the
     /// api core does not publish it again.
     pub woke_others: bool,
+}
+
+/// Who a post found subscribed to its queue (see [`Posted::subscribed`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subscribed {
+    /// No live subscription.
+    Nobody,
+    /// Live subscriptions, none of them confirmed: with
+    /// `require_confirmation` nobody is to be notified.
+    Unconfirmed,
+    /// Live subscriptions, some confirmed (or a store that cannot tell
+    /// which: it says so rather than risk a missed notification).
+    Confirmed,
+}
+
+impl Subscribed {
+    /// From whether there are live subscriptions and whether some of them
+    /// are confirmed.
+    pub fn from_flags(live: bool, confirmed: bool) -> Self {
+        match (live, confirmed) {
+            (false, _) => Subscribed::Nobody,
+            (true, false) => Subscribed::Unconfirmed,
+            (true, true) => Subscribed::Confirmed,
+        }
+    }
+
+    /// Whether a post's notifications reach anyone, given the deployment's
+    /// `require_confirmation`.
+    pub fn notifies(self, require_confirmation: bool) -> bool {
+        match self {
+            Subscribed::Nobody => false,
+            Subscribed::Unconfirmed => !require_confirmation,
+            Subscribed::Confirmed => true,
+        }
+    }
 }
 
 /// A stored message as read back.

@@ -16,7 +16,9 @@ use serde_json::json;
 use super::clock::{Clock, ManualClock};
 use super::outbox::{Delivery, FairShare, NewDelivery};
 use super::pipeline::Backend;
-use super::{Metadata, NewMessage, NewSubscription, Scope, StorageError, SubscriptionUpdate};
+use super::{
+    Metadata, NewMessage, NewSubscription, Scope, StorageError, Subscribed, SubscriptionUpdate,
+};
 
 /// What a driver's fixture keeps alive for the duration of one test.
 pub(crate) type Keep = Box<dyn Any + Send>;
@@ -443,10 +445,12 @@ pub(crate) async fn subscription_project_isolation(b: Backend, _clock: ManualClo
     assert_eq!((got.ttl, got.confirmed), (600, false));
 }
 
-/// A post says whether the queue had live subscriptions, so the notifier
-/// can skip its lookup: no, then yes, and no again once the only
-/// subscription expired; another queue's subscription does not count.
+/// A post says who was subscribed to the queue, so the notifier can skip
+/// its lookup: nobody, then unconfirmed subscribers only, then confirmed
+/// ones, following confirmations, unconfirmations, ttl changes and expiry;
+/// another queue's subscriptions do not count.
 pub(crate) async fn post_tells_whether_queue_is_subscribed(b: Backend, clock: ManualClock) {
+    use Subscribed::{Confirmed, Nobody, Unconfirmed};
     let s = scope("posted");
     let other = scope("posted-other");
     let post = |s: Scope| {
@@ -465,21 +469,46 @@ pub(crate) async fn post_tells_whether_queue_is_subscribed(b: Backend, clock: Ma
     b.queues.create(&other, &Metadata::new()).await.unwrap();
     let first = post(s.clone()).await;
     assert_eq!(first.ids.len(), 1);
-    assert_eq!(first.subscribed, Some(false));
-    b.subscriptions
+    assert_eq!(first.subscribed, Some(Nobody));
+    let theirs = b
+        .subscriptions
         .create(&other, &new("http://other.example/", 60))
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(post(s.clone()).await.subscribed, Some(false));
     b.subscriptions
+        .confirm(&other, &theirs, true)
+        .await
+        .unwrap();
+    assert_eq!(post(s.clone()).await.subscribed, Some(Nobody));
+    let id = b
+        .subscriptions
         .create(&s, &new("http://a.example/", 60))
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(post(s.clone()).await.subscribed, Some(true));
+    assert_eq!(post(s.clone()).await.subscribed, Some(Unconfirmed));
+    b.subscriptions.confirm(&s, &id, true).await.unwrap();
+    assert_eq!(post(s.clone()).await.subscribed, Some(Confirmed));
+    b.subscriptions.confirm(&s, &id, false).await.unwrap();
+    assert_eq!(post(s.clone()).await.subscribed, Some(Unconfirmed));
+    b.subscriptions.confirm(&s, &id, true).await.unwrap();
+    // A confirmed subscription given a longer ttl stays confirmed for it.
+    let longer = SubscriptionUpdate {
+        subscriber: None,
+        ttl: Some(600),
+        options: None,
+    };
+    b.subscriptions.update(&s, &id, &longer).await.unwrap();
     clock.advance_secs(61);
-    assert_eq!(post(s).await.subscribed, Some(false));
+    assert_eq!(post(s.clone()).await.subscribed, Some(Confirmed));
+    b.subscriptions.confirm(&s, &id, false).await.unwrap();
+    // An unconfirmed one, too: unconfirmed for its whole new ttl.
+    b.subscriptions.update(&s, &id, &longer).await.unwrap();
+    clock.advance_secs(300);
+    assert_eq!(post(s.clone()).await.subscribed, Some(Unconfirmed));
+    clock.advance_secs(301);
+    assert_eq!(post(s).await.subscribed, Some(Nobody));
 }
 
 /// Defect: a lease took the oldest due deliveries whoever they belonged to,
@@ -686,13 +715,19 @@ pub(crate) async fn subscription_heavy_queue(b: Backend, clock: ManualClock) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(post().await, Some(true));
+    assert_eq!(post().await, Some(Subscribed::Unconfirmed));
+    b.subscriptions
+        .confirm(&s, &created[N / 2], true)
+        .await
+        .unwrap();
+    assert_eq!(post().await, Some(Subscribed::Confirmed));
     let all = listed().await;
     assert_eq!(all.len(), N + 1);
     assert_eq!(all[0], "http://h0.example/");
 
     clock.advance_secs(61);
-    assert_eq!(post().await, Some(true));
+    // The only confirmed one expired with the others.
+    assert_eq!(post().await, Some(Subscribed::Unconfirmed));
     assert_eq!(listed().await, ["http://lasting.example/"]);
     assert!(b
         .subscriptions
@@ -714,6 +749,6 @@ pub(crate) async fn subscription_heavy_queue(b: Backend, clock: ManualClock) {
     assert!(again.is_some(), "an expired subscriber subscribes again");
     b.subscriptions.delete(&s, &lasting).await.unwrap();
     b.subscriptions.delete(&s, &again.unwrap()).await.unwrap();
-    assert_eq!(post().await, Some(false));
+    assert_eq!(post().await, Some(Subscribed::Nobody));
     assert!(listed().await.is_empty());
 }

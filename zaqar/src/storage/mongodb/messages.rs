@@ -45,7 +45,7 @@ use serde_json::value::RawValue;
 use super::{corrupt, date, duplicate_key, ms, Failure, MongoStore, OpResult, Ready, CHUNK};
 use crate::storage::{
     ListQuery, Message, MessagePage, MessageStamp, MessageStore, MessageVolume, NewMessage, Posted,
-    QueueStats, Scope, StorageError, StorageResult,
+    QueueStats, Scope, StorageError, StorageResult, Subscribed,
 };
 
 /// An integer field, whatever integer or double type it was stored as.
@@ -312,26 +312,34 @@ impl MongoStore {
     /// the numbers of all their messages (and, beside it, see whether the
     /// queue has subscriptions), insert them, release. Three round trips
     /// however many posts the batch carries; every post of the batch gets
-    /// the same outcome: whether the queue has live subscriptions (`None`
-    /// when that lookup failed: the notifier looks again).
+    /// the same outcome: whether the queue has live subscriptions, and
+    /// confirmed ones (`None` when a lookup failed: the notifier looks
+    /// again).
     async fn write_posts(
         &self,
         scope: &Scope,
         posts: &[PendingPost],
-    ) -> StorageResult<Option<bool>> {
+    ) -> StorageResult<Option<Subscribed>> {
         let count: usize = posts.iter().map(|p| p.messages.len()).sum();
         // Not tried again after a failure: the messages may be stored.
         self.run("message post", false, |r, now| async move {
             let token = ObjectId::new();
             let subscriptions = r.subscriptions();
-            let subscribed = subscriptions
+            let live = subscriptions
                 .find_one(doc! {
                     "p": &scope.project, "q": &scope.queue, "e": { "$gt": date(now) },
                 })
                 .projection(doc! { "_id": 1 });
-            // The subscription lookup runs beside the reservation.
-            let (first, subscribed) =
-                tokio::join!(self.reserve(&r, scope, count, now, token), subscribed);
+            let confirmed = subscriptions
+                .find_one(doc! {
+                    "p": &scope.project, "q": &scope.queue, "cf": true,
+                    "e": { "$gt": date(now) },
+                })
+                .hint(mongodb::options::Hint::Name("confirmed".to_owned()))
+                .projection(doc! { "_id": 1 });
+            // The subscription lookups run beside the reservation.
+            let (first, live, confirmed) =
+                tokio::join!(self.reserve(&r, scope, count, now, token), live, confirmed);
             let first = first?;
             let mut docs = Vec::with_capacity(count);
             let messages = posts.iter().flat_map(|p| {
@@ -370,7 +378,12 @@ impl MongoStore {
             }
             // Were this to fail, the entry runs out by itself.
             release(&r, scope, token).await?;
-            Ok(subscribed.ok().map(|found| found.is_some()))
+            Ok(match (live, confirmed) {
+                (Ok(live), Ok(confirmed)) => {
+                    Some(Subscribed::from_flags(live.is_some(), confirmed.is_some()))
+                }
+                _ => None,
+            })
         })
         .await
     }

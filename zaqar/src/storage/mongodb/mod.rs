@@ -47,7 +47,7 @@
 //! | `pools` | `by_uri (uri)` unique; `by_flavor (f)` | one store per pool; a flavor's pools |
 //! | `flavors` | `by_name (p, n)` unique | flavor operations (listing is a range of it) |
 //! | `catalogue` | `by_queue (p, q)` unique; `by_pool (pool)` | routing a queue to its pool; pool deletion checks |
-//! | `subscriptions` | `by_subscriber (p, q, u)` unique; `by_queue (p, q, o)`; `reclaim (e)`, TTL | create/update uniqueness; list; space |
+//! | `subscriptions` | `by_subscriber (p, q, u)` unique; `by_queue (p, q, o)`; `confirmed (p, q, cf, e)`; `reclaim (e)`, TTL | create/update uniqueness; list; a post's "anyone confirmed?"; space |
 //! | `outbox` | `by_project (p, due, _id)`; `by_due (due)` | leases |
 //!
 //! # Time
@@ -205,8 +205,11 @@ struct Inner {
 
 /// The grouped posts of a store: per queue, the posts waiting for the
 /// batch being written, each answered whether the queue has subscriptions.
-type PostBatches =
-    GroupCommit<crate::storage::Scope, messages::PendingPost, StorageResult<Option<bool>>>;
+type PostBatches = GroupCommit<
+    crate::storage::Scope,
+    messages::PendingPost,
+    StorageResult<Option<crate::storage::Subscribed>>,
+>;
 
 /// Every store built in this process (weakly: a dropped store leaves),
 /// for [`MongoStore::close_all`].
@@ -806,6 +809,9 @@ async fn create_indexes(ready: &Ready, management_only: bool) -> mongodb::error:
         .create_indexes([
             unique(doc! { "p": 1, "q": 1, "u": 1 }, "by_subscriber"),
             index(doc! { "p": 1, "q": 1, "o": 1 }, "by_queue"),
+            // A post's "anyone confirmed?" (`Posted::subscribed`) is one
+            // index search however many unconfirmed subscriptions there are.
+            index(doc! { "p": 1, "q": 1, "cf": 1, "e": 1 }, "confirmed"),
             reclaim(),
         ])
         .await?;

@@ -47,7 +47,7 @@ impl MessageStore for RedisStore {
         args.push(wake::channel(&self.inner.ns).into_bytes());
         args.push(wake::encode(scope).into_bytes());
         args.extend(inline);
-        let (_, subscriptions): (i64, i64) = self
+        let (_, subscriptions, unconfirmed): (i64, i64, i64) = self
             .eval_queue_at(
                 "message post",
                 false,
@@ -59,7 +59,10 @@ impl MessageStore for RedisStore {
             .await?;
         Ok(Posted {
             ids,
-            subscribed: Some(subscriptions > 0),
+            subscribed: Some(Subscribed::from_flags(
+                subscriptions > 0,
+                subscriptions > unconfirmed,
+            )),
             woke_others: true,
         })
     }

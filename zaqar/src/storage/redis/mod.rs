@@ -174,7 +174,7 @@ use super::pipeline::Backend;
 use super::{
     ClaimInfo, ClaimRequest, ClaimStore, ListQuery, Message, MessagePage, MessageStamp,
     MessageStore, Metadata, NewClaim, NewMessage, Posted, QueueEntry, QueueStats, QueueStore,
-    Scope, StorageError, StorageResult,
+    Scope, StorageError, StorageResult, Subscribed,
 };
 
 /// How long a claim's dead-letter hand-over may take before another server

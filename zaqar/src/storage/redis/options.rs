@@ -5,7 +5,7 @@
 //! | Form | Meaning |
 //! |---|---|
 //! | `redis://[user:pass@]host[:port][/db][?opts]` | one server (port 6379) |
-//! | `rediss://...` | the same over TLS (certificates checked against the system roots) |
+//! | `rediss://...` | the same over TLS (rustls; certificates checked against the system roots, or the bundle `SSL_CERT_FILE` names) |
 //! | `redis://[user:pass@]h1[:p1],h2[:p2]?master=name[&opts]` | Sentinel (port 26379): the sentinels, and the master they watch |
 //! | `redis://[user:pass@]/path/to/redis.sock[?opts]` | unix socket |
 //! | `redis+cluster://[user:pass@]h1[:p1],h2[:p2][?opts]` (`rediss+cluster://` for TLS) | Redis Cluster: any reachable nodes, the rest is discovered |

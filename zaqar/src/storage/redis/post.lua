@@ -8,8 +8,9 @@
 -- The server writes the records (see `record` in mod.rs); the layout lets
 -- the script pass its arguments straight to HSET. Ranks are consecutive,
 -- in post order.
--- Returns {messages stored, live subscriptions of the queue (0 or more)}:
--- the notifier looks the subscriptions up only when there are some.
+-- Returns {messages stored, live subscriptions of the queue, the
+-- unconfirmed ones among them} (see subscription.lua): the notifier looks
+-- the subscriptions up only when there are some to notify.
 local n = arg_int(3, 1, 100000000)
 local last_expiry = arg_int(4, 0, MAX_TIME)
 local nruns = arg_int(5, 1, n)
@@ -61,7 +62,9 @@ if spill ~= '' then redis.call('UNLINK', spill) end
 -- expiry they already had).
 gc_queue_lazy(K_MSGS, last_expiry)
 local subs = redis.call('ZCOUNT', Q .. ':subexp', '(' .. int(NOW), '+inf')
+local pending = 0
+if subs > 0 then pending = redis.call('ZCOUNT', Q .. ':subpend', '(' .. int(NOW), '+inf') end
 -- The wake-up for long polls on every server process, from here rather
 -- than in a second call after this one: the server saves a round trip.
 redis.call('PUBLISH', ARGV[7], ARGV[8])
-return {n, subs}
+return {n, subs, pending}

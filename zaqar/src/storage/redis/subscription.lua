@@ -17,6 +17,11 @@
 -- Keys (<Q> as in common.lua):
 --   <Q>:subs      zset id -> creation rank   live subscriptions, list order
 --   <Q>:subexp    zset id -> expiry ms       for trimming expired ones
+--   <Q>:subpend   zset id -> expiry ms       the unconfirmed ones among them
+--                                            (a post counts both, see post.lua;
+--                                            one written before this index
+--                                            existed is missing: counted as
+--                                            confirmed, never the reverse)
 --   <Q>:suburi    hash subscriber -> id      the unique-subscriber index
 --   <Q>:subseq    string                     last rank handed out
 --   <Q>:s:<id>    hash s subscriber, t ttl s, e expiry ms, o options, c 0|1
@@ -57,6 +62,7 @@ local op = ARGV[3]
 
 local K_SUBS = Q .. ':subs'
 local K_EXP = Q .. ':subexp'
+local K_PEND = Q .. ':subpend'
 local K_URI = Q .. ':suburi'
 local K_SEQ = Q .. ':subseq'
 local function skey(id) return Q .. ':s:' .. id end
@@ -77,6 +83,7 @@ local function forget(id)
   redis.call('DEL', skey(id))
   redis.call('ZREM', K_SUBS, id)
   redis.call('ZREM', K_EXP, id)
+  redis.call('ZREM', K_PEND, id)
 end
 
 -- Expired subscriptions go, each once in its life (no keyspace scan), at
@@ -96,9 +103,9 @@ end
 local function gc_index()
   local last = redis.call('ZRANGE', K_EXP, -1, -1, 'WITHSCORES')
   if last[2] then
-    for _, k in ipairs({K_SUBS, K_EXP, K_URI, K_SEQ}) do gc_at(k, tonumber(last[2])) end
+    for _, k in ipairs({K_SUBS, K_EXP, K_PEND, K_URI, K_SEQ}) do gc_at(k, tonumber(last[2])) end
   else
-    redis.call('DEL', K_SUBS, K_EXP, K_URI, K_SEQ)
+    redis.call('DEL', K_SUBS, K_EXP, K_PEND, K_URI, K_SEQ)
   end
 end
 
@@ -196,6 +203,7 @@ elseif op == 'create' then
   gc_at(skey(id), tonumber(e))
   redis.call('ZADD', K_SUBS, rank, id)
   redis.call('ZADD', K_EXP, e, id)
+  redis.call('ZADD', K_PEND, e, id)
   redis.call('HSET', K_URI, uri, id)
   gc_index()
   return 'ok'
@@ -215,6 +223,7 @@ elseif op == 'update' then
   if ARGV[7] == '1' then
     redis.call('HSET', sk, 't', ARGV[8], 'e', ARGV[9])
     redis.call('ZADD', K_EXP, ARGV[9], id)
+    if redis.call('ZSCORE', K_PEND, id) then redis.call('ZADD', K_PEND, ARGV[9], id) end
     gc_at(sk, tonumber(ARGV[9]))
   end
   if ARGV[10] == '1' then redis.call('HSET', sk, 'o', ARGV[11]) end
@@ -225,8 +234,15 @@ elseif op == 'delete' then
   gc_index()
   return 'ok'
 elseif op == 'confirm' then
-  if not row(ARGV[4]) then return 'not_found' end
+  local r = row(ARGV[4])
+  if not r then return 'not_found' end
   redis.call('HSET', skey(ARGV[4]), 'c', ARGV[5])
+  if ARGV[5] == '1' then
+    redis.call('ZREM', K_PEND, ARGV[4])
+  else
+    redis.call('ZADD', K_PEND, r[4], ARGV[4])
+    gc_index()
+  end
   return 'ok'
 elseif op == 'purge' then
   while true do
@@ -235,7 +251,7 @@ elseif op == 'purge' then
     for _, id in ipairs(ids) do redis.call('DEL', skey(id)) end
     redis.call('ZREM', K_SUBS, unpack(ids))
   end
-  redis.call('DEL', K_SUBS, K_EXP, K_URI, K_SEQ)
+  redis.call('DEL', K_SUBS, K_EXP, K_PEND, K_URI, K_SEQ)
   return 'ok'
 end
 return redis.error_reply('unknown subscription operation')

@@ -407,6 +407,76 @@ async fn outbox_rows_of_the_previous_layout_drain() {
     assert_eq!(left, 0);
 }
 
+/// Subscriptions written before the index of unconfirmed ones existed are
+/// missing from it: a post then counts them as confirmed (the workers look
+/// and skip them, as before), never the reverse, so nobody confirmed is
+/// ever left out. Unconfirming one puts it in the index.
+#[tokio::test]
+async fn subscriptions_of_the_previous_layout_count_as_confirmed() {
+    use crate::storage::Subscribed;
+    let Some(url) = test_url("ZAQAR_TEST_REDIS_URL") else {
+        return;
+    };
+    let opts = options(&url);
+    let prefix = opts.key_prefix.clone();
+    let backend = RedisStore::connect(opts, Arc::new(ManualClock::new()))
+        .unwrap()
+        .backend();
+    let scope = Scope::new("p", "older");
+    let post = || async {
+        backend
+            .messages
+            .post(&scope, "c", vec![msg(1, 600)])
+            .await
+            .unwrap()
+            .subscribed
+    };
+    let new = crate::storage::NewSubscription {
+        subscriber: "http://older.example/".into(),
+        ttl: 600,
+        options: Default::default(),
+    };
+    let id = backend
+        .subscriptions
+        .create(&scope, &new)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(post().await, Some(Subscribed::Unconfirmed));
+
+    // What the previous subscription.lua left: no index of unconfirmed ones.
+    let client = ::redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = ::redis::cmd("KEYS")
+        .arg(format!("{prefix}:*:subpend"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let _: () = ::redis::cmd("DEL")
+        .arg(&keys[0])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(post().await, Some(Subscribed::Confirmed));
+
+    backend
+        .subscriptions
+        .confirm(&scope, &id, false)
+        .await
+        .unwrap();
+    assert_eq!(post().await, Some(Subscribed::Unconfirmed));
+    let pttl: i64 = ::redis::cmd("PTTL")
+        .arg(&keys[0])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        pttl > 600_000,
+        "the index outlives its subscription: {pttl}"
+    );
+}
+
 #[tokio::test]
 async fn bodies_are_stored_verbatim() {
     let Some(url) = test_url("ZAQAR_TEST_REDIS_URL") else {
@@ -1138,13 +1208,16 @@ async fn bad_numbers_change_nothing(url: &str) {
                 .await;
             refused(r, format!("claim create with {b:?} at {pos}"));
         }
-        // A post whose run expiry (or latest expiry) is bad.
-        for pos in [1, 6] {
+        // A post whose run expiry (or latest expiry) is bad (after the
+        // spill: the wake-up channel and message, then the list).
+        for pos in [1, 8] {
             let mut args: Vec<String> = vec![
                 "1".into(),
                 (now + 60_000).to_string(),
                 "1".into(),
                 String::new(),
+                "t:wake".into(),
+                "1:pq".into(),
                 "id".into(),
                 "record".into(),
                 (now + 60_000).to_string(),

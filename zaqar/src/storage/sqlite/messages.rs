@@ -19,7 +19,7 @@ use super::{DbResult, SqliteStore};
 use crate::storage::deadline;
 use crate::storage::{
     ListQuery, Message, MessagePage, MessageStamp, MessageStore, NewMessage, Posted, QueueStats,
-    Scope, StorageError, StorageResult,
+    Scope, StorageError, StorageResult, Subscribed,
 };
 
 /// Ids per `IN (...)` list, well below SQLite's bound-parameter limit.
@@ -196,6 +196,16 @@ pub(super) const STATS_CLAIMED: &str = "SELECT COUNT(*) FROM messages \
      WHERE project = ?1 AND queue = ?2 AND claim_expires_ms > ?3 AND claim_expires_ms > 0 \
      AND +claim_id IS NOT NULL AND +expires_ms > ?3";
 
+/// Whether a queue has live subscriptions, and live confirmed ones
+/// (parameters: project, queue, now), read in a post's transaction: the
+/// first stops at the queue's first live subscription, the second searches
+/// `subscriptions_confirmed` (schema version 7), so neither walks a queue
+/// of many unconfirmed subscribers.
+pub(super) const SUBSCRIBED: &str = "SELECT \
+     EXISTS (SELECT 1 FROM subscriptions WHERE project = ?1 AND queue = ?2 AND expires_ms > ?3), \
+     EXISTS (SELECT 1 FROM subscriptions WHERE project = ?1 AND queue = ?2 AND confirmed = 1 \
+     AND expires_ms > ?3)";
+
 /// One post waiting to be written with the others (the driver groups
 /// concurrent posts into one transaction: [`crate::storage::group_commit`]).
 pub(super) struct PendingPost {
@@ -244,11 +254,8 @@ fn insert_posts(
         )?;
         // Read in the same transaction, so the notifier needs no second
         // trip to the blocking pool for queues without subscriptions.
-        let mut subscriptions = tx.prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM subscriptions WHERE project = ?1 AND queue = ?2 \
-             AND expires_ms > ?3)",
-        )?;
-        let mut subscribed: HashMap<&Scope, bool> = HashMap::new();
+        let mut subscriptions = tx.prepare_cached(SUBSCRIBED)?;
+        let mut subscribed: HashMap<&Scope, Subscribed> = HashMap::new();
         for post in posts {
             let times = post
                 .messages
@@ -286,7 +293,7 @@ fn insert_posts(
                 None => {
                     let has = subscriptions
                         .query_row(params![post.scope.project, post.scope.queue, now], |r| {
-                            r.get(0)
+                            Ok(Subscribed::from_flags(r.get(0)?, r.get(1)?))
                         })?;
                     subscribed.insert(&post.scope, has);
                     has

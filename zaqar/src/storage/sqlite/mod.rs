@@ -22,8 +22,12 @@
 //! SQLite admits one writer at a time anyway, and serialising writers in the
 //! process spares us `SQLITE_BUSY` retries. Reads go to a few *reader*
 //! connections (WAL lets them run beside the writer, each on a consistent
-//! snapshot). The mutexes are only ever taken inside the blocking closure, so
-//! no lock is held across an `.await`. Write transactions that read before
+//! snapshot). A call first waits, asynchronously, for a permit of its kind
+//! (one for the writer, one per reader), and only then takes a blocking
+//! thread: the blocking pool stays as small as the connections, instead of
+//! filling with threads parked on a busy connection. The mutexes are only
+//! ever taken inside the blocking closure, so no lock is held across an
+//! `.await`. Write transactions that read before
 //! they write (claim create, delete with claim rules) use `BEGIN IMMEDIATE`,
 //! which also keeps them atomic should another process open the same file.
 //! Posts, the commonest write, are grouped
@@ -59,7 +63,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError, Weak};
 use std::time::Duration;
 
 use rusqlite::Connection;
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::clock::SharedClock;
@@ -89,6 +93,13 @@ struct Inner {
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
+    /// One permit per connection of each kind: a request waits for a
+    /// connection here, asynchronously, before it takes a blocking thread,
+    /// so no blocking thread sits parked on a connection's lock (under 16
+    /// concurrent clients the blocking pool had grown to 40 threads, each
+    /// with its own allocator arenas).
+    writer_slot: Arc<Semaphore>,
+    reader_slots: Arc<Semaphore>,
     /// Concurrent posts, written together in one transaction.
     posts: Arc<PostBatches>,
     /// Dropped with the store; the reaper tasks notice and stop.
@@ -193,6 +204,8 @@ impl SqliteStore {
                 writer: Mutex::new(writer),
                 readers,
                 next_reader: AtomicUsize::new(0),
+                writer_slot: Arc::new(Semaphore::new(1)),
+                reader_slots: Arc::new(Semaphore::new(READERS)),
                 posts: GroupCommit::new(messages::POST_BATCH),
                 _stop: stop,
             }),
@@ -269,7 +282,9 @@ impl SqliteStore {
         F: FnOnce(&mut Connection, i64) -> DbResult<T> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
+        let permit = slot(&inner.writer_slot, op).await?;
         let joined = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let mut conn = inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
             let now = inner.clock.now_ms();
             f(&mut conn, now)
@@ -285,7 +300,9 @@ impl SqliteStore {
         F: FnOnce(&mut Connection, i64) -> DbResult<T> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
+        let permit = slot(&inner.reader_slots, op).await?;
         let joined = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let mut conn = inner.reader();
             let now = inner.clock.now_ms();
             f(&mut conn, now)
@@ -293,6 +310,15 @@ impl SqliteStore {
         .await;
         finish(op, joined)
     }
+}
+
+/// A permit of `slots`, held (moved into the blocking task) until the
+/// connection is given back, even when the request is dropped meanwhile.
+async fn slot(slots: &Arc<Semaphore>, op: &'static str) -> StorageResult<OwnedSemaphorePermit> {
+    Arc::clone(slots)
+        .acquire_owned()
+        .await
+        .map_err(|_| StorageError::Unavailable(format!("sqlite: {op}: the store is closed")))
 }
 
 impl Inner {
@@ -362,7 +388,9 @@ async fn reap(inner: Arc<Inner>) -> StorageResult<Reaped> {
     ] {
         loop {
             let inner = Arc::clone(&inner);
+            let permit = slot(&inner.writer_slot, "reap").await?;
             let joined = tokio::task::spawn_blocking(move || -> DbResult<usize> {
+                let _permit = permit;
                 let conn = inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
                 let now = inner.clock.now_ms();
                 let n = conn

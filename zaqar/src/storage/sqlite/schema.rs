@@ -6,7 +6,8 @@
 //! described in the `catalogue` module; version 5 the per-queue message
 //! counts and the index of claimed messages, see [`SCHEMA_V5`]; version 6
 //! the column and the two indexes that let a claim skip blocked messages,
-//! see [`schema_v6`]):
+//! see [`schema_v6`]; version 7 the index of confirmed subscriptions, see
+//! [`SCHEMA_V7`]):
 //!
 //! - `queues`: the queue records, keyed by `(project, name)` (listing in name
 //!   order is a range scan of the key).
@@ -44,7 +45,7 @@ use rusqlite::Connection;
 use super::OpenError;
 
 /// The schema version this build writes.
-pub const VERSION: i64 = 6;
+pub const VERSION: i64 = 7;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS queues (
@@ -167,6 +168,15 @@ CREATE INDEX IF NOT EXISTS messages_blocked ON messages (project, queue, blocked
     )
 }
 
+/// Added by schema version 7: the confirmed subscriptions of each queue, so
+/// that a post tells whether anyone confirmed is subscribed with one index
+/// search, however many unconfirmed subscriptions the queue has
+/// ([`crate::storage::Subscribed`]).
+pub(super) const SCHEMA_V7: &str = "
+CREATE INDEX IF NOT EXISTS subscriptions_confirmed ON subscriptions (project, queue, expires_ms)
+    WHERE confirmed = 1;
+";
+
 /// Moves the blocked messages of a queue whose delay or claim has ended by
 /// `?3` back to the free index (parameters: project, queue, now). See
 /// [`schema_v6`].
@@ -201,14 +211,19 @@ pub(super) fn migrate(conn: &Connection, now_ms: i64) -> Result<(), OpenError> {
         return Err(OpenError::NewerSchema(version));
     }
     if version < VERSION {
+        // Every version below 6 lacks the column, so ADD COLUMN is safe
+        // there; the other steps are idempotent.
+        let v6 = if version < 6 {
+            schema_v6(now_ms)
+        } else {
+            String::new()
+        };
         conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {SCHEMA_V1} {v2} {v3} {v4} {SCHEMA_V5} {v6} \
+            "BEGIN IMMEDIATE; {SCHEMA_V1} {v2} {v3} {v4} {SCHEMA_V5} {v6} {SCHEMA_V7} \
              PRAGMA user_version = {VERSION}; COMMIT;",
             v2 = super::subscriptions::SCHEMA_V2,
             v3 = super::subscriptions::SCHEMA_V3,
             v4 = super::catalogue::SCHEMA_V4,
-            // Every version below 6 lacks the column, so ADD COLUMN is safe.
-            v6 = schema_v6(now_ms)
         ))?;
     }
     Ok(())

@@ -237,7 +237,7 @@ mod plans {
     use super::super::claims::CLAIM_MESSAGES;
     use super::super::messages::{
         bulk_claim_check_sql, bulk_delete_sql, bulk_get_sql, CLAIMABLE, LIST, STATS_CLAIMED,
-        STATS_EXPIRED, STATS_ROWS,
+        STATS_EXPIRED, STATS_ROWS, SUBSCRIBED,
     };
     use super::super::schema::{REAP_CLAIMS, REAP_MESSAGES, RELEASE_DUE};
     use super::super::SqliteStore;
@@ -328,6 +328,27 @@ mod plans {
             );
         }
         assert_searches(&store, CLAIM_MESSAGES, "messages_by_claim (claim_id=?)");
+    }
+
+    #[test]
+    fn a_post_finds_a_confirmed_subscription_by_index() {
+        let (store, _dir) = open();
+        // Without the partial index this walked every subscription of the
+        // queue on each post while none was confirmed.
+        let details = plan(&store, SUBSCRIBED);
+        assert!(
+            details
+                .iter()
+                .any(|d| d.starts_with("SEARCH subscriptions USING")
+                    && d.ends_with(
+                        "subscriptions_confirmed (project=? AND queue=? AND expires_ms>?)"
+                    )),
+            "{details:?}"
+        );
+        assert!(
+            !details.iter().any(|d| d.starts_with("SCAN subscriptions")),
+            "{details:?}"
+        );
     }
 
     #[test]
@@ -546,6 +567,45 @@ async fn claims_do_not_read_a_blocked_head() {
         let c = b.claims.create(s, &long(30)).await.unwrap().unwrap();
         assert_eq!(c.messages.len(), 20, "{}", s.queue);
     }
+}
+
+/// A version-6 file (no index of confirmed subscriptions) opened by this
+/// build: its confirmed subscriptions are found by the new index.
+#[tokio::test]
+async fn upgrading_to_version_7_indexes_confirmed_subscriptions() {
+    use crate::storage::{NewSubscription, Subscribed};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("zaqar.sqlite");
+    let clock = ManualClock::new();
+    let s = Scope::new(project(), "confirmed");
+    let new = |subscriber: &str| NewSubscription {
+        subscriber: subscriber.into(),
+        ttl: 600,
+        options: Metadata::default(),
+    };
+    {
+        let store = SqliteStore::open(&path, Arc::new(clock.clone())).unwrap();
+        let b = store.backend();
+        b.queues.create(&s, &Metadata::default()).await.unwrap();
+        let id = b
+            .subscriptions
+            .create(&s, &new("http://confirmed.example/"))
+            .await
+            .unwrap()
+            .unwrap();
+        b.subscriptions.confirm(&s, &id, true).await.unwrap();
+        let conn = store.inner.writer.lock().unwrap();
+        conn.execute_batch("DROP INDEX subscriptions_confirmed; PRAGMA user_version = 6;")
+            .unwrap();
+    }
+    let store = SqliteStore::open(&path, Arc::new(clock.clone())).unwrap();
+    assert_eq!(
+        super::schema_version_of(&path).unwrap(),
+        Some(super::SCHEMA_VERSION)
+    );
+    let b = store.backend();
+    let posted = b.messages.post(&s, "c", vec![message(600)]).await.unwrap();
+    assert_eq!(posted.subscribed, Some(Subscribed::Confirmed));
 }
 
 /// A version-5 file opened by this build: its free, delayed, claimed and
