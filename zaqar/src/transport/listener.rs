@@ -15,7 +15,10 @@
 //! - on shutdown the loop stops accepting, asks every connection to finish
 //!   its request in flight and close, and returns once all are closed;
 //! - an accept error (e.g. the process' descriptor limit) backs off instead
-//!   of spinning.
+//!   of spinning;
+//! - a connection the server closes first lingers, reading and dropping
+//!   what the client still sends, so that its answer is not lost to a reset
+//!   ([`super::lingering`]).
 //!
 //! Requests are answered by a warp filter; HTTP upgrades (WebSocket) are
 //! handed over as warp expects, after which the upgraded connection is the
@@ -34,6 +37,7 @@ use tower_service::Service;
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
 
+use super::lingering::Lingering;
 use crate::config::Listen;
 
 /// The limits of one listener's connections.
@@ -205,7 +209,7 @@ async fn serve_connection<S>(
     });
     let connection = http1::Builder::new()
         .keep_alive(true)
-        .serve_connection(TokioIo::new(stream), handler)
+        .serve_connection(TokioIo::new(Lingering::new(stream)), handler)
         .with_upgrades();
     tokio::pin!(connection);
     let mut closing = false;

@@ -1,6 +1,7 @@
 //! Transports: thin adapters between the wire and the [`api`](crate::api) core.
 
 pub mod http;
+pub mod lingering;
 pub mod listener;
 pub mod websocket;
 
