@@ -108,6 +108,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import urllib.parse
 import uuid
 
@@ -534,7 +535,11 @@ class RedisCluster:
         out = {}
         for line in redis_cmd(port, "cluster", "nodes").splitlines():
             f = line.split()
-            if len(f) < 8:
+            # Not a node line: an error reply, such as the "LOADING Redis is
+            # loading the dataset in memory" of a node restarted on its AOF
+            # (it has eight words: parsing it failed the run once). No view
+            # then, so the caller sees an unsettled cluster and looks again.
+            if len(f) < 8 or len(f[0]) != 40 or ":" not in f[1]:
                 continue
             slots = set()
             for r in f[8:]:
@@ -1657,6 +1662,7 @@ def main():
             result = run(store, schedule, out / store, args.producers, args.consumers, soak)
         except Exception as exc:  # noqa: BLE001 - one store's failure is reported, the rest run
             print(f"{store}: FAILED to run: {exc!r}", flush=True)
+            traceback.print_exc()
             summary[store] = {"ok": False, "error": repr(exc)}
             continue
         summary[store] = {k: result[k] for k in (
