@@ -153,15 +153,8 @@ mem_kib() { # pid field
 
 # --- the loads ----------------------------------------------------------------
 COMMON=(--duration "$DURATION" --warmup "$WARMUP" --threads "$THREADS" --quiet --json --project bench)
-load_args() {
-    case "$1" in
-        post1) echo "--producers 16 --batch 1" ;;
-        post10) echo "--producers 16 --batch 10" ;;
-        claim) echo "--consumers 16 --claim-limit 10 --prefill $PREFILL" ;;
-        mixed) echo "--producers 6 --consumers 6 --observers 4 --batch 5 --claim-limit 10 --queues 2 --prefill 2000" ;;
-        stats) echo "--stats-readers 16 --prefill 1000" ;;
-    esac
-}
+# shellcheck source=tools/bench-loads.sh
+. "$ROOT/tools/bench-loads.sh"
 
 run_loads() { # name url pid [database-server-pid]
     local name=$1 url=$2 pid=$3 db=${4:-}

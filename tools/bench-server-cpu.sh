@@ -73,15 +73,8 @@ done
 ticks() { awk '{print $14 + $15}' "/proc/$SERVER_PID/stat"; }
 now() { date +%s.%N; }
 
-load_args() {
-    case "$1" in
-        post1) echo "--producers 16 --batch 1" ;;
-        post10) echo "--producers 16 --batch 10" ;;
-        claim) echo "--consumers 16 --claim-limit 10 --prefill $PREFILL" ;;
-        mixed) echo "--producers 6 --consumers 6 --observers 4 --batch 5 --claim-limit 10 --queues 2 --prefill 2000" ;;
-        stats) echo "--stats-readers 16 --prefill 1000" ;;
-    esac
-}
+# shellcheck source=tools/bench-loads.sh
+. "$ROOT/tools/bench-loads.sh"
 
 printf '%-8s %12s %14s %10s\n' load requests/s "server us/req" "server %"
 for load in ${LOADS//,/ }; do
