@@ -159,6 +159,9 @@ elseif op == 'create' then
 elseif op == 'update' and ARGV[7] == '1' then
   arg_int(8, 0, math.floor(MAX_TIME / 1000))
   arg_int(9, 0, MAX_TIME)
+elseif op == 'confirm' then
+  -- 0 or 1: it decides the record's flag and the unconfirmed index.
+  arg_int(5, 0, 1)
 end
 
 prune()
