@@ -41,6 +41,7 @@ the per-project cap would otherwise halve them).
 Usage:
     tools/bench-fanout.py [--subscribers 0,1,100,1000] [--stores sqlite,redis]
         [--deliveries 50000] [--posters 4] [--workers 64] [--unconfirmed]
+        [--confirmed K]
         [--port-base 27000] [--bin-dir DIR] [--out DIR]
 
 Ports: server on BASE+1, receiver on BASE+2, Redis on BASE+379 (loopback).
@@ -200,6 +201,12 @@ class Bench(Processes):
                               json={"subscriber": f"{self.recv}/s/{i}", "ttl": 3600})
                 if r.status_code != 201:
                     errors.append(f"{r.status_code} {r.text}")
+                elif i < self.args.confirmed:
+                    sid = r.json()["subscription_id"]
+                    c = sess.put(f"{self.url}/v2/queues/{queue}/subscriptions/{sid}/confirm",
+                                 headers=self.headers, json={"confirmed": True})
+                    if c.status_code != 204:
+                        errors.append(f"confirm: {c.status_code} {c.text}")
         threads = [threading.Thread(target=worker) for _ in range(8)]
         for t in threads:
             t.start()
@@ -250,7 +257,10 @@ class Bench(Processes):
 
     def run_point(self, store, n):
         a = self.args
-        m = a.max_posts if n == 0 or a.unconfirmed else max(a.min_posts, min(a.max_posts, a.deliveries // n))
+        # With --unconfirmed, only the first --confirmed subscribers are to
+        # be notified.
+        notified = min(n, a.confirmed) if a.unconfirmed else n
+        m = a.max_posts if notified == 0 else max(a.min_posts, min(a.max_posts, a.deliveries // notified))
         queue = f"fan-{store}-{n}"
         self.requests.get(self.recv + "/_dump")  # forget anything earlier
         self.subscribe(queue, n)
@@ -261,12 +271,14 @@ class Bench(Processes):
         latencies, first, last_post, failures = self.post_all(queue, m)
         # Unconfirmed subscribers (--unconfirmed) get a confirmation request
         # each and no notification.
-        expected = 0 if a.unconfirmed else n * m
+        expected = notified * m
         # Wait for every delivery, or until nothing arrives for --settle s.
         seen, quiet_since = -1, time.time()
         while True:
             c = self.count()
-            if c >= expected and expected > 0:
+            # (with require_confirmation each subscriber also got a
+            # confirmation request)
+            if expected > 0 and c >= expected + (n if a.unconfirmed else 0):
                 # a little longer, to catch duplicates in flight
                 time.sleep(0.3)
                 break
@@ -292,11 +304,12 @@ class Bench(Processes):
             delays.append(arrived - t)
             last_by_msg[seq] = max(last_by_msg.get(seq, 0), arrived - t)
             last_arrival = max(last_arrival, arrived)
-        unique = sum(1 for k in got if 0 <= k[1] < m and k[0].startswith("/s/") and int(k[0][3:]) < n)
+        wanted = {key for key in got if key[0].startswith("/s/") and int(key[0][3:]) < notified}
+        unique = sum(1 for k in wanted if 0 <= k[1] < m)
         dups = sum(c - 1 for c in got.values())
         missing = expected - unique
         # Unconfirmed subscribers must get no notification at all.
-        unwanted = (len(records) - other) if a.unconfirmed else 0
+        unwanted = sum(c for k, c in got.items() if k not in wanted) if a.unconfirmed else 0
         span = last_arrival - first
         row = {
             "store": store, "subscribers": n, "posts": m, "post_failures": len(failures),
@@ -363,12 +376,16 @@ def main():
     ap.add_argument("--unconfirmed", action="store_true",
                     help="require_confirmation = true and subscriptions left unconfirmed: the post "
                          "reads the subscriptions but queues no delivery (the cost of the lookup alone)")
+    ap.add_argument("--confirmed", type=int, default=0,
+                    help="with --unconfirmed, confirm the first K subscribers of each point: only "
+                         "they are notified")
     ap.add_argument("--settle", type=float, default=15.0,
                     help="give up waiting after this many seconds without an arrival")
     ap.add_argument("--port-base", type=int, default=int(os.environ.get("BENCH_PORT_BASE", 27000)))
     ap.add_argument("--bin-dir", default=os.environ.get("BENCH_BIN_DIR"))
     ap.add_argument("--out", default=os.path.join(ROOT, "target", "bench-fanout"))
     args = ap.parse_args()
+    args.unconfirmed = args.unconfirmed or args.confirmed > 0
     os.makedirs(args.out, exist_ok=True)
     if not args.bin_dir:
         subprocess.run(["cargo", "build", "--release", "-q", "-p", "zaqar", "--bin", "zaqar-server"],
@@ -401,7 +418,9 @@ def main():
     print("CPU %: of one core, server/receiver[/redis], from the first post until the last arrival")
     print(table(rows))
     bad = [r for r in rows if r["missing"] or r["post_failures"] or r["unwanted"]]
-    print(("Checks (no notification to an unconfirmed subscriber): " if args.unconfirmed else
+    print(("Checks (every confirmed subscriber got every message, no notification to an "
+           "unconfirmed one): " if args.unconfirmed and args.confirmed else
+           "Checks (no notification to an unconfirmed subscriber): " if args.unconfirmed else
            "Checks (every subscriber got every message; duplicates counted): ")
           + ("all OK" if not bad else "FAILED: " + ", ".join(
               f"{r['store']}/{r['subscribers']}: {r['missing']} missing, {r['post_failures']} failed posts, "

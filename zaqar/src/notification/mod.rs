@@ -15,8 +15,10 @@
 //!    a delivery. (The reference notifies *before* storing and from an
 //!    in-memory thread pool, so a restart loses what was pending.)
 //! 2. A worker expands a fan-out row ([`Notifier::with_fanout`]): it reads
-//!    the queue's subscriptions (those live then; confirmed ones only with
-//!    `require_confirmation`), queues one row per (message, subscriber), and
+//!    the queue's subscriptions (those live then; with
+//!    `require_confirmation` only the confirmed ones, read through the
+//!    stores' index of them, so unconfirmed ones cost nothing), queues one
+//!    row per (message, subscriber), and
 //!    only then deletes the fan-out row. A server dying half-way expands it
 //!    again once its lease runs out: a subscriber may then be notified
 //!    twice, never not at all (deliveries are at least once anyway).
@@ -459,20 +461,26 @@ impl Notifier {
         let mut rows = Vec::with_capacity(FANOUT_ENQUEUE_CHUNK);
         let mut marker: Option<String> = None;
         loop {
-            let page = match stores
-                .subscriptions
-                .list(&scope, marker.as_deref(), FANOUT_PAGE)
-                .await
-            {
+            // Under `require_confirmation` only the confirmed ones are
+            // read: a queue's unconfirmed subscriptions cost nothing here.
+            let page = if require_confirmation {
+                stores
+                    .subscriptions
+                    .list_confirmed(&scope, marker.as_deref(), FANOUT_PAGE)
+                    .await
+            } else {
+                stores
+                    .subscriptions
+                    .list(&scope, marker.as_deref(), FANOUT_PAGE)
+                    .await
+            };
+            let page = match page {
                 Ok(page) => page,
                 Err(e) => return Outcome::Retry(format!("cannot read subscriptions: {e}")),
             };
             let full = page.len() == FANOUT_PAGE;
             marker = page.last().map(|s| s.id.clone());
-            for sub in page
-                .into_iter()
-                .filter(|s| !require_confirmation || s.confirmed)
-            {
+            for sub in page {
                 // The queue's metadata, read once, when there is a subscriber.
                 let policy = match &queue_retry_policy {
                     Some(p) => p.clone(),

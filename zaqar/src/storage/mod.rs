@@ -375,6 +375,31 @@ macro_rules! forward {
     };
 }
 
+/// [`SubscriptionStore::list_confirmed`] by walking [`SubscriptionStore::list`]
+/// and keeping the confirmed ones: for a driver with no index of them. It
+/// reads every subscription up to the page's last confirmed one; memory
+/// stays within one page of `limit`.
+pub async fn confirmed_by_filtering(
+    store: &(impl SubscriptionStore + ?Sized),
+    scope: &Scope,
+    marker: Option<&str>,
+    limit: usize,
+) -> StorageResult<Vec<Subscription>> {
+    let mut out = Vec::new();
+    let mut marker = marker.map(str::to_owned);
+    while out.len() < limit {
+        let page = store.list(scope, marker.as_deref(), limit).await?;
+        let full = page.len() == limit;
+        marker = page.last().map(|s| s.id.clone());
+        out.extend(page.into_iter().filter(|s| s.confirmed));
+        if !full {
+            break;
+        }
+    }
+    out.truncate(limit);
+    Ok(out)
+}
+
 /// Queue records: names and metadata, per project.
 #[async_trait]
 pub trait QueueStore: Send + Sync {
@@ -599,6 +624,25 @@ pub trait SubscriptionStore: Send + Sync {
         limit: usize,
     ) -> StorageResult<Vec<Subscription>> {
         forward!(self, "subscription list", n, n.list(scope, marker, limit))
+    }
+
+    /// Live *confirmed* subscriptions of the queue, paged as
+    /// [`list`](Self::list) pages them (full unless the list ends). The
+    /// notifier's fan-out reads this under `require_confirmation`, so that
+    /// its cost follows the confirmed subscriptions, however many
+    /// unconfirmed ones the queue has.
+    async fn list_confirmed(
+        &self,
+        scope: &Scope,
+        marker: Option<&str>,
+        limit: usize,
+    ) -> StorageResult<Vec<Subscription>> {
+        forward!(
+            self,
+            "subscription list_confirmed",
+            n,
+            n.list_confirmed(scope, marker, limit)
+        )
     }
 
     /// One live subscription of the queue, `None` when missing or expired.

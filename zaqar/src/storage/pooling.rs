@@ -503,6 +503,18 @@ impl SubscriptionStore for PooledStore {
         }
     }
 
+    async fn list_confirmed(
+        &self,
+        scope: &Scope,
+        marker: Option<&str>,
+        limit: usize,
+    ) -> StorageResult<Vec<Subscription>> {
+        match self.route(scope).await? {
+            Some(s) => s.subscriptions.list_confirmed(scope, marker, limit).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
     async fn get(&self, scope: &Scope, id: &str) -> StorageResult<Option<Subscription>> {
         match self.route(scope).await? {
             Some(s) => s.subscriptions.get(scope, id).await,

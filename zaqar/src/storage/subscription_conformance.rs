@@ -17,7 +17,8 @@ use super::clock::{Clock, ManualClock};
 use super::outbox::{Delivery, FairShare, NewDelivery};
 use super::pipeline::Backend;
 use super::{
-    Metadata, NewMessage, NewSubscription, Scope, StorageError, Subscribed, SubscriptionUpdate,
+    Metadata, NewMessage, NewSubscription, Scope, StorageError, Subscribed, Subscription,
+    SubscriptionUpdate,
 };
 
 /// What a driver's fixture keeps alive for the duration of one test.
@@ -43,6 +44,7 @@ macro_rules! subscription_conformance_tests {
             subscription_update,
             subscription_delete_and_purge,
             subscription_confirm,
+            subscription_list_confirmed,
             subscription_duplicate_subscriber_rule,
             subscription_ttl_expiry,
             subscription_project_isolation,
@@ -292,6 +294,57 @@ pub(crate) async fn subscription_confirm(b: Backend, _clock: ManualClock) {
     );
     let e = b.subscriptions.confirm(&s, "nope", true).await.unwrap_err();
     assert!(matches!(e, StorageError::SubscriptionNotFound), "{e:?}");
+}
+
+/// `list_confirmed` pages the live confirmed subscriptions in creation
+/// order, as `list` pages them all, and follows every change of the flag.
+pub(crate) async fn subscription_list_confirmed(b: Backend, clock: ManualClock) {
+    let s = scope("q");
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let ttl = if i == 5 { 60 } else { 600 };
+        let sub = new(&format!("http://h{i}.example/"), ttl);
+        ids.push(b.subscriptions.create(&s, &sub).await.unwrap().unwrap());
+    }
+    let listed = |page: Vec<Subscription>| page.into_iter().map(|x| x.id).collect::<Vec<_>>();
+    assert!(b
+        .subscriptions
+        .list_confirmed(&s, None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    for i in [1, 3, 4, 5, 6] {
+        b.subscriptions.confirm(&s, &ids[i], true).await.unwrap();
+    }
+    let first = b.subscriptions.list_confirmed(&s, None, 2).await.unwrap();
+    assert!(first.iter().all(|x| x.confirmed));
+    assert_eq!(listed(first), vec![ids[1].clone(), ids[3].clone()]);
+    let second = b
+        .subscriptions
+        .list_confirmed(&s, Some(&ids[3]), 2)
+        .await
+        .unwrap();
+    assert_eq!(listed(second), vec![ids[4].clone(), ids[5].clone()]);
+    // A marker that is not a confirmed subscription still marks a place.
+    let after_unconfirmed = b
+        .subscriptions
+        .list_confirmed(&s, Some(&ids[2]), 10)
+        .await
+        .unwrap();
+    assert_eq!(listed(after_unconfirmed), ids[3..7].to_vec());
+    // Unconfirmed again, deleted, expired: gone from the listing.
+    b.subscriptions.confirm(&s, &ids[3], false).await.unwrap();
+    b.subscriptions.delete(&s, &ids[4]).await.unwrap();
+    clock.advance_secs(61);
+    let now = b.subscriptions.list_confirmed(&s, None, 10).await.unwrap();
+    assert_eq!(listed(now), vec![ids[1].clone(), ids[6].clone()]);
+    // Nobody else's queue of the same name sees them.
+    assert!(b
+        .subscriptions
+        .list_confirmed(&scope("q"), None, 10)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 pub(crate) async fn subscription_duplicate_subscriber_rule(b: Backend, _clock: ManualClock) {
@@ -724,6 +777,15 @@ pub(crate) async fn subscription_heavy_queue(b: Backend, clock: ManualClock) {
     let all = listed().await;
     assert_eq!(all.len(), N + 1);
     assert_eq!(all[0], "http://h0.example/");
+    let confirmed = b
+        .subscriptions
+        .list_confirmed(&s, None, 1000)
+        .await
+        .unwrap();
+    assert_eq!(
+        confirmed.iter().map(|x| &x.id).collect::<Vec<_>>(),
+        [&created[N / 2]]
+    );
 
     clock.advance_secs(61);
     // The only confirmed one expired with the others.
@@ -751,4 +813,20 @@ pub(crate) async fn subscription_heavy_queue(b: Backend, clock: ManualClock) {
     b.subscriptions.delete(&s, &again.unwrap()).await.unwrap();
     assert_eq!(post().await, Some(Subscribed::Nobody));
     assert!(listed().await.is_empty());
+
+    // A purge of more than a Redis script deletes in one call.
+    for i in 0..2_100 {
+        let sub = new(&format!("http://p{i}.example/"), 600);
+        b.subscriptions.create(&s, &sub).await.unwrap().unwrap();
+    }
+    assert_eq!(listed().await.len(), 2_100);
+    b.subscriptions.purge(&s).await.unwrap();
+    assert!(listed().await.is_empty());
+    assert_eq!(post().await, Some(Subscribed::Nobody));
+    let back = b
+        .subscriptions
+        .create(&s, &new("http://p0.example/", 600))
+        .await
+        .unwrap();
+    assert!(back.is_some(), "a purged subscriber subscribes again");
 }

@@ -812,6 +812,9 @@ async fn create_indexes(ready: &Ready, management_only: bool) -> mongodb::error:
             // A post's "anyone confirmed?" (`Posted::subscribed`) is one
             // index search however many unconfirmed subscriptions there are.
             index(doc! { "p": 1, "q": 1, "cf": 1, "e": 1 }, "confirmed"),
+            // The notifier's fan-out pages the confirmed ones in creation
+            // order without reading the unconfirmed ones.
+            index(doc! { "p": 1, "q": 1, "cf": 1, "o": 1 }, "confirmed_order"),
             reclaim(),
         ])
         .await?;

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use futures_util::TryStreamExt;
 use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{doc, Document};
-use mongodb::options::FindOptions;
+use mongodb::options::{FindOptions, Hint};
 
 use super::messages::int;
 use super::{corrupt, date, duplicate_key, ms, Failure, MongoStore, OpResult, Ready};
@@ -66,13 +66,15 @@ fn live(scope: &Scope, id: &str, now: i64) -> Document {
     doc! { "_id": id, "p": &scope.project, "q": &scope.queue, "e": { "$gt": date(now) } }
 }
 
-#[async_trait]
-impl SubscriptionStore for MongoStore {
-    async fn list(
+impl MongoStore {
+    /// A page of live subscriptions after `marker` in creation order: every
+    /// one, or only the confirmed ones (index `confirmed_order`).
+    async fn list_where(
         &self,
         scope: &Scope,
         marker: Option<&str>,
         limit: usize,
+        confirmed_only: bool,
     ) -> StorageResult<Vec<Subscription>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.run("subscription list", true, |r, now| async move {
@@ -93,9 +95,13 @@ impl SubscriptionStore for MongoStore {
             if let Some(after) = after {
                 filter.insert("o", doc! { "$gt": after });
             }
+            if confirmed_only {
+                filter.insert("cf", true);
+            }
             let options = FindOptions::builder()
                 .sort(doc! { "o": 1 })
                 .limit(limit)
+                .hint(confirmed_only.then(|| Hint::Name("confirmed_order".to_owned())))
                 .build();
             let docs: Vec<Document> = subscriptions
                 .find(filter)
@@ -106,6 +112,27 @@ impl SubscriptionStore for MongoStore {
             docs.iter().map(subscription_from).collect()
         })
         .await
+    }
+}
+
+#[async_trait]
+impl SubscriptionStore for MongoStore {
+    async fn list(
+        &self,
+        scope: &Scope,
+        marker: Option<&str>,
+        limit: usize,
+    ) -> StorageResult<Vec<Subscription>> {
+        self.list_where(scope, marker, limit, false).await
+    }
+
+    async fn list_confirmed(
+        &self,
+        scope: &Scope,
+        marker: Option<&str>,
+        limit: usize,
+    ) -> StorageResult<Vec<Subscription>> {
+        self.list_where(scope, marker, limit, true).await
     }
 
     async fn get(&self, scope: &Scope, id: &str) -> StorageResult<Option<Subscription>> {

@@ -4,6 +4,7 @@
 -- ARGV[2] = now in ms (the server's injected clock), ARGV[3] = operation,
 -- then its arguments:
 --   list marker limit                   -> rows
+--   list_confirmed marker limit         -> {'indexed', rows} | {'unindexed', {}}
 --   get id                              -> rows (0 or 1)
 --   by_subscriber uri                   -> rows (0 or 1)
 --   create id uri ttl expires options   -> 'ok' | 'exists'
@@ -11,7 +12,8 @@
 --                                       -> 'ok' | 'not_found' | 'exists'
 --   delete id                           -> 'ok'
 --   confirm id 0|1                      -> 'ok' | 'not_found'
---   purge                               -> 'ok'
+--   purge                               -> 'ok' | 'more' (PURGE_BUDGET gone,
+--                                          call again)
 -- A row is {id, subscriber, ttl, expires ms, options JSON, confirmed 0|1}.
 --
 -- Keys (<Q> as in common.lua):
@@ -22,6 +24,11 @@
 --                                            one written before this index
 --                                            existed is missing: counted as
 --                                            confirmed, never the reverse)
+--   <Q>:subok     zset id -> creation rank   the confirmed ones, list order;
+--                                            <Q>:subs is the union of the two
+--                                            unless some were written before
+--                                            one of them existed (then
+--                                            list_confirmed sorts them first)
 --   <Q>:suburi    hash subscriber -> id      the unique-subscriber index
 --   <Q>:subseq    string                     last rank handed out
 --   <Q>:s:<id>    hash s subscriber, t ttl s, e expiry ms, o options, c 0|1
@@ -43,6 +50,13 @@ local PRUNE_BUDGET = 2000
 -- Subscriptions a listing may look at beyond its limit (to skip expired
 -- ones not pruned yet).
 local LIST_SKIP = 10000
+-- The most subscriptions list_confirmed sorts into <Q>:subok and
+-- <Q>:subpend in one call when some are in neither; a queue with more
+-- answers 'unindexed' and the caller filters the full listing instead.
+local SORT_BUDGET = 2000
+-- Subscriptions a purge deletes in one call: Redis never runs one script
+-- for long, however many subscriptions a queue has.
+local PURGE_BUDGET = 2000
 
 local function int(x) return string.format('%d', x) end
 
@@ -63,6 +77,7 @@ local op = ARGV[3]
 local K_SUBS = Q .. ':subs'
 local K_EXP = Q .. ':subexp'
 local K_PEND = Q .. ':subpend'
+local K_OK = Q .. ':subok'
 local K_URI = Q .. ':suburi'
 local K_SEQ = Q .. ':subseq'
 local function skey(id) return Q .. ':s:' .. id end
@@ -84,6 +99,7 @@ local function forget(id)
   redis.call('ZREM', K_SUBS, id)
   redis.call('ZREM', K_EXP, id)
   redis.call('ZREM', K_PEND, id)
+  redis.call('ZREM', K_OK, id)
 end
 
 -- Expired subscriptions go, each once in its life (no keyspace scan), at
@@ -103,9 +119,9 @@ end
 local function gc_index()
   local last = redis.call('ZRANGE', K_EXP, -1, -1, 'WITHSCORES')
   if last[2] then
-    for _, k in ipairs({K_SUBS, K_EXP, K_PEND, K_URI, K_SEQ}) do gc_at(k, tonumber(last[2])) end
+    for _, k in ipairs({K_SUBS, K_EXP, K_PEND, K_OK, K_URI, K_SEQ}) do gc_at(k, tonumber(last[2])) end
   else
-    redis.call('DEL', K_SUBS, K_EXP, K_PEND, K_URI, K_SEQ)
+    redis.call('DEL', K_SUBS, K_EXP, K_PEND, K_OK, K_URI, K_SEQ)
   end
 end
 
@@ -150,8 +166,65 @@ local function one(id)
   return {}
 end
 
+-- Up to `limit` live rows of the ids in zset `key` (scored by creation
+-- rank) after the marker ARGV[4]. Pages are full unless the list ends
+-- (expired subscriptions not pruned yet are skipped, LIST_SKIP of them at
+-- most).
+local function page(key, limit)
+  local start = '-inf'
+  if ARGV[4] ~= '' then
+    local rank = redis.call('ZSCORE', K_SUBS, ARGV[4])
+    if rank then start = '(' .. rank end
+  end
+  local out = {}
+  local left = limit + LIST_SKIP
+  while #out < limit and left > 0 do
+    local want = math.min(limit - #out, left)
+    local ids, ranks = {}, {}
+    local reply = redis.call('ZRANGEBYSCORE', key, start, '+inf', 'WITHSCORES', 'LIMIT', 0, want)
+    for i = 1, #reply, 2 do
+      ids[#ids + 1] = reply[i]
+      ranks[#ranks + 1] = reply[i + 1]
+    end
+    left = left - #ids
+    for i, id in ipairs(ids) do
+      start = '(' .. ranks[i]
+      local r = listed_row(id)
+      if r then out[#out + 1] = r end
+    end
+    if #ids < want then break end
+  end
+  return out
+end
+
+-- Whether every subscription is in <Q>:subok or <Q>:subpend, as the ones
+-- written by this script are. Ones written before those sets existed are
+-- sorted into them here, by their record's flag, when the queue has at
+-- most SORT_BUDGET subscriptions; false when more are left unsorted.
+local function sorted_confirmed()
+  local all = redis.call('ZCARD', K_SUBS)
+  if all == redis.call('ZCARD', K_OK) + redis.call('ZCARD', K_PEND) then return true end
+  if all > SORT_BUDGET then return false end
+  local reply = redis.call('ZRANGE', K_SUBS, 0, -1, 'WITHSCORES')
+  for i = 1, #reply, 2 do
+    local id, rank = reply[i], reply[i + 1]
+    if not redis.call('ZSCORE', K_OK, id) and not redis.call('ZSCORE', K_PEND, id) then
+      local f = redis.call('HMGET', skey(id), 'c', 'e')
+      if not f[2] then
+        forget(id)
+      elseif f[1] == '1' then
+        redis.call('ZADD', K_OK, rank, id)
+      else
+        redis.call('ZADD', K_PEND, f[2], id)
+      end
+    end
+  end
+  gc_index()
+  return true
+end
+
 -- The numbers of each operation, checked before the first write.
-if op == 'list' then
+if op == 'list' or op == 'list_confirmed' then
   arg_int(5, 0, 10000)
 elseif op == 'create' then
   arg_int(6, 0, math.floor(MAX_TIME / 1000))
@@ -167,33 +240,10 @@ end
 prune()
 
 if op == 'list' then
-  local limit = tonumber(ARGV[5])
-  local start = '-inf'
-  if ARGV[4] ~= '' then
-    local rank = redis.call('ZSCORE', K_SUBS, ARGV[4])
-    if rank then start = '(' .. rank end
-  end
-  -- Pages are full unless the list ends (expired subscriptions not pruned
-  -- yet are skipped, LIST_SKIP of them at most).
-  local out = {}
-  local left = limit + LIST_SKIP
-  while #out < limit and left > 0 do
-    local want = math.min(limit - #out, left)
-    local ids, ranks = {}, {}
-    local reply = redis.call('ZRANGEBYSCORE', K_SUBS, start, '+inf', 'WITHSCORES', 'LIMIT', 0, want)
-    for i = 1, #reply, 2 do
-      ids[#ids + 1] = reply[i]
-      ranks[#ranks + 1] = reply[i + 1]
-    end
-    left = left - #ids
-    for i, id in ipairs(ids) do
-      start = '(' .. ranks[i]
-      local r = listed_row(id)
-      if r then out[#out + 1] = r end
-    end
-    if #ids < want then break end
-  end
-  return out
+  return page(K_SUBS, tonumber(ARGV[5]))
+elseif op == 'list_confirmed' then
+  if not sorted_confirmed() then return {'unindexed', {}} end
+  return {'indexed', page(K_OK, tonumber(ARGV[5]))}
 elseif op == 'get' then
   return one(ARGV[4])
 elseif op == 'by_subscriber' then
@@ -242,19 +292,24 @@ elseif op == 'confirm' then
   redis.call('HSET', skey(ARGV[4]), 'c', ARGV[5])
   if ARGV[5] == '1' then
     redis.call('ZREM', K_PEND, ARGV[4])
+    redis.call('ZADD', K_OK, redis.call('ZSCORE', K_SUBS, ARGV[4]), ARGV[4])
   else
+    redis.call('ZREM', K_OK, ARGV[4])
     redis.call('ZADD', K_PEND, r[4], ARGV[4])
-    gc_index()
   end
+  gc_index()
   return 'ok'
 elseif op == 'purge' then
-  while true do
+  -- The rank index goes last: until then a later call finds what is left.
+  for _ = 1, PURGE_BUDGET / 200 do
     local ids = redis.call('ZRANGE', K_SUBS, 0, 199)
-    if #ids == 0 then break end
+    if #ids == 0 then
+      redis.call('DEL', K_SUBS, K_EXP, K_PEND, K_OK, K_URI, K_SEQ)
+      return 'ok'
+    end
     for _, id in ipairs(ids) do redis.call('DEL', skey(id)) end
     redis.call('ZREM', K_SUBS, unpack(ids))
   end
-  redis.call('DEL', K_SUBS, K_EXP, K_PEND, K_URI, K_SEQ)
-  return 'ok'
+  return 'more'
 end
 return redis.error_reply('unknown subscription operation')

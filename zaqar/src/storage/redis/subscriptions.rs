@@ -241,6 +241,38 @@ impl SubscriptionStore for RedisStore {
         to_subscriptions(scope, rows)
     }
 
+    async fn list_confirmed(
+        &self,
+        scope: &Scope,
+        marker: Option<&str>,
+        limit: usize,
+    ) -> StorageResult<Vec<Subscription>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let args = vec![
+            marker.unwrap_or("").to_owned(),
+            limit.min(MAX_PER_CALL).to_string(),
+        ];
+        // The script sorts a queue's subscriptions written before
+        // `<Q>:subok` existed into it; beyond its budget it says so, and the
+        // full listing is filtered here instead.
+        let (index, rows): (String, Vec<SubscriptionRow>) = self
+            .eval_subscriptions(
+                "subscription list_confirmed",
+                true,
+                scope,
+                "list_confirmed",
+                args,
+            )
+            .await?;
+        if index == "indexed" {
+            to_subscriptions(scope, rows)
+        } else {
+            crate::storage::confirmed_by_filtering(self, scope, marker, limit).await
+        }
+    }
+
     async fn get(&self, scope: &Scope, id: &str) -> StorageResult<Option<Subscription>> {
         let rows = self
             .eval_subscriptions("subscription get", true, scope, "get", vec![id.to_owned()])
@@ -338,10 +370,16 @@ impl SubscriptionStore for RedisStore {
     }
 
     async fn purge(&self, scope: &Scope) -> StorageResult<()> {
-        let outcome: String = self
-            .eval_subscriptions("subscription purge", true, scope, "purge", Vec::new())
-            .await?;
-        Self::outcome(&outcome)
+        // The script deletes a bounded number per call and says when more
+        // are left; every call removes at least one, so this ends.
+        loop {
+            let outcome: String = self
+                .eval_subscriptions("subscription purge", true, scope, "purge", Vec::new())
+                .await?;
+            if outcome != "more" {
+                return Self::outcome(&outcome);
+            }
+        }
     }
 }
 

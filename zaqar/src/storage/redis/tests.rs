@@ -477,6 +477,145 @@ async fn subscriptions_of_the_previous_layout_count_as_confirmed() {
     );
 }
 
+/// Subscriptions written before the index of confirmed ones existed (or
+/// before either index) are sorted into the indexes by the fan-out's first
+/// `list_confirmed`, by their record's flag; a queue with more than the
+/// script sorts in one call is filtered in full instead, and still lists
+/// exactly the confirmed ones.
+#[tokio::test]
+async fn earlier_subscriptions_are_sorted_for_the_fanout() {
+    let Some(url) = test_url("ZAQAR_TEST_REDIS_URL") else {
+        return;
+    };
+    let opts = options(&url);
+    let prefix = opts.key_prefix.clone();
+    let backend = RedisStore::connect(opts, Arc::new(ManualClock::new()))
+        .unwrap()
+        .backend();
+    let client = ::redis::Client::open(url.as_str()).unwrap();
+    let subscribe = |scope: Scope, n: usize| {
+        let backend = backend.clone();
+        async move {
+            let mut ids = Vec::new();
+            for i in 0..n {
+                let new = crate::storage::NewSubscription {
+                    subscriber: format!("http://s{i}.example/"),
+                    ttl: 600,
+                    options: Default::default(),
+                };
+                ids.push(
+                    backend
+                        .subscriptions
+                        .create(&scope, &new)
+                        .await
+                        .unwrap()
+                        .unwrap(),
+                );
+            }
+            ids
+        }
+    };
+    // What subscription.lua before either index left: neither key.
+    let forget_indexes = |queue: &'static str| {
+        let client = client.clone();
+        let prefix = prefix.clone();
+        async move {
+            let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+            for index in ["subok", "subpend"] {
+                let keys: Vec<String> = ::redis::cmd("KEYS")
+                    .arg(format!("{prefix}:*{queue}*:{index}"))
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                assert_eq!(keys.len(), 1, "{index}: {keys:?}");
+                let _: () = ::redis::cmd("DEL")
+                    .arg(&keys[0])
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    let count = |index: &'static str, queue: &'static str| {
+        let client = client.clone();
+        let prefix = prefix.clone();
+        async move {
+            let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+            let keys: Vec<String> = ::redis::cmd("KEYS")
+                .arg(format!("{prefix}:*{queue}*:{index}"))
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            let mut n = 0;
+            for k in keys {
+                let c: i64 = ::redis::cmd("ZCARD")
+                    .arg(k)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                n += c;
+            }
+            n
+        }
+    };
+    let confirmed = |scope: Scope| {
+        let backend = backend.clone();
+        async move {
+            backend
+                .subscriptions
+                .list_confirmed(&scope, None, 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|s| s.id)
+                .collect::<Vec<_>>()
+        }
+    };
+
+    let small = Scope::new("p", "fewer");
+    let ids = subscribe(small.clone(), 4).await;
+    for i in [1, 3] {
+        backend
+            .subscriptions
+            .confirm(&small, &ids[i], true)
+            .await
+            .unwrap();
+    }
+    forget_indexes("fewer").await;
+    assert_eq!(
+        confirmed(small.clone()).await,
+        vec![ids[1].clone(), ids[3].clone()]
+    );
+    assert_eq!(
+        (
+            count("subok", "fewer").await,
+            count("subpend", "fewer").await
+        ),
+        (2, 2)
+    );
+
+    // One more than the script sorts in one call.
+    let large = Scope::new("p", "many");
+    let ids = subscribe(large.clone(), 2001).await;
+    for i in [0, 2000] {
+        backend
+            .subscriptions
+            .confirm(&large, &ids[i], true)
+            .await
+            .unwrap();
+    }
+    forget_indexes("many").await;
+    assert_eq!(
+        confirmed(large.clone()).await,
+        vec![ids[0].clone(), ids[2000].clone()]
+    );
+    assert_eq!(
+        count("subok", "many").await,
+        0,
+        "left unsorted, filtered instead"
+    );
+}
+
 #[tokio::test]
 async fn bodies_are_stored_verbatim() {
     let Some(url) = test_url("ZAQAR_TEST_REDIS_URL") else {

@@ -7,7 +7,8 @@
 //! counts and the index of claimed messages, see [`SCHEMA_V5`]; version 6
 //! the column and the two indexes that let a claim skip blocked messages,
 //! see [`schema_v6`]; version 7 the index of confirmed subscriptions, see
-//! [`SCHEMA_V7`]):
+//! [`SCHEMA_V7`]; version 8 the same in creation order, for the notifier's
+//! fan-out, see `subscriptions::SCHEMA_V8`):
 //!
 //! - `queues`: the queue records, keyed by `(project, name)` (listing in name
 //!   order is a range scan of the key).
@@ -45,7 +46,7 @@ use rusqlite::Connection;
 use super::OpenError;
 
 /// The schema version this build writes.
-pub const VERSION: i64 = 7;
+pub const VERSION: i64 = 8;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS queues (
@@ -219,11 +220,12 @@ pub(super) fn migrate(conn: &Connection, now_ms: i64) -> Result<(), OpenError> {
             String::new()
         };
         conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {SCHEMA_V1} {v2} {v3} {v4} {SCHEMA_V5} {v6} {SCHEMA_V7} \
+            "BEGIN IMMEDIATE; {SCHEMA_V1} {v2} {v3} {v4} {SCHEMA_V5} {v6} {SCHEMA_V7} {v8} \
              PRAGMA user_version = {VERSION}; COMMIT;",
             v2 = super::subscriptions::SCHEMA_V2,
             v3 = super::subscriptions::SCHEMA_V3,
             v4 = super::catalogue::SCHEMA_V4,
+            v8 = super::subscriptions::SCHEMA_V8,
         ))?;
     }
     Ok(())

@@ -66,7 +66,60 @@ pub(super) const SCHEMA_V3: &str = "
 CREATE INDEX IF NOT EXISTS outbox_by_project ON outbox (project, due_ms, seq);
 ";
 
+/// Added by schema version 8: the confirmed subscriptions of each queue in
+/// creation order, which the notifier's fan-out pages through under
+/// `require_confirmation` without reading the unconfirmed ones.
+pub(super) const SCHEMA_V8: &str = "
+CREATE INDEX IF NOT EXISTS subscriptions_confirmed_seq ON subscriptions (project, queue, seq)
+    WHERE confirmed = 1;
+";
+
 const COLUMNS: &str = "id, queue, subscriber, ttl, expires_ms, options, confirmed";
+
+/// A page of a queue's live subscriptions (parameters: project, queue,
+/// seq of the marker, now, limit).
+const LIST: &str = "SELECT id, queue, subscriber, ttl, expires_ms, options, confirmed \
+     FROM subscriptions WHERE project = ?1 AND queue = ?2 AND seq > ?3 AND expires_ms > ?4 \
+     ORDER BY seq LIMIT ?5";
+
+/// [`LIST`] of the confirmed ones only.
+pub(super) const LIST_CONFIRMED: &str =
+    "SELECT id, queue, subscriber, ttl, expires_ms, options, confirmed \
+     FROM subscriptions WHERE project = ?1 AND queue = ?2 AND seq > ?3 AND confirmed = 1 \
+     AND expires_ms > ?4 ORDER BY seq LIMIT ?5";
+
+impl SqliteStore {
+    /// A page of live subscriptions after `marker` in creation order: every
+    /// one, or only the confirmed ones (through `subscriptions_confirmed_seq`).
+    async fn list_where(
+        &self,
+        scope: &Scope,
+        marker: Option<&str>,
+        limit: usize,
+        confirmed_only: bool,
+    ) -> StorageResult<Vec<Subscription>> {
+        let scope = scope.clone();
+        let marker = marker.map(str::to_owned);
+        self.read("subscription list", move |conn, now| {
+            // An unknown marker starts from the first subscription.
+            let after: i64 = match marker {
+                None => 0,
+                Some(m) => conn
+                    .prepare_cached("SELECT seq FROM subscriptions WHERE id = ?1 AND project = ?2 AND queue = ?3")?
+                    .query_row(params![m, scope.project, scope.queue], |r| r.get(0))
+                    .optional()?
+                    .unwrap_or(0),
+            };
+            let sql = if confirmed_only { LIST_CONFIRMED } else { LIST };
+            let rows = conn
+                .prepare_cached(sql)?
+                .query_map(params![scope.project, scope.queue, after, now, limit as i64], raw_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter().map(finish_row).collect()
+        })
+        .await
+    }
+}
 
 fn encode<T: serde::Serialize>(what: &str, value: &T) -> StorageResult<String> {
     serde_json::to_string(value)
@@ -123,28 +176,16 @@ impl SubscriptionStore for SqliteStore {
         marker: Option<&str>,
         limit: usize,
     ) -> StorageResult<Vec<Subscription>> {
-        let scope = scope.clone();
-        let marker = marker.map(str::to_owned);
-        self.read("subscription list", move |conn, now| {
-            // An unknown marker starts from the first subscription.
-            let after: i64 = match marker {
-                None => 0,
-                Some(m) => conn
-                    .prepare_cached("SELECT seq FROM subscriptions WHERE id = ?1 AND project = ?2 AND queue = ?3")?
-                    .query_row(params![m, scope.project, scope.queue], |r| r.get(0))
-                    .optional()?
-                    .unwrap_or(0),
-            };
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM subscriptions WHERE project = ?1 AND queue = ?2 AND seq > ?3 \
-                 AND expires_ms > ?4 ORDER BY seq LIMIT ?5"
-            ))?;
-            let rows = stmt
-                .query_map(params![scope.project, scope.queue, after, now, limit as i64], raw_row)?
-                .collect::<Result<Vec<_>, _>>()?;
-            rows.into_iter().map(finish_row).collect()
-        })
-        .await
+        self.list_where(scope, marker, limit, false).await
+    }
+
+    async fn list_confirmed(
+        &self,
+        scope: &Scope,
+        marker: Option<&str>,
+        limit: usize,
+    ) -> StorageResult<Vec<Subscription>> {
+        self.list_where(scope, marker, limit, true).await
     }
 
     async fn get(&self, scope: &Scope, id: &str) -> StorageResult<Option<Subscription>> {

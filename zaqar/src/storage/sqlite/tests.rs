@@ -331,6 +331,27 @@ mod plans {
     }
 
     #[test]
+    fn the_fanout_pages_confirmed_subscriptions_by_index() {
+        let (store, _dir) = open();
+        // Without the partial index in seq order this read every
+        // unconfirmed subscription of the queue for each post's fan-out.
+        let details = plan(&store, super::super::subscriptions::LIST_CONFIRMED);
+        assert!(
+            details
+                .iter()
+                .any(|d| d.starts_with("SEARCH subscriptions USING")
+                    && d.ends_with(
+                        "subscriptions_confirmed_seq (project=? AND queue=? AND seq>?)"
+                    )),
+            "{details:?}"
+        );
+        assert!(
+            !details.iter().any(|d| d.contains("TEMP B-TREE")),
+            "sorted after the search: {details:?}"
+        );
+    }
+
+    #[test]
     fn a_post_finds_a_confirmed_subscription_by_index() {
         let (store, _dir) = open();
         // Without the partial index this walked every subscription of the
@@ -595,8 +616,11 @@ async fn upgrading_to_version_7_indexes_confirmed_subscriptions() {
             .unwrap();
         b.subscriptions.confirm(&s, &id, true).await.unwrap();
         let conn = store.inner.writer.lock().unwrap();
-        conn.execute_batch("DROP INDEX subscriptions_confirmed; PRAGMA user_version = 6;")
-            .unwrap();
+        conn.execute_batch(
+            "DROP INDEX subscriptions_confirmed; DROP INDEX subscriptions_confirmed_seq; \
+             PRAGMA user_version = 6;",
+        )
+        .unwrap();
     }
     let store = SqliteStore::open(&path, Arc::new(clock.clone())).unwrap();
     assert_eq!(
@@ -606,6 +630,9 @@ async fn upgrading_to_version_7_indexes_confirmed_subscriptions() {
     let b = store.backend();
     let posted = b.messages.post(&s, "c", vec![message(600)]).await.unwrap();
     assert_eq!(posted.subscribed, Some(Subscribed::Confirmed));
+    let confirmed = b.subscriptions.list_confirmed(&s, None, 10).await.unwrap();
+    assert_eq!(confirmed.len(), 1);
+    assert_eq!(confirmed[0].subscriber, "http://confirmed.example/");
 }
 
 /// A version-5 file opened by this build: its free, delayed, claimed and
