@@ -15,7 +15,8 @@
 #   count the server's system calls and context switches per request with
 #   perf's tracepoints; a separate run from the CPU figures is cleaner),
 #   BENCH_RUST_LOG (the server's RUST_LOG, warn; empty: the configuration's
-#   levels, INFO and one access line per request).
+#   levels, INFO and one access line per request), BENCH_EXTRA_CONF (lines
+#   appended to the server's configuration, e.g. a queue pipeline stage).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -59,6 +60,7 @@ uri = redis://127.0.0.1:$REDIS_PORT?dbid=1
 [drivers:transport:wsgi]
 bind = 127.0.0.1
 port = $PORT
+${BENCH_EXTRA_CONF:-}
 CONF
 RUST_LOG=${BENCH_RUST_LOG-warn} "$SERVER" --config-file "$OUT/$NAME.conf" > "$OUT/$NAME.log" 2>&1 &
 SERVER_PID=$!
