@@ -6,15 +6,19 @@ functional run).  Two zaqar-server processes share one key prefix in that
 Redis, so they serve the same queues; producers post while 16 consumers
 claim, through both servers, and delete what they claimed.  Every claim
 outlives the test, so a message returned by two claims would have been held
-by two live claims at once.
+by two live claims at once.  A metadata change made through one server
+decides the other's next post at once (each keeps the metadata it posts
+against in memory, checked by the post script).
 """
 
+import json
 import os
 import uuid
 
 import pytest
 
 from two_servers import each_message_consumed_once
+from zaqar_testlib import Api
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("ZAQAR_TEST_BACKEND") != "redis",
@@ -31,3 +35,42 @@ def test_consumers_on_two_servers_take_each_message_once(server_factory, project
     options = shared_redis_options()
     each_message_consumed_once([server_factory(options), server_factory(options)], project)
 
+
+
+JSON_PATCH = "application/openstack-messaging-v2.0-json-patch"
+
+
+def test_a_metadata_change_through_one_server_holds_at_once_on_the_other(server_factory,
+                                                                         project):
+    """A server keeps a queue's metadata in memory for its posts; the post
+    script checks it is still current. So a change made through another
+    server decides the very next post: a new size limit, a new default
+    ttl, the queue deleted."""
+    options = shared_redis_options()
+    a = Api(server_factory(options).url, project)
+    b = Api(server_factory(options).url, project)
+    queue = "meta-" + uuid.uuid4().hex[:8]
+    a.create_queue(queue)
+    body = {"text": "x" * 200}
+    a.post_messages(queue, [{"ttl": 300, "body": body}])  # A now holds the metadata
+
+    def patch(ops):
+        resp = b.patch(f"/v2/queues/{queue}", data=json.dumps(ops),
+                       headers={"Content-Type": JSON_PATCH})
+        assert resp.status_code == 200, resp.text
+
+    patch([{"op": "add", "path": "/metadata/_max_messages_post_size", "value": 100}])
+    resp = a.post(f"/v2/queues/{queue}/messages", json={"messages": [{"ttl": 300, "body": body}]})
+    assert resp.status_code == 400, resp.text
+    assert "max size for current queue is 100" in resp.json()["description"]
+
+    patch([{"op": "remove", "path": "/metadata/_max_messages_post_size"},
+           {"op": "add", "path": "/metadata/_default_message_ttl", "value": 77}])
+    [mid] = a.post_messages(queue, [{"body": body}])
+    assert b.get(f"/v2/queues/{queue}/messages/{mid}").json()["ttl"] == 77
+
+    assert b.delete(f"/v2/queues/{queue}").status_code == 204
+    [fresh] = a.post_messages(queue, [{"body": body}])  # re-creates the queue
+    listed = b.list_messages(queue, echo="true")
+    assert [m["id"] for m in listed] == [fresh]
+    assert listed[0]["ttl"] != 77, "the deleted queue's default ttl must not survive it"

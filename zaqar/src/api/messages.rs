@@ -45,6 +45,20 @@ pub struct MessageListing {
     pub include_delayed_forced: bool,
 }
 
+/// Why one attempt of a post failed.
+enum PostError {
+    /// The store refused it: the metadata changed since it was read.
+    MetadataChanged,
+    /// The answer to the client.
+    Api(ApiError),
+}
+
+impl From<ApiError> for PostError {
+    fn from(e: ApiError) -> Self {
+        PostError::Api(e)
+    }
+}
+
 /// `body` with its `\u` escapes written as the characters they stand for
 /// (the reference returns bodies as UTF-8, whatever escapes they were
 /// posted with); the escapes JSON requires (`\"`, `\\`, control
@@ -145,9 +159,49 @@ impl Api {
         queue: &str,
         payload: &Payload,
     ) -> ApiResult<Vec<String>> {
+        // A store that answered the metadata from memory refuses the post
+        // when it has changed since; then read, validate and post again. A
+        // post that fails validation is validated again against metadata
+        // read afresh before it is refused.
+        let mut attempts = 0;
+        let mut fresh = false;
+        loop {
+            attempts += 1;
+            match self.messages_post_once(ctx, queue, payload, fresh).await {
+                Err(PostError::Api(
+                    ApiError::InvalidRequest(_)
+                    | ApiError::InvalidBody(_)
+                    | ApiError::BadRequest { .. },
+                )) if !fresh => fresh = true,
+                Err(PostError::MetadataChanged) if attempts < 3 => fresh = true,
+                Err(PostError::MetadataChanged) => {
+                    return Err(ApiError::Unavailable(
+                        "Messages could not be enqueued.".into(),
+                    ))
+                }
+                Err(PostError::Api(e)) => return Err(e),
+                Ok(ids) => return Ok(ids),
+            }
+        }
+    }
+
+    /// One attempt of [`Self::messages_post`].
+    async fn messages_post_once(
+        &self,
+        ctx: &RequestContext,
+        queue: &str,
+        payload: &Payload,
+        fresh: bool,
+    ) -> Result<Vec<String>, PostError> {
         let scope = scope(ctx, queue);
         let what = "Messages could not be enqueued.";
-        let policy = match self.queue_metadata(&scope, what).await? {
+        let metadata = self
+            .storage
+            .queues
+            .get_for_post(&scope, fresh)
+            .await
+            .map_err(storage_error(what))?;
+        let policy = match metadata {
             Some(m) => QueuePolicy::from_metadata(&m),
             None => {
                 if crate::storage::names::is_queue(queue) {
@@ -171,19 +225,21 @@ impl Api {
                         "Message collection size is too large. The max size for current queue is {max}. It is \
                          calculated by max size = min(max_messages_post_size_config: {global}, \
                          max_messages_post_size_queue: {queue_max})."
-                    )));
+                    ))
+                    .into());
                 }
             }
             if len > global as u64 {
                 return Err(ApiError::invalid(format!(
                     "Message collection size is too large. Max size {global}"
-                )));
+                ))
+                .into());
             }
         }
         let default_ttl = policy.default_ttl.unwrap_or(limits.default_message_ttl);
         let messages = self.parse_messages(payload, default_ttl, policy.default_delay)?;
         if messages.is_empty() {
-            return Err(ApiError::invalid("No messages to enqueu."));
+            return Err(ApiError::invalid("No messages to enqueu.").into());
         }
         for m in &messages {
             validate::message_ttl(m.ttl, limits)?;
@@ -207,11 +263,13 @@ impl Api {
                 }
                 Ok(posted.ids)
             }
+            Err(StorageError::MetadataChanged) => Err(PostError::MetadataChanged),
             Err(StorageError::QueueNotFound) => Err(ApiError::not_found(format!(
                 "Queue {queue} does not exist for project {}",
                 ctx.project_id
-            ))),
-            Err(e) => Err(storage_error(what)(e)),
+            ))
+            .into()),
+            Err(e) => Err(storage_error(what)(e).into()),
         }
     }
 

@@ -358,6 +358,11 @@ pub enum StorageError {
     /// The backend cannot be reached or failed; try again later.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// A post was refused before writing anything: the queue's metadata
+    /// changed since [`QueueStore::get_for_post`] answered (read it again,
+    /// validate again, post again).
+    #[error("the queue's metadata changed")]
+    MetadataChanged,
     /// A pipeline ended without a store implementing the operation.
     #[error("no stage in the pipeline implements {0}")]
     NotImplemented(&'static str),
@@ -416,6 +421,22 @@ pub trait QueueStore: Send + Sync {
     /// The queue's stored metadata, `None` when the queue does not exist.
     async fn get(&self, scope: &Scope) -> StorageResult<Option<Metadata>> {
         forward!(self, "queue get", n, n.get(scope))
+    }
+
+    /// The metadata a message post validates against. A driver may answer
+    /// from memory (unless `fresh`) when its [`MessageStore::post`] checks,
+    /// atomically with the write, that the metadata is still what it
+    /// answered, and refuses with [`StorageError::MetadataChanged`]
+    /// otherwise; the caller then asks again. A post refused by validation
+    /// never reaches that check, so the caller asks again with `fresh`
+    /// before it refuses one. Every other store answers as
+    /// [`get`](Self::get); a stage that answers or changes `get` must
+    /// answer this as well (the default passes it to the next store).
+    async fn get_for_post(&self, scope: &Scope, fresh: bool) -> StorageResult<Option<Metadata>> {
+        match self.next() {
+            Some(n) => n.get_for_post(scope, fresh).await,
+            None => self.get(scope).await,
+        }
     }
 
     /// Replaces the metadata of an existing queue ([`StorageError::QueueNotFound`] otherwise).

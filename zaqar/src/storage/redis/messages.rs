@@ -46,8 +46,17 @@ impl MessageStore for RedisStore {
         // The script publishes the long-poll wake-up itself (post.lua).
         args.push(wake::channel(&self.inner.ns).into_bytes());
         args.push(wake::encode(scope).into_bytes());
+        // The metadata the api core validated against, when it came from
+        // memory: the script refuses the post if it changed since.
+        args.push(
+            self.inner
+                .stamped
+                .stamp(scope)
+                .unwrap_or_default()
+                .into_bytes(),
+        );
         args.extend(inline);
-        let (_, subscriptions, unconfirmed): (i64, i64, i64) = self
+        let (stored, subscriptions, unconfirmed): (i64, i64, i64) = self
             .eval_queue_at(
                 "message post",
                 false,
@@ -57,6 +66,10 @@ impl MessageStore for RedisStore {
                 args,
             )
             .await?;
+        if stored < 0 {
+            self.inner.stamped.forget(scope);
+            return Err(StorageError::MetadataChanged);
+        }
         Ok(Posted {
             ids,
             subscribed: Some(Subscribed::from_flags(

@@ -75,7 +75,9 @@
 //!
 //! | Operation | Round trips |
 //! |---|---|
-//! | queue create, get, set_metadata, delete (record), list, count | 1 |
+//! | queue create, get, delete (record), list, count | 1, plus the metadata stamp on a create or delete (see [`metadata_stamp`]) |
+//! | queue set_metadata | 3 (stamp, metadata, stamp) |
+//! | queue get_for_post | 0 while the queue's metadata is kept in memory, else 2 (stamp, metadata) |
 //! | message post (any batch size), list, get, bulk_get, delete, bulk_delete, pop, stats, purge | 1, plus the chunks of a list of thousands (see "Limits") |
 //! | claim create | 1, or 3 when messages move to a dead-letter queue |
 //! | claim get, update, delete | 1 |
@@ -152,6 +154,7 @@ mod claims;
 mod conn;
 pub mod keys;
 mod messages;
+pub mod metadata_stamp;
 pub mod options;
 mod queues;
 pub mod subscriptions;
@@ -268,6 +271,8 @@ struct Inner {
     ns: String,
     /// `(replicas, timeout ms)` for `WAIT` after each script, when asked for.
     wait: Option<(u32, u64)>,
+    /// Queue metadata kept for posts, with its stamp (see [`metadata_stamp`]).
+    stamped: metadata_stamp::StampedMetadata,
 }
 
 /// The Redis store: implements the queue, message, claim and subscription
@@ -360,6 +365,7 @@ impl RedisStore {
                     )
                 }),
                 ns: options.key_prefix,
+                stamped: Default::default(),
             }),
         })
     }

@@ -1,8 +1,10 @@
 -- Post: ARGV[3] = n (messages), ARGV[4] = the latest expiry ms among them,
 -- ARGV[5] = r (runs), ARGV[6] = '' or the key of a spilled list (see
 -- arg_list), ARGV[7] = the long-poll wake-up channel, ARGV[8] = the message
--- published on it once the messages are stored (see wake.rs), then the
--- list of 2n + 2r values, inline or spilled: n pairs
+-- published on it once the messages are stored (see wake.rs), ARGV[9] =
+-- '' or the metadata stamp the server validated the messages against (see
+-- metadata_stamp.rs), then the list of 2n + 2r values, inline or spilled:
+-- n pairs
 -- (id, record) in post order, then r pairs (expiry ms, count) for the runs
 -- of consecutive messages sharing an expiry (one run for a usual batch).
 -- The server writes the records (see `record` in mod.rs); the layout lets
@@ -10,12 +12,18 @@
 -- in post order.
 -- Returns {messages stored, live subscriptions of the queue, the
 -- unconfirmed ones among them} (see subscription.lua): the notifier looks
--- the subscriptions up only when there are some to notify.
+-- the subscriptions up only when there are some to notify; {-1, 0, 0},
+-- having written nothing, when the stamp is not the queue's any more.
 local n = arg_int(3, 1, 100000000)
 local last_expiry = arg_int(4, 0, MAX_TIME)
 local nruns = arg_int(5, 1, n)
 local spill = ARGV[6]
-local list = arg_list(spill, 9, 2 * n + 2 * nruns)
+local stamp = ARGV[9]
+if stamp ~= '' and redis.call('GET', Q .. ':mv') ~= stamp then
+  if spill ~= '' then redis.call('UNLINK', spill) end
+  return {-1, 0, 0}
+end
+local list = arg_list(spill, 10, 2 * n + 2 * nruns)
 -- The runs, checked before any write: expiries in range, counts adding up.
 local runs = {}
 local covered = 0

@@ -4,6 +4,35 @@
 use super::*;
 use crate::storage::names;
 
+impl RedisStore {
+    /// Gives the queue a new metadata stamp (`fresh`) or removes it, and
+    /// forgets what this process kept of it (see metadata_stamp.rs).
+    async fn write_stamp(&self, scope: &Scope, fresh: bool) -> StorageResult<()> {
+        self.inner.stamped.forget(scope);
+        let key = metadata_stamp::key(&keys::queue_prefix(&self.inner.ns, scope));
+        let key = &key;
+        let stamp = metadata_stamp::new_stamp();
+        let stamp = &stamp;
+        self.inner
+            .conn
+            .run("queue metadata stamp", true, |mut conn| async move {
+                if fresh {
+                    ::redis::cmd("SET")
+                        .arg(key)
+                        .arg(stamp)
+                        .query_async::<()>(&mut conn)
+                        .await
+                } else {
+                    ::redis::cmd("DEL")
+                        .arg(key)
+                        .query_async::<()>(&mut conn)
+                        .await
+                }
+            })
+            .await
+    }
+}
+
 #[async_trait]
 impl QueueStore for RedisStore {
     async fn create(&self, scope: &Scope, metadata: &Metadata) -> StorageResult<bool> {
@@ -16,7 +45,34 @@ impl QueueStore for RedisStore {
                 &["create", &scope.queue, &json],
             )
             .await?;
+        if created == 1 {
+            self.write_stamp(scope, true).await?;
+        }
         Ok(created == 1)
+    }
+
+    async fn get_for_post(&self, scope: &Scope, fresh: bool) -> StorageResult<Option<Metadata>> {
+        if !fresh {
+            if let Some(kept) = self.inner.stamped.metadata(scope) {
+                return Ok(Some(kept));
+            }
+        }
+        // The stamp first, then the metadata (see metadata_stamp.rs).
+        let key = metadata_stamp::key(&keys::queue_prefix(&self.inner.ns, scope));
+        let key = &key;
+        let stamp: Option<String> = self
+            .inner
+            .conn
+            .run("queue get", true, |mut conn| async move {
+                ::redis::cmd("GET").arg(key).query_async(&mut conn).await
+            })
+            .await?;
+        let metadata = QueueStore::get(self, scope).await?;
+        match (stamp, &metadata) {
+            (Some(stamp), Some(m)) => self.inner.stamped.keep(scope, stamp, m.clone()),
+            _ => self.inner.stamped.forget(scope),
+        }
+        Ok(metadata)
     }
 
     async fn get(&self, scope: &Scope) -> StorageResult<Option<Metadata>> {
@@ -41,6 +97,8 @@ impl QueueStore for RedisStore {
 
     async fn set_metadata(&self, scope: &Scope, metadata: &Metadata) -> StorageResult<()> {
         let json = metadata_json(metadata)?;
+        // A new stamp before and after the write (see metadata_stamp.rs).
+        self.write_stamp(scope, true).await?;
         let updated: i64 = self
             .eval_project(
                 "queue update",
@@ -50,8 +108,9 @@ impl QueueStore for RedisStore {
             )
             .await?;
         if updated == 1 {
-            Ok(())
+            self.write_stamp(scope, true).await
         } else {
+            self.write_stamp(scope, false).await?;
             Err(StorageError::QueueNotFound)
         }
     }
@@ -65,7 +124,7 @@ impl QueueStore for RedisStore {
                 &["delete", &scope.queue],
             )
             .await?;
-        Ok(())
+        self.write_stamp(scope, false).await
     }
 
     async fn list(

@@ -616,6 +616,112 @@ async fn earlier_subscriptions_are_sorted_for_the_fanout() {
     );
 }
 
+/// Two servers on one Redis: what one keeps in memory of a queue's
+/// metadata for its posts is refused by the post script as soon as the
+/// other changes the metadata or deletes the queue, and a queue without a
+/// stamp (written before stamps existed) is never kept.
+#[tokio::test]
+async fn posts_check_the_metadata_they_were_validated_against() {
+    use crate::storage::QueueStore;
+    let Some(url) = test_url("ZAQAR_TEST_REDIS_URL") else {
+        return;
+    };
+    let opts = options(&url);
+    let prefix = opts.key_prefix.clone();
+    let clock = Arc::new(ManualClock::new());
+    let a = RedisStore::connect(opts.clone(), clock.clone()).unwrap();
+    let b = RedisStore::connect(opts, clock).unwrap();
+    let scope = Scope::new("p", "stamped");
+    let meta = |ttl: i64| {
+        let mut m = crate::storage::Metadata::new();
+        m.insert("_default_message_ttl".into(), json!(ttl));
+        m
+    };
+    let post = || async {
+        a.backend()
+            .messages
+            .post(&scope, "c", vec![msg(1, 600)])
+            .await
+    };
+
+    assert!(b.create(&scope, &meta(100)).await.unwrap());
+    assert_eq!(
+        a.get_for_post(&scope, false).await.unwrap(),
+        Some(meta(100))
+    );
+    post().await.unwrap();
+
+    b.set_metadata(&scope, &meta(200)).await.unwrap();
+    // A still answers from memory...
+    assert_eq!(
+        a.get_for_post(&scope, false).await.unwrap(),
+        Some(meta(100))
+    );
+    // ...and its post script refuses, having written nothing.
+    let depth = || async { a.backend().messages.stats(&scope).await.unwrap().total };
+    let before = depth().await;
+    assert!(matches!(post().await, Err(StorageError::MetadataChanged)));
+    assert_eq!(depth().await, before);
+    assert_eq!(
+        a.get_for_post(&scope, false).await.unwrap(),
+        Some(meta(200))
+    );
+    post().await.unwrap();
+
+    // A's own change is seen at once.
+    a.set_metadata(&scope, &meta(300)).await.unwrap();
+    assert_eq!(
+        a.get_for_post(&scope, false).await.unwrap(),
+        Some(meta(300))
+    );
+    post().await.unwrap();
+
+    // Asked for fresh metadata (a post that failed validation), A reads it.
+    b.set_metadata(&scope, &meta(350)).await.unwrap();
+    assert_eq!(
+        a.get_for_post(&scope, false).await.unwrap(),
+        Some(meta(300))
+    );
+    assert_eq!(a.get_for_post(&scope, true).await.unwrap(), Some(meta(350)));
+    post().await.unwrap();
+
+    QueueStore::delete(&b, &scope).await.unwrap();
+    assert!(matches!(post().await, Err(StorageError::MetadataChanged)));
+    assert_eq!(a.get_for_post(&scope, false).await.unwrap(), None);
+
+    // A queue of before the stamps: read from Redis for every post.
+    assert!(b.create(&scope, &meta(400)).await.unwrap());
+    let client = ::redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = ::redis::cmd("KEYS")
+        .arg(format!("{prefix}:*stamped*:mv"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let _: () = ::redis::cmd("DEL")
+        .arg(&keys[0])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        a.get_for_post(&scope, false).await.unwrap(),
+        Some(meta(400))
+    );
+    post().await.unwrap();
+    let _: () = ::redis::cmd("HSET")
+        .arg(format!("{prefix}:p{{1:p}}:meta"))
+        .arg("stamped")
+        .arg(r#"{"_default_message_ttl":500}"#)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        a.get_for_post(&scope, false).await.unwrap(),
+        Some(meta(500))
+    );
+}
+
 #[tokio::test]
 async fn bodies_are_stored_verbatim() {
     let Some(url) = test_url("ZAQAR_TEST_REDIS_URL") else {
@@ -1348,8 +1454,9 @@ async fn bad_numbers_change_nothing(url: &str) {
             refused(r, format!("claim create with {b:?} at {pos}"));
         }
         // A post whose run expiry (or latest expiry) is bad (after the
-        // spill: the wake-up channel and message, then the list).
-        for pos in [1, 8] {
+        // spill: the wake-up channel and message, no metadata stamp, then
+        // the list).
+        for pos in [1, 9] {
             let mut args: Vec<String> = vec![
                 "1".into(),
                 (now + 60_000).to_string(),
@@ -1357,6 +1464,7 @@ async fn bad_numbers_change_nothing(url: &str) {
                 String::new(),
                 "t:wake".into(),
                 "1:pq".into(),
+                String::new(),
                 "id".into(),
                 "record".into(),
                 (now + 60_000).to_string(),
