@@ -25,6 +25,12 @@
 //!   core validates it again against metadata read afresh (`fresh`) before
 //!   it refuses it: a limit lifted through another server holds at once.
 //!
+//! What is kept is bounded: at most [`MAX_BYTES`] in all, and no queue
+//! whose metadata is over [`MAX_KEPT_METADATA`]. A queue not posted to for
+//! [`ENTRY_TTL`] is read again, stamp and metadata, on its next post: one
+//! round trip more than without this memory, for queues that see fewer
+//! than one post in ten seconds.
+//!
 //! Read in that order, a kept pair is never older than its stamp says: a
 //! reader that saw the stamp of before a write and the metadata of after it
 //! keeps a pair the next post refuses; one that saw the first stamp of a
@@ -48,8 +54,17 @@ use crate::storage::{Metadata, Scope};
 /// bound on staleness when a metadata writer died half-way.
 pub const ENTRY_TTL: Duration = Duration::from_secs(10);
 
-/// The most queues remembered; past it the memory starts again empty.
-pub const MAX_ENTRIES: usize = 10_000;
+/// The most bytes of names, metadata and stamps remembered; past it the
+/// memory starts again empty. Typical metadata is tens of bytes, so this
+/// holds tens of thousands of queues, and no client can make it hold more.
+pub const MAX_BYTES: usize = 8 << 20;
+
+/// Metadata longer than this (as JSON) is not kept: its queue is read from
+/// Redis for every post.
+pub const MAX_KEPT_METADATA: usize = 4096;
+
+/// What one entry counts against [`MAX_BYTES`], beyond its strings.
+const ENTRY_OVERHEAD: usize = 128;
 
 /// A new random stamp.
 pub fn new_stamp() -> String {
@@ -64,53 +79,113 @@ pub fn key(prefix: &str) -> String {
 /// The metadata and stamp of recently posted-to queues.
 #[derive(Default)]
 pub struct StampedMetadata {
-    entries: Mutex<HashMap<Scope, Entry>>,
+    kept: Mutex<Kept>,
+}
+
+#[derive(Default)]
+struct Kept {
+    entries: HashMap<Scope, Entry>,
+    bytes: usize,
 }
 
 struct Entry {
     metadata: Metadata,
     stamp: String,
     read_at: Instant,
+    bytes: usize,
 }
 
 impl StampedMetadata {
-    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<Scope, Entry>> {
-        self.entries
+    fn kept(&self) -> std::sync::MutexGuard<'_, Kept> {
+        self.kept
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The metadata kept for `scope`, if read less than [`ENTRY_TTL`] ago.
     pub fn metadata(&self, scope: &Scope) -> Option<Metadata> {
-        let entries = self.entries();
-        let e = entries.get(scope)?;
+        let kept = self.kept();
+        let e = kept.entries.get(scope)?;
         (e.read_at.elapsed() < ENTRY_TTL).then(|| e.metadata.clone())
     }
 
     /// The stamp a post to `scope` must find (`None`: post unchecked, the
     /// metadata was read from Redis for this post).
     pub fn stamp(&self, scope: &Scope) -> Option<String> {
-        self.entries().get(scope).map(|e| e.stamp.clone())
+        self.kept().entries.get(scope).map(|e| e.stamp.clone())
     }
 
-    /// Keeps `metadata` with the stamp read before it.
-    pub fn keep(&self, scope: &Scope, stamp: String, metadata: Metadata) {
-        let mut entries = self.entries();
-        if entries.len() >= MAX_ENTRIES && !entries.contains_key(scope) {
-            entries.clear();
+    /// Keeps `metadata` (`json_len` bytes as stored) with the stamp read
+    /// before it; metadata over [`MAX_KEPT_METADATA`] is not kept.
+    pub fn keep(&self, scope: &Scope, stamp: String, metadata: Metadata, json_len: usize) {
+        let mut kept = self.kept();
+        if let Some(old) = kept.entries.remove(scope) {
+            kept.bytes -= old.bytes;
         }
-        entries.insert(
+        if json_len > MAX_KEPT_METADATA {
+            return;
+        }
+        let bytes =
+            ENTRY_OVERHEAD + scope.project.len() + scope.queue.len() + stamp.len() + json_len;
+        if kept.bytes + bytes > MAX_BYTES {
+            kept.entries.clear();
+            kept.bytes = 0;
+        }
+        kept.bytes += bytes;
+        kept.entries.insert(
             scope.clone(),
             Entry {
                 metadata,
                 stamp,
                 read_at: Instant::now(),
+                bytes,
             },
         );
     }
 
     /// Forgets `scope` (its metadata changed, or a post found it stale).
     pub fn forget(&self, scope: &Scope) {
-        self.entries().remove(scope);
+        let mut kept = self.kept();
+        if let Some(old) = kept.entries.remove(scope) {
+            kept.bytes -= old.bytes;
+        }
+    }
+
+    /// How many queues are kept, and their bytes (for tests).
+    #[cfg(test)]
+    fn size(&self) -> (usize, usize) {
+        let kept = self.kept();
+        (kept.entries.len(), kept.bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_stays_within_its_budget() {
+        let stamped = StampedMetadata::default();
+        let scope = |i: usize| Scope::new("p", format!("q{i}"));
+        // Large metadata is never kept, and replaces what was kept.
+        stamped.keep(&scope(0), new_stamp(), Metadata::new(), 10);
+        stamped.keep(
+            &scope(0),
+            new_stamp(),
+            Metadata::new(),
+            MAX_KEPT_METADATA + 1,
+        );
+        assert_eq!(stamped.size(), (0, 0));
+        assert_eq!(stamped.stamp(&scope(0)), None);
+        // Many queues with the largest metadata kept: the budget holds.
+        let per = ENTRY_OVERHEAD + 1 + 6 + 32 + MAX_KEPT_METADATA;
+        for i in 0..(3 * MAX_BYTES / per) {
+            stamped.keep(&scope(i), new_stamp(), Metadata::new(), MAX_KEPT_METADATA);
+            assert!(stamped.size().1 <= MAX_BYTES);
+        }
+        let (n, bytes) = stamped.size();
+        assert!(n > 0 && bytes <= MAX_BYTES, "{n} {bytes}");
+        stamped.forget(&scope(3 * MAX_BYTES / per - 1));
+        assert_eq!(stamped.size().0, n - 1);
     }
 }

@@ -5,6 +5,25 @@ use super::*;
 use crate::storage::names;
 
 impl RedisStore {
+    /// The queue's metadata as stored (JSON), `None` when it does not exist.
+    async fn metadata_json(&self, scope: &Scope) -> StorageResult<Option<String>> {
+        let key = format!(
+            "{}:meta",
+            keys::project_prefix(&self.inner.ns, &scope.project)
+        );
+        let key = &key;
+        self.inner
+            .conn
+            .run("queue get", true, |mut conn| async move {
+                ::redis::cmd("HGET")
+                    .arg(key)
+                    .arg(&scope.queue)
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await
+    }
+
     /// Gives the queue a new metadata stamp (`fresh`) or removes it, and
     /// forgets what this process kept of it (see metadata_stamp.rs).
     async fn write_stamp(&self, scope: &Scope, fresh: bool) -> StorageResult<()> {
@@ -67,31 +86,19 @@ impl QueueStore for RedisStore {
                 ::redis::cmd("GET").arg(key).query_async(&mut conn).await
             })
             .await?;
-        let metadata = QueueStore::get(self, scope).await?;
-        match (stamp, &metadata) {
-            (Some(stamp), Some(m)) => self.inner.stamped.keep(scope, stamp, m.clone()),
+        let json = self.metadata_json(scope).await?;
+        let metadata = json.as_deref().map(parse_metadata).transpose()?;
+        match (stamp, &metadata, &json) {
+            (Some(stamp), Some(m), Some(json)) => {
+                self.inner.stamped.keep(scope, stamp, m.clone(), json.len())
+            }
             _ => self.inner.stamped.forget(scope),
         }
         Ok(metadata)
     }
 
     async fn get(&self, scope: &Scope) -> StorageResult<Option<Metadata>> {
-        let key = format!(
-            "{}:meta",
-            keys::project_prefix(&self.inner.ns, &scope.project)
-        );
-        let key = &key;
-        let json: Option<String> = self
-            .inner
-            .conn
-            .run("queue get", true, |mut conn| async move {
-                ::redis::cmd("HGET")
-                    .arg(key)
-                    .arg(&scope.queue)
-                    .query_async(&mut conn)
-                    .await
-            })
-            .await?;
+        let json = self.metadata_json(scope).await?;
         json.as_deref().map(parse_metadata).transpose()
     }
 
