@@ -47,7 +47,10 @@ pub struct MessageListing {
 
 /// Why one attempt of a post failed.
 enum PostError {
-    /// The store refused it: the metadata changed since it was read.
+    /// The metadata it was validated against may be out of date: the store
+    /// refused the post (it changed since it was read), or the queue's own
+    /// size limit refused it on metadata the store may have answered from
+    /// memory. Read afresh, the next attempt decides.
     MetadataChanged,
     /// The answer to the client.
     Api(ApiError),
@@ -160,19 +163,12 @@ impl Api {
         payload: &Payload,
     ) -> ApiResult<Vec<String>> {
         // A store that answered the metadata from memory refuses the post
-        // when it has changed since; then read, validate and post again. A
-        // post that fails validation is validated again against metadata
-        // read afresh before it is refused.
+        // when it has changed since; then read, validate and post again.
         let mut attempts = 0;
         let mut fresh = false;
         loop {
             attempts += 1;
             match self.messages_post_once(ctx, queue, payload, fresh).await {
-                Err(PostError::Api(
-                    ApiError::InvalidRequest(_)
-                    | ApiError::InvalidBody(_)
-                    | ApiError::BadRequest { .. },
-                )) if !fresh => fresh = true,
                 Err(PostError::MetadataChanged) if attempts < 3 => fresh = true,
                 Err(PostError::MetadataChanged) => {
                     return Err(ApiError::Unavailable(
@@ -220,6 +216,11 @@ impl Api {
             let global = limits.max_messages_post_size;
             if let Some(queue_max) = policy.max_post_size {
                 let max = queue_max.min(global);
+                if len > max as u64 && !fresh && queue_max < global {
+                    // A limit lifted through another server must hold at
+                    // once: refuse only on metadata read afresh.
+                    return Err(PostError::MetadataChanged);
+                }
                 if len > max as u64 {
                     return Err(ApiError::invalid(format!(
                         "Message collection size is too large. The max size for current queue is {max}. It is \

@@ -427,9 +427,9 @@ pub trait QueueStore: Send + Sync {
     /// from memory (unless `fresh`) when its [`MessageStore::post`] checks,
     /// atomically with the write, that the metadata is still what it
     /// answered, and refuses with [`StorageError::MetadataChanged`]
-    /// otherwise; the caller then asks again. A post refused by validation
-    /// never reaches that check, so the caller asks again with `fresh`
-    /// before it refuses one. Every other store answers as
+    /// otherwise; the caller then asks again. A post refused by the
+    /// queue's own limits never reaches that check, so the caller asks
+    /// again with `fresh` before it refuses one. Every other store answers as
     /// [`get`](Self::get); a stage that answers or changes `get` must
     /// answer this as well (the default passes it to the next store).
     async fn get_for_post(&self, scope: &Scope, fresh: bool) -> StorageResult<Option<Metadata>> {

@@ -21,9 +21,9 @@
 //!   refuses the post with [`StorageError::MetadataChanged`], the entry is
 //!   dropped, and the api core reads the metadata again, validates again
 //!   and posts again;
-//! - a post that fails validation never reaches the script, so the api
-//!   core validates it again against metadata read afresh (`fresh`) before
-//!   it refuses it: a limit lifted through another server holds at once.
+//! - a post over the queue's own size limit never reaches the script, so
+//!   the api core reads the metadata afresh (`fresh`) before it refuses
+//!   it: a limit lifted through another server holds at once.
 //!
 //! What is kept is bounded: at most [`MAX_BYTES`] in all, and no queue
 //! whose metadata is over [`MAX_KEPT_METADATA`]. A queue not posted to for
