@@ -407,6 +407,38 @@ async fn outbox_rows_of_the_previous_layout_drain() {
     assert_eq!(left, 0);
 }
 
+/// A connection of its own to the Redis at `url`, for looking under the
+/// driver.
+async fn raw_connection(url: &str) -> ::redis::aio::MultiplexedConnection {
+    ::redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// The keys matching `pattern`.
+async fn keys_like(conn: &mut ::redis::aio::MultiplexedConnection, pattern: &str) -> Vec<String> {
+    ::redis::cmd("KEYS")
+        .arg(pattern)
+        .query_async(conn)
+        .await
+        .unwrap()
+}
+
+/// Deletes the one key matching `pattern` (there must be exactly one, as
+/// an earlier release would not have written it) and returns its name.
+async fn delete_the_key(conn: &mut ::redis::aio::MultiplexedConnection, pattern: &str) -> String {
+    let keys = keys_like(conn, pattern).await;
+    assert_eq!(keys.len(), 1, "{pattern}: {keys:?}");
+    let _: () = ::redis::cmd("DEL")
+        .arg(&keys[0])
+        .query_async(conn)
+        .await
+        .unwrap();
+    keys[0].clone()
+}
+
 /// Subscriptions written before the index of unconfirmed ones existed are
 /// missing from it: a post then counts them as confirmed (the workers look
 /// and skip them, as before), never the reverse, so nobody confirmed is
@@ -445,19 +477,8 @@ async fn subscriptions_of_the_previous_layout_count_as_confirmed() {
     assert_eq!(post().await, Some(Subscribed::Unconfirmed));
 
     // What the previous subscription.lua left: no index of unconfirmed ones.
-    let client = ::redis::Client::open(url.as_str()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = ::redis::cmd("KEYS")
-        .arg(format!("{prefix}:*:subpend"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(keys.len(), 1, "{keys:?}");
-    let _: () = ::redis::cmd("DEL")
-        .arg(&keys[0])
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let mut conn = raw_connection(&url).await;
+    let pending = delete_the_key(&mut conn, &format!("{prefix}:*:subpend")).await;
     assert_eq!(post().await, Some(Subscribed::Confirmed));
 
     backend
@@ -467,7 +488,7 @@ async fn subscriptions_of_the_previous_layout_count_as_confirmed() {
         .unwrap();
     assert_eq!(post().await, Some(Subscribed::Unconfirmed));
     let pttl: i64 = ::redis::cmd("PTTL")
-        .arg(&keys[0])
+        .arg(&pending)
         .query_async(&mut conn)
         .await
         .unwrap();
@@ -492,128 +513,60 @@ async fn earlier_subscriptions_are_sorted_for_the_fanout() {
     let backend = RedisStore::connect(opts, Arc::new(ManualClock::new()))
         .unwrap()
         .backend();
-    let client = ::redis::Client::open(url.as_str()).unwrap();
-    let subscribe = |scope: Scope, n: usize| {
-        let backend = backend.clone();
-        async move {
-            let mut ids = Vec::new();
-            for i in 0..n {
-                let new = crate::storage::NewSubscription {
-                    subscriber: format!("http://s{i}.example/"),
-                    ttl: 600,
-                    options: Default::default(),
-                };
-                ids.push(
-                    backend
-                        .subscriptions
-                        .create(&scope, &new)
-                        .await
-                        .unwrap()
-                        .unwrap(),
-                );
-            }
-            ids
+    let mut conn = raw_connection(&url).await;
+    // A queue with few enough to sort in one call, and one with one more.
+    for (queue, n, sorted) in [("fewer", 4, true), ("many", 2001, false)] {
+        let scope = Scope::new("p", queue);
+        let mut ids = Vec::new();
+        for i in 0..n {
+            let new = crate::storage::NewSubscription {
+                subscriber: format!("http://s{i}.example/"),
+                ttl: 600,
+                options: Default::default(),
+            };
+            let id = backend.subscriptions.create(&scope, &new).await.unwrap();
+            ids.push(id.unwrap());
         }
-    };
-    // What subscription.lua before either index left: neither key.
-    let forget_indexes = |queue: &'static str| {
-        let client = client.clone();
-        let prefix = prefix.clone();
-        async move {
-            let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-            for index in ["subok", "subpend"] {
-                let keys: Vec<String> = ::redis::cmd("KEYS")
-                    .arg(format!("{prefix}:*{queue}*:{index}"))
-                    .query_async(&mut conn)
-                    .await
-                    .unwrap();
-                assert_eq!(keys.len(), 1, "{index}: {keys:?}");
-                let _: () = ::redis::cmd("DEL")
-                    .arg(&keys[0])
-                    .query_async(&mut conn)
-                    .await
-                    .unwrap();
-            }
-        }
-    };
-    let count = |index: &'static str, queue: &'static str| {
-        let client = client.clone();
-        let prefix = prefix.clone();
-        async move {
-            let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-            let keys: Vec<String> = ::redis::cmd("KEYS")
-                .arg(format!("{prefix}:*{queue}*:{index}"))
-                .query_async(&mut conn)
+        let picked = [ids[1 % n].clone(), ids[n - 1].clone()];
+        for id in &picked {
+            backend
+                .subscriptions
+                .confirm(&scope, id, true)
                 .await
                 .unwrap();
+        }
+        // What subscription.lua before either index left: neither key.
+        for index in ["subok", "subpend"] {
+            delete_the_key(&mut conn, &format!("{prefix}:*{queue}*:{index}")).await;
+        }
+        let confirmed: Vec<String> = backend
+            .subscriptions
+            .list_confirmed(&scope, None, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        assert_eq!(confirmed, picked);
+        let mut sizes = Vec::new();
+        for index in ["subok", "subpend"] {
             let mut n = 0;
-            for k in keys {
+            for key in keys_like(&mut conn, &format!("{prefix}:*{queue}*:{index}")).await {
                 let c: i64 = ::redis::cmd("ZCARD")
-                    .arg(k)
+                    .arg(key)
                     .query_async(&mut conn)
                     .await
                     .unwrap();
                 n += c;
             }
-            n
+            sizes.push(n);
         }
-    };
-    let confirmed = |scope: Scope| {
-        let backend = backend.clone();
-        async move {
-            backend
-                .subscriptions
-                .list_confirmed(&scope, None, 10)
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|s| s.id)
-                .collect::<Vec<_>>()
+        if sorted {
+            assert_eq!(sizes, [2, 2]);
+        } else {
+            assert_eq!(sizes[0], 0, "left unsorted, filtered instead");
         }
-    };
-
-    let small = Scope::new("p", "fewer");
-    let ids = subscribe(small.clone(), 4).await;
-    for i in [1, 3] {
-        backend
-            .subscriptions
-            .confirm(&small, &ids[i], true)
-            .await
-            .unwrap();
     }
-    forget_indexes("fewer").await;
-    assert_eq!(
-        confirmed(small.clone()).await,
-        vec![ids[1].clone(), ids[3].clone()]
-    );
-    assert_eq!(
-        (
-            count("subok", "fewer").await,
-            count("subpend", "fewer").await
-        ),
-        (2, 2)
-    );
-
-    // One more than the script sorts in one call.
-    let large = Scope::new("p", "many");
-    let ids = subscribe(large.clone(), 2001).await;
-    for i in [0, 2000] {
-        backend
-            .subscriptions
-            .confirm(&large, &ids[i], true)
-            .await
-            .unwrap();
-    }
-    forget_indexes("many").await;
-    assert_eq!(
-        confirmed(large.clone()).await,
-        vec![ids[0].clone(), ids[2000].clone()]
-    );
-    assert_eq!(
-        count("subok", "many").await,
-        0,
-        "left unsorted, filtered instead"
-    );
 }
 
 /// Two servers on one Redis: what one keeps in memory of a queue's
@@ -691,19 +644,8 @@ async fn posts_check_the_metadata_they_were_validated_against() {
 
     // A queue of before the stamps: read from Redis for every post.
     assert!(b.create(&scope, &meta(400)).await.unwrap());
-    let client = ::redis::Client::open(url.as_str()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = ::redis::cmd("KEYS")
-        .arg(format!("{prefix}:*stamped*:mv"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(keys.len(), 1, "{keys:?}");
-    let _: () = ::redis::cmd("DEL")
-        .arg(&keys[0])
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let mut conn = raw_connection(&url).await;
+    delete_the_key(&mut conn, &format!("{prefix}:*stamped*:mv")).await;
     assert_eq!(
         a.get_for_post(&scope, false).await.unwrap(),
         Some(meta(400))

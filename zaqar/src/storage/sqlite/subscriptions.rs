@@ -74,19 +74,31 @@ CREATE INDEX IF NOT EXISTS subscriptions_confirmed_seq ON subscriptions (project
     WHERE confirmed = 1;
 ";
 
-const COLUMNS: &str = "id, queue, subscriber, ttl, expires_ms, options, confirmed";
+/// The subscription columns [`raw_row`] reads, in order.
+macro_rules! columns {
+    () => {
+        "id, queue, subscriber, ttl, expires_ms, options, confirmed"
+    };
+}
+
+const COLUMNS: &str = columns!();
 
 /// A page of a queue's live subscriptions (parameters: project, queue,
 /// seq of the marker, now, limit).
-const LIST: &str = "SELECT id, queue, subscriber, ttl, expires_ms, options, confirmed \
-     FROM subscriptions WHERE project = ?1 AND queue = ?2 AND seq > ?3 AND expires_ms > ?4 \
-     ORDER BY seq LIMIT ?5";
+const LIST: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM subscriptions WHERE project = ?1 AND queue = ?2 AND seq > ?3 AND expires_ms > ?4 \
+     ORDER BY seq LIMIT ?5"
+);
 
 /// [`LIST`] of the confirmed ones only.
-pub(super) const LIST_CONFIRMED: &str =
-    "SELECT id, queue, subscriber, ttl, expires_ms, options, confirmed \
-     FROM subscriptions WHERE project = ?1 AND queue = ?2 AND seq > ?3 AND confirmed = 1 \
-     AND expires_ms > ?4 ORDER BY seq LIMIT ?5";
+pub(super) const LIST_CONFIRMED: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM subscriptions WHERE project = ?1 AND queue = ?2 AND seq > ?3 AND confirmed = 1 \
+     AND expires_ms > ?4 ORDER BY seq LIMIT ?5"
+);
 
 impl SqliteStore {
     /// A page of live subscriptions after `marker` in creation order: every
