@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Server CPU per request: runs the zaqar-bench loads of bench-compare.sh
 # against one zaqar-server on a Redis of its own, and prints, per load, the
-# requests/s and the server's CPU (utime + stime from /proc/PID/stat) per
-# request, both taken over the same steady-state window (after the pre-fill
-# and the warm-up, before the end of the run).
+# requests/s, the server's CPU (utime + stime from /proc/PID/stat) per
+# request, Redis' CPU per request (the same, of the redis-server process)
+# and the part of it spent running scripts (the usec of EVALSHA in INFO
+# commandstats, with the commands the scripts call), all taken over the
+# same steady-state window (after the pre-fill and the warm-up, before the
+# end of the run).
 #
 # Usage: tools/bench-server-cpu.sh SERVER-BINARY [NAME]
 # Environment: BENCH_BIN (zaqar-bench; target/release/zaqar-bench),
@@ -44,7 +47,8 @@ trap cleanup EXIT
 
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
     --dir "$OUT" --logfile "$OUT/redis-$REDIS_PORT.log" &
-PIDS+=($!)
+REDIS_PID=$!
+PIDS+=($REDIS_PID)
 for _ in $(seq 1 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 redis-cli -p "$REDIS_PORT" flushall >/dev/null
 
@@ -72,13 +76,22 @@ for _ in $(seq 1 100); do
     sleep 0.2
 done
 
-ticks() { awk '{print $14 + $15}' "/proc/$SERVER_PID/stat"; }
+ticks_of() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+ticks() { ticks_of "$SERVER_PID"; }
 now() { date +%s.%N; }
 
 # shellcheck source=tools/bench-loads.sh
 . "$ROOT/tools/bench-loads.sh"
 
-printf '%-8s %12s %14s %10s\n' load requests/s "server us/req" "server %"
+# Microseconds Redis spent running scripts since the last CONFIG RESETSTAT
+# (EVALSHA's usec includes the commands the script calls).
+script_usec() {
+    redis-cli -p "$REDIS_PORT" info commandstats |
+        awk -F'[:,=]' '/^cmdstat_(evalsha|eval)[:]/ {u += $5} END {print u + 0}'
+}
+
+printf '%-8s %12s %14s %9s %13s %13s %8s\n' load requests/s "server us/req" "server %" \
+    "redis us/req" "script us/req" "redis %"
 for load in ${LOADS//,/ }; do
     err=$OUT/$NAME.$load.err
     # shellcheck disable=SC2046
@@ -104,17 +117,19 @@ for load in ${LOADS//,/ }; do
             -o "$OUT/$NAME.$load.count" -- sleep "$window" 2>/dev/null &
         count_pid=$!
     fi
-    t0=$(now); c0=$(ticks)
+    redis-cli -p "$REDIS_PORT" config resetstat >/dev/null
+    t0=$(now); c0=$(ticks); r0=$(ticks_of "$REDIS_PID")
     sleep "$window"
-    t1=$(now); c1=$(ticks)
+    t1=$(now); c1=$(ticks); r1=$(ticks_of "$REDIS_PID"); ru=$(script_usec)
     [ -n "$perf_pid" ] && wait "$perf_pid"
     [ -n "$count_pid" ] && wait "$count_pid"
     wait "$bench" || echo "$NAME: $load reported a failure (see $OUT/$NAME.$load.json)" >&2
     counts=
     [ -n "$COUNT" ] && counts="$OUT/$NAME.$load.count"
-    python3 - "$OUT/$NAME.$load.json" "$load" "$t0" "$t1" "$c0" "$c1" "$HZ" "$window" "$counts" <<'PY'
+    python3 - "$OUT/$NAME.$load.json" "$load" "$t0" "$t1" "$c0" "$c1" "$HZ" "$window" "$counts" \
+        "$r0" "$r1" "$ru" <<'PY'
 import json, sys
-path, load, t0, t1, c0, c1, hz, window, counts = sys.argv[1:]
+path, load, t0, t1, c0, c1, hz, window, counts, r0, r1, ru = sys.argv[1:]
 r = json.load(open(path))
 rps = sum(op["requests_per_s"] for op in r["ops"])
 cores = (float(c1) - float(c0)) / float(hz) / (float(t1) - float(t0))
@@ -128,6 +143,10 @@ if counts:
             n[f[2]] = float(f[0])
     per = lambda e: n.get(e, 0) / (rps * float(window))
     extra = f"  syscalls/req {per('raw_syscalls:sys_enter'):.1f}  switches/req {per('sched:sched_switch'):.2f}"
-print(f"{load:<8} {rps:12,.0f} {cores * 1e6 / rps:14.1f} {cores * 100:10.0f}{ok}{extra}")
+span = float(t1) - float(t0)
+redis_cores = (float(r1) - float(r0)) / float(hz) / span
+script_us = float(ru) / (rps * span)
+print(f"{load:<8} {rps:12,.0f} {cores * 1e6 / rps:14.1f} {cores * 100:9.0f}"
+      f" {redis_cores * 1e6 / rps:13.1f} {script_us:13.1f} {redis_cores * 100:8.0f}{ok}{extra}")
 PY
 done
