@@ -31,7 +31,7 @@ local dead = {}
 -- which names the queue they go to).
 local stale = {}
 if max_count >= 0 then
-  stale = redis.call('ZRANGEBYSCORE', K_DEAD, '-inf', NOW, 'LIMIT', 0, 100)
+  stale = redis.call('ZRANGEBYSCORE', K_DEAD, '-inf', NOW_S, 'LIMIT', '0', '100')
 end
 if #stale > 0 then
   local recs = hmget(K_M, stale)
@@ -99,8 +99,10 @@ if #claimed > 0 then
   call_chunked('ZREM', K_FREE, taken)
   call_chunked('ZADD', cmkey(cid), members)
   call_chunked('ZADD', K_EXP, extended)
-  redis.call('HSET', ckey(cid), 't', int(ttl), 'u', int(NOW), 'e', int(ce))
+  if #extended > 0 then due_at('de', keep_until) end
+  redis.call('HSET', ckey(cid), 't', int(ttl), 'u', NOW_S, 'e', int(ce))
   redis.call('ZADD', K_CLAIMS, int(ce), cid)
+  due_at('dc', ce)
   gc_at(ckey(cid), ce)
   gc_at(cmkey(cid), ce)
 end

@@ -12,11 +12,12 @@ local keep_until = arg_int(7, ce, MAX_TIME)
 normalize()
 if not claim_live(cid) then return 'no_claim' end
 redis.call('ZADD', K_CLAIMS, int(ce), cid)
-redis.call('HSET', ckey(cid), 't', int(ttl), 'u', int(NOW), 'e', int(ce))
+due_at('dc', ce)
+redis.call('HSET', ckey(cid), 't', int(ttl), 'u', NOW_S, 'e', int(ce))
 gc_at(ckey(cid), ce)
 gc_at(cmkey(cid), ce)
 -- The claim's messages (as many as it took: bounded by the claim limit).
-local ids = redis.call('ZRANGE', cmkey(cid), 0, -1)
+local ids = redis.call('ZRANGE', cmkey(cid), '0', '-1')
 local ms = load_many(ids)
 local records, extended = {}, {}
 for i, id in ipairs(ids) do
@@ -32,5 +33,6 @@ for i, id in ipairs(ids) do
 end
 call_chunked('HSET', K_M, records)
 call_chunked('ZADD', K_EXP, extended)
+if #extended > 0 then due_at('de', keep_until) end
 gc_queue(keep_until)
 return 'ok'

@@ -26,7 +26,9 @@
 --                                           that claims never walk past them again
 --   <Q>:m           hash id -> record       every message (live, or leaving for the DLQ)
 --   <Q>:seq         hash last (last rank handed out), head (the highest rank a
---                   claim or pop has looked at)
+--                   claim or pop has looked at), and when normalize() next has
+--                   work in each index it collects from (ms; see DUE_RECHECK):
+--                   dc (<Q>:claims), dw (<Q>:wait), de (<Q>:exp)
 --   <Q>:claims      zset cid -> expiry ms   live claims
 --   <Q>:c:<cid>     hash t (ttl s), u (created/renewed ms), e (expiry ms)
 --   <Q>:cm:<cid>    zset id -> rank         the claim's messages
@@ -70,6 +72,12 @@ local MAX_TIME = 253402300799999
 local MAX_SECS = math.floor(MAX_TIME / 1000)
 -- Redis may drop a key this long after it is logically dead (GC only).
 local GC_MARGIN = 3600000
+-- normalize() looks at an index it collects from only once the time <Q>:seq
+-- keeps for it has come, and then keeps the index's next time, but never
+-- more than this many ms ahead: a writer that added an earlier entry
+-- without lowering the time (an earlier release, during an upgrade) delays
+-- the collection by this much at most.
+local DUE_RECHECK = 1000
 
 -- Numbers go to Redis as integer text (never exponent notation). Only ever
 -- called on integers within [-2^53, 2^53]: every input is checked by
@@ -92,6 +100,10 @@ end
 
 local Q = ARGV[1]
 local NOW = arg_int(2, 0, MAX_TIME)
+-- NOW as Redis arguments take it. A Lua number given to redis.call is
+-- formatted with '%.17g' on every call, which costs more than the rest of
+-- the argument handling: numbers go to Redis as text made once.
+local NOW_S = int(NOW)
 
 local K_MSGS = Q .. ':msgs'
 local K_EXP = Q .. ':exp'
@@ -105,10 +117,45 @@ local K_DEAD = Q .. ':dead'
 local function ckey(cid) return Q .. ':c:' .. cid end
 local function cmkey(cid) return Q .. ':cm:' .. cid end
 
+-- What this call knows of <Q>:seq: the head, the times of the indexes
+-- normalize() collects from (a missing time is 0: look now), and whether
+-- the hash exists (every write of it sets 'last' first). Read once, by the
+-- first call that needs any of it.
+local HEAD = nil
+local DUE = nil
+local SEQ_EXISTS = false
+local function load_seq()
+  if HEAD == nil then
+    local v = redis.call('HMGET', K_SEQ, 'head', 'dc', 'dw', 'de', 'last')
+    HEAD = v[1] or '0'
+    DUE = {dc = tonumber(v[2]) or 0, dw = tonumber(v[3]) or 0, de = tonumber(v[4]) or 0}
+    SEQ_EXISTS = v[5] ~= false
+  end
+end
+
 -- The highest rank a claim or pop has looked at: every message above it is
 -- unclaimed and was never claimed.
 local function head()
-  return redis.call('HGET', K_SEQ, 'head') or '0'
+  load_seq()
+  return HEAD
+end
+
+local function set_head(rank)
+  load_seq()
+  redis.call('HSET', K_SEQ, 'head', rank)
+  HEAD = rank
+end
+
+-- For a script adding an entry due at `at` ms to the index whose time is
+-- `field` ('dc' <Q>:claims, 'dw' <Q>:wait, 'de' <Q>:exp): brings that time
+-- forward when the entry is due sooner. Every such write must call it.
+local function due_at(field, at)
+  load_seq()
+  at = tonumber(at)
+  if at < DUE[field] then
+    DUE[field] = at
+    redis.call('HSET', K_SEQ, field, int(at))
+  end
 end
 
 -- redis.call(cmd, key, values...) for `list` in chunks of at most CHUNK values.
@@ -260,9 +307,9 @@ end
 -- caller just wrote). Every key gets the same deadline, two margins out.
 local function gc_queue(at_least)
   local horizon = at_least or NOW
-  local last = redis.call('ZRANGE', K_EXP, -1, -1, 'WITHSCORES')
+  local last = redis.call('ZRANGE', K_EXP, '-1', '-1', 'WITHSCORES')
   if last[2] and tonumber(last[2]) > horizon then horizon = tonumber(last[2]) end
-  local lastc = redis.call('ZRANGE', K_CLAIMS, -1, -1, 'WITHSCORES')
+  local lastc = redis.call('ZRANGE', K_CLAIMS, '-1', '-1', 'WITHSCORES')
   if lastc[2] and tonumber(lastc[2]) > horizon then horizon = tonumber(lastc[2]) end
   for _, k in ipairs({K_MSGS, K_EXP, K_FREE, K_WAIT, K_M, K_SEQ, K_CLAIMS, K_DEAD}) do
     gc_at(k, horizon + GC_MARGIN)
@@ -285,7 +332,7 @@ end
 local function drop_claim(cid)
   -- The claim's set holds its live messages, scored by rank (deleting a
   -- message takes it out of the set too).
-  local ids, ranks = split_scored(redis.call('ZRANGE', cmkey(cid), 0, -1, 'WITHSCORES'))
+  local ids, ranks = split_scored(redis.call('ZRANGE', cmkey(cid), '0', '-1', 'WITHSCORES'))
   if #ids > 0 then
     local recs = hmget(K_M, ids)
     local free = {}
@@ -311,102 +358,141 @@ local function drop_claim(cid)
   return #ids
 end
 
+-- The time to keep for index `key` once normalize() has collected from it:
+-- its earliest entry's, at most DUE_RECHECK ms ahead.
+local function next_due(key)
+  local first = redis.call('ZRANGE', key, '0', '0', 'WITHSCORES')
+  local at = NOW + DUE_RECHECK
+  if first[2] and tonumber(first[2]) < at then at = tonumber(first[2]) end
+  return at
+end
+
 -- Brings the queue towards the state of time NOW: expired claims release
 -- their messages, expired messages go. Each entry is handled once in its
 -- life, so the cost is amortised O(1) per message and claim, with no
 -- keyspace scan; one call does at most GC_BUDGET messages' worth (plus one
 -- claim, whatever its size) and leaves the rest to the next calls. Readers
 -- never rely on it having finished: load_many hides expired messages and
--- claim_live checks a claim's own expiry.
+-- claim_live checks a claim's own expiry. An index is only looked at once
+-- its time in <Q>:seq has come (see DUE_RECHECK): most calls read that
+-- hash and nothing else here.
 local function normalize()
+  load_seq()
   local budget = GC_BUDGET
   local released = false
-  while budget > 0 do
-    local cids = redis.call('ZRANGEBYSCORE', K_CLAIMS, '-inf', NOW, 'LIMIT', 0, 100)
-    if #cids == 0 then break end
-    for _, cid in ipairs(cids) do
-      local n = drop_claim(cid)
-      if n > 0 then released = true end
-      budget = budget - GC_READ * math.max(n, 1)
-      if budget <= 0 then break end
+  -- HSET arguments: the indexes' new times. Kept only in a <Q>:seq that
+  -- exists (SEQ_EXISTS): a queue that never had a message gets no key,
+  -- and its indexes (empty) are looked at again on every call.
+  local times = {}
+  local function keep(field, key)
+    if not SEQ_EXISTS then return end
+    local at = next_due(key)
+    if at ~= DUE[field] then
+      DUE[field] = at
+      times[#times + 1] = field
+      times[#times + 1] = int(at)
     end
+  end
+  if DUE.dc <= NOW then
+    while budget > 0 do
+      local cids = redis.call('ZRANGEBYSCORE', K_CLAIMS, '-inf', NOW_S, 'LIMIT', '0', '100')
+      for _, cid in ipairs(cids) do
+        local n = drop_claim(cid)
+        if n > 0 then released = true end
+        budget = budget - GC_READ * math.max(n, 1)
+        if budget <= 0 then break end
+      end
+      if #cids < 100 then break end
+    end
+    keep('dc', K_CLAIMS)
   end
   -- Passed-over messages whose delay has ended become claimable (a chunk
   -- per call; what is left waits for the next call).
-  local due = redis.call('ZRANGEBYSCORE', K_WAIT, '-inf', NOW, 'LIMIT', 0, CHUNK)
-  if #due > 0 then
-    local free = {}
-    for _, member in ipairs(due) do
-      local id = string.match(member, '^%d+:(.+)$')
-      local rank = id and redis.call('ZSCORE', K_MSGS, id)
-      if rank then
-        free[#free + 1] = rank
-        free[#free + 1] = id
+  if DUE.dw <= NOW then
+    local due = redis.call('ZRANGEBYSCORE', K_WAIT, '-inf', NOW_S, 'LIMIT', '0', int(CHUNK))
+    if #due > 0 then
+      local free = {}
+      for _, member in ipairs(due) do
+        local id = string.match(member, '^%d+:(.+)$')
+        local rank = id and redis.call('ZSCORE', K_MSGS, id)
+        if rank then
+          free[#free + 1] = rank
+          free[#free + 1] = id
+        end
       end
+      call_chunked('ZADD', K_FREE, free)
+      call_chunked('ZREM', K_WAIT, due)
+      if #free > 0 then released = true end
     end
-    call_chunked('ZADD', K_FREE, free)
-    call_chunked('ZREM', K_WAIT, due)
-    if #free > 0 then released = true end
+    keep('dw', K_WAIT)
   end
   -- Released messages may have re-created the free set without an expiry.
   if released then gc_queue_lazy(K_FREE, NOW) end
-  local h = tonumber(head())
-  while budget > 0 do
-    local due = redis.call('ZRANGEBYSCORE', K_EXP, '-inf', NOW, 'WITHSCORES', 'LIMIT', 0, 100)
-    if #due == 0 then break end
-    local members, scores = split_scored(due)
-    local ids, claims = {}, {}
-    local singles = {}
-    for j, member in ipairs(members) do
-      if budget < GC_READ then
-        budget = 0
-        break
+  if DUE.de <= NOW and budget > 0 then
+    local h = tonumber(HEAD)
+    while budget > 0 do
+      local due = redis.call('ZRANGEBYSCORE', K_EXP, '-inf', NOW_S, 'WITHSCORES', 'LIMIT', '0',
+                              '100')
+      local members, scores = split_scored(due)
+      local ids, claims = {}, {}
+      local singles = {}
+      -- Whether a run was left partly collected (its rest is due again).
+      local rest_left = false
+      for j, member in ipairs(members) do
+        if budget < GC_READ then
+          budget = 0
+          break
+        end
+        local a, b = string.match(member, '^r:(%d+):(%d+)$')
+        if a then
+          -- Messages of the run still here, a chunk at a time. Above the
+          -- head a message was never claimed, so never extended: the run's
+          -- expiry is its own. At or below it, a claim may have extended
+          -- some (they have an entry of their own then): their records decide.
+          local want = math.min(math.floor(budget / GC_READ), CHUNK)
+          if tonumber(a) > h then want = math.min(budget, CHUNK) end
+          local cand, ranks = split_scored(redis.call('ZRANGEBYSCORE', K_MSGS, a, b, 'WITHSCORES',
+                                                      'LIMIT', '0', int(want)))
+          local blind, read, read_ranks = {}, {}, {}
+          for i, id in ipairs(cand) do
+            if tonumber(ranks[i]) > h then
+              blind[#blind + 1] = id
+            else
+              read[#read + 1] = id
+              read_ranks[#read_ranks + 1] = ranks[i]
+            end
+          end
+          local ms = load_raw(read, read_ranks)
+          for i, id in ipairs(read) do
+            if ms[i] and ms[i].e <= NOW then
+              ids[#ids + 1] = id
+              claims[id] = ms[i].c
+            end
+          end
+          call_chunked('HDEL', K_M, blind)
+          call_chunked('ZREM', K_MSGS, blind)
+          budget = budget - math.max(#blind + GC_READ * #read, 1)
+          redis.call('ZREM', K_EXP, member)
+          if #cand == want then
+            -- The rest of the run waits for the next round (or call).
+            local rest = tonumber(ranks[#ranks]) + 1
+            if rest <= tonumber(b) then
+              redis.call('ZADD', K_EXP, scores[j], 'r:' .. int(rest) .. ':' .. b)
+              rest_left = true
+            end
+          end
+        else
+          singles[#singles + 1] = member
+          budget = budget - GC_READ
+        end
       end
-      local a, b = string.match(member, '^r:(%d+):(%d+)$')
-      if a then
-        -- Messages of the run still here, a chunk at a time. Above the
-        -- head a message was never claimed, so never extended: the run's
-        -- expiry is its own. At or below it, a claim may have extended
-        -- some (they have an entry of their own then): their records decide.
-        local want = math.min(math.floor(budget / GC_READ), CHUNK)
-        if tonumber(a) > h then want = math.min(budget, CHUNK) end
-        local cand, ranks = split_scored(redis.call('ZRANGEBYSCORE', K_MSGS, a, b, 'WITHSCORES',
-                                                    'LIMIT', 0, want))
-        local blind, read, read_ranks = {}, {}, {}
-        for i, id in ipairs(cand) do
-          if tonumber(ranks[i]) > h then
-            blind[#blind + 1] = id
-          else
-            read[#read + 1] = id
-            read_ranks[#read_ranks + 1] = ranks[i]
-          end
-        end
-        local ms = load_raw(read, read_ranks)
-        for i, id in ipairs(read) do
-          if ms[i] and ms[i].e <= NOW then
-            ids[#ids + 1] = id
-            claims[id] = ms[i].c
-          end
-        end
-        call_chunked('HDEL', K_M, blind)
-        call_chunked('ZREM', K_MSGS, blind)
-        budget = budget - math.max(#blind + GC_READ * #read, 1)
-        redis.call('ZREM', K_EXP, member)
-        if #cand == want then
-          -- The rest of the run waits for the next round (or call).
-          local rest = tonumber(ranks[#ranks]) + 1
-          if rest <= tonumber(b) then
-            redis.call('ZADD', K_EXP, scores[j], 'r:' .. int(rest) .. ':' .. b)
-          end
-        end
-      else
-        singles[#singles + 1] = member
-        budget = budget - GC_READ
-      end
+      remove_messages(ids, claims)
+      remove_messages(singles)
+      if #members < 100 and not rest_left then break end
     end
-    remove_messages(ids, claims)
-    remove_messages(singles)
+    keep('de', K_EXP)
   end
+  if #times > 0 then redis.call('HSET', K_SEQ, unpack(times)) end
 end
 
 -- The record of one live message, or nil when it is not live in this queue.
@@ -423,97 +509,4 @@ end
 -- Wire form of a message: {id, ttl, created_ms, body, claim_id|'', claim_count, checksum|''}.
 local function render(id, m)
   return {id, int(m.t), int(m.cr), m.b, claim_of(m), int(m.n), m.k}
-end
-
--- Records this call may still read while walking indexes.
-local scan_left = SCAN_BUDGET
-
--- The last rank of the expired run holding message `m` (above the head,
--- where a message's expiry is its run's: the whole run expired with it),
--- or nil when no run of that expiry holds it.
-local function expired_run_end(m)
-  local rank = tonumber(m.r)
-  local runs = redis.call('ZRANGEBYSCORE', K_EXP, int(m.e), int(m.e), 'LIMIT', 0, 100)
-  for _, member in ipairs(runs) do
-    local a, b = string.match(member, '^r:(%d+):(%d+)$')
-    if a and tonumber(a) <= rank and rank < tonumber(b) then return b end
-  end
-  return nil
-end
-
--- Walks `index` (a zset scored by rank) from `start` in rank order, loading
--- records a page at a time, and calls visit(id, m) for each live message
--- until it returns true (then scan returns true). `page` bounds the records
--- read per round; SCAN_BUDGET bounds them per call (then scan gives up and
--- returns false, as at the end of the index). Expired messages the
--- collection has not reached yet are skipped: above the head a whole run
--- at a time, without reading it.
-local function scan(index, start, page, visit)
-  local h = nil
-  if index == K_MSGS then h = tonumber(head()) end
-  while scan_left > 0 do
-    if page > scan_left then page = scan_left end
-    local batch = redis.call('ZRANGEBYSCORE', index, start, '+inf', 'WITHSCORES', 'LIMIT', 0, page)
-    if #batch == 0 then return false end
-    local ids, ranks = split_scored(batch)
-    scan_left = scan_left - #ids
-    local ms = load_raw(ids, ranks)
-    local skip_to = nil
-    for i, id in ipairs(ids) do
-      start = '(' .. ranks[i]
-      local m = ms[i]
-      if m and m.e > NOW then
-        if visit(id, m) then return true end
-      elseif m and h and tonumber(ranks[i]) > h then
-        skip_to = expired_run_end(m)
-        if skip_to then break end
-      end
-    end
-    if skip_to then
-      start = '(' .. skip_to
-    else
-      if #ids < page then return false end
-      if page < 100 then page = page * 2 end
-    end
-  end
-  return false
-end
-
--- Unclaimed messages from `start` ('-inf' or '(' .. rank) in rank order:
--- the free set (all at or below the head), then every message above it.
-local function scan_unclaimed(start, page, visit)
-  if scan(K_FREE, start, page, visit) then return end
-  local h = head()
-  local from = '(' .. h
-  if start ~= '-inf' and tonumber(string.sub(start, 2)) > tonumber(h) then from = start end
-  scan(K_MSGS, from, page, visit)
-end
-
--- Claimable = held by no live claim and not delayed. Calls visit(id, m) in
--- rank order until it returns true; each message visited is taken (claimed,
--- popped or dead-lettered) by the caller. Above the head, the messages
--- passed over (delayed) join the wait set, by the time their delay ends,
--- and the head moves up to the last message looked at. Returns true when
--- the wait set was written to. (Delayed messages that an earlier version
--- put in the free set are passed over there until they come due.)
-local function scan_claimable(page, visit)
-  local function claimable(id, m)
-    if m.d <= NOW then return visit(id, m) end
-    return false
-  end
-  if scan(K_FREE, '-inf', page, claimable) then return false end
-  local passed, last = {}, nil
-  scan(K_MSGS, '(' .. head(), page, function(id, m)
-    last = m.r
-    if m.d <= NOW then return visit(id, m) end
-    passed[#passed + 1] = int(m.d)
-    passed[#passed + 1] = wait_member(m.r, id)
-    return false
-  end)
-  if last then redis.call('HSET', K_SEQ, 'head', last) end
-  if #passed > 0 then
-    call_chunked('ZADD', K_WAIT, passed)
-    return true
-  end
-  return false
 end

@@ -24,11 +24,12 @@ for i = 0, n - 1 do
   local e = tonumber(ARGV[b + 2])
   if new_ttl >= 0 then t = new_ttl end
   if e > NOW and not redis.call('ZSCORE', K_MSGS, id) then
-    local rank = int(redis.call('HINCRBY', K_SEQ, 'last', 1))
+    local rank = int(redis.call('HINCRBY', K_SEQ, 'last', '1'))
     redis.call('HSET', K_M, id, cmsgpack.pack(t, e, tonumber(ARGV[b + 3]), ARGV[b + 4], ARGV[b + 5],
                                               ARGV[b + 6], '', tonumber(ARGV[b + 7]), 0))
     redis.call('ZADD', K_MSGS, rank, id)
     redis.call('ZADD', K_EXP, int(e), id)
+    due_at('de', e)
     if e > horizon then horizon = e end
   end
 end

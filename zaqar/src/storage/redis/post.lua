@@ -42,7 +42,7 @@ end
 if covered ~= n then error('runs cover ' .. int(covered) .. ' of ' .. int(n) .. ' messages') end
 
 normalize()
-local first = redis.call('HINCRBY', K_SEQ, 'last', n) - n
+local first = redis.call('HINCRBY', K_SEQ, 'last', int(n)) - n
 local PAIRS = CHUNK / 2
 for lo = 0, n - 1, PAIRS do
   local hi = math.min(lo + PAIRS, n) - 1
@@ -58,20 +58,23 @@ for lo = 0, n - 1, PAIRS do
 end
 local entries = {}
 local rank = first
+local soonest = runs[1][1]
 for _, run in ipairs(runs) do
+  if run[1] < soonest then soonest = run[1] end
   entries[#entries + 1] = int(run[1])
   entries[#entries + 1] = 'r:' .. int(rank + 1) .. ':' .. int(rank + run[2])
   rank = rank + run[2]
 end
 call_chunked('ZADD', K_EXP, entries)
+due_at('de', soonest)
 if spill ~= '' then redis.call('UNLINK', spill) end
 -- Every key a post writes is re-created together with the message index
 -- (the expiry index and the record hash can outlive it only with an
 -- expiry they already had).
 gc_queue_lazy(K_MSGS, last_expiry)
-local subs = redis.call('ZCOUNT', Q .. ':subexp', '(' .. int(NOW), '+inf')
+local subs = redis.call('ZCOUNT', Q .. ':subexp', '(' .. NOW_S, '+inf')
 local pending = 0
-if subs > 0 then pending = redis.call('ZCOUNT', Q .. ':subpend', '(' .. int(NOW), '+inf') end
+if subs > 0 then pending = redis.call('ZCOUNT', Q .. ':subpend', '(' .. NOW_S, '+inf') end
 -- The wake-up for long polls on every server process, from here rather
 -- than in a second call after this one: the server saves a round trip.
 redis.call('PUBLISH', ARGV[7], ARGV[8])

@@ -1273,6 +1273,113 @@ async fn every_queue_key_expires_after_its_data() {
     }
 }
 
+/// Collection looks at an index only once the time `<Q>:seq` keeps for it
+/// has come (common.lua, DUE_RECHECK), and every write of an entry due
+/// sooner brings that time forward. Two servers whose clocks differ by two
+/// minutes share queues: the fast one's calls keep times two minutes ahead
+/// of the slow one's clock, yet the slow one's message expiry, claim expiry
+/// and end of a delay each take effect on time.
+#[tokio::test]
+async fn collection_times_follow_every_write() {
+    let Some(url) = test_url("ZAQAR_TEST_REDIS_URL") else {
+        return;
+    };
+    let opts = options(&url);
+    let slow_clock = ManualClock::new();
+    let fast_clock = ManualClock::at(slow_clock.now_ms() + 120_000);
+    let slow = RedisStore::connect(opts.clone(), Arc::new(slow_clock.clone()))
+        .unwrap()
+        .backend();
+    let fast = RedisStore::connect(opts.clone(), Arc::new(fast_clock.clone()))
+        .unwrap()
+        .backend();
+    let mut conn = raw_connection(&url).await;
+    let claim = |limit| ClaimRequest {
+        ttl: 60,
+        grace: 0,
+        limit,
+        dead_letter: None,
+    };
+    let scopes = ["expiry", "claim", "delay"].map(|q| Scope::new("p", q));
+    for (i, scope) in scopes.iter().enumerate() {
+        let mut first = msg(0, 3600);
+        if i == 2 {
+            first.delay = 10;
+        }
+        slow.messages.post(scope, "c", vec![first]).await.unwrap();
+        // The fast server's call keeps every time a second past its clock.
+        fast.messages.stats(scope).await.unwrap();
+        let seq = format!("{}:seq", super::keys::queue_prefix(&opts.key_prefix, scope));
+        let kept: Vec<Option<i64>> = ::redis::cmd("HMGET")
+            .arg(&seq)
+            .arg(&["dc", "dw", "de"])
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let ahead = Some(fast_clock.now_ms() + 1000);
+        assert_eq!(kept, vec![ahead, ahead, ahead], "{seq}");
+    }
+    let [expiry, claimed, delayed] = &scopes;
+    slow.messages
+        .post(expiry, "c", vec![msg(1, 60)])
+        .await
+        .unwrap();
+    let held = slow.claims.create(claimed, &claim(1)).await.unwrap();
+    assert_eq!(held.map(|c| c.messages.len()), Some(1));
+    // This claim walks past the delayed message: it waits for its delay.
+    let none = slow.claims.create(delayed, &claim(10)).await.unwrap();
+    assert!(none.is_none());
+
+    slow_clock.advance_secs(61);
+    fast_clock.advance_secs(61);
+    let stats = slow.messages.stats(expiry).await.unwrap();
+    assert_eq!(
+        (stats.total, stats.free),
+        (1, 1),
+        "the expired message is collected"
+    );
+    let stats = slow.messages.stats(claimed).await.unwrap();
+    assert_eq!(
+        (stats.claimed, stats.free),
+        (0, 1),
+        "the expired claim released its message"
+    );
+    let due = slow.claims.create(delayed, &claim(10)).await.unwrap();
+    assert_eq!(due.map(|c| c.messages.len()), Some(1), "the delay ended");
+}
+
+/// Calls on a queue that never had a message (stats, a claim, a listing)
+/// leave no key behind: the collection times are kept only in an existing
+/// `<Q>:seq`.
+#[tokio::test]
+async fn reading_an_empty_queue_writes_nothing() {
+    let Some(url) = test_url("ZAQAR_TEST_REDIS_URL") else {
+        return;
+    };
+    let opts = options(&url);
+    let prefix = opts.key_prefix.clone();
+    let backend = RedisStore::connect(opts, Arc::new(ManualClock::new()))
+        .unwrap()
+        .backend();
+    let scope = Scope::new("p", "empty");
+    for _ in 0..2 {
+        backend.messages.stats(&scope).await.unwrap();
+        let claim = ClaimRequest {
+            ttl: 60,
+            grace: 60,
+            limit: 10,
+            dead_letter: None,
+        };
+        backend.claims.create(&scope, &claim).await.unwrap();
+        backend.messages.list(&scope, &everything()).await.unwrap();
+    }
+    let mut conn = raw_connection(&url).await;
+    assert_eq!(
+        keys_like(&mut conn, &format!("{prefix}:*")).await,
+        Vec::<String>::new()
+    );
+}
+
 // ------------------------------------------------------- limits of scripts
 
 /// A fan-out of 9,000 deliveries is queued whole (in several calls, each
