@@ -208,10 +208,23 @@ const MAX_CALL_BYTES: usize = 8 << 20;
 /// deletes it, this is only for a caller that died in between.
 const SPILL_TTL_MS: u64 = 120_000;
 
+/// A per-queue script: `common.lua`, then (for the scripts that walk the
+/// rank index: claims, pops, listings) `scan.lua`, then its own file. Lua
+/// builds every function a script defines again on each call, so a script
+/// carries only the helpers it may call.
 macro_rules! queue_script {
     ($file:literal) => {
         Script::new(concat!(
             include_str!("common.lua"),
+            "\n",
+            include_str!($file)
+        ))
+    };
+    (scan $file:literal) => {
+        Script::new(concat!(
+            include_str!("common.lua"),
+            "\n",
+            include_str!("scan.lua"),
             "\n",
             include_str!($file)
         ))
@@ -244,14 +257,14 @@ impl Scripts {
         Scripts {
             queue: Script::new(include_str!("queue.lua")),
             post: queue_script!("post.lua"),
-            list: queue_script!("list.lua"),
+            list: queue_script!(scan "list.lua"),
             get: queue_script!("get.lua"),
             delete: queue_script!("delete.lua"),
             bulk_delete: queue_script!("bulk_delete.lua"),
-            pop: queue_script!("pop.lua"),
+            pop: queue_script!(scan "pop.lua"),
             stats: queue_script!("stats.lua"),
             purge: queue_script!("purge.lua"),
-            claim_create: queue_script!("claim_create.lua"),
+            claim_create: queue_script!(scan "claim_create.lua"),
             claim_get: queue_script!("claim_get.lua"),
             claim_update: queue_script!("claim_update.lua"),
             claim_delete: queue_script!("claim_delete.lua"),

@@ -19,10 +19,10 @@ local function edge(reverse)
     local reply
     if reverse then
       reply = redis.call('ZREVRANGEBYSCORE', K_MSGS, bound and ('(' .. bound) or '+inf', '-inf',
-                         'WITHSCORES', 'LIMIT', 0, n)
+                         'WITHSCORES', 'LIMIT', '0', int(n))
     else
       reply = redis.call('ZRANGEBYSCORE', K_MSGS, bound and ('(' .. bound) or '-inf', '+inf',
-                         'WITHSCORES', 'LIMIT', 0, n)
+                         'WITHSCORES', 'LIMIT', '0', int(n))
     end
     local ids, ranks = split_scored(reply)
     local ms = load_raw(ids, ranks)
