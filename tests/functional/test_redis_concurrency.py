@@ -7,8 +7,8 @@ Redis, so they serve the same queues; producers post while 16 consumers
 claim, through both servers, and delete what they claimed.  Every claim
 outlives the test, so a message returned by two claims would have been held
 by two live claims at once.  A metadata change made through one server
-decides the other's next post at once (each keeps the metadata it posts
-against in memory, checked by the post script).
+decides the other's next post or claim at once (each keeps the metadata it
+posts and claims against in memory, checked by the script).
 """
 
 import json
@@ -74,3 +74,37 @@ def test_a_metadata_change_through_one_server_holds_at_once_on_the_other(server_
     listed = b.list_messages(queue, echo="true")
     assert [m["id"] for m in listed] == [fresh]
     assert listed[0]["ttl"] != 77, "the deleted queue's default ttl must not survive it"
+
+
+def test_a_dead_letter_policy_set_through_one_server_holds_at_once_for_claims_on_the_other(
+        server_factory, project):
+    """Claims take the dead-letter policy from the metadata a server keeps
+    in memory, checked by the claim script like a post's. A policy set
+    through another server counts from the very next claim: a message
+    claimed once under it moves to the dead-letter queue on the claim
+    after (a claim under the old, policy-less metadata would not have
+    counted, and the message would be handed out again)."""
+    options = shared_redis_options()
+    a = Api(server_factory(options).url, project)
+    b = Api(server_factory(options).url, project)
+    queue = "dlp-" + uuid.uuid4().hex[:8]
+    dlq = queue + "-dlq"
+    a.create_queue(queue)
+    [mid] = a.post_messages(queue, [{"ttl": 600, "body": "poison"}])
+
+    def claim_and_release():
+        resp = a.claim(queue)
+        assert resp.status_code == 201, resp.text
+        assert [m["id"] for m in resp.json()["messages"]] == [mid]
+        assert a.delete(resp.headers["Location"]).status_code == 204
+
+    claim_and_release()  # A now holds the metadata, without a policy
+    resp = b.patch(f"/v2/queues/{queue}", data=json.dumps([
+        {"op": "add", "path": "/metadata/_max_claim_count", "value": 1},
+        {"op": "add", "path": "/metadata/_dead_letter_queue", "value": dlq}]),
+        headers={"Content-Type": JSON_PATCH})
+    assert resp.status_code == 200, resp.text
+    claim_and_release()  # counted under the new policy
+    resp = a.claim(queue)
+    assert resp.status_code == 204, resp.text
+    assert [m["body"] for m in b.list_messages(dlq, echo="true")] == ["poison"]

@@ -56,7 +56,9 @@ impl Api {
         }
     }
 
-    /// One attempt of [`Api::claim_create`].
+    /// One attempt of [`Api::claim_create`]. A store that answered the
+    /// metadata (the dead-letter policy) from memory refuses the claim when
+    /// it has changed since: then read it again and claim again.
     async fn claim_create_once(
         &self,
         scope: &Scope,
@@ -65,38 +67,43 @@ impl Api {
         limit: usize,
     ) -> ApiResult<Option<NewClaim>> {
         let what = "Claim could not be created.";
-        let Some(metadata) = self
-            .storage
-            .queues
-            .get(scope)
-            .await
-            .map_err(storage_error(what))?
-        else {
-            return Ok(None);
-        };
-        let request = ClaimRequest {
-            ttl,
-            grace,
-            limit,
-            dead_letter: QueuePolicy::from_metadata(&metadata).dead_letter,
-        };
-        let mut claim = self
-            .storage
-            .claims
-            .create(scope, &request)
-            .await
-            .map_err(storage_error(what))?;
-        if let Some(c) = &mut claim {
-            if let Err(e) = self.open_bodies(scope, &mut c.messages) {
-                // Nobody will see this claim's id: release its messages now
-                // (for a server that can open them) instead of at its expiry.
-                if let Err(r) = self.storage.claims.delete(scope, &c.id).await {
-                    tracing::warn!(queue = %scope.queue, error = %r, "cannot release a claim whose messages do not open; they return when it expires");
+        let mut fresh = false;
+        for _ in 0..3 {
+            let Some(metadata) = self
+                .storage
+                .queues
+                .get_for_write(scope, fresh)
+                .await
+                .map_err(storage_error(what))?
+            else {
+                return Ok(None);
+            };
+            let request = ClaimRequest {
+                ttl,
+                grace,
+                limit,
+                dead_letter: QueuePolicy::from_metadata(&metadata).dead_letter,
+            };
+            let mut claim = match self.storage.claims.create(scope, &request).await {
+                Err(StorageError::MetadataChanged) => {
+                    fresh = true;
+                    continue;
                 }
-                return Err(e);
+                created => created.map_err(storage_error(what))?,
+            };
+            if let Some(c) = &mut claim {
+                if let Err(e) = self.open_bodies(scope, &mut c.messages) {
+                    // Nobody will see this claim's id: release its messages now
+                    // (for a server that can open them) instead of at its expiry.
+                    if let Err(r) = self.storage.claims.delete(scope, &c.id).await {
+                        tracing::warn!(queue = %scope.queue, error = %r, "cannot release a claim whose messages do not open; they return when it expires");
+                    }
+                    return Err(e);
+                }
             }
+            return Ok(claim);
         }
-        Ok(claim)
+        Err(ApiError::Unavailable(what.into()))
     }
 
     /// `GET /v2/queues/{q}/claims/{id}`.

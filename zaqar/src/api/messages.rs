@@ -194,7 +194,7 @@ impl Api {
         let metadata = self
             .storage
             .queues
-            .get_for_post(&scope, fresh)
+            .get_for_write(&scope, fresh)
             .await
             .map_err(storage_error(what))?;
         let policy = match metadata {

@@ -358,9 +358,9 @@ pub enum StorageError {
     /// The backend cannot be reached or failed; try again later.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
-    /// A post was refused before writing anything: the queue's metadata
-    /// changed since [`QueueStore::get_for_post`] answered (read it again,
-    /// validate again, post again).
+    /// A post or a claim was refused before writing anything: the queue's
+    /// metadata changed since [`QueueStore::get_for_write`] answered (read
+    /// it again, validate again, try again).
     #[error("the queue's metadata changed")]
     MetadataChanged,
     /// A pipeline ended without a store implementing the operation.
@@ -423,18 +423,20 @@ pub trait QueueStore: Send + Sync {
         forward!(self, "queue get", n, n.get(scope))
     }
 
-    /// The metadata a message post validates against. A driver may answer
-    /// from memory (unless `fresh`) when its [`MessageStore::post`] checks,
-    /// atomically with the write, that the metadata is still what it
-    /// answered, and refuses with [`StorageError::MetadataChanged`]
-    /// otherwise; the caller then asks again. A post refused by the
-    /// queue's own limits never reaches that check, so the caller asks
-    /// again with `fresh` before it refuses one. Every other store answers as
-    /// [`get`](Self::get); a stage that answers or changes `get` must
-    /// answer this as well (the default passes it to the next store).
-    async fn get_for_post(&self, scope: &Scope, fresh: bool) -> StorageResult<Option<Metadata>> {
+    /// The metadata a write validates against: a message post (limits,
+    /// defaults) or a claim (its dead-letter policy). A driver may answer
+    /// from memory (unless `fresh`) when its [`MessageStore::post`] and
+    /// [`ClaimStore::create`] check, atomically with the write, that the
+    /// metadata is still what it answered, and refuse with
+    /// [`StorageError::MetadataChanged`] otherwise; the caller then asks
+    /// again. A post refused by the queue's own limits never reaches that
+    /// check, so the caller asks again with `fresh` before it refuses one.
+    /// Every other store answers as [`get`](Self::get); a stage that
+    /// answers or changes `get` must answer this as well (the default
+    /// passes it to the next store).
+    async fn get_for_write(&self, scope: &Scope, fresh: bool) -> StorageResult<Option<Metadata>> {
         match self.next() {
-            Some(n) => n.get_for_post(scope, fresh).await,
+            Some(n) => n.get_for_write(scope, fresh).await,
             None => self.get(scope).await,
         }
     }

@@ -84,8 +84,8 @@ impl QueueStore for Timed<dyn QueueStore> {
     async fn get(&self, scope: &Scope) -> StorageResult<Option<Metadata>> {
         self.time("queue_get", self.inner.get(scope)).await
     }
-    async fn get_for_post(&self, scope: &Scope, fresh: bool) -> StorageResult<Option<Metadata>> {
-        self.time("queue_get", self.inner.get_for_post(scope, fresh))
+    async fn get_for_write(&self, scope: &Scope, fresh: bool) -> StorageResult<Option<Metadata>> {
+        self.time("queue_get", self.inner.get_for_write(scope, fresh))
             .await
     }
     async fn set_metadata(&self, scope: &Scope, metadata: &Metadata) -> StorageResult<()> {

@@ -2,9 +2,13 @@
 -- claim end ms, ARGV[6] = ttl s of an extended message (ttl + grace),
 -- ARGV[7] = the expiry a claimed message keeps at least (claim end +
 -- grace, ms), ARGV[8] = limit, ARGV[9] = max claim count (-1 = no
--- dead-letter policy), ARGV[10] = DLQ hand-over lease in ms. The server
--- computes the times (storage::deadline); they are checked here again.
--- Returns {{claimed message...}, {id leaving for the dead-letter queue...}}.
+-- dead-letter policy), ARGV[10] = DLQ hand-over lease in ms, ARGV[11] =
+-- '' or the metadata stamp the server read the dead-letter policy with
+-- (see metadata_stamp.rs). The server computes the times
+-- (storage::deadline); they are checked here again.
+-- Returns {{claimed message...}, {id leaving for the dead-letter queue...},
+-- ''}, or {{}, {}, 'stale'}, having written nothing, when the stamp is not
+-- the queue's any more.
 --
 -- Takes the oldest messages held by no live claim and not delayed. With a
 -- dead-letter policy, a message already claimed max times leaves the queue
@@ -22,6 +26,8 @@ local limit = arg_int(8, 0, SCAN_BUDGET)
 local max_count = arg_int(9, -1, 2147483647)
 local lease = arg_int(10, 0, 86400000)
 if cid == '' then error('empty claim id') end
+local stamp = ARGV[11] or ''
+if stamp ~= '' and redis.call('GET', Q .. ':mv') ~= stamp then return {{}, {}, 'stale'} end
 
 normalize()
 local claimed = {}
@@ -114,4 +120,4 @@ else
   if #claimed > 0 then gc_queue_lazy(K_CLAIMS, keep_until) end
   if freed then gc_queue_lazy(K_WAIT, keep_until) end
 end
-return {claimed, dead}
+return {claimed, dead, ''}

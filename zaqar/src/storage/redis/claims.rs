@@ -23,8 +23,12 @@ impl ClaimStore for RedisStore {
             request.limit.min(MAX_PER_CALL).to_string(),
             max.to_string(),
             DLQ_LEASE_MS.to_string(),
+            // The metadata the api core took the dead-letter policy from,
+            // when it came from memory: the script refuses the claim if it
+            // changed since.
+            self.inner.stamped.stamp(scope).unwrap_or_default(),
         ]);
-        let (rows, dead): (Vec<MessageRow>, Vec<String>) = self
+        let (rows, dead, stale): (Vec<MessageRow>, Vec<String>, String) = self
             .eval_queue_at(
                 "claim create",
                 false,
@@ -34,6 +38,10 @@ impl ClaimStore for RedisStore {
                 args,
             )
             .await?;
+        if !stale.is_empty() {
+            self.inner.stamped.forget(scope);
+            return Err(StorageError::MetadataChanged);
+        }
         let messages = to_messages(rows)?;
         if !dead.is_empty() {
             self.dead_letter(scope, request, dead).await?;

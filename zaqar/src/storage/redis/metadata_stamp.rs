@@ -1,4 +1,5 @@
-//! Queue metadata kept in memory for posts, checked by the post script.
+//! Queue metadata kept in memory for posts and claims, checked by their
+//! scripts.
 //!
 //! A post validates its messages against the queue's metadata (size limits,
 //! default ttl and delay, encryption), which lives in the project's hash
@@ -12,24 +13,26 @@
 //! - a metadata write ([`RedisStore::set_metadata`]) sets a new stamp
 //!   before it writes the metadata and another after it; a create sets one
 //!   after; a delete removes it;
-//! - [`RedisStore::get_for_post`] reads the stamp *first*, then the
+//! - [`RedisStore::get_for_write`] reads the stamp *first*, then the
 //!   metadata, and keeps both here; a queue without a stamp (one written
 //!   before this existed) is not kept;
 //! - [`RedisStore::post`](crate::storage::MessageStore::post) passes the
-//!   stamp kept for its queue, and the post script compares it with
-//!   `<Q>:mv` before its first write: a different (or missing) stamp
-//!   refuses the post with [`StorageError::MetadataChanged`], the entry is
-//!   dropped, and the api core reads the metadata again, validates again
-//!   and posts again;
+//!   stamp kept for its queue, and so does a claim
+//!   ([`RedisStore::create`](crate::storage::ClaimStore::create)), whose
+//!   dead-letter policy comes from the metadata; the script compares it
+//!   with `<Q>:mv` before its first write: a different (or missing) stamp
+//!   refuses the write with [`StorageError::MetadataChanged`], the entry
+//!   is dropped, and the api core reads the metadata again, validates
+//!   again and writes again (three attempts, then 503);
 //! - a post over the queue's own size limit never reaches the script, so
 //!   the api core reads the metadata afresh (`fresh`) before it refuses
 //!   it: a limit lifted through another server holds at once.
 //!
 //! What is kept is bounded: at most [`MAX_BYTES`] in all, and no queue
-//! whose metadata is over [`MAX_KEPT_METADATA`]. A queue not posted to for
-//! [`ENTRY_TTL`] is read again, stamp and metadata, on its next post: one
-//! round trip more than without this memory, for queues that see fewer
-//! than one post in ten seconds.
+//! whose metadata is over [`MAX_KEPT_METADATA`]. An entry older than
+//! [`ENTRY_TTL`] is read again, stamp and metadata, on the queue's next
+//! post or claim: one round trip more than without this memory, for queues
+//! that see fewer than one post or claim in ten seconds.
 //!
 //! Read in that order, a kept pair is never older than its stamp says: a
 //! reader that saw the stamp of before a write and the metadata of after it
@@ -37,12 +40,12 @@
 //! write and the metadata of before it keeps a pair the second stamp
 //! refuses. A server dying between a write's metadata and its second stamp
 //! leaves the other servers' entries valid for at most [`ENTRY_TTL`]. Only
-//! posts read this memory: every other operation reads the metadata from
-//! Redis as before.
+//! posts and claims read this memory: every other operation reads the
+//! metadata from Redis as before.
 //!
 //! [`StorageError::MetadataChanged`]: crate::storage::StorageError::MetadataChanged
 //! [`RedisStore::set_metadata`]: crate::storage::QueueStore::set_metadata
-//! [`RedisStore::get_for_post`]: crate::storage::QueueStore::get_for_post
+//! [`RedisStore::get_for_write`]: crate::storage::QueueStore::get_for_write
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -76,7 +79,7 @@ pub fn key(prefix: &str) -> String {
     format!("{prefix}:mv")
 }
 
-/// The metadata and stamp of recently posted-to queues.
+/// The metadata and stamp of queues recently posted to or claimed from.
 #[derive(Default)]
 pub struct StampedMetadata {
     kept: Mutex<Kept>,
@@ -109,8 +112,8 @@ impl StampedMetadata {
         (e.read_at.elapsed() < ENTRY_TTL).then(|| e.metadata.clone())
     }
 
-    /// The stamp a post to `scope` must find (`None`: post unchecked, the
-    /// metadata was read from Redis for this post).
+    /// The stamp a post to or a claim on `scope` must find (`None`:
+    /// unchecked, the metadata was read from Redis for this write).
     pub fn stamp(&self, scope: &Scope) -> Option<String> {
         self.kept().entries.get(scope).map(|e| e.stamp.clone())
     }
@@ -143,7 +146,7 @@ impl StampedMetadata {
         );
     }
 
-    /// Forgets `scope` (its metadata changed, or a post found it stale).
+    /// Forgets `scope` (its metadata changed, or a write found it stale).
     pub fn forget(&self, scope: &Scope) {
         let mut kept = self.kept();
         if let Some(old) = kept.entries.remove(scope) {

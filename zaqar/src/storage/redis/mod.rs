@@ -77,7 +77,7 @@
 //! |---|---|
 //! | queue create, get, delete (record), list, count | 1, plus the metadata stamp on a create or delete (see [`metadata_stamp`]) |
 //! | queue set_metadata | 3 (stamp, metadata, stamp) |
-//! | queue get_for_post | 0 while the queue's metadata is kept in memory, else 2 (stamp, metadata) |
+//! | queue get_for_write | 0 while the queue's metadata is kept in memory, else 2 (stamp, metadata) |
 //! | message post (any batch size), list, get, bulk_get, delete, bulk_delete, pop, stats, purge | 1, plus the chunks of a list of thousands (see "Limits") |
 //! | claim create | 1, or 3 when messages move to a dead-letter queue |
 //! | claim get, update, delete | 1 |

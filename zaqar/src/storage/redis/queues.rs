@@ -70,7 +70,7 @@ impl QueueStore for RedisStore {
         Ok(created == 1)
     }
 
-    async fn get_for_post(&self, scope: &Scope, fresh: bool) -> StorageResult<Option<Metadata>> {
+    async fn get_for_write(&self, scope: &Scope, fresh: bool) -> StorageResult<Option<Metadata>> {
         if !fresh {
             if let Some(kept) = self.inner.stamped.metadata(scope) {
                 return Ok(Some(kept));

@@ -599,7 +599,7 @@ async fn posts_check_the_metadata_they_were_validated_against() {
 
     assert!(b.create(&scope, &meta(100)).await.unwrap());
     assert_eq!(
-        a.get_for_post(&scope, false).await.unwrap(),
+        a.get_for_write(&scope, false).await.unwrap(),
         Some(meta(100))
     );
     post().await.unwrap();
@@ -607,7 +607,7 @@ async fn posts_check_the_metadata_they_were_validated_against() {
     b.set_metadata(&scope, &meta(200)).await.unwrap();
     // A still answers from memory...
     assert_eq!(
-        a.get_for_post(&scope, false).await.unwrap(),
+        a.get_for_write(&scope, false).await.unwrap(),
         Some(meta(100))
     );
     // ...and its post script refuses, having written nothing.
@@ -616,7 +616,7 @@ async fn posts_check_the_metadata_they_were_validated_against() {
     assert!(matches!(post().await, Err(StorageError::MetadataChanged)));
     assert_eq!(depth().await, before);
     assert_eq!(
-        a.get_for_post(&scope, false).await.unwrap(),
+        a.get_for_write(&scope, false).await.unwrap(),
         Some(meta(200))
     );
     post().await.unwrap();
@@ -624,7 +624,7 @@ async fn posts_check_the_metadata_they_were_validated_against() {
     // A's own change is seen at once.
     a.set_metadata(&scope, &meta(300)).await.unwrap();
     assert_eq!(
-        a.get_for_post(&scope, false).await.unwrap(),
+        a.get_for_write(&scope, false).await.unwrap(),
         Some(meta(300))
     );
     post().await.unwrap();
@@ -632,22 +632,25 @@ async fn posts_check_the_metadata_they_were_validated_against() {
     // Asked for fresh metadata (a post that failed validation), A reads it.
     b.set_metadata(&scope, &meta(350)).await.unwrap();
     assert_eq!(
-        a.get_for_post(&scope, false).await.unwrap(),
+        a.get_for_write(&scope, false).await.unwrap(),
         Some(meta(300))
     );
-    assert_eq!(a.get_for_post(&scope, true).await.unwrap(), Some(meta(350)));
+    assert_eq!(
+        a.get_for_write(&scope, true).await.unwrap(),
+        Some(meta(350))
+    );
     post().await.unwrap();
 
     QueueStore::delete(&b, &scope).await.unwrap();
     assert!(matches!(post().await, Err(StorageError::MetadataChanged)));
-    assert_eq!(a.get_for_post(&scope, false).await.unwrap(), None);
+    assert_eq!(a.get_for_write(&scope, false).await.unwrap(), None);
 
     // A queue of before the stamps: read from Redis for every post.
     assert!(b.create(&scope, &meta(400)).await.unwrap());
     let mut conn = raw_connection(&url).await;
     delete_the_key(&mut conn, &format!("{prefix}:*stamped*:mv")).await;
     assert_eq!(
-        a.get_for_post(&scope, false).await.unwrap(),
+        a.get_for_write(&scope, false).await.unwrap(),
         Some(meta(400))
     );
     post().await.unwrap();
@@ -659,7 +662,7 @@ async fn posts_check_the_metadata_they_were_validated_against() {
         .await
         .unwrap();
     assert_eq!(
-        a.get_for_post(&scope, false).await.unwrap(),
+        a.get_for_write(&scope, false).await.unwrap(),
         Some(meta(500))
     );
 }
@@ -761,8 +764,9 @@ async fn interrupted_dead_letter_move_is_finished_later() {
         "10".to_owned(),
         "1".to_owned(),
         super::DLQ_LEASE_MS.to_string(),
+        String::new(),
     ]);
-    let (rows, dead): (Vec<super::MessageRow>, Vec<String>) = store
+    let (rows, dead, stale): (Vec<super::MessageRow>, Vec<String>, String) = store
         .eval_queue_at(
             "claim create",
             false,
@@ -773,7 +777,7 @@ async fn interrupted_dead_letter_move_is_finished_later() {
         )
         .await
         .unwrap();
-    assert!(rows.is_empty());
+    assert!(rows.is_empty() && stale.is_empty());
     assert_eq!(dead.len(), 1);
     assert_eq!(backend.messages.stats(&src).await.unwrap().total, 0);
     assert_eq!(backend.messages.stats(&dlq).await.unwrap().total, 0);

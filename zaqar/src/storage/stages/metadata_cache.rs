@@ -79,7 +79,7 @@ impl QueueStore for MetadataCache {
     }
 
     /// This stage's answer, from memory within `ttl_ms` unless `fresh`.
-    async fn get_for_post(&self, scope: &Scope, fresh: bool) -> StorageResult<Option<Metadata>> {
+    async fn get_for_write(&self, scope: &Scope, fresh: bool) -> StorageResult<Option<Metadata>> {
         if fresh {
             self.forget(scope);
         }
