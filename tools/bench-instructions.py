@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Redis' cost per request, counted in instructions: a private redis-server
-runs under valgrind's callgrind (user-space instructions, the same count
-for the same binaries and requests whatever else the machine is doing),
-behind one zaqar-server per build named on the command line, and each load
-below is sent one request at a time, with callgrind counting only while
-that load runs.
+"""Cost per request counted in instructions, of Redis (``--count redis``,
+the default) or of the server (``--count server``): that process runs
+under valgrind's callgrind (user-space instructions, nearly the same count
+for the same binaries and requests whatever else the machine is doing:
+timings on a shared 2-core box move by 40 % between runs), one
+zaqar-server per build named on the command line in front of a private
+Redis, and each load below is sent one request at a time, with callgrind
+counting only while that load runs.
 
 Loads (each on a queue of its own, prefilled before counting starts):
 
@@ -22,10 +24,12 @@ Every request must succeed (each claim must take ten messages), or the run
 fails. Wall-clock time under valgrind means nothing; the instructions do.
 
 Usage:
-    tools/bench-redis-cost.py NAME=SERVER-BINARY [NAME=SERVER-BINARY ...]
-        [--requests 2000] [--port-base 27400] [--out DIR]
+    tools/bench-instructions.py NAME=SERVER-BINARY [NAME=SERVER-BINARY ...]
+        [--count redis|server] [--requests 2000] [--port-base 27400] [--out DIR]
 
-Needs valgrind (callgrind_control). Ports: server on BASE+1, Redis on
+Needs valgrind (callgrind_control). The server's count includes what its
+background tasks do over the same time; its logging is at
+``warn``, as in the other benchmarks. Ports: server on BASE+1, Redis on
 BASE+379 (loopback).
 """
 
@@ -88,19 +92,20 @@ def instructions(out, pid, before):
 
 
 def measure(name, server, args):
-    out = os.path.join(args.out, name)
+    out = os.path.join(args.out, args.count, name)
     os.makedirs(out, exist_ok=True)
     for f in os.listdir(out):
         if f.startswith("callgrind.out"):
             os.remove(os.path.join(out, f))
     procs = Processes()
     redis_port, port = args.port_base + 379, args.port_base + 1
+    grind = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+             f"--callgrind-out-file={out}/callgrind.out.%p"]
     try:
         redis = procs.spawn(
-            ["valgrind", "--tool=callgrind", "--instr-atstart=no",
-             f"--callgrind-out-file={out}/callgrind.out.%p", "redis-server", "--port",
-             str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", out], os.path.join(out, "redis.log"))
+            (grind if args.count == "redis" else []) +
+            ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", out], os.path.join(out, "redis.log"))
         for _ in range(300):
             if subprocess.run(["redis-cli", "-p", str(redis_port), "ping"],
                               capture_output=True).returncode == 0:
@@ -113,8 +118,10 @@ def measure(name, server, args):
                     f"management_store = redis\n[drivers:message_store:redis]\nuri = {uri}\n"
                     f"[drivers:management_store:redis]\nuri = {uri}\n"
                     f"[drivers:transport:wsgi]\nbind = 127.0.0.1\nport = {port}\n")
-        procs.spawn([server, "--config-file", conf], os.path.join(out, "server.log"),
-                    env=dict(os.environ, RUST_LOG="warn"))
+        zaqar = procs.spawn((grind if args.count == "server" else []) +
+                            [server, "--config-file", conf], os.path.join(out, "server.log"),
+                            env=dict(os.environ, RUST_LOG="warn"))
+        counted = redis if args.count == "redis" else zaqar
         c = None
         for _ in range(300):
             try:
@@ -143,9 +150,9 @@ def measure(name, server, args):
         seen = set()
         results = {}
         for load in LOADS:
-            callgrind(redis.pid, "--zero")
-            instructions(out, redis.pid, seen)
-            callgrind(redis.pid, "--instr=on")
+            callgrind(counted.pid, "--zero")
+            instructions(out, counted.pid, seen)
+            callgrind(counted.pid, "--instr=on")
             for i in range(n):
                 if load == "post1":
                     c.post("post1", 1, i)
@@ -167,9 +174,9 @@ def measure(name, server, args):
                 else:
                     c.call("POST", "/v2/queues/empty/claims?limit=10",
                            {"ttl": 300, "grace": 60}, want=(204,))
-            callgrind(redis.pid, "--instr=off")
-            callgrind(redis.pid, "--dump")
-            results[load] = instructions(out, redis.pid, seen) / n
+            callgrind(counted.pid, "--instr=off")
+            callgrind(counted.pid, "--dump")
+            results[load] = instructions(out, counted.pid, seen) / n
         return results
     finally:
         procs.stop_all()
@@ -178,17 +185,18 @@ def measure(name, server, args):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("servers", nargs="+", metavar="NAME=SERVER-BINARY")
+    ap.add_argument("--count", choices=["redis", "server"], default="redis")
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--port-base", type=int, default=27400)
     ap.add_argument("--out", default=os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), "..", "target", "bench-redis-cost"))
+        os.path.dirname(os.path.abspath(__file__)), "..", "target", "bench-instructions"))
     args = ap.parse_args()
     table = {}
     for spec in args.servers:
         name, _, server = spec.partition("=")
         table[name] = measure(name, server, args)
     names = list(table)
-    print(f"Redis instructions per request ({args.requests} requests per load)")
+    print(f"{args.count} instructions per request ({args.requests} requests per load)")
     print(f"{'load':<14}" + "".join(f"{n:>14}" for n in names)
           + ("".join(f"{n + '/' + names[0]:>16}" for n in names[1:])))
     for load in LOADS:
