@@ -20,10 +20,14 @@ local function ids_at(lo)
   return list(nclaims + lo, nclaims + math.min(lo + CHUNK - 1, nids))
 end
 local outcome = 'ok'
+-- The records the check read, per chunk, for the deletion to use again
+-- (nothing changes in between).
+local loaded = {}
 if with_claims then
   for lo = 1, nids, CHUNK do
     local ids = ids_at(lo)
     local ms = load_many(ids)
+    loaded[lo] = ms
     for i = 1, #ids do
       local m = ms[i]
       if m then
@@ -38,7 +42,7 @@ if outcome == 'ok' then
   local seen = {}
   for lo = 1, nids, CHUNK do
     local ids = ids_at(lo)
-    local ms = load_many(ids)
+    local ms = loaded[lo] or load_many(ids)
     local live, claims = {}, {}
     for i, id in ipairs(ids) do
       if ms[i] and not seen[id] then

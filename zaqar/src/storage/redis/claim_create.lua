@@ -57,7 +57,8 @@ end
 
 local leaving = {}    -- ids leaving for the dead-letter outbox
 local records = {}    -- HSET arguments: id, new record, ...
-local taken = {}      -- ids leaving the free set
+local taken = {}      -- ids leaving the free set (only those at or below the head are in it)
+local head_before = tonumber(head())
 local members = {}    -- ZADD arguments of the claim's message set
 local extended = {}   -- ZADD arguments of <Q>:exp for extended expiries
 local page = limit
@@ -80,7 +81,7 @@ if limit > 0 then
     end
     records[#records + 1] = id
     records[#records + 1] = encode(m)
-    taken[#taken + 1] = id
+    if tonumber(m.r) <= head_before then taken[#taken + 1] = id end
     members[#members + 1] = m.r
     members[#members + 1] = id
     claimed[#claimed + 1] = {id, int(m.t), int(m.cr), m.b, cid, int(m.n), m.k}

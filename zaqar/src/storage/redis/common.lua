@@ -253,10 +253,20 @@ local function remove_messages(ids, claims)
       if recs[i] then claims[id] = decode(recs[i]).c else claims[id] = '' end
     end
   end
+  -- One ZREM per claim (a consumer deletes what one claim gave it).
+  local held = {}
   for _, id in ipairs(ids) do
     local c = claims[id]
-    if c and c ~= '' then redis.call('ZREM', cmkey(c), id) end
+    if c and c ~= '' then
+      local of_claim = held[c]
+      if not of_claim then
+        of_claim = {}
+        held[c] = of_claim
+      end
+      of_claim[#of_claim + 1] = id
+    end
   end
+  for c, of_claim in pairs(held) do call_chunked('ZREM', cmkey(c), of_claim) end
   call_chunked('HDEL', K_M, ids)
   call_chunked('ZREM', K_MSGS, ids)
   call_chunked('ZREM', K_EXP, ids)
