@@ -4,6 +4,7 @@
 -- message ids. With claim ids, every live message must be held by one of
 -- those live claims, else nothing is deleted and 'mismatch' is returned:
 -- every chunk is checked before the first is deleted.
+records()
 local with_claims = ARGV[3] == '1'
 local nclaims = arg_int(4, 0, 100000000)
 local nids = arg_int(5, 0, 100000000)

@@ -1,5 +1,6 @@
 -- Claim release: ARGV[3] = claim id. Missing claims are ignored; an
 -- expired one the collection has not reached yet is dropped now.
+records()
 normalize()
 local cid = ARGV[3]
 if redis.call('ZSCORE', K_CLAIMS, cid) and drop_claim(cid) > 0 then

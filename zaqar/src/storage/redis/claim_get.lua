@@ -1,5 +1,6 @@
 -- Claim get: ARGV[3] = claim id. Returns {} when missing or expired, else
 -- {ttl, updated ms, {message...}}.
+records()
 normalize()
 local cid = ARGV[3]
 if not claim_live(cid) then return {} end

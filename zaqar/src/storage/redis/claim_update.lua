@@ -3,6 +3,7 @@
 -- the expiry its messages keep at least (claim end + grace, ms), all
 -- computed by the server (storage::deadline) and checked here again.
 -- Returns 'ok' or 'no_claim'.
+records()
 local cid = ARGV[3]
 local ttl = arg_int(4, 0, MAX_SECS)
 local ce = arg_int(5, NOW, MAX_TIME)

@@ -84,9 +84,6 @@ local DUE_RECHECK = 1000
 -- arg_int and sums of them stay far below 2^53.
 local function int(x) return string.format('%d', x) end
 
--- The <Q>:wait member of message `id` of rank `rank`.
-local function wait_member(rank, id) return string.format('%020d', tonumber(rank)) .. ':' .. id end
-
 -- ARGV[i] as an integer within [lo, hi]; anything else (text, a fraction,
 -- nan, inf, out of range) stops the script. Called before the first write.
 local function arg_int(i, lo, hi)
@@ -114,9 +111,6 @@ local K_SEQ = Q .. ':seq'
 local K_CLAIMS = Q .. ':claims'
 local K_DEAD = Q .. ':dead'
 
-local function ckey(cid) return Q .. ':c:' .. cid end
-local function cmkey(cid) return Q .. ':cm:' .. cid end
-
 -- What this call knows of <Q>:seq: the head, the times of the indexes
 -- normalize() collects from (a missing time is 0: look now), and whether
 -- the hash exists (every write of it sets 'last' first). Read once, by the
@@ -140,12 +134,6 @@ local function head()
   return HEAD
 end
 
-local function set_head(rank)
-  load_seq()
-  redis.call('HSET', K_SEQ, 'head', rank)
-  HEAD = rank
-end
-
 -- For a script adding an entry due at `at` ms to the index whose time is
 -- `field` ('dc' <Q>:claims, 'dw' <Q>:wait, 'de' <Q>:exp): brings that time
 -- forward when the entry is due sooner. Every such write must call it.
@@ -163,16 +151,6 @@ local function call_chunked(cmd, key, list)
   for lo = 1, #list, CHUNK do
     redis.call(cmd, key, unpack(list, lo, math.min(lo + CHUNK - 1, #list)))
   end
-end
-
--- HMGET in chunks: the values of `fields` in order (false when missing).
-local function hmget(key, fields)
-  local out = {}
-  for lo = 1, #fields, CHUNK do
-    local part = redis.call('HMGET', key, unpack(fields, lo, math.min(lo + CHUNK - 1, #fields)))
-    for i = 1, #part do out[lo + i - 1] = part[i] end
-  end
-  return out
 end
 
 -- A list argument of `count` values: ARGV[first..first+count-1] or, when the
@@ -200,118 +178,6 @@ local function gc_at(key, at_ms)
   redis.call('PEXPIRE', key, int(ttl + GC_MARGIN))
 end
 
--- Splits a WITHSCORES reply into its members and their scores.
-local function split_scored(reply)
-  local members, scores = {}, {}
-  for i = 1, #reply, 2 do
-    members[#members + 1] = reply[i]
-    scores[#scores + 1] = reply[i + 1]
-  end
-  return members, scores
-end
-
-local function decode(rec, rank)
-  local t, e, cr, u, b, k, c, n, d = cmsgpack.unpack(rec)
-  return {t = t, e = e, cr = cr, u = u, b = b, k = k, c = c, n = n, d = d, r = rank}
-end
-
-local function encode(m)
-  return cmsgpack.pack(m.t, m.e, m.cr, m.u, m.b, m.k, m.c, m.n, m.d)
-end
-
--- Whether claim `cid` is live (listed with an expiry after NOW). A claim
--- that expired stays listed until the collection in normalize() reaches
--- it, so its id on a message proves nothing by itself. Cached per call.
-local live_claims = {}
-local function claim_live(cid)
-  if cid == nil or cid == '' then return false end
-  local live = live_claims[cid]
-  if live == nil then
-    local score = redis.call('ZSCORE', K_CLAIMS, cid)
-    live = (score and tonumber(score) > NOW) and true or false
-    live_claims[cid] = live
-  end
-  return live
-end
-
--- Removes messages from every index and deletes them. `claims` maps each id
--- to its claim id ('' when unclaimed) when the caller knows it.
-local function remove_messages(ids, claims)
-  if #ids == 0 then return end
-  if redis.call('EXISTS', K_WAIT) == 1 then
-    local waiting = {}
-    for _, id in ipairs(ids) do
-      local rank = redis.call('ZSCORE', K_MSGS, id)
-      if rank then waiting[#waiting + 1] = wait_member(rank, id) end
-    end
-    call_chunked('ZREM', K_WAIT, waiting)
-  end
-  if not claims then
-    claims = {}
-    local recs = hmget(K_M, ids)
-    for i, id in ipairs(ids) do
-      if recs[i] then claims[id] = decode(recs[i]).c else claims[id] = '' end
-    end
-  end
-  -- One ZREM per claim (a consumer deletes what one claim gave it).
-  local held = {}
-  for _, id in ipairs(ids) do
-    local c = claims[id]
-    if c and c ~= '' then
-      local of_claim = held[c]
-      if not of_claim then
-        of_claim = {}
-        held[c] = of_claim
-      end
-      of_claim[#of_claim + 1] = id
-    end
-  end
-  for c, of_claim in pairs(held) do call_chunked('ZREM', cmkey(c), of_claim) end
-  call_chunked('HDEL', K_M, ids)
-  call_chunked('ZREM', K_MSGS, ids)
-  call_chunked('ZREM', K_EXP, ids)
-  call_chunked('ZREM', K_FREE, ids)
-end
-
-local function remove_message(id, claim)
-  local claims = nil
-  if claim then claims = {[id] = claim} end
-  remove_messages({id}, claims)
-end
-
--- The records of `ids` (in order; nil for a message that is not in this
--- queue), expired ones included (garbage collection reads these).
--- `ranks[i]`, when given, is the rank of ids[i] read from an index;
--- otherwise it is looked up.
-local function load_raw(ids, ranks)
-  local out = {}
-  if #ids == 0 then return out end
-  local recs = hmget(K_M, ids)
-  local gone = {}
-  for i, id in ipairs(ids) do
-    local rank = ranks and ranks[i]
-    if not rank then rank = redis.call('ZSCORE', K_MSGS, id) end
-    if rank and recs[i] then
-      out[i] = decode(recs[i], rank)
-    elseif rank then
-      -- The record was garbage-collected: the message is gone.
-      gone[#gone + 1] = id
-    end
-  end
-  if #gone > 0 then remove_messages(gone, {}) end
-  return out
-end
-
--- load_raw for readers: a message that expired (and that the collection
--- has not reached yet) is nil, as if gone.
-local function load_many(ids, ranks)
-  local out = load_raw(ids, ranks)
-  for i = 1, #ids do
-    if out[i] and out[i].e <= NOW then out[i] = nil end
-  end
-  return out
-end
-
 -- The queue-level keys may be dropped by Redis a margin after the last
 -- message and the last claim are logically dead (`at_least`: an expiry the
 -- caller just wrote). Every key gets the same deadline, two margins out.
@@ -336,45 +202,330 @@ local function gc_queue_lazy(probe, at_ms)
   if pttl < 0 or NOW + pttl < at_ms + GC_MARGIN then gc_queue(at_ms) end
 end
 
--- Forgets claim `cid` and hands its messages back to the free set; returns
--- how many messages it held. The work is that of the claim's creation
--- (its size is bounded by the claim limit).
-local function drop_claim(cid)
-  -- The claim's set holds its live messages, scored by rank (deleting a
-  -- message takes it out of the set too).
-  local ids, ranks = split_scored(redis.call('ZRANGE', cmkey(cid), '0', '-1', 'WITHSCORES'))
-  if #ids > 0 then
-    local recs = hmget(K_M, ids)
-    local free = {}
-    local hset = {}
-    for i, id in ipairs(ids) do
-      if recs[i] then
-        local m = decode(recs[i])
-        if m.c == cid then
-          m.c = ''
-          hset[#hset + 1] = id
-          hset[#hset + 1] = encode(m)
-          free[#free + 1] = ranks[i]
-          free[#free + 1] = id
-        end
+-- The helpers that read and write records, claims and indexes, and the
+-- collection itself. Lua builds every function a script defines again on
+-- each call (about 1,500 Redis instructions each), and a post with nothing
+-- due calls none of these: records() builds them, once per call, and
+-- every script that calls one of them runs it first (scan.lua does, for
+-- the scripts that carry it); normalize() runs it when something is due.
+local wait_member, ckey, cmkey, set_head, hmget, split_scored, decode, encode
+local live_claims, claim_live, remove_messages, remove_message, load_raw, load_many
+local drop_claim, next_due, collect, load, claim_of, render
+local built = false
+local function records()
+  if built then return end
+  built = true
+  -- The <Q>:wait member of message `id` of rank `rank`.
+  function wait_member(rank, id) return string.format('%020d', tonumber(rank)) .. ':' .. id end
+
+  function ckey(cid) return Q .. ':c:' .. cid end
+
+  function cmkey(cid) return Q .. ':cm:' .. cid end
+
+  function set_head(rank)
+    load_seq()
+    redis.call('HSET', K_SEQ, 'head', rank)
+    HEAD = rank
+  end
+
+  -- HMGET in chunks: the values of `fields` in order (false when missing).
+  function hmget(key, fields)
+    local out = {}
+    for lo = 1, #fields, CHUNK do
+      local part = redis.call('HMGET', key, unpack(fields, lo, math.min(lo + CHUNK - 1, #fields)))
+      for i = 1, #part do out[lo + i - 1] = part[i] end
+    end
+    return out
+  end
+
+  -- Splits a WITHSCORES reply into its members and their scores.
+  function split_scored(reply)
+    local members, scores = {}, {}
+    for i = 1, #reply, 2 do
+      members[#members + 1] = reply[i]
+      scores[#scores + 1] = reply[i + 1]
+    end
+    return members, scores
+  end
+
+  function decode(rec, rank)
+    local t, e, cr, u, b, k, c, n, d = cmsgpack.unpack(rec)
+    return {t = t, e = e, cr = cr, u = u, b = b, k = k, c = c, n = n, d = d, r = rank}
+  end
+
+  function encode(m)
+    return cmsgpack.pack(m.t, m.e, m.cr, m.u, m.b, m.k, m.c, m.n, m.d)
+  end
+
+  -- Whether claim `cid` is live (listed with an expiry after NOW). A claim
+  -- that expired stays listed until the collection in normalize() reaches
+  -- it, so its id on a message proves nothing by itself. Cached per call.
+  live_claims = {}
+
+  function claim_live(cid)
+    if cid == nil or cid == '' then return false end
+    local live = live_claims[cid]
+    if live == nil then
+      local score = redis.call('ZSCORE', K_CLAIMS, cid)
+      live = (score and tonumber(score) > NOW) and true or false
+      live_claims[cid] = live
+    end
+    return live
+  end
+
+  -- Removes messages from every index and deletes them. `claims` maps each id
+  -- to its claim id ('' when unclaimed) when the caller knows it.
+  function remove_messages(ids, claims)
+    if #ids == 0 then return end
+    if redis.call('EXISTS', K_WAIT) == 1 then
+      local waiting = {}
+      for _, id in ipairs(ids) do
+        local rank = redis.call('ZSCORE', K_MSGS, id)
+        if rank then waiting[#waiting + 1] = wait_member(rank, id) end
+      end
+      call_chunked('ZREM', K_WAIT, waiting)
+    end
+    if not claims then
+      claims = {}
+      local recs = hmget(K_M, ids)
+      for i, id in ipairs(ids) do
+        if recs[i] then claims[id] = decode(recs[i]).c else claims[id] = '' end
       end
     end
-    call_chunked('HSET', K_M, hset)
-    call_chunked('ZADD', K_FREE, free)
+    -- One ZREM per claim (a consumer deletes what one claim gave it).
+    local held = {}
+    for _, id in ipairs(ids) do
+      local c = claims[id]
+      if c and c ~= '' then
+        local of_claim = held[c]
+        if not of_claim then
+          of_claim = {}
+          held[c] = of_claim
+        end
+        of_claim[#of_claim + 1] = id
+      end
+    end
+    for c, of_claim in pairs(held) do call_chunked('ZREM', cmkey(c), of_claim) end
+    call_chunked('HDEL', K_M, ids)
+    call_chunked('ZREM', K_MSGS, ids)
+    call_chunked('ZREM', K_EXP, ids)
+    call_chunked('ZREM', K_FREE, ids)
   end
-  redis.call('DEL', cmkey(cid), ckey(cid))
-  redis.call('ZREM', K_CLAIMS, cid)
-  live_claims[cid] = false
-  return #ids
-end
 
--- The time to keep for index `key` once normalize() has collected from it:
--- its earliest entry's, at most DUE_RECHECK ms ahead.
-local function next_due(key)
-  local first = redis.call('ZRANGE', key, '0', '0', 'WITHSCORES')
-  local at = NOW + DUE_RECHECK
-  if first[2] and tonumber(first[2]) < at then at = tonumber(first[2]) end
-  return at
+  function remove_message(id, claim)
+    local claims = nil
+    if claim then claims = {[id] = claim} end
+    remove_messages({id}, claims)
+  end
+
+  -- The records of `ids` (in order; nil for a message that is not in this
+  -- queue), expired ones included (garbage collection reads these).
+  -- `ranks[i]`, when given, is the rank of ids[i] read from an index;
+  -- otherwise it is looked up.
+  function load_raw(ids, ranks)
+    local out = {}
+    if #ids == 0 then return out end
+    local recs = hmget(K_M, ids)
+    local gone = {}
+    for i, id in ipairs(ids) do
+      local rank = ranks and ranks[i]
+      if not rank then rank = redis.call('ZSCORE', K_MSGS, id) end
+      if rank and recs[i] then
+        out[i] = decode(recs[i], rank)
+      elseif rank then
+        -- The record was garbage-collected: the message is gone.
+        gone[#gone + 1] = id
+      end
+    end
+    if #gone > 0 then remove_messages(gone, {}) end
+    return out
+  end
+
+  -- load_raw for readers: a message that expired (and that the collection
+  -- has not reached yet) is nil, as if gone.
+  function load_many(ids, ranks)
+    local out = load_raw(ids, ranks)
+    for i = 1, #ids do
+      if out[i] and out[i].e <= NOW then out[i] = nil end
+    end
+    return out
+  end
+
+  -- Forgets claim `cid` and hands its messages back to the free set; returns
+  -- how many messages it held. The work is that of the claim's creation
+  -- (its size is bounded by the claim limit).
+  function drop_claim(cid)
+    -- The claim's set holds its live messages, scored by rank (deleting a
+    -- message takes it out of the set too).
+    local ids, ranks = split_scored(redis.call('ZRANGE', cmkey(cid), '0', '-1', 'WITHSCORES'))
+    if #ids > 0 then
+      local recs = hmget(K_M, ids)
+      local free = {}
+      local hset = {}
+      for i, id in ipairs(ids) do
+        if recs[i] then
+          local m = decode(recs[i])
+          if m.c == cid then
+            m.c = ''
+            hset[#hset + 1] = id
+            hset[#hset + 1] = encode(m)
+            free[#free + 1] = ranks[i]
+            free[#free + 1] = id
+          end
+        end
+      end
+      call_chunked('HSET', K_M, hset)
+      call_chunked('ZADD', K_FREE, free)
+    end
+    redis.call('DEL', cmkey(cid), ckey(cid))
+    redis.call('ZREM', K_CLAIMS, cid)
+    live_claims[cid] = false
+    return #ids
+  end
+
+  -- The time to keep for index `key` once normalize() has collected from it:
+  -- its earliest entry's, at most DUE_RECHECK ms ahead.
+  function next_due(key)
+    local first = redis.call('ZRANGE', key, '0', '0', 'WITHSCORES')
+    local at = NOW + DUE_RECHECK
+    if first[2] and tonumber(first[2]) < at then at = tonumber(first[2]) end
+    return at
+  end
+
+  -- The record of one live message, or nil when it is not live in this queue.
+  function load(id)
+    return load_many({id})[1]
+  end
+
+  -- The claim holding `m`, or '' when none does (any more).
+  function claim_of(m)
+    if claim_live(m.c) then return m.c end
+    return ''
+  end
+
+  -- Wire form of a message: {id, ttl, created_ms, body, claim_id|'', claim_count, checksum|''}.
+  function render(id, m)
+    return {id, int(m.t), int(m.cr), m.b, claim_of(m), int(m.n), m.k}
+  end
+
+  -- The work of normalize() once something is due.
+  function collect()
+    local budget = GC_BUDGET
+    local released = false
+    -- HSET arguments: the indexes' new times. Kept only in a <Q>:seq that
+    -- exists (SEQ_EXISTS): a queue that never had a message gets no key,
+    -- and its indexes (empty) are looked at again on every call.
+    local times = {}
+    local function keep(field, key)
+      if not SEQ_EXISTS then return end
+      local at = next_due(key)
+      if at ~= DUE[field] then
+        DUE[field] = at
+        times[#times + 1] = field
+        times[#times + 1] = int(at)
+      end
+    end
+    if DUE.dc <= NOW then
+      while budget > 0 do
+        local cids = redis.call('ZRANGEBYSCORE', K_CLAIMS, '-inf', NOW_S, 'LIMIT', '0', '100')
+        for _, cid in ipairs(cids) do
+          local n = drop_claim(cid)
+          if n > 0 then released = true end
+          budget = budget - GC_READ * math.max(n, 1)
+          if budget <= 0 then break end
+        end
+        if #cids < 100 then break end
+      end
+      keep('dc', K_CLAIMS)
+    end
+    -- Passed-over messages whose delay has ended become claimable (a chunk
+    -- per call; what is left waits for the next call).
+    if DUE.dw <= NOW then
+      local due = redis.call('ZRANGEBYSCORE', K_WAIT, '-inf', NOW_S, 'LIMIT', '0', int(CHUNK))
+      if #due > 0 then
+        local free = {}
+        for _, member in ipairs(due) do
+          local id = string.match(member, '^%d+:(.+)$')
+          local rank = id and redis.call('ZSCORE', K_MSGS, id)
+          if rank then
+            free[#free + 1] = rank
+            free[#free + 1] = id
+          end
+        end
+        call_chunked('ZADD', K_FREE, free)
+        call_chunked('ZREM', K_WAIT, due)
+        if #free > 0 then released = true end
+      end
+      keep('dw', K_WAIT)
+    end
+    -- Released messages may have re-created the free set without an expiry.
+    if released then gc_queue_lazy(K_FREE, NOW) end
+    if DUE.de <= NOW and budget > 0 then
+      local h = tonumber(HEAD)
+      while budget > 0 do
+        local due = redis.call('ZRANGEBYSCORE', K_EXP, '-inf', NOW_S, 'WITHSCORES', 'LIMIT', '0',
+                                '100')
+        local members, scores = split_scored(due)
+        local ids, claims = {}, {}
+        local singles = {}
+        -- Whether a run was left partly collected (its rest is due again).
+        local rest_left = false
+        for j, member in ipairs(members) do
+          if budget < GC_READ then
+            budget = 0
+            break
+          end
+          local a, b = string.match(member, '^r:(%d+):(%d+)$')
+          if a then
+            -- Messages of the run still here, a chunk at a time. Above the
+            -- head a message was never claimed, so never extended: the run's
+            -- expiry is its own. At or below it, a claim may have extended
+            -- some (they have an entry of their own then): their records decide.
+            local want = math.min(math.floor(budget / GC_READ), CHUNK)
+            if tonumber(a) > h then want = math.min(budget, CHUNK) end
+            local cand, ranks = split_scored(redis.call('ZRANGEBYSCORE', K_MSGS, a, b, 'WITHSCORES',
+                                                        'LIMIT', '0', int(want)))
+            local blind, read, read_ranks = {}, {}, {}
+            for i, id in ipairs(cand) do
+              if tonumber(ranks[i]) > h then
+                blind[#blind + 1] = id
+              else
+                read[#read + 1] = id
+                read_ranks[#read_ranks + 1] = ranks[i]
+              end
+            end
+            local ms = load_raw(read, read_ranks)
+            for i, id in ipairs(read) do
+              if ms[i] and ms[i].e <= NOW then
+                ids[#ids + 1] = id
+                claims[id] = ms[i].c
+              end
+            end
+            call_chunked('HDEL', K_M, blind)
+            call_chunked('ZREM', K_MSGS, blind)
+            budget = budget - math.max(#blind + GC_READ * #read, 1)
+            redis.call('ZREM', K_EXP, member)
+            if #cand == want then
+              -- The rest of the run waits for the next round (or call).
+              local rest = tonumber(ranks[#ranks]) + 1
+              if rest <= tonumber(b) then
+                redis.call('ZADD', K_EXP, scores[j], 'r:' .. int(rest) .. ':' .. b)
+                rest_left = true
+              end
+            end
+          else
+            singles[#singles + 1] = member
+            budget = budget - GC_READ
+          end
+        end
+        remove_messages(ids, claims)
+        remove_messages(singles)
+        if #members < 100 and not rest_left then break end
+      end
+      keep('de', K_EXP)
+    end
+    if #times > 0 then redis.call('HSET', K_SEQ, unpack(times)) end
+  end
 end
 
 -- Brings the queue towards the state of time NOW: expired claims release
@@ -388,135 +539,7 @@ end
 -- hash and nothing else here.
 local function normalize()
   load_seq()
-  local budget = GC_BUDGET
-  local released = false
-  -- HSET arguments: the indexes' new times. Kept only in a <Q>:seq that
-  -- exists (SEQ_EXISTS): a queue that never had a message gets no key,
-  -- and its indexes (empty) are looked at again on every call.
-  local times = {}
-  local function keep(field, key)
-    if not SEQ_EXISTS then return end
-    local at = next_due(key)
-    if at ~= DUE[field] then
-      DUE[field] = at
-      times[#times + 1] = field
-      times[#times + 1] = int(at)
-    end
-  end
-  if DUE.dc <= NOW then
-    while budget > 0 do
-      local cids = redis.call('ZRANGEBYSCORE', K_CLAIMS, '-inf', NOW_S, 'LIMIT', '0', '100')
-      for _, cid in ipairs(cids) do
-        local n = drop_claim(cid)
-        if n > 0 then released = true end
-        budget = budget - GC_READ * math.max(n, 1)
-        if budget <= 0 then break end
-      end
-      if #cids < 100 then break end
-    end
-    keep('dc', K_CLAIMS)
-  end
-  -- Passed-over messages whose delay has ended become claimable (a chunk
-  -- per call; what is left waits for the next call).
-  if DUE.dw <= NOW then
-    local due = redis.call('ZRANGEBYSCORE', K_WAIT, '-inf', NOW_S, 'LIMIT', '0', int(CHUNK))
-    if #due > 0 then
-      local free = {}
-      for _, member in ipairs(due) do
-        local id = string.match(member, '^%d+:(.+)$')
-        local rank = id and redis.call('ZSCORE', K_MSGS, id)
-        if rank then
-          free[#free + 1] = rank
-          free[#free + 1] = id
-        end
-      end
-      call_chunked('ZADD', K_FREE, free)
-      call_chunked('ZREM', K_WAIT, due)
-      if #free > 0 then released = true end
-    end
-    keep('dw', K_WAIT)
-  end
-  -- Released messages may have re-created the free set without an expiry.
-  if released then gc_queue_lazy(K_FREE, NOW) end
-  if DUE.de <= NOW and budget > 0 then
-    local h = tonumber(HEAD)
-    while budget > 0 do
-      local due = redis.call('ZRANGEBYSCORE', K_EXP, '-inf', NOW_S, 'WITHSCORES', 'LIMIT', '0',
-                              '100')
-      local members, scores = split_scored(due)
-      local ids, claims = {}, {}
-      local singles = {}
-      -- Whether a run was left partly collected (its rest is due again).
-      local rest_left = false
-      for j, member in ipairs(members) do
-        if budget < GC_READ then
-          budget = 0
-          break
-        end
-        local a, b = string.match(member, '^r:(%d+):(%d+)$')
-        if a then
-          -- Messages of the run still here, a chunk at a time. Above the
-          -- head a message was never claimed, so never extended: the run's
-          -- expiry is its own. At or below it, a claim may have extended
-          -- some (they have an entry of their own then): their records decide.
-          local want = math.min(math.floor(budget / GC_READ), CHUNK)
-          if tonumber(a) > h then want = math.min(budget, CHUNK) end
-          local cand, ranks = split_scored(redis.call('ZRANGEBYSCORE', K_MSGS, a, b, 'WITHSCORES',
-                                                      'LIMIT', '0', int(want)))
-          local blind, read, read_ranks = {}, {}, {}
-          for i, id in ipairs(cand) do
-            if tonumber(ranks[i]) > h then
-              blind[#blind + 1] = id
-            else
-              read[#read + 1] = id
-              read_ranks[#read_ranks + 1] = ranks[i]
-            end
-          end
-          local ms = load_raw(read, read_ranks)
-          for i, id in ipairs(read) do
-            if ms[i] and ms[i].e <= NOW then
-              ids[#ids + 1] = id
-              claims[id] = ms[i].c
-            end
-          end
-          call_chunked('HDEL', K_M, blind)
-          call_chunked('ZREM', K_MSGS, blind)
-          budget = budget - math.max(#blind + GC_READ * #read, 1)
-          redis.call('ZREM', K_EXP, member)
-          if #cand == want then
-            -- The rest of the run waits for the next round (or call).
-            local rest = tonumber(ranks[#ranks]) + 1
-            if rest <= tonumber(b) then
-              redis.call('ZADD', K_EXP, scores[j], 'r:' .. int(rest) .. ':' .. b)
-              rest_left = true
-            end
-          end
-        else
-          singles[#singles + 1] = member
-          budget = budget - GC_READ
-        end
-      end
-      remove_messages(ids, claims)
-      remove_messages(singles)
-      if #members < 100 and not rest_left then break end
-    end
-    keep('de', K_EXP)
-  end
-  if #times > 0 then redis.call('HSET', K_SEQ, unpack(times)) end
-end
-
--- The record of one live message, or nil when it is not live in this queue.
-local function load(id)
-  return load_many({id})[1]
-end
-
--- The claim holding `m`, or '' when none does (any more).
-local function claim_of(m)
-  if claim_live(m.c) then return m.c end
-  return ''
-end
-
--- Wire form of a message: {id, ttl, created_ms, body, claim_id|'', claim_count, checksum|''}.
-local function render(id, m)
-  return {id, int(m.t), int(m.cr), m.b, claim_of(m), int(m.n), m.k}
+  if DUE.dc > NOW and DUE.dw > NOW and DUE.de > NOW then return end
+  records()
+  collect()
 end

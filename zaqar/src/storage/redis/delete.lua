@@ -1,5 +1,6 @@
 -- Delete one message: ARGV[3] = id, ARGV[4] = 1 when a claim id is given,
 -- ARGV[5] = claim id. Returns 'ok', 'is_claimed', 'not_claimed' or 'no_claim'.
+records()
 normalize()
 local id = ARGV[3]
 local m = load(id)

@@ -3,6 +3,7 @@
 -- chunk at a time). Returns the records of those still in the outbox, 8
 -- values each: {id, ttl, expiry ms, created ms, client id, body, checksum,
 -- claim count}. Writes nothing.
+records()
 local ids = {}
 for i = 3, #ARGV do ids[#ids + 1] = ARGV[i] end
 local recs = hmget(K_M, ids)

@@ -1,5 +1,6 @@
 -- Get: ARGV[3..] = message ids (the server sends at most a few thousand
 -- per call). Returns the live ones among them.
+records()
 normalize()
 local ids = {}
 for i = 3, #ARGV do ids[#ids + 1] = ARGV[i] end

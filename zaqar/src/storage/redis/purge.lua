@@ -1,5 +1,6 @@
 -- Purge: deletes every message and claim of the queue (the rank counter
 -- stays, so markers handed out before keep their meaning).
+records()
 while true do
   local cids = redis.call('ZRANGE', K_CLAIMS, '0', '199')
   if #cids == 0 then break end

@@ -3,6 +3,9 @@
 -- only (mod.rs, queue_script!), since every function a script defines is
 -- built again on each call.
 
+-- The walks use the record helpers (common.lua).
+records()
+
 -- Records this call may still read while walking indexes.
 local scan_left = SCAN_BUDGET
 

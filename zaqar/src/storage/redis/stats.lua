@@ -3,6 +3,7 @@
 -- expiry than one call collects is still being collected (or more claims
 -- expired at once than one call releases), the counts include what
 -- expired and is not collected yet, as the reference's do.
+records()
 normalize()
 local total = redis.call('ZCARD', K_MSGS)
 local free = redis.call('ZCARD', K_FREE) + redis.call('ZCARD', K_WAIT)
