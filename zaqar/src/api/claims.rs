@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use super::body::{document_type_not_supported, int_field};
-use super::metadata::QueuePolicy;
+use super::metadata::{with_current_metadata, write_error, QueuePolicy};
 use super::queues::scope;
 use super::validate::{self, may_not_exceed};
 use super::{Api, Payload};
@@ -67,8 +67,7 @@ impl Api {
         limit: usize,
     ) -> ApiResult<Option<NewClaim>> {
         let what = "Claim could not be created.";
-        let mut fresh = false;
-        for _ in 0..3 {
+        let mut claim = with_current_metadata(what, |fresh| async move {
             let Some(metadata) = self
                 .storage
                 .queues
@@ -84,26 +83,24 @@ impl Api {
                 limit,
                 dead_letter: QueuePolicy::from_metadata(&metadata).dead_letter,
             };
-            let mut claim = match self.storage.claims.create(scope, &request).await {
-                Err(StorageError::MetadataChanged) => {
-                    fresh = true;
-                    continue;
+            self.storage
+                .claims
+                .create(scope, &request)
+                .await
+                .map_err(write_error(what))
+        })
+        .await?;
+        if let Some(c) = &mut claim {
+            if let Err(e) = self.open_bodies(scope, &mut c.messages) {
+                // Nobody will see this claim's id: release its messages now
+                // (for a server that can open them) instead of at its expiry.
+                if let Err(r) = self.storage.claims.delete(scope, &c.id).await {
+                    tracing::warn!(queue = %scope.queue, error = %r, "cannot release a claim whose messages do not open; they return when it expires");
                 }
-                created => created.map_err(storage_error(what))?,
-            };
-            if let Some(c) = &mut claim {
-                if let Err(e) = self.open_bodies(scope, &mut c.messages) {
-                    // Nobody will see this claim's id: release its messages now
-                    // (for a server that can open them) instead of at its expiry.
-                    if let Err(r) = self.storage.claims.delete(scope, &c.id).await {
-                        tracing::warn!(queue = %scope.queue, error = %r, "cannot release a claim whose messages do not open; they return when it expires");
-                    }
-                    return Err(e);
-                }
+                return Err(e);
             }
-            return Ok(claim);
         }
-        Err(ApiError::Unavailable(what.into()))
+        Ok(claim)
     }
 
     /// `GET /v2/queues/{q}/claims/{id}`.

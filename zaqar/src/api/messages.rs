@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use super::body::{as_int, check_integers, document_type_not_supported};
 use super::checksum::checksum;
-use super::metadata::QueuePolicy;
+use super::metadata::{with_current_metadata, write_error, QueuePolicy, WriteError};
 use super::queues::scope;
 use super::validate::{self, may_not_exceed, python_list};
 use super::{Api, Payload};
@@ -43,23 +43,6 @@ pub struct MessageListing {
     /// The queue is not a delay queue, so `include_delayed` was forced on
     /// (the next link says so, as the reference's does).
     pub include_delayed_forced: bool,
-}
-
-/// Why one attempt of a post failed.
-enum PostError {
-    /// The metadata it was validated against may be out of date: the store
-    /// refused the post (it changed since it was read), or the queue's own
-    /// size limit refused it on metadata the store may have answered from
-    /// memory. Read afresh, the next attempt decides.
-    MetadataChanged,
-    /// The answer to the client.
-    Api(ApiError),
-}
-
-impl From<ApiError> for PostError {
-    fn from(e: ApiError) -> Self {
-        PostError::Api(e)
-    }
 }
 
 /// `body` with its `\u` escapes written as the characters they stand for
@@ -164,21 +147,10 @@ impl Api {
     ) -> ApiResult<Vec<String>> {
         // A store that answered the metadata from memory refuses the post
         // when it has changed since; then read, validate and post again.
-        let mut attempts = 0;
-        let mut fresh = false;
-        loop {
-            attempts += 1;
-            match self.messages_post_once(ctx, queue, payload, fresh).await {
-                Err(PostError::MetadataChanged) if attempts < 3 => fresh = true,
-                Err(PostError::MetadataChanged) => {
-                    return Err(ApiError::Unavailable(
-                        "Messages could not be enqueued.".into(),
-                    ))
-                }
-                Err(PostError::Api(e)) => return Err(e),
-                Ok(ids) => return Ok(ids),
-            }
-        }
+        with_current_metadata("Messages could not be enqueued.", |fresh| {
+            self.messages_post_once(ctx, queue, payload, fresh)
+        })
+        .await
     }
 
     /// One attempt of [`Self::messages_post`].
@@ -188,7 +160,7 @@ impl Api {
         queue: &str,
         payload: &Payload,
         fresh: bool,
-    ) -> Result<Vec<String>, PostError> {
+    ) -> Result<Vec<String>, WriteError> {
         let scope = scope(ctx, queue);
         let what = "Messages could not be enqueued.";
         let metadata = self
@@ -219,7 +191,7 @@ impl Api {
                 if len > max as u64 && !fresh && queue_max < global {
                     // A limit lifted through another server must hold at
                     // once: refuse only on metadata read afresh.
-                    return Err(PostError::MetadataChanged);
+                    return Err(WriteError::MetadataChanged);
                 }
                 if len > max as u64 {
                     return Err(ApiError::invalid(format!(
@@ -264,13 +236,12 @@ impl Api {
                 }
                 Ok(posted.ids)
             }
-            Err(StorageError::MetadataChanged) => Err(PostError::MetadataChanged),
             Err(StorageError::QueueNotFound) => Err(ApiError::not_found(format!(
                 "Queue {queue} does not exist for project {}",
                 ctx.project_id
             ))
             .into()),
-            Err(e) => Err(storage_error(what)(e).into()),
+            Err(e) => Err(write_error(what)(e)),
         }
     }
 

@@ -1,15 +1,67 @@
 //! Reserved queue metadata (`_default_message_ttl`, `_dead_letter_queue`, ...):
-//! validation, the defaults shown on read, and the JSON-patch subset of
-//! `PATCH /v2/queues/{q}`.
+//! validation, the defaults shown on read, the JSON-patch subset of
+//! `PATCH /v2/queues/{q}`, and the retry of writes that validated against
+//! metadata a store may answer from memory.
+
+use std::future::Future;
 
 use serde_json::{Map, Value};
 
 use super::body::as_int;
 use super::validate::{message_ttl_text, queue_identification_problem, MIN_MESSAGE_TTL};
 use crate::config::TransportConfig;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{storage_error, ApiError, ApiResult};
 use crate::notification::retry;
-use crate::storage::{DeadLetter, Metadata};
+use crate::storage::{DeadLetter, Metadata, StorageError};
+
+/// Why one attempt of a write (a post, a claim) failed.
+pub(super) enum WriteError {
+    /// The metadata it was validated against may be out of date: the store
+    /// refused the write (it changed since it was read), or the queue's own
+    /// size limit refused a post on metadata the store may have answered
+    /// from memory. Read afresh, the next attempt decides.
+    MetadataChanged,
+    /// The answer to the client.
+    Api(ApiError),
+}
+
+impl From<ApiError> for WriteError {
+    fn from(e: ApiError) -> Self {
+        WriteError::Api(e)
+    }
+}
+
+/// [`storage_error`] for one attempt of a write: a store's
+/// `MetadataChanged` asks for another attempt.
+pub(super) fn write_error(what: &'static str) -> impl Fn(StorageError) -> WriteError {
+    move |e| match e {
+        StorageError::MetadataChanged => WriteError::MetadataChanged,
+        e => WriteError::Api(storage_error(what)(e)),
+    }
+}
+
+/// Runs `attempt(fresh)` for a write that validates against the queue's
+/// metadata ([`crate::storage::QueueStore::get_for_write`]): first on what
+/// the store may answer from memory, then on metadata read afresh after
+/// each `MetadataChanged`; three attempts in all, then 503 with `what`.
+pub(super) async fn with_current_metadata<T, F, Fut>(
+    what: &'static str,
+    mut attempt: F,
+) -> ApiResult<T>
+where
+    F: FnMut(bool) -> Fut,
+    Fut: Future<Output = Result<T, WriteError>>,
+{
+    let mut fresh = false;
+    for _ in 0..3 {
+        match attempt(fresh).await {
+            Err(WriteError::MetadataChanged) => fresh = true,
+            Err(WriteError::Api(e)) => return Err(e),
+            Ok(done) => return Ok(done),
+        }
+    }
+    Err(ApiError::Unavailable(what.into()))
+}
 
 /// The reserved keys and the defaults shown for them when unset or falsy.
 pub fn reserved_defaults(limits: &TransportConfig) -> [(&'static str, Value); 7] {
