@@ -44,9 +44,18 @@ fn options(url: &str) -> RedisOptions {
 }
 
 fn open(url: &str, clock: ManualClock) -> Backend {
-    RedisStore::connect(options(url), Arc::new(clock))
+    backend_with_prefix(url, clock).0
+}
+
+/// A backend on a key prefix of its own at `url`, and that prefix (for
+/// looking under the driver).
+fn backend_with_prefix(url: &str, clock: ManualClock) -> (Backend, String) {
+    let opts = options(url);
+    let prefix = opts.key_prefix.clone();
+    let backend = RedisStore::connect(opts, Arc::new(clock))
         .expect("store")
-        .backend()
+        .backend();
+    (backend, prefix)
 }
 
 /// A fresh backend on the topology in `var`, or `None` (the test skips).
@@ -321,6 +330,17 @@ fn msg(n: i64, ttl: i64) -> NewMessage {
     }
 }
 
+/// A claim of up to `limit` messages for 60 s, with 60 s of grace and no
+/// dead-letter policy.
+fn claim_request(limit: usize) -> ClaimRequest {
+    ClaimRequest {
+        ttl: 60,
+        grace: 60,
+        limit,
+        dead_letter: None,
+    }
+}
+
 fn everything() -> ListQuery {
     ListQuery {
         marker: None,
@@ -449,11 +469,7 @@ async fn subscriptions_of_the_previous_layout_count_as_confirmed() {
     let Some(url) = test_url("ZAQAR_TEST_REDIS_URL") else {
         return;
     };
-    let opts = options(&url);
-    let prefix = opts.key_prefix.clone();
-    let backend = RedisStore::connect(opts, Arc::new(ManualClock::new()))
-        .unwrap()
-        .backend();
+    let (backend, prefix) = backend_with_prefix(&url, ManualClock::new());
     let scope = Scope::new("p", "older");
     let post = || async {
         backend
@@ -508,11 +524,7 @@ async fn earlier_subscriptions_are_sorted_for_the_fanout() {
     let Some(url) = test_url("ZAQAR_TEST_REDIS_URL") else {
         return;
     };
-    let opts = options(&url);
-    let prefix = opts.key_prefix.clone();
-    let backend = RedisStore::connect(opts, Arc::new(ManualClock::new()))
-        .unwrap()
-        .backend();
+    let (backend, prefix) = backend_with_prefix(&url, ManualClock::new());
     let mut conn = raw_connection(&url).await;
     // A queue with few enough to sort in one call, and one with one more.
     for (queue, n, sorted) in [("fewer", 4, true), ("many", 2001, false)] {
@@ -1099,12 +1111,7 @@ async fn load_loop() {
         .map(|_| {
             let (backend, scope) = (backend.clone(), scope.clone());
             tokio::spawn(async move {
-                let request = ClaimRequest {
-                    ttl: 60,
-                    grace: 60,
-                    limit: 10,
-                    dead_letter: None,
-                };
+                let request = claim_request(10);
                 let mut cycles = 0;
                 while let Some(claim) = backend.claims.create(&scope, &request).await.unwrap() {
                     let ids: Vec<String> = claim.messages.iter().map(|m| m.id.clone()).collect();
@@ -1212,19 +1219,10 @@ async fn every_queue_key_expires_after_its_data() {
     let Some(url) = test_url("ZAQAR_TEST_REDIS_URL") else {
         return;
     };
-    let opts = options(&url);
-    let prefix = opts.key_prefix.clone();
     let clock = ManualClock::new();
-    let backend = RedisStore::connect(opts, Arc::new(clock.clone()))
-        .unwrap()
-        .backend();
+    let (backend, prefix) = backend_with_prefix(&url, clock.clone());
     let scope = Scope::new("p", "gc");
-    let claim = ClaimRequest {
-        ttl: 60,
-        grace: 60,
-        limit: 10,
-        dead_letter: None,
-    };
+    let claim = claim_request(10);
     backend
         .messages
         .post(&scope, "c", (0..3).map(|n| msg(n, 600)).collect())
@@ -1360,20 +1358,11 @@ async fn reading_an_empty_queue_writes_nothing() {
     let Some(url) = test_url("ZAQAR_TEST_REDIS_URL") else {
         return;
     };
-    let opts = options(&url);
-    let prefix = opts.key_prefix.clone();
-    let backend = RedisStore::connect(opts, Arc::new(ManualClock::new()))
-        .unwrap()
-        .backend();
+    let (backend, prefix) = backend_with_prefix(&url, ManualClock::new());
     let scope = Scope::new("p", "empty");
     for _ in 0..2 {
         backend.messages.stats(&scope).await.unwrap();
-        let claim = ClaimRequest {
-            ttl: 60,
-            grace: 60,
-            limit: 10,
-            dead_letter: None,
-        };
+        let claim = claim_request(10);
         backend.claims.create(&scope, &claim).await.unwrap();
         backend.messages.list(&scope, &everything()).await.unwrap();
     }
@@ -1448,15 +1437,7 @@ async fn bad_numbers_change_nothing(url: &str) {
         .unwrap();
     let claim = backend
         .claims
-        .create(
-            &s,
-            &ClaimRequest {
-                ttl: 60,
-                grace: 60,
-                limit: 2,
-                dead_letter: None,
-            },
-        )
+        .create(&s, &claim_request(2))
         .await
         .unwrap()
         .unwrap();
