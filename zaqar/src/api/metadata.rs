@@ -12,7 +12,7 @@ use super::validate::{message_ttl_text, queue_identification_problem, MIN_MESSAG
 use crate::config::TransportConfig;
 use crate::error::{storage_error, ApiError, ApiResult};
 use crate::notification::retry;
-use crate::storage::{DeadLetter, Metadata, StorageError};
+use crate::storage::{validated, DeadLetter, Metadata, StorageError};
 
 /// Why one attempt of a write (a post, a claim) failed.
 pub(super) enum WriteError {
@@ -44,6 +44,8 @@ pub(super) fn write_error(what: &'static str) -> impl Fn(StorageError) -> WriteE
 /// metadata ([`crate::storage::QueueStore::get_for_write`]): first on what
 /// the store may answer from memory, then on metadata read afresh after
 /// each `MetadataChanged`; three attempts in all, then 503 with `what`.
+/// Each attempt runs in its own [`validated::scope`], so the store checks
+/// the metadata this attempt validated against.
 pub(super) async fn with_current_metadata<T, F, Fut>(
     what: &'static str,
     mut attempt: F,
@@ -54,7 +56,7 @@ where
 {
     let mut fresh = false;
     for _ in 0..3 {
-        match attempt(fresh).await {
+        match validated::scope(attempt(fresh)).await {
             Err(WriteError::MetadataChanged) => fresh = true,
             Err(WriteError::Api(e)) => return Err(e),
             Ok(done) => return Ok(done),

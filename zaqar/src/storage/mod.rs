@@ -30,6 +30,7 @@ pub mod redis;
 pub mod sqlite;
 pub mod stages;
 pub mod timed;
+pub mod validated;
 pub mod wake;
 
 #[cfg(test)]
@@ -427,9 +428,9 @@ pub trait QueueStore: Send + Sync {
     /// defaults) or a claim (its dead-letter policy). A driver may answer
     /// from memory (unless `fresh`) when its [`MessageStore::post`] and
     /// [`ClaimStore::create`] check, atomically with the write, that the
-    /// metadata is still what it answered, and refuse with
-    /// [`StorageError::MetadataChanged`] otherwise; the caller then asks
-    /// again. A post refused by the queue's own limits never reaches that
+    /// metadata is still what it answered to this request (see
+    /// [`validated`]), and refuse with [`StorageError::MetadataChanged`]
+    /// otherwise; the caller then asks again. A post refused by the queue's own limits never reaches that
     /// check, so the caller asks again with `fresh` before it refuses one.
     /// Every other store answers as [`get`](Self::get); a stage that
     /// answers or changes `get` must answer this as well (the default

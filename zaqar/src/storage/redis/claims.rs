@@ -26,7 +26,7 @@ impl ClaimStore for RedisStore {
             // The metadata the api core took the dead-letter policy from,
             // when it came from memory: the script refuses the claim if it
             // changed since.
-            self.inner.stamped.stamp(scope).unwrap_or_default(),
+            self.inner.stamped.stamp(scope),
         ]);
         let (rows, dead, stale): (Vec<MessageRow>, Vec<String>, String) = self
             .eval_queue_at(

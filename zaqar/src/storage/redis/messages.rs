@@ -48,13 +48,7 @@ impl MessageStore for RedisStore {
         args.push(wake::encode(scope).into_bytes());
         // The metadata the api core validated against, when it came from
         // memory: the script refuses the post if it changed since.
-        args.push(
-            self.inner
-                .stamped
-                .stamp(scope)
-                .unwrap_or_default()
-                .into_bytes(),
-        );
+        args.push(self.inner.stamped.stamp(scope).into_bytes());
         args.extend(inline);
         let (stored, subscriptions, unconfirmed): (i64, i64, i64) = self
             .eval_queue_at(

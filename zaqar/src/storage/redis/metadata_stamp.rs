@@ -17,7 +17,9 @@
 //!   metadata, and keeps both here; a queue without a stamp (one written
 //!   before this existed) is not kept;
 //! - [`RedisStore::post`](crate::storage::MessageStore::post) passes the
-//!   stamp kept for its queue, and so does a claim
+//!   stamp of the metadata `get_for_write` handed to this request (carried
+//!   by [`validated`], not looked up again: another request may have kept
+//!   a newer pair meanwhile), and so does a claim
 //!   ([`RedisStore::create`](crate::storage::ClaimStore::create)), whose
 //!   dead-letter policy comes from the metadata; the script compares it
 //!   with `<Q>:mv` before its first write: a different (or missing) stamp
@@ -51,7 +53,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::storage::{Metadata, Scope};
+use crate::storage::{validated, Metadata, Scope};
 
 /// How long an entry is used without reading Redis again, at most: the
 /// bound on staleness when a metadata writer died half-way.
@@ -105,17 +107,27 @@ impl StampedMetadata {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The metadata kept for `scope`, if read less than [`ENTRY_TTL`] ago.
-    pub fn metadata(&self, scope: &Scope) -> Option<Metadata> {
+    /// The metadata kept for `scope` and its stamp, if read less than
+    /// [`ENTRY_TTL`] ago.
+    pub fn metadata(&self, scope: &Scope) -> Option<(Metadata, String)> {
         let kept = self.kept();
         let e = kept.entries.get(scope)?;
-        (e.read_at.elapsed() < ENTRY_TTL).then(|| e.metadata.clone())
+        (e.read_at.elapsed() < ENTRY_TTL).then(|| (e.metadata.clone(), e.stamp.clone()))
     }
 
-    /// The stamp a post to or a claim on `scope` must find (`None`:
-    /// unchecked, the metadata was read from Redis for this write).
-    pub fn stamp(&self, scope: &Scope) -> Option<String> {
-        self.kept().entries.get(scope).map(|e| e.stamp.clone())
+    /// The stamp a post to or a claim on `scope` must find (empty:
+    /// unchecked): the one [`validated::record`]ed when the write runs in
+    /// a [`validated::scope`], else the one kept for the queue.
+    pub fn stamp(&self, scope: &Scope) -> String {
+        match validated::recorded() {
+            Some(recorded) => recorded.unwrap_or_default(),
+            None => self
+                .kept()
+                .entries
+                .get(scope)
+                .map(|e| e.stamp.clone())
+                .unwrap_or_default(),
+        }
     }
 
     /// Keeps `metadata` (`json_len` bytes as stored) with the stamp read
@@ -179,7 +191,7 @@ mod tests {
             MAX_KEPT_METADATA + 1,
         );
         assert_eq!(stamped.size(), (0, 0));
-        assert_eq!(stamped.stamp(&scope(0)), None);
+        assert_eq!(stamped.stamp(&scope(0)), "");
         // Many queues with the largest metadata kept: the budget holds.
         let per = ENTRY_OVERHEAD + 1 + 6 + 32 + MAX_KEPT_METADATA;
         for i in 0..(3 * MAX_BYTES / per) {

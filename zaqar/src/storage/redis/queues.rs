@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::storage::names;
+use crate::storage::validated;
 
 impl RedisStore {
     /// The queue's metadata as stored (JSON), `None` when it does not exist.
@@ -72,8 +73,9 @@ impl QueueStore for RedisStore {
 
     async fn get_for_write(&self, scope: &Scope, fresh: bool) -> StorageResult<Option<Metadata>> {
         if !fresh {
-            if let Some(kept) = self.inner.stamped.metadata(scope) {
-                return Ok(Some(kept));
+            if let Some((metadata, stamp)) = self.inner.stamped.metadata(scope) {
+                validated::record(Some(stamp));
+                return Ok(Some(metadata));
             }
         }
         // The stamp first, then the metadata (see metadata_stamp.rs).
@@ -90,9 +92,13 @@ impl QueueStore for RedisStore {
         let metadata = json.as_deref().map(parse_metadata).transpose()?;
         match (stamp, &metadata, &json) {
             (Some(stamp), Some(m), Some(json)) => {
+                validated::record(Some(stamp.clone()));
                 self.inner.stamped.keep(scope, stamp, m.clone(), json.len())
             }
-            _ => self.inner.stamped.forget(scope),
+            _ => {
+                validated::record(None);
+                self.inner.stamped.forget(scope)
+            }
         }
         Ok(metadata)
     }

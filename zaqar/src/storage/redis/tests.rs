@@ -679,6 +679,83 @@ async fn posts_check_the_metadata_they_were_validated_against() {
     );
 }
 
+/// Two requests on one server race a metadata change made through another
+/// server: the second is refused, reads the new metadata and keeps it; the
+/// first, which validated against the old metadata, must still be refused,
+/// its post and its claim alike (each request checks the stamp it was
+/// handed, not the one kept when its write runs).
+#[tokio::test]
+async fn a_write_checks_the_metadata_its_own_request_validated_against() {
+    use crate::storage::{validated, QueueStore};
+    let Some(url) = test_url("ZAQAR_TEST_REDIS_URL") else {
+        return;
+    };
+    let opts = options(&url);
+    let clock = Arc::new(ManualClock::new());
+    let a = RedisStore::connect(opts.clone(), clock.clone()).unwrap();
+    let b = RedisStore::connect(opts, clock).unwrap();
+    let scope = Scope::new("p", "raced");
+    let meta = |ttl: i64| {
+        let mut m = crate::storage::Metadata::new();
+        m.insert("_default_message_ttl".into(), json!(ttl));
+        m
+    };
+    let post = || async {
+        a.backend()
+            .messages
+            .post(&scope, "c", vec![msg(1, 600)])
+            .await
+    };
+    let claim = || async { a.backend().claims.create(&scope, &claim_request(1)).await };
+    assert!(b.create(&scope, &meta(100)).await.unwrap());
+    assert_eq!(
+        a.get_for_write(&scope, true).await.unwrap(),
+        Some(meta(100))
+    );
+
+    validated::scope(async {
+        // The first request validates against what A keeps...
+        assert_eq!(
+            a.get_for_write(&scope, false).await.unwrap(),
+            Some(meta(100))
+        );
+        // ...the metadata changes through B...
+        b.set_metadata(&scope, &meta(200)).await.unwrap();
+        // ...and a second request on A is refused, reads it again, posts.
+        validated::scope(async {
+            assert_eq!(
+                a.get_for_write(&scope, false).await.unwrap(),
+                Some(meta(100))
+            );
+            assert!(matches!(post().await, Err(StorageError::MetadataChanged)));
+            assert_eq!(
+                a.get_for_write(&scope, true).await.unwrap(),
+                Some(meta(200))
+            );
+            post().await.unwrap();
+        })
+        .await;
+        // The first request's writes are refused all the same.
+        let depth = || async { a.backend().messages.stats(&scope).await.unwrap().total };
+        let before = depth().await;
+        assert!(matches!(post().await, Err(StorageError::MetadataChanged)));
+        assert!(matches!(claim().await, Err(StorageError::MetadataChanged)));
+        assert_eq!(depth().await, before);
+    })
+    .await;
+
+    // A request that validates against the new metadata writes.
+    validated::scope(async {
+        assert_eq!(
+            a.get_for_write(&scope, false).await.unwrap(),
+            Some(meta(200))
+        );
+        post().await.unwrap();
+        assert!(claim().await.unwrap().is_some());
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn bodies_are_stored_verbatim() {
     let Some(url) = test_url("ZAQAR_TEST_REDIS_URL") else {
