@@ -642,6 +642,11 @@ class TestMessages:
         resp = api.delete(f"/v2/queues/{qname}/messages/{m3}", params={"claim_id": cid1})
         assert_error(resp, 400, "Unable to delete",
                      "A claim was specified, but the message is not currently claimed.")
+        # ...but a malformed claim id names no claim, claimed message or not
+        resp = api.delete(f"/v2/queues/{qname}/messages/{m3}", params={"claim_id": "bogus"})
+        assert_error(resp, 400, "Unable to delete",
+                     "The specified claim does not exist or has expired.")
+        assert api.get(f"/v2/queues/{qname}/messages/{m3}").status_code == 200
         # the right claim -> 204, and the message leaves the claim
         resp = api.delete(f"/v2/queues/{qname}/messages/{m1}", params={"claim_id": cid1})
         assert resp.status_code == 204

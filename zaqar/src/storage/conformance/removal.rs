@@ -38,6 +38,14 @@ pub(crate) async fn delete_honours_claim_rules(backend: Backend, clock: ManualCl
         m.delete(&s, &posted[0], Some(&d.id)).await,
         Err(StorageError::MessageIsClaimed)
     ));
+    // A claim id the store never hands out names no claim, whether the
+    // message is claimed or not (as the reference answers).
+    for message in [&posted[0], &posted[3]] {
+        assert!(matches!(
+            m.delete(&s, message, Some("not-a-claim")).await,
+            Err(StorageError::ClaimNotFound)
+        ));
+    }
     assert_eq!(
         all_ids(&backend, &s).await,
         posted,

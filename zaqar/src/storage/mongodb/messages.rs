@@ -552,6 +552,11 @@ impl MessageStore for MongoStore {
             return Ok(());
         };
         let given = claim_id.map(|c| ObjectId::parse_str(c).ok());
+        // A claim id that is no ObjectId names no claim (the reference
+        // checks it right after the message id).
+        if given == Some(None) {
+            return Err(StorageError::ClaimNotFound);
+        }
         self.run("message delete", true, |r, now| async move {
             let messages = r.messages(&scope.project);
             // Each delete is conditional on the claim state it was decided

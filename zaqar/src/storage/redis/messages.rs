@@ -154,6 +154,9 @@ impl MessageStore for RedisStore {
     }
 
     async fn delete(&self, scope: &Scope, id: &str, claim_id: Option<&str>) -> StorageResult<()> {
+        if claim_id.is_some_and(|c| !names_a_claim(c)) {
+            return Err(StorageError::ClaimNotFound);
+        }
         let args = vec![
             id.to_owned(),
             flag(claim_id.is_some()).to_owned(),
@@ -271,4 +274,12 @@ impl MessageStore for RedisStore {
             .await?;
         Ok(())
     }
+}
+
+/// Whether `id` can be a claim id of this store (a UUID, in any of the forms
+/// that parse as one): a delete with any other claim id is refused as
+/// naming no claim, before the message is looked at, as the reference's
+/// Redis driver does.
+fn names_a_claim(id: &str) -> bool {
+    uuid::Uuid::try_parse(id).is_ok()
 }

@@ -432,6 +432,11 @@ impl MessageStore for SqliteStore {
     }
 
     async fn delete(&self, scope: &Scope, id: &str, claim_id: Option<&str>) -> StorageResult<()> {
+        // Claim ids are UUIDs: any other names no claim, whatever the
+        // message (as on Redis).
+        if claim_id.is_some_and(|c| Uuid::try_parse(c).is_err()) {
+            return Err(StorageError::ClaimNotFound);
+        }
         let scope = scope.clone();
         let id = id.to_owned();
         let given = claim_id.map(str::to_owned);
