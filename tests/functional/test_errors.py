@@ -72,6 +72,11 @@ CASES = [
     Case("messages-limit-0", "GET", M, {"params": {"limit": 0}}, 400, BAD_API, MSG_LIMIT),
     Case("messages-limit-21", "GET", M, {"params": {"limit": 21}}, 400, BAD_API, MSG_LIMIT),
     Case("messages-limit-nan", "GET", M, {"params": {"limit": "x"}}, 400, BAD_PARAM, bad_int("limit")),
+    # An integer past 64 bits is still an integer (the reference's have no
+    # size): out of range, not malformed.
+    Case("messages-limit-huge", "GET", M, {"params": {"limit": "9" * 25}}, 400, BAD_API, MSG_LIMIT),
+    Case("queues-limit-huge-negative", "GET", "/v2/queues", {"params": {"limit": "-" + "9" * 25}},
+         400, BAD_API, QUEUE_LIMIT),
     Case("messages-echo-bad", "GET", M, {"params": {"echo": "maybe"}}, 400, BAD_PARAM, bad_bool("echo")),
     Case("messages-include-claimed-bad", "GET", M, {"params": {"include_claimed": "x"}}, 400,
          BAD_PARAM, bad_bool("include_claimed")),
@@ -600,7 +605,23 @@ def test_unknown_route_is_404(api, path):
 def test_wrong_method_is_405(api, method, path):
     resp = api.request(method, path)
     assert resp.status_code == 405, resp.text
-    assert "Allow" in resp.headers
+    # As the reference lists them: its methods in order, then OPTIONS.
+    allowed = resp.headers["Allow"].split(", ")
+    assert allowed[-1] == "OPTIONS" and method not in allowed, allowed
+    assert allowed[:-1] == sorted(allowed[:-1]), allowed
+
+
+@pytest.mark.parametrize("path,allowed", [
+    ("/v2/queues", "GET"), ("/v2/queues/q", "DELETE, GET, PATCH, PUT"),
+    ("/v2/queues/q/messages", "DELETE, GET, POST"), ("/v2/queues/q/claims", "POST"),
+    ("/v2/queues/q/claims/c", "DELETE, GET, PATCH"), ("/v2/ping", "GET, HEAD"),
+])
+def test_options_lists_the_methods_of_a_route(api, path, allowed):
+    resp = api.request("OPTIONS", path, headers={"Accept": "text/xml"})
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["Allow"] == allowed
+    assert resp.content == b""
+    assert api.request("OPTIONS", "/v2/nope").status_code == 404
 
 
 @pytest.mark.parametrize("accept", ["text/xml", "text/plain", "image/png", "application/xml"])

@@ -267,6 +267,9 @@ where
     if !api.serves(endpoint.kind()) {
         return Err(ApiError::RouteNotFound);
     }
+    if method == Method::OPTIONS {
+        return Ok(render::options(endpoint.allowed()));
+    }
     if !endpoint.allows(method) {
         return Err(ApiError::MethodNotAllowed(endpoint.allowed()));
     }

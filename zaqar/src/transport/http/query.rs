@@ -44,22 +44,22 @@ impl Query {
         out
     }
 
-    /// An integer parameter.
+    /// An integer parameter. An integer too large for i64 saturates, so
+    /// that the operation's own range check answers it (the reference's
+    /// integers have no size).
     pub fn int(&self, name: &str) -> ApiResult<Option<i64>> {
+        use std::num::IntErrorKind;
         match self.get(name) {
             None => Ok(None),
-            Some(v) => {
-                v.trim()
-                    .trim_start_matches('+')
-                    .parse::<i64>()
-                    .map(Some)
-                    .map_err(|_| {
-                        ApiError::bad_request(
+            Some(v) => match v.trim().parse::<i64>() {
+                Ok(n) => Ok(Some(n)),
+                Err(e) if *e.kind() == IntErrorKind::PosOverflow => Ok(Some(i64::MAX)),
+                Err(e) if *e.kind() == IntErrorKind::NegOverflow => Ok(Some(i64::MIN)),
+                Err(_) => Err(ApiError::bad_request(
                     "Invalid parameter",
                     format!("The \"{name}\" parameter is invalid. The value must be an integer."),
-                )
-                    })
-            }
+                )),
+            },
         }
     }
 
@@ -109,5 +109,20 @@ mod tests {
         assert_eq!(q.bool("echo").unwrap(), Some(true));
         assert!(q.int("limit").is_err());
         assert!(Query::parse("echo=maybe").bool("echo").is_err());
+    }
+
+    #[test]
+    fn integers_as_python_reads_them() {
+        let int = |v: &str| Query::parse(&format!("limit={v}")).int("limit");
+        assert_eq!(int("+5").unwrap(), Some(5));
+        assert_eq!(int("%205%20").unwrap(), Some(5));
+        assert_eq!(int("-3").unwrap(), Some(-3));
+        // Too large for i64: saturated, for the range check to refuse.
+        assert_eq!(int("99999999999999999999").unwrap(), Some(i64::MAX));
+        assert_eq!(int("-99999999999999999999").unwrap(), Some(i64::MIN));
+        // ('+' in a query is a space: "%2B%2B5" is a literal "++5".)
+        for bad in ["%2B%2B5", "5.0", "5%205", "0x10", "1e3"] {
+            assert!(int(bad).is_err(), "{bad}");
+        }
     }
 }

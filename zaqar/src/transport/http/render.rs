@@ -39,6 +39,26 @@ pub fn empty(status: StatusCode) -> Response {
     r
 }
 
+/// A 201 without a body, typed as JSON as the reference's are.
+fn created_empty() -> Response {
+    let mut r = empty(StatusCode::CREATED);
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+/// The answer to `OPTIONS` on a route: 200, no body, the methods it
+/// answers in `Allow`.
+pub fn options(allowed: &[&str]) -> Response {
+    let mut r = empty(StatusCode::OK);
+    if let Ok(v) = HeaderValue::from_str(&allowed.join(", ")) {
+        r.headers_mut().insert(ALLOW, v);
+    }
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
 /// A 200 JSON response.
 pub fn json<T: Serialize + ?Sized>(value: &T) -> Response {
     json_with(StatusCode::OK, value)
@@ -81,12 +101,15 @@ pub fn error(e: &ApiError, method: &Method) -> Response {
         );
     }
     let mut r = if method == Method::HEAD {
-        empty(e.status())
+        let mut r = empty(e.status());
+        r.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        r
     } else {
         json_with(e.status(), &body)
     };
     if let ApiError::MethodNotAllowed(allowed) = e {
-        if let Ok(v) = HeaderValue::from_str(&allowed.join(", ")) {
+        if let Ok(v) = HeaderValue::from_str(&format!("{}, OPTIONS", allowed.join(", "))) {
             r.headers_mut().insert(ALLOW, v);
         }
     }
@@ -114,16 +137,12 @@ pub fn reply(reply: Reply, path: &str, query: &Query, now: i64) -> Response {
         Reply::Health(health) => json(&health),
         Reply::Queues(listing) => queue_listing(path, query, &listing, "queues"),
         Reply::Topics(listing) => queue_listing(path, query, &listing, "topics"),
-        Reply::QueueCreated { created } => with_location(
-            empty(if created {
-                StatusCode::CREATED
-            } else {
-                StatusCode::NO_CONTENT
-            }),
-            path,
-        ),
-        Reply::QueueMetadata(metadata) => json(&metadata),
-        Reply::QueueStats(stats_) => stats(queue, &stats_, now),
+        Reply::QueueCreated { created: true } => with_location(created_empty(), path),
+        Reply::QueueCreated { created: false } => {
+            with_location(empty(StatusCode::NO_CONTENT), path)
+        }
+        Reply::QueueMetadata { shown, .. } => json(&shown),
+        Reply::QueueStats { stats: stats_, .. } => stats(queue, &stats_, now),
         Reply::SignedUrl(signed) => json(&signed),
         Reply::MessagesPosted(ids) => posted(path, &ids),
         Reply::MessagePage(listing) => message_listing(path, queue, query, &listing, now),
@@ -170,9 +189,7 @@ pub fn reply(reply: Reply, path: &str, query: &Query, now: i64) -> Response {
             }),
         ),
         Reply::Flavor(f) => json(&with_href(views::FlavorView::full(&f), path)),
-        Reply::PoolCreated | Reply::FlavorCreated => {
-            with_location(empty(StatusCode::CREATED), path)
-        }
+        Reply::PoolCreated | Reply::FlavorCreated => with_location(created_empty(), path),
         Reply::PoolDeleted | Reply::FlavorDeleted => empty(StatusCode::NO_CONTENT),
         Reply::QueueDeleted
         | Reply::QueuePurged

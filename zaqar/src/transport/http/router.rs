@@ -114,7 +114,8 @@ impl Endpoint {
         })
     }
 
-    /// The methods this endpoint answers.
+    /// The methods this endpoint answers, in alphabetical order (as the
+    /// reference lists them in `Allow`; `OPTIONS` is answered everywhere).
     pub fn allowed(&self) -> &'static [&'static str] {
         match self {
             Endpoint::Versions
@@ -124,15 +125,15 @@ impl Endpoint {
             | Endpoint::Queues
             | Endpoint::QueueStats(_) => &["GET"],
             Endpoint::Ping => &["GET", "HEAD"],
-            Endpoint::Queue(_) => &["GET", "PUT", "PATCH", "DELETE"],
+            Endpoint::Queue(_) => &["DELETE", "GET", "PATCH", "PUT"],
             Endpoint::QueuePurge(_) | Endpoint::QueueShare(_) | Endpoint::Claims(_) => &["POST"],
-            Endpoint::Messages(_) => &["GET", "POST", "DELETE"],
-            Endpoint::Message(_, _) => &["GET", "DELETE"],
-            Endpoint::Claim(_, _) | Endpoint::Subscription(_, _) => &["GET", "PATCH", "DELETE"],
+            Endpoint::Messages(_) => &["DELETE", "GET", "POST"],
+            Endpoint::Message(_, _) => &["DELETE", "GET"],
+            Endpoint::Claim(_, _) | Endpoint::Subscription(_, _) => &["DELETE", "GET", "PATCH"],
             Endpoint::Subscriptions(_) => &["GET", "POST"],
             Endpoint::SubscriptionConfirm(_, _) => &["PUT"],
             Endpoint::Pools | Endpoint::Flavors => &["GET"],
-            Endpoint::Pool(_) | Endpoint::Flavor(_) => &["GET", "PUT", "PATCH", "DELETE"],
+            Endpoint::Pool(_) | Endpoint::Flavor(_) => &["DELETE", "GET", "PATCH", "PUT"],
             Endpoint::Topic(inner) => inner.allowed(),
         }
     }
@@ -334,6 +335,15 @@ mod tests {
             Some(Endpoint::Topic(Box::new(Endpoint::Queues)))
         );
         assert!(Endpoint::Ping.allows(&Method::HEAD));
+        for e in [
+            Endpoint::Queue("q".into()),
+            Endpoint::Messages("q".into()),
+            Endpoint::Claim("q".into(), "c".into()),
+            Endpoint::Pool("p".into()),
+        ] {
+            let allowed = e.allowed();
+            assert!(allowed.windows(2).all(|w| w[0] < w[1]), "{allowed:?}");
+        }
         assert!(!Endpoint::Queues.allows(&Method::POST));
     }
 }
