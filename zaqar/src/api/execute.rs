@@ -121,12 +121,12 @@ impl Api {
             O::QueueCreate { queue, metadata } => Reply::QueueCreated {
                 created: self.queue_create(ctx, &queue, &metadata).await?,
             },
-            O::QueueGet { queue } => Reply::QueueMetadata(self.queue_get(ctx, &queue).await?),
+            O::QueueGet { queue } => self.metadata_reply(self.queue_get(ctx, &queue).await?),
             O::QueueUpdate {
                 queue,
                 content_type,
                 patch,
-            } => Reply::QueueMetadata(
+            } => self.metadata_reply(
                 self.queue_update(ctx, &queue, content_type.as_deref(), &patch)
                     .await?,
             ),
@@ -134,7 +134,10 @@ impl Api {
                 self.queue_delete(ctx, &queue).await?;
                 Reply::QueueDeleted
             }
-            O::QueueStats { queue } => Reply::QueueStats(self.queue_stats(ctx, &queue).await?),
+            O::QueueStats { queue } => {
+                let (stats, missing) = self.queue_stats(ctx, &queue).await?;
+                Reply::QueueStats { stats, missing }
+            }
             O::QueuePurge { queue, body } => {
                 self.queue_purge(ctx, &queue, &body).await?;
                 Reply::QueuePurged

@@ -28,6 +28,9 @@ pub struct QueueListParams {
 pub struct QueueListing {
     /// The queues (metadata with reserved defaults when detailed).
     pub queues: Vec<QueueEntry>,
+    /// When detailed, each queue's metadata as stored, in the same order
+    /// (the WebSocket API shows these, as the reference's does).
+    pub stored: Vec<Metadata>,
     /// Marker for the next page: the last name, else the given marker.
     pub next_marker: String,
     /// Number of queues of the project, when asked for.
@@ -94,9 +97,12 @@ impl Api {
             )
             .await
             .map_err(&err)?;
+        let mut stored = Vec::new();
         if params.detailed {
+            stored.reserve(queues.len());
             for q in &mut queues {
                 let m = q.metadata.take().unwrap_or_default();
+                stored.push(m.clone());
                 q.metadata = Some(with_defaults(m, self.limits()));
             }
         }
@@ -117,6 +123,7 @@ impl Api {
         };
         Ok(QueueListing {
             queues,
+            stored,
             next_marker,
             count,
         })
@@ -166,8 +173,9 @@ impl Api {
         Ok(())
     }
 
-    /// `GET /v2/queues/{q}`: stored metadata with reserved defaults (also
-    /// for a queue that does not exist, as the reference answers).
+    /// `GET /v2/queues/{q}`: the stored metadata (empty for a queue that
+    /// does not exist, which is no error, as the reference answers); see
+    /// [`Self::metadata_reply`] for the reserved defaults.
     pub async fn queue_get(&self, ctx: &RequestContext, queue: &str) -> ApiResult<Metadata> {
         let stored = self
             .storage
@@ -175,11 +183,20 @@ impl Api {
             .get(&scope(ctx, queue))
             .await
             .map_err(storage_error("Queue metadata could not be retrieved."))?;
-        Ok(with_defaults(stored.unwrap_or_default(), self.limits()))
+        Ok(stored.unwrap_or_default())
+    }
+
+    /// The reply to a metadata read or change: `stored`, and as shown with
+    /// the reserved defaults.
+    pub(crate) fn metadata_reply(&self, stored: Metadata) -> crate::api::reply::Reply {
+        crate::api::reply::Reply::QueueMetadata {
+            shown: with_defaults(stored.clone(), self.limits()),
+            stored,
+        }
     }
 
     /// `PATCH /v2/queues/{q}`: applies a JSON-patch to the metadata and
-    /// returns the result with reserved defaults.
+    /// returns the result as stored.
     pub async fn queue_update(
         &self,
         ctx: &RequestContext,
@@ -229,7 +246,7 @@ impl Api {
         metadata::validate(&stored, self.limits()).map_err(as_body_error)?;
         self.ensure_dead_letter_queue(ctx, &stored).await?;
         match self.storage.queues.set_metadata(&scope, &stored).await {
-            Ok(()) => Ok(with_defaults(stored, self.limits())),
+            Ok(()) => Ok(stored),
             Err(StorageError::QueueNotFound) => Err(ApiError::not_found(format!(
                 "Queue {queue} does not exist for project {}",
                 ctx.project_id
@@ -248,12 +265,30 @@ impl Api {
     }
 
     /// `GET /v2/queues/{q}/stats` (zeros for a missing queue).
-    pub async fn queue_stats(&self, ctx: &RequestContext, queue: &str) -> ApiResult<QueueStats> {
-        self.storage
+    ///
+    /// Also whether the queue is missing; only an empty queue is looked up.
+    pub async fn queue_stats(
+        &self,
+        ctx: &RequestContext,
+        queue: &str,
+    ) -> ApiResult<(QueueStats, bool)> {
+        let what = "Queue stats could not be read.";
+        let scope = scope(ctx, queue);
+        let stats = self
+            .storage
             .messages
-            .stats(&scope(ctx, queue))
+            .stats(&scope)
             .await
-            .map_err(storage_error("Queue stats could not be read."))
+            .map_err(storage_error(what))?;
+        let missing = stats.total == 0
+            && self
+                .storage
+                .queues
+                .get(&scope)
+                .await
+                .map_err(storage_error(what))?
+                .is_none();
+        Ok((stats, missing))
     }
 
     /// Reads the body of `POST /v2/queues/{q}/purge`.

@@ -41,12 +41,25 @@ pub enum Reply {
         /// `false` when it existed (its metadata kept).
         created: bool,
     },
-    /// `queue_get` and `queue_update`: the metadata with reserved defaults.
-    QueueMetadata(Metadata),
+    /// `queue_get` and `queue_update`: the metadata as stored, and as
+    /// shown with reserved defaults (HTTP shows these; the WebSocket API
+    /// the stored, as the reference's does).
+    QueueMetadata {
+        /// As stored (empty for a missing queue).
+        stored: Metadata,
+        /// With every reserved key's default filled in.
+        shown: Metadata,
+    },
     /// `queue_delete`.
     QueueDeleted,
-    /// `queue_get_stats`.
-    QueueStats(QueueStats),
+    /// `queue_get_stats`; `missing` when the queue does not exist (zero
+    /// stats: HTTP answers them with 200, the WebSocket API with 404).
+    QueueStats {
+        /// The counts and the oldest and newest messages.
+        stats: QueueStats,
+        /// No such queue.
+        missing: bool,
+    },
     /// `queue_purge`.
     QueuePurged,
     /// `queue_share`.

@@ -18,10 +18,10 @@ use super::actions::{self, Checked, Request};
 use super::auth as ws_auth;
 use super::connection::Conn;
 use super::frame::{self, Echo, Encoding, FrameError};
-use crate::api::execute;
-use crate::api::operation::Operation;
+use crate::api::operation::{Operation, OperationKind};
 use crate::api::reply::Reply;
 use crate::api::views::{self, MessageView, StampView, StatsView, SubscriptionView};
+use crate::api::{execute, validate};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::storage::Message;
@@ -35,6 +35,17 @@ pub enum WsError {
     /// The api core (or the auth layer) refused the request (its own status).
     #[error(transparent)]
     Api(#[from] ApiError),
+    /// The api core refused the request, and the reference's WebSocket
+    /// endpoint words that refusal its own way.
+    #[error("{text}")]
+    Endpoint {
+        /// The refusal, as over HTTP.
+        error: ApiError,
+        /// The `exception` text, when not the description.
+        exception: Option<String>,
+        /// The endpoint's `error` text.
+        text: String,
+    },
     /// Keystone mode, connection not authenticated (403).
     #[error("Not authentified.")]
     NotAuthentified,
@@ -48,7 +59,7 @@ impl WsError {
     pub fn status(&self) -> u16 {
         match self {
             WsError::Frame(_) => 400,
-            WsError::Api(e) => e.status().as_u16(),
+            WsError::Api(e) | WsError::Endpoint { error: e, .. } => e.status().as_u16(),
             WsError::NotAuthentified => 403,
             WsError::AuthenticationFailed(status) => *status,
         }
@@ -59,29 +70,36 @@ impl WsError {
     /// Framing and authentication errors are `{"error": <text>}` as the
     /// reference sends them. An api-core error carries its HTTP
     /// `title`/`description` plus the reference's WebSocket keys:
-    /// `error` (the text python-zaqarclient shows: the description, else the
-    /// title) and `exception` (the title).
+    /// `exception` (what went wrong, as the reference's exception text: the
+    /// description, else the title) and `error` (the text
+    /// python-zaqarclient shows: the endpoint's own for a missing claim or
+    /// subscription, else the same, where the reference sends null and the
+    /// client then shows "None").
     pub fn body(&self) -> Value {
-        match self {
-            WsError::Api(e) => {
-                if let ApiError::Internal(detail) = e {
-                    tracing::error!(%detail, "internal error");
-                }
-                let mut body = match e.body() {
-                    Value::Object(m) => m,
-                    _ => Map::new(),
-                };
-                let title = e.title().into_owned();
-                let text = e
-                    .description()
-                    .map(|d| d.into_owned())
-                    .unwrap_or_else(|| title.clone());
-                body.insert("error".into(), Value::from(text));
-                body.insert("exception".into(), Value::from(title));
-                Value::Object(body)
-            }
-            other => json!({ "error": other.to_string() }),
+        let (e, exception, error_text) = match self {
+            WsError::Api(e) => (e, None, None),
+            WsError::Endpoint {
+                error,
+                exception,
+                text,
+            } => (error, exception.as_ref(), Some(text)),
+            other => return json!({ "error": other.to_string() }),
+        };
+        if let ApiError::Internal(detail) = e {
+            tracing::error!(%detail, "internal error");
         }
+        let mut body = match e.body() {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        };
+        let text = e.description().unwrap_or_else(|| e.title()).into_owned();
+        let error = error_text.cloned().unwrap_or_else(|| text.clone());
+        body.insert("error".into(), Value::from(error));
+        body.insert(
+            "exception".into(),
+            Value::from(exception.cloned().unwrap_or(text)),
+        );
+        Value::Object(body)
     }
 }
 
@@ -208,8 +226,50 @@ async fn operate(
         request_id,
         connection: Some(conn),
     };
-    let reply = state.api.execute(request, op).await?;
+    let kind = op.kind();
+    let reply =
+        state.api.execute(request, op).await.map_err(|e| {
+            endpoint_error(kind, e, &queue, &id, caller.project().unwrap_or_default())
+        })?;
     Ok(body_of(reply, &queue, &id, topic, state.api.now_ms())?)
+}
+
+/// The error of a refused operation, worded as the reference's endpoint
+/// words it where that differs from HTTP: its own `error` text for a
+/// missing claim or subscription, and the reason a queue name or project id
+/// is refused (HTTP masks it).
+fn endpoint_error(
+    kind: OperationKind,
+    error: ApiError,
+    queue: &str,
+    id: &str,
+    project: &str,
+) -> WsError {
+    use OperationKind as K;
+    let masked = validate::invalid_queue_identification();
+    if error.title() == masked.title() && error.description() == masked.description() {
+        if let Some(problem) = validate::queue_identification_problem(queue, project) {
+            return WsError::Endpoint {
+                error,
+                exception: Some(problem.to_owned()),
+                text: problem.to_owned(),
+            };
+        }
+    }
+    let text = match (&error, kind) {
+        (ApiError::NotFound(_), K::ClaimGet | K::ClaimUpdate) => {
+            format!("Claim {id} does not exist.")
+        }
+        (ApiError::NotFound(_), K::SubscriptionGet | K::TopicSubscriptionGet) => {
+            format!("Subscription {id} for queue {queue} does not exist.")
+        }
+        _ => return WsError::Api(error),
+    };
+    WsError::Endpoint {
+        error,
+        exception: None,
+        text,
+    }
 }
 
 /// `authenticate`: validates `X-Auth-Token` in Keystone mode.
@@ -288,14 +348,17 @@ fn body_of(
         }
         Reply::Health(health) => (200, value(health)),
         Reply::Queues(listing) | Reply::Topics(listing) => {
+            // Detailed, the metadata as stored (as the reference's).
             let queues: Vec<Value> = listing
                 .queues
                 .iter()
-                .map(|entry| {
+                .enumerate()
+                .map(|(i, entry)| {
                     let mut v = Map::new();
                     v.insert("name".into(), Value::from(entry.name.as_str()));
-                    if let Some(m) = &entry.metadata {
-                        v.insert("metadata".into(), Value::Object(m.clone()));
+                    if entry.metadata.is_some() {
+                        let stored = listing.stored.get(i).cloned().unwrap_or_default();
+                        v.insert("metadata".into(), Value::Object(stored));
                     }
                     Value::Object(v)
                 })
@@ -310,9 +373,10 @@ fn body_of(
             if created { 201 } else { 204 },
             Value::from(format!("{noun} {queue} created.")),
         ),
-        Reply::QueueMetadata(metadata) => (200, Value::Object(metadata)),
+        // As the reference: the metadata as stored, no reserved defaults.
+        Reply::QueueMetadata { stored, .. } => (200, Value::Object(stored)),
         Reply::QueueDeleted => (204, Value::from(format!("{noun} {queue} removed."))),
-        Reply::QueueStats(stats) => {
+        Reply::QueueStats { stats, missing } => {
             #[derive(Serialize)]
             struct Stamp {
                 id: String,
@@ -323,7 +387,9 @@ fn body_of(
                 id: m.id.clone(),
                 stamp: StampView::of(m, now),
             });
-            (200, value(view))
+            // The reference's WebSocket API answers a missing queue's zero
+            // stats with 404.
+            (if missing { 404 } else { 200 }, value(view))
         }
         Reply::QueuePurged
         | Reply::MessagesDeleted
