@@ -10,6 +10,7 @@ times differ by nature), and the headers a client reads.
 
     tools/diff-reference.py [--ours target/debug/zaqar-server]
                             [--ref-venv .venv-bench] [--redis-port 6379]
+                            [--mongodb-uri mongodb://127.0.0.1:17217/?replicaSet=secantus]
                             [-k WORD]      # only scenarios whose name has WORD
 
 It exits 1 when something differs that is not listed in KNOWN (the
@@ -87,6 +88,17 @@ KNOWN = {
         "the reference shows the id of the claim it made to pop, already deleted; ours null",
     "ws claim missing queue": "no claim was made: ours gives no claim id",
     "ws sub create bad": "a 500 in the reference; an unknown scheme is a 400 as over HTTP",
+    "dlq target stats":
+        "dead letters are free to consume in ours; the reference's stay claimed (differences)",
+    "dlq target list":
+        "dead letters are free to consume in ours; the reference's stay claimed (differences)",
+    "dlq claim 2": "the reference's MongoDB driver resets the claim count on release (errata 11)",
+    "dlq source stats": "follows from the dead letter the reference's MongoDB driver keeps",
+    "delay list": "list markers are opaque; ours is the message's rank",
+    "delay list included": "list markers are opaque; ours is the message's rank",
+    "delay stats": "the reference's Redis driver shows whole messages as oldest/newest (errata 10)",
+    "size list ttl": "list markers are opaque; ours is the message's rank",
+    "dup get": "an id given twice: ours answers its message once",
     "accept xml": "the reference renders its 406 as XML; ours is JSON like every error",
     "topics list": "topics do not work on the reference's Redis management store",
     "topic create": "topics do not work on the reference's Redis management store",
@@ -525,7 +537,71 @@ def sc_edges(s, q):
     s.request("edge queue delete", "DELETE", base)
 
 
-SCENARIOS = [sc_queues, sc_patch, sc_messages, sc_claims, sc_subscriptions, sc_misc, sc_edges]
+def sc_behaviour(s, q):
+    base = "/v2/queues/%s" % q
+    m = base + "/messages"
+    patch = {"Content-Type": "application/openstack-messaging-v2.0-json-patch"}
+    # Dead letters: one claim too many moves the message.
+    s.request("dlq setup", "PUT", base + "-d", {"_max_claim_count": 1, "_dead_letter_queue": q + "-dead",
+                                                 "_dead_letter_queue_messages_ttl": 120})
+    s.request("dlq post", "POST", base + "-d/messages", {"messages": [{"body": "d"}]})
+    st, doc, h = s.request("dlq claim 1", "POST", base + "-d/claims", {"ttl": 60, "grace": 60})
+    cid = h.get("location", "").rsplit("/", 1)[-1]
+    s.request("dlq release", "DELETE", base + "-d/claims/" + cid)
+    s.request("dlq claim 2", "POST", base + "-d/claims", {"ttl": 60, "grace": 60})
+    s.request("dlq release 2", "DELETE", base + "-d/claims/" + cid)
+    s.request("dlq claim 3", "POST", base + "-d/claims", {"ttl": 60, "grace": 60})
+    s.request("dlq source stats", "GET", base + "-d/stats")
+    s.request("dlq target stats", "GET", "/v2/queues/%s-dead/stats" % q)
+    s.request("dlq target list", "GET", "/v2/queues/%s-dead/messages?echo=true" % q)
+    s.request("dlq target get", "GET", "/v2/queues/%s-dead" % q)
+    # Delays.
+    s.request("delay post", "POST", m, {"messages": [{"body": "late", "delay": 300}, {"body": "now"}]})
+    s.request("delay list", "GET", m + "?echo=true")
+    s.request("delay list included", "GET", m + "?echo=true&include_delayed=true")
+    s.request("delay stats", "GET", base + "/stats")
+    s.request("delay claim", "POST", base + "/claims?limit=5", {})
+    s.request("delay claim again", "POST", base + "/claims?limit=5", {})
+    s.request("delay pop", "DELETE", m + "?pop=5")
+    s.request("delay queue", "PUT", base + "-w", {"_default_message_delay": 30})
+    s.request("delay queue post", "POST", base + "-w/messages", {"messages": [{"body": 1}]})
+    s.request("delay queue list", "GET", base + "-w/messages?echo=true")
+    s.request("delay queue claim", "POST", base + "-w/claims", {})
+    # A queue's own post size limit, lifted by PATCH.
+    s.request("size queue", "PUT", base + "-s", {"_max_messages_post_size": 100})
+    s.request("size post over", "POST", base + "-s/messages", {"messages": [{"body": "x" * 200}]})
+    s.request("size patch", "PATCH", base + "-s",
+              [{"op": "replace", "path": "/metadata/_max_messages_post_size", "value": 1000}], headers=patch)
+    s.request("size post after", "POST", base + "-s/messages", {"messages": [{"body": "x" * 200}]})
+    s.request("size default ttl", "PATCH", base + "-s",
+              [{"op": "add", "path": "/metadata/_default_message_ttl", "value": 90}], headers=patch)
+    s.request("size post default ttl", "POST", base + "-s/messages", {"messages": [{"body": 1}]})
+    s.request("size list ttl", "GET", base + "-s/messages?echo=true")
+    # Ids given twice, claims with limits in two places.
+    st, doc, _ = s.request("dup post", "POST", base + "-u/messages", {"messages": [{"body": 1}, {"body": 2}]})
+    ids = [i.rsplit("/", 1)[-1] for i in (doc or {}).get("resources", [])] if isinstance(doc, dict) else []
+    if ids:
+        s.request("dup get", "GET", base + "-u/messages?ids=%s,%s,%s" % (ids[0], ids[0], ids[1]))
+        s.request("dup delete", "DELETE", base + "-u/messages?ids=%s,%s" % (ids[0], ids[0]))
+    s.request("dup claim limits", "POST", base + "-u/claims?limit=1", {"limit": 5, "ttl": 60})
+    # Signed URLs.
+    st, doc, _ = s.request("sign", "POST", base + "-u/share", {"methods": ["GET", "POST"], "paths": ["messages"]})
+    if isinstance(doc, dict) and "signature" in doc:
+        signed = {"URL-Signature": doc["signature"], "URL-Expires": doc["expires"],
+                  "URL-Methods": ",".join(doc["methods"]), "URL-Paths": ",".join(doc["paths"]),
+                  "X-Project-ID": doc["project"]}
+        s.request("signed list", "GET", base + "-u/messages?echo=true", headers=signed)
+        s.request("signed post", "POST", base + "-u/messages", {"messages": [{"body": 3}]}, headers=signed)
+        s.request("signed wrong method", "DELETE", base + "-u/messages?pop=1", headers=signed)
+        s.request("signed other queue", "GET", base + "/messages", headers=signed)
+        bad = dict(signed, **{"URL-Signature": "0" * 64})
+        s.request("signed bad signature", "GET", base + "-u/messages", headers=bad)
+        s.request("sign fields", "POST", base + "-u/share", {"methods": ["DELETE"], "paths": ["claims"],
+                                                             "expires": "2099-01-01T00:00:00"})
+
+
+SCENARIOS = [sc_queues, sc_patch, sc_messages, sc_claims, sc_subscriptions, sc_misc, sc_edges,
+             sc_behaviour]
 
 
 def ws_queues(w, q):
@@ -613,19 +689,33 @@ def wait_up(port, proc, what):
     sys.exit("%s did not answer" % what)
 
 
+def stores(args, who):
+    """The [drivers] store lines and sections for the reference or ours."""
+    if args.mongodb_uri:
+        # The reference cannot take replicaSet= with pymongo 4 and counts a
+        # one-node set as none: it runs with `unreliable` (see
+        # tools/bench-compare.sh). Each side in databases of its own.
+        uri = args.mongodb_uri if who == "ours" else args.mongodb_uri.split("?")[0]
+        db = "diff_%s_%s" % (who, uuid.uuid4().hex[:8])
+        return ("message_store = mongodb\nmanagement_store = mongodb\n"
+                "[drivers:message_store:mongodb]\nuri = %s\ndatabase = %s\n"
+                "[drivers:management_store:mongodb]\nuri = %s\ndatabase = %s_mgmt\n"
+                % (uri, db, uri, db))
+    redis = "redis://127.0.0.1:%d?dbid=%d" % (args.redis_port, args.ref_db if who == "ref" else args.ours_db)
+    return ("message_store = redis\nmanagement_store = redis\n"
+            "[drivers:message_store:redis]\nuri = %s\n"
+            "[drivers:management_store:redis]\nuri = %s\n" % (redis, redis))
+
+
 def start(args, work):
     ref_port, ours_port = free_port(), free_port()
     ref_ws_port, ours_ws_port = free_port(), free_port()
-    redis = "redis://127.0.0.1:%d" % args.redis_port
     ref_conf = os.path.join(work, "ref.conf")
     with open(ref_conf, "w") as f:
-        f.write("[DEFAULT]\nauth_strategy =\n[drivers]\ntransport = wsgi\n"
-                "message_store = redis\nmanagement_store = redis\n"
-                "[drivers:message_store:redis]\nuri = %s?dbid=%d\n"
-                "[drivers:management_store:redis]\nuri = %s?dbid=%d\n"
+        f.write("[DEFAULT]\nauth_strategy =\n%s[drivers]\ntransport = wsgi\n%s"
                 "[drivers:transport:wsgi]\nbind = 127.0.0.1\nport = %d\n"
                 "[signed_url]\nsecret_key = diff\n"
-                % (redis, args.ref_db, redis, args.ref_db, ref_port))
+                % ("unreliable = true\n" if args.mongodb_uri else "", stores(args, "ref"), ref_port))
     # The reference serves WebSocket from a process of its own.
     ref_ws_conf = os.path.join(work, "ref-ws.conf")
     with open(ref_conf) as f, open(ref_ws_conf, "w") as g:
@@ -633,14 +723,12 @@ def start(args, work):
                 + "[drivers:transport:websocket]\nbind = 127.0.0.1\nport = %d\n" % ref_ws_port)
     ours_conf = os.path.join(work, "ours.conf")
     with open(ours_conf, "w") as f:
-        f.write("[drivers]\ntransport = wsgi, websocket\nmessage_store = redis\nmanagement_store = redis\n"
-                "[drivers:message_store:redis]\nuri = %s?dbid=%d\n"
-                "[drivers:management_store:redis]\nuri = %s?dbid=%d\n"
+        f.write("[drivers]\ntransport = wsgi, websocket\n%s"
                 "[drivers:transport:wsgi]\nbind = 127.0.0.1\nport = %d\n"
                 "[signed_url]\nsecret_key = diff\n"
                 "[notification]\nallowed_subscriber_networks = 127.0.0.0/8\n"
                 "[drivers:transport:websocket]\nbind = 127.0.0.1\nport = %d\n"
-                % (redis, args.ours_db, redis, args.ours_db, ours_port, ours_ws_port))
+                % (stores(args, "ours"), ours_port, ours_ws_port))
     procs = []
     ref = subprocess.Popen([os.path.join(args.ref_venv, "bin", "zaqar-server"), "--config-file", ref_conf],
                            stdout=open(os.path.join(work, "ref.log"), "w"), stderr=subprocess.STDOUT,
@@ -677,6 +765,8 @@ def main():
     p.add_argument("--ours", default=os.path.join(ROOT, "target/debug/zaqar-server"))
     p.add_argument("--ref-venv", default=os.path.join(ROOT, ".venv-bench"))
     p.add_argument("--redis-port", type=int, default=6379)
+    p.add_argument("--mongodb-uri", help="compare on MongoDB instead (ours gets the URI as "
+                   "given, the reference without its query: see stores())")
     p.add_argument("--ref-db", type=int, default=14)
     p.add_argument("--ours-db", type=int, default=15)
     p.add_argument("-k", default="")

@@ -59,6 +59,10 @@ def test_topic_lifecycle(tapi, topic):
     assert tapi.put(f"/v2/topics/{topic}", json={}).status_code == 204
     meta = tapi.get(f"/v2/topics/{topic}").json()
     assert meta["description"] == "news" and meta["_default_message_ttl"] == 300
+    # A topic shows only the reserved keys that apply to it (no claims, dead
+    # letters or encryption), as the reference's topic resource does.
+    assert sorted(k for k in meta if k.startswith("_")) == [
+        "_default_message_delay", "_default_message_ttl", "_max_messages_post_size"]
     resp = tapi.patch(f"/v2/topics/{topic}",
                       headers={"Content-Type": "application/openstack-messaging-v2.0-json-patch"},
                       data=json.dumps([{"op": "replace", "path": "/metadata/description",
@@ -124,6 +128,8 @@ def test_a_topic_and_a_queue_of_one_name_are_two_resources(tapi, topic):
     topics = tapi.get("/v2/topics", params={"detailed": "true"}).json()
     assert [(t["name"], t["href"], t["metadata"]["kind"]) for t in topics["topics"]] == [
         (topic, f"/v2/topics/{topic}", "topic")]
+    assert "_max_messages_post_size" in topics["topics"][0]["metadata"]
+    assert "_max_claim_count" not in topics["topics"][0]["metadata"]
     assert topics["links"][0]["rel"] == "next"
     assert tapi.delete(f"/v2/topics/{topic}").status_code == 204
     assert tapi.get(f"/v2/queues/{topic}").json()["kind"] == "queue"

@@ -86,15 +86,29 @@ pub fn reserved_defaults(limits: &TransportConfig) -> [(&'static str, Value); 7]
 
 pub use crate::json::truthy;
 
-/// Stored metadata with every reserved key that is missing or falsy set to
-/// its default, as `GET /v2/queues/{q}` shows it.
-pub fn with_defaults(mut metadata: Metadata, limits: &TransportConfig) -> Metadata {
-    for (key, default) in reserved_defaults(limits) {
-        if !metadata.get(key).is_some_and(truthy) {
-            metadata.insert(key.to_owned(), default);
+/// The reserved keys a topic shows and their defaults: a topic has no
+/// claims, dead letters or encryption, so only the post limits (as the
+/// reference's topic resource shows them).
+pub fn topic_reserved_defaults(limits: &TransportConfig) -> [(&'static str, Value); 3] {
+    let [size, ttl, delay, ..] = reserved_defaults(limits);
+    [size, ttl, delay]
+}
+
+/// Stored metadata with every key of `defaults` that is missing or falsy
+/// set to its default.
+pub fn fill_defaults(mut metadata: Metadata, defaults: &[(&'static str, Value)]) -> Metadata {
+    for (key, default) in defaults {
+        if !metadata.get(*key).is_some_and(truthy) {
+            metadata.insert((*key).to_owned(), default.clone());
         }
     }
     metadata
+}
+
+/// Stored metadata with every reserved key that is missing or falsy set to
+/// its default, as `GET /v2/queues/{q}` shows it.
+pub fn with_defaults(metadata: Metadata, limits: &TransportConfig) -> Metadata {
+    fill_defaults(metadata, &reserved_defaults(limits))
 }
 
 /// The reserved integer values a queue's behaviour depends on.

@@ -26,15 +26,24 @@ pub struct QueueListParams {
 /// One page of queues.
 #[derive(Clone, Debug)]
 pub struct QueueListing {
-    /// The queues (metadata with reserved defaults when detailed).
+    /// The queues (when detailed, with their metadata as stored: the
+    /// WebSocket API shows it so, as the reference's does).
     pub queues: Vec<QueueEntry>,
-    /// When detailed, each queue's metadata as stored, in the same order
-    /// (the WebSocket API shows these, as the reference's does).
-    pub stored: Vec<Metadata>,
+    /// The reserved keys HTTP shows in a detailed listing, with the
+    /// defaults for those unset (see [`QueueListing::shown`]).
+    pub defaults: Vec<(&'static str, serde_json::Value)>,
     /// Marker for the next page: the last name, else the given marker.
     pub next_marker: String,
     /// Number of queues of the project, when asked for.
     pub count: Option<u64>,
+}
+
+impl QueueListing {
+    /// A listed queue's metadata as HTTP shows it: with the reserved
+    /// defaults.
+    pub fn shown(&self, stored: &Metadata) -> Metadata {
+        metadata::fill_defaults(stored.clone(), &self.defaults)
+    }
 }
 
 /// Default queue page size.
@@ -97,13 +106,9 @@ impl Api {
             )
             .await
             .map_err(&err)?;
-        let mut stored = Vec::new();
         if params.detailed {
-            stored.reserve(queues.len());
             for q in &mut queues {
-                let m = q.metadata.take().unwrap_or_default();
-                stored.push(m.clone());
-                q.metadata = Some(with_defaults(m, self.limits()));
+                q.metadata.get_or_insert_with(Metadata::new);
             }
         }
         let count = if params.with_count {
@@ -123,7 +128,7 @@ impl Api {
         };
         Ok(QueueListing {
             queues,
-            stored,
+            defaults: metadata::reserved_defaults(self.limits()).to_vec(),
             next_marker,
             count,
         })

@@ -17,6 +17,7 @@
 
 use std::borrow::Cow;
 
+use super::metadata;
 use super::operation::{Operation, TopicOperation};
 use super::queues::QueueListParams;
 use super::reply::Reply;
@@ -126,6 +127,13 @@ impl Api {
                 s.source.clone_from(&topic);
                 Reply::Subscription(s)
             }
+            Reply::QueueMetadata { stored, .. } => Reply::QueueMetadata {
+                shown: metadata::fill_defaults(
+                    stored.clone(),
+                    &metadata::topic_reserved_defaults(self.limits()),
+                ),
+                stored,
+            },
             other => other,
         })
     }
@@ -148,6 +156,7 @@ impl Api {
             with_count: false,
         };
         let mut listing = self.queue_list_stored(ctx, listed).await?;
+        listing.defaults = metadata::topic_reserved_defaults(self.limits()).to_vec();
         listing
             .queues
             .retain(|q| names::topic_of(&q.name).is_some());

@@ -323,7 +323,7 @@ pub fn queue_listing(path: &str, query: &Query, listing: &QueueListing, key: &st
         name: &'a str,
         href: String,
         #[serde(skip_serializing_if = "Option::is_none")]
-        metadata: Option<&'a crate::storage::Metadata>,
+        metadata: Option<crate::storage::Metadata>,
     }
     #[derive(Serialize)]
     struct Links {
@@ -337,7 +337,7 @@ pub fn queue_listing(path: &str, query: &Query, listing: &QueueListing, key: &st
         .map(|q| Entry {
             name: &q.name,
             href: format!("{path}/{}", q.name),
-            metadata: q.metadata.as_ref(),
+            metadata: q.metadata.as_ref().map(|m| listing.shown(m)),
         })
         .collect();
     let mut links = Vec::new();

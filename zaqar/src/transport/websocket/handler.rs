@@ -352,13 +352,11 @@ fn body_of(
             let queues: Vec<Value> = listing
                 .queues
                 .iter()
-                .enumerate()
-                .map(|(i, entry)| {
+                .map(|entry| {
                     let mut v = Map::new();
                     v.insert("name".into(), Value::from(entry.name.as_str()));
-                    if entry.metadata.is_some() {
-                        let stored = listing.stored.get(i).cloned().unwrap_or_default();
-                        v.insert("metadata".into(), Value::Object(stored));
+                    if let Some(m) = &entry.metadata {
+                        v.insert("metadata".into(), Value::Object(m.clone()));
                     }
                     Value::Object(v)
                 })
