@@ -265,6 +265,29 @@ class TestQueues:
         resp = api.head(f"/v2/queues/{qname}")
         assert resp.status_code == 405
 
+    def test_listing_filters_by_name_and_metadata(self, api):
+        # As the reference's MongoDB store: `name` is a part of the name,
+        # every other parameter a metadata value (an integer when it reads
+        # as one); the filters are not carried into the next link.
+        api.create_queue("q1", {"node": 31})
+        api.create_queue("q2", {"node": 32, "colour": "red"})
+        api.create_queue("other", {"node": 31, "colour": "red"})
+
+        def names(**params):
+            doc = api.get("/v2/queues", params=params).json()
+            return [q["name"] for q in doc["queues"]], doc["links"]
+
+        assert names(name="q")[0] == ["q1", "q2"]
+        assert names(node=31)[0] == ["other", "q1"]
+        assert names(node=31, colour="red")[0] == ["other"]
+        assert names(node="32")[0] == ["q2"]
+        assert names(node=99) == ([], [])
+        listed, links = names(node=31, limit=1)
+        assert listed == ["other"]
+        assert links[0]["href"] == "/v2/queues?limit=1&marker=other"
+        doc = api.get("/v2/queues", params={"colour": "red", "detailed": "true"}).json()
+        assert [(q["name"], q["metadata"]["node"]) for q in doc["queues"]] == [("other", 31), ("q2", 32)]
+
     def test_dotted_queue_names_allowed(self, api):
         api.create_queue("a.b.c")
         names = [q["name"] for q in api.get("/v2/queues").json()["queues"]]

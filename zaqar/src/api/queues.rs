@@ -21,6 +21,35 @@ pub struct QueueListParams {
     pub detailed: bool,
     /// Include the number of queues of the project.
     pub with_count: bool,
+    /// Only queues whose name contains this.
+    pub name: Option<String>,
+    /// Only queues whose metadata holds each of these keys with this value
+    /// (an integer when the query's text is one), as the reference's
+    /// MongoDB store filters: `GET /v2/queues?node=31`.
+    pub filters: Vec<(String, serde_json::Value)>,
+}
+
+/// The most queue filters a listing applies (the rest are ignored).
+pub const MAX_QUEUE_FILTERS: usize = 16;
+
+/// The most queues a filtered listing reads to fill one page: a filter
+/// that matches few of a crowded project's queues answers a short page
+/// (continue from its next link) instead of reading every queue.
+pub const FILTER_SCAN_BUDGET: usize = 10_000;
+
+impl QueueListParams {
+    /// Whether `entry` passes the name and metadata filters.
+    fn admits(&self, entry: &QueueEntry) -> bool {
+        if let Some(name) = &self.name {
+            if !entry.name.contains(name.as_str()) {
+                return false;
+            }
+        }
+        let metadata = entry.metadata.as_ref();
+        self.filters
+            .iter()
+            .all(|(key, value)| metadata.and_then(|m| m.get(key)) == Some(value))
+    }
 }
 
 /// One page of queues.
@@ -95,17 +124,20 @@ impl Api {
         )?
         .unwrap_or(DEFAULT_QUEUE_PAGE);
         let err = storage_error("Queues could not be listed.");
-        let mut queues = self
-            .storage
-            .queues
-            .list(
-                &ctx.project_id,
-                params.marker.as_deref(),
-                limit,
-                params.detailed,
-            )
-            .await
-            .map_err(&err)?;
+        let mut queues = if params.name.is_none() && params.filters.is_empty() {
+            self.storage
+                .queues
+                .list(
+                    &ctx.project_id,
+                    params.marker.as_deref(),
+                    limit,
+                    params.detailed,
+                )
+                .await
+                .map_err(&err)?
+        } else {
+            self.filtered_queues(ctx, &params, limit).await?
+        };
         if params.detailed {
             for q in &mut queues {
                 q.metadata.get_or_insert_with(Metadata::new);
@@ -176,6 +208,48 @@ impl Api {
             }
         }
         Ok(())
+    }
+
+    /// Up to `limit` queues after the marker that pass the filters, read a
+    /// page at a time (at most [`FILTER_SCAN_BUDGET`] queues in all).
+    async fn filtered_queues(
+        &self,
+        ctx: &RequestContext,
+        params: &QueueListParams,
+        limit: usize,
+    ) -> ApiResult<Vec<QueueEntry>> {
+        const PAGE: usize = 100;
+        let err = storage_error("Queues could not be listed.");
+        let with_metadata = params.detailed || !params.filters.is_empty();
+        let mut marker = params.marker.clone();
+        let mut found = Vec::new();
+        let mut scanned = 0;
+        while found.len() < limit && scanned < FILTER_SCAN_BUDGET {
+            let page = self
+                .storage
+                .queues
+                .list(&ctx.project_id, marker.as_deref(), PAGE, with_metadata)
+                .await
+                .map_err(&err)?;
+            let full = page.len() == PAGE;
+            for mut entry in page {
+                scanned += 1;
+                marker = Some(entry.name.clone());
+                if params.admits(&entry) {
+                    if !params.detailed {
+                        entry.metadata = None;
+                    }
+                    found.push(entry);
+                    if found.len() == limit {
+                        break;
+                    }
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok(found)
     }
 
     /// `GET /v2/queues/{q}`: the stored metadata (empty for a queue that

@@ -28,6 +28,22 @@ impl Query {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The parameters not named in `known`, each once (its last value),
+    /// in the order first given.
+    pub fn others(&self, known: &[&str]) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        for (k, v) in &self.params {
+            if known.contains(&k.as_str()) {
+                continue;
+            }
+            match out.iter_mut().find(|(seen, _)| seen == k) {
+                Some(entry) => entry.1.clone_from(v),
+                None => out.push((k.clone(), v.clone())),
+            }
+        }
+        out
+    }
+
     /// A comma-separated list (every occurrence of `name` joined).
     pub fn list(&self, name: &str) -> Option<Vec<String>> {
         let mut out: Option<Vec<String>> = None;
@@ -109,6 +125,15 @@ mod tests {
         assert_eq!(q.bool("echo").unwrap(), Some(true));
         assert!(q.int("limit").is_err());
         assert!(Query::parse("echo=maybe").bool("echo").is_err());
+    }
+
+    #[test]
+    fn other_parameters_once_each() {
+        let q = Query::parse("limit=2&node=31&x=a&node=32&name=q");
+        assert_eq!(
+            q.others(&["limit", "name"]),
+            vec![("node".into(), "32".into()), ("x".into(), "a".into())]
+        );
     }
 
     #[test]

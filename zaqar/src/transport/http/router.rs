@@ -175,6 +175,21 @@ impl Endpoint {
                 limit: query.int("limit")?,
                 detailed: query.bool("detailed")?.unwrap_or(false),
                 with_count: query.bool("with_count")?.unwrap_or(false),
+                name: query.get("name").map(String::from),
+                // Every other parameter filters on metadata, as the
+                // reference's: an integer when it reads as one.
+                filters: query
+                    .others(&["marker", "limit", "detailed", "name", "with_count"])
+                    .into_iter()
+                    .take(crate::api::queues::MAX_QUEUE_FILTERS)
+                    .map(|(k, v)| {
+                        let value = v
+                            .trim()
+                            .parse::<i64>()
+                            .map_or_else(|_| serde_json::Value::from(v.as_str()), Into::into);
+                        (k, value)
+                    })
+                    .collect(),
             }),
             (Endpoint::Queue(queue), "PUT") => O::QueueCreate {
                 queue,

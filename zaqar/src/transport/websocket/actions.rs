@@ -411,6 +411,7 @@ impl Checked<'_> {
                     .and_then(Value::as_bool)
                     .unwrap_or(false),
                 with_count: self.loose_bool("with_count")?.unwrap_or(false),
+                ..QueueListParams::default()
             }),
             Action::QueueCreate => O::QueueCreate {
                 queue: queue(),
