@@ -347,8 +347,10 @@ impl Api {
         let mut params = params;
         if let Some(marker) = &params.marker {
             // Markers of our stores are sequence numbers (at most 19
-            // digits); anything else is a message id to continue after
-            // (an unknown one starts from the beginning).
+            // digits); anything else is a message id to continue after.
+            // One that names no message of the queue gives an empty page,
+            // as the reference's MongoDB store answers a marker it cannot
+            // read (its Redis store started over from the first message).
             let is_sequence = marker.len() <= 19
                 && !marker.is_empty()
                 && marker.bytes().all(|b| b.is_ascii_digit());
@@ -359,6 +361,13 @@ impl Api {
                     .marker_of(&scope, marker)
                     .await
                     .map_err(storage_error("Messages could not be listed."))?;
+                if params.marker.is_none() {
+                    return Ok(MessageListing {
+                        messages: Vec::new(),
+                        next_marker: None,
+                        include_delayed_forced: false,
+                    });
+                }
             }
         }
         let mut poll = self.long_poll(&scope, params.wait)?;
