@@ -381,6 +381,14 @@ macro_rules! forward {
     };
 }
 
+/// A new subscription id: a time-ordered UUID (v7), so that ids sort in
+/// the order subscriptions were created (and listed), as the reference's
+/// ObjectIds do; clients page with `marker=` an id taken from a sorted
+/// listing.
+pub fn subscription_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
 /// [`SubscriptionStore::list_confirmed`] by walking [`SubscriptionStore::list`]
 /// and keeping the confirmed ones: for a driver with no index of them. It
 /// reads every subscription up to the page's last confirmed one; memory

@@ -144,6 +144,11 @@ pub(crate) async fn subscription_list_paging(b: Backend, _clock: ManualClock) {
     );
     let last = b.subscriptions.list(&s, Some(&ids[3]), 2).await.unwrap();
     assert_eq!(last.len(), 1);
+    // Ids sort in creation (listing) order, as the reference's ObjectIds:
+    // a client may page with the id at any place of a sorted listing.
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(sorted, ids);
     assert!(b
         .subscriptions
         .list(&s, Some(&ids[4]), 2)

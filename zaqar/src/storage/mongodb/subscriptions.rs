@@ -168,7 +168,7 @@ impl SubscriptionStore for MongoStore {
     ) -> StorageResult<Option<String>> {
         let options = encode(&subscription.options)?;
         let options = &options;
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = crate::storage::subscription_id();
         let id = &id;
         let order = ObjectId::new();
         self.run("subscription create", true, |r, now| async move {

@@ -302,7 +302,7 @@ impl SubscriptionStore for RedisStore {
         scope: &Scope,
         subscription: &NewSubscription,
     ) -> StorageResult<Option<String>> {
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = crate::storage::subscription_id();
         let args = vec![
             id.clone(),
             subscription.subscriber.clone(),

@@ -245,7 +245,7 @@ impl SubscriptionStore for SqliteStore {
             if live_with_subscriber(&tx, &scope, &subscriber, now)?.is_some() {
                 return Ok(None);
             }
-            let id = uuid::Uuid::new_v4().to_string();
+            let id = crate::storage::subscription_id();
             tx.prepare_cached(
                 "INSERT INTO subscriptions (id, project, queue, subscriber, ttl, expires_ms, options, confirmed) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0)",
