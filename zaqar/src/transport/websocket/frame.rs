@@ -81,15 +81,26 @@ pub fn decode(bytes: &[u8], encoding: Encoding) -> Result<Value, FrameError> {
             // rmp-serde's own limit (1024 levels) is past what a worker
             // thread's stack holds in a debug build: nest no deeper than
             // a JSON frame may.
-            let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
+            let mut cursor = std::io::Cursor::new(bytes);
+            let mut de = rmp_serde::Deserializer::new(&mut cursor);
             de.set_max_depth(MAX_FRAME_NESTING);
-            serde::Deserialize::deserialize(&mut de).map_err(|e: rmp_serde::decode::Error| {
-                FrameError::Undecodable {
+            let value: Value = serde::Deserialize::deserialize(&mut de).map_err(
+                |e: rmp_serde::decode::Error| FrameError::Undecodable {
                     encoding,
                     kind: "UnpackException",
                     detail: e.to_string(),
-                }
-            })
+                },
+            )?;
+            // One document per frame: bytes after it make the frame
+            // undecodable, as for the reference's unpackb.
+            if cursor.position() != bytes.len() as u64 {
+                return Err(FrameError::Undecodable {
+                    encoding,
+                    kind: "ExtraData",
+                    detail: "unpack(b) received extra data.".into(),
+                });
+            }
+            Ok(value)
         }
     }
 }
@@ -158,8 +169,9 @@ impl Echo {
 }
 
 /// Builds the response document for `echo` with `status` and `body`; its
-/// headers carry the request id, as an HTTP response's do.
-pub fn response(echo: Echo, status: u16, body: Value, request_id: &str) -> Value {
+/// headers are the status alone, as the reference's (the request id is in
+/// the server's log lines for the frame).
+pub fn response(echo: Echo, status: u16, body: Value) -> Value {
     let mut request = Map::new();
     request.insert("action".into(), echo.action);
     request.insert("body".into(), echo.body);
@@ -167,7 +179,6 @@ pub fn response(echo: Echo, status: u16, body: Value, request_id: &str) -> Value
     request.insert("api".into(), Value::String("v2".into()));
     let mut headers = Map::new();
     headers.insert("status".into(), Value::from(status));
-    headers.insert("x-openstack-request-id".into(), Value::from(request_id));
     let mut doc = Map::new();
     doc.insert("request".into(), Value::Object(request));
     doc.insert("body".into(), body);
@@ -205,6 +216,12 @@ mod tests {
             e.to_string()
                 .starts_with("Can't decode binary (MessagePack) request. "),
             "{e}"
+        );
+        // "123": the integer 49, then bytes no document owns.
+        let e = decode(b"123", Encoding::MessagePack).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "Can't decode binary (MessagePack) request. ExtraData: unpack(b) received extra data."
         );
         let e = decode(&[0xff, 0xfe], Encoding::Json).unwrap_err();
         assert!(
@@ -268,16 +285,16 @@ mod tests {
     fn responses_echo_the_request() {
         let doc = json!({"action": "queue_get", "headers": {"Client-ID": "c"}, "body": {"queue_name": "q"}});
         let echo = Echo::of(doc.as_object().unwrap());
-        let r = response(echo, 200, json!({"a": 1}), "req-1");
+        let r = response(echo, 200, json!({"a": 1}));
         assert_eq!(
             r,
             json!({
                 "request": {"action": "queue_get", "body": {"queue_name": "q"}, "headers": {"Client-ID": "c"}, "api": "v2"},
                 "body": {"a": 1},
-                "headers": {"status": 200, "x-openstack-request-id": "req-1"},
+                "headers": {"status": 200},
             })
         );
-        let r = response(Echo::empty(), 400, json!({"error": "e"}), "req-2");
+        let r = response(Echo::empty(), 400, json!({"error": "e"}));
         assert_eq!(
             r["request"],
             json!({"action": null, "body": {}, "headers": {}, "api": "v2"})

@@ -136,22 +136,16 @@ async fn answer_frame(
 ) -> Value {
     let doc = match frame::decode(bytes, encoding) {
         Ok(Value::Object(doc)) => doc,
-        Ok(_) => {
-            return render(
-                Echo::empty(),
-                Err(FrameError::NotAnObject.into()),
-                &request_id,
-            )
-        }
+        Ok(_) => return render(Echo::empty(), Err(FrameError::NotAnObject.into())),
         Err(e) => {
             tracing::debug!(error = %e, "undecodable frame");
-            return render(Echo::empty(), Err(e.into()), &request_id);
+            return render(Echo::empty(), Err(e.into()));
         }
     };
     let echo = Echo::of(&doc);
     if frame::has_oversized_integer(bytes, encoding) {
         let e = ApiError::invalid_body("JSON contains integer that is too large.");
-        return render(echo, Err(e.into()), &request_id);
+        return render(echo, Err(e.into()));
     }
     let answer = match actions::check(&doc) {
         Ok(checked) => match checked.request() {
@@ -166,11 +160,11 @@ async fn answer_frame(
             Err(e.into())
         }
     };
-    render(echo, answer, &request_id)
+    render(echo, answer)
 }
 
 /// The response document for an answer.
-fn render(echo: Echo, answer: Answer, request_id: &str) -> Value {
+fn render(echo: Echo, answer: Answer) -> Value {
     let (status, body) = match answer {
         Ok(ok) => ok,
         Err(e) => (e.status(), e.body()),
@@ -180,7 +174,7 @@ fn render(echo: Echo, answer: Answer, request_id: &str) -> Value {
     } else {
         tracing::debug!(action = %echo.action, status, "websocket request");
     }
-    frame::response(echo, status, body, request_id)
+    frame::response(echo, status, body)
 }
 
 /// Who the frame acts for (the auth layer's rules, as over HTTP): the
@@ -227,17 +221,28 @@ async fn operate(
         connection: Some(conn),
     };
     let kind = op.kind();
-    let reply =
-        state.api.execute(request, op).await.map_err(|e| {
+    let reply = match state.api.execute(request, op).await {
+        // The reference's message_get_many answers ids it cannot find
+        // with an empty list, not HTTP's 404.
+        Err(ApiError::NotFound(_))
+            if matches!(
+                kind,
+                OperationKind::MessageGetMany | OperationKind::TopicMessageGetMany
+            ) =>
+        {
+            return Ok((200, json!({ "messages": [] })));
+        }
+        reply => reply.map_err(|e| {
             endpoint_error(kind, e, &queue, &id, caller.project().unwrap_or_default())
-        })?;
+        })?,
+    };
     Ok(body_of(reply, &queue, &id, topic, state.api.now_ms())?)
 }
 
 /// The error of a refused operation, worded as the reference's endpoint
 /// words it where that differs from HTTP: its own `error` text for a
-/// missing claim or subscription, and the reason a queue name or project id
-/// is refused (HTTP masks it).
+/// missing claim or subscription, the reason a queue name or project id is
+/// refused (HTTP masks it), and "Bad request. " before a field's error.
 fn endpoint_error(
     kind: OperationKind,
     error: ApiError,
@@ -253,6 +258,17 @@ fn endpoint_error(
                 error,
                 exception: Some(problem.to_owned()),
                 text: problem.to_owned(),
+            };
+        }
+    }
+    // The reference's field checks raise its BadRequest, whose text
+    // starts "Bad request. ".
+    if let ApiError::InvalidBody(d) = &error {
+        if d.starts_with("Missing \"") || d.starts_with("The value of the \"") {
+            return WsError::Endpoint {
+                exception: Some(format!("Bad request. {d}")),
+                text: d.to_string(),
+                error,
             };
         }
     }
