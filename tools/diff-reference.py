@@ -51,6 +51,9 @@ KNOWN = {
         "the reference's Redis driver starts over at a marker that names no queue",
     "patch not a list": "a 503 in the reference; a body of the wrong type is a 400",
     "post item not object": "a 500 in the reference; a body of the wrong type is a 400",
+    "list bad marker":
+        "a marker that names no message: an empty page, as the reference's MongoDB store "
+        "answers (its Redis store starts over, errata 10)",
     "list echo": "list markers are opaque; ours is the message's rank",
     "list include_delayed": "list markers are opaque; ours is the message's rank",
     "list echo claimed": "include_claimed is a 503 in the reference's Redis driver",
