@@ -372,13 +372,18 @@ pub fn describe(kind: OperationKind, cx: &DocContext<'_>) -> OperationDoc {
         }
         QueueList => {
             doc.summary = "List queues";
-            doc.description = "A page of the project's queues, in name order, with a `next` link when the page is not empty.";
+            doc.description = "A page of the project's queues, in name order, with a `next` link when the page is not empty. Any other query parameter filters on metadata: `?node=31` lists the queues whose metadata holds `node` equal to 31 (an integer when the value reads as one).";
             doc.tag = "Queues";
             doc.query = vec![
                 marker_param(),
                 limit_param("queues", l.max_queues_per_page),
                 bool_param("detailed", "Show each queue's metadata."),
                 bool_param("with_count", "Add the number of queues of the project."),
+                query(
+                    "name",
+                    "Only queues whose name contains this.",
+                    json!({ "type": "string" }),
+                ),
             ];
             doc.responses = with_errors(vec![ok("QueueList", "A page of queues.")], &[]);
         }
