@@ -189,7 +189,18 @@ def _start(self):
     self.boot = mock.MagicMock()
     self.boot.transport._defaults = transport_base.ResourceDefaults(self.conf)
     self._ours = OurServer(self.conf)
-    self.addCleanup(self._ours.stop)
+    self.addCleanup(lambda: self._ours.stop())
+    # A test that changes an option at run time gets a server started with
+    # it (a fresh one: what the test stored before is gone, so only tests
+    # that change options first can pass).
+    plain_override = self.conf.set_override
+
+    def set_override(name, value, group=None):
+        plain_override(name, value, group)
+        self._ours.stop()
+        self._ours = OurServer(self.conf)
+
+    self.conf.set_override = set_override
     self.srmock = ftest.StartResponseMock()
     self.headers = {
         "Client-ID": uuidutils.generate_uuid(),

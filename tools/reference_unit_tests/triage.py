@@ -9,7 +9,7 @@ import sys
 INTERNAL = re.compile(
     r"self\.boot\.storage|self\.boot\.control\.[a-z_]+_controller|_handler|proto_id"
     r"|notify_in_binary|_lazy_factory|self\.app\b|self\.transport\.factory\(\)\."
-    r"|set_override\(|mock_send_confirm|create_trust")
+    r"|mock_send_confirm|create_trust")
 
 log = open(sys.argv[1]).read()
 tests_dir = sys.argv[2] if len(sys.argv) > 2 else None
