@@ -149,6 +149,15 @@ def test_pool_api_as_the_reference_answers(pooled, tmp_path, redis_servers):
     assert listing["links"][0]["href"] == "/v2/pools?limit=1&marker=a"
     assert [p["name"] for p in api.get("/v2/pools?marker=a").json()["pools"]] == ["b"]
     assert_error(api.get("/v2/pools", params={"limit": 21}), 400, "Invalid API request")
+    # a PUT that replaces a flavor's only pool with another kind of store is
+    # refused, as the reference compares it with the pool it replaces
+    k_uri = f"sqlite://{tmp_path / 'k.sqlite'}"
+    assert api.put("/v2/pools/k", json={"uri": k_uri, "weight": 1, "flavor": "kind"}).status_code == 201
+    assert_error(api.put("/v2/pools/k", json={"uri": redis_servers().url, "weight": 1, "flavor": "kind"}),
+                 400, "Unable to create pool")
+    assert api.put("/v2/pools/k", json={"uri": k_uri, "weight": 2, "flavor": "kind"}).status_code == 201
+    assert api.patch("/v2/pools/k", json={"flavor": ""}).status_code == 200
+    assert api.delete("/v2/pools/k").status_code == 204
     # PATCH: one known field at least, unknown ones refused (the reference takes them)
     assert_error(api.patch("/v2/pools/b", json={}), 400, "Invalid request body",
                  "One of `uri`, `weight`, `flavor`, or `options` needs to be specified")

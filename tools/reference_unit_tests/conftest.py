@@ -48,7 +48,7 @@ def free_port():
 class OurServer:
     """A fresh server of ours for one test."""
 
-    def __init__(self, conf):
+    def __init__(self, conf, pooled=False):
         self.dir = tempfile.mkdtemp(prefix="zaqar-refunit-")
         self.port, self.ws_port = free_port(), free_port()
         lines = []
@@ -64,8 +64,12 @@ class OurServer:
                 lines.append("%s = %s" % (name, str(value).lower() if isinstance(value, bool) else value))
         except Exception:
             pass
+        # The pool and flavor tests: pooling on, the catalogue in SQLite,
+        # pools on the MongoDB at ZAQAR_TEST_MONGODB_URL (SecantusDB here).
+        pooling = ("pooling = true\nunreliable = true\n[pooling:catalog]\n"
+                   "enable_virtual_pool = true\n" if pooled else "")
         with open(os.path.join(self.dir, "zaqar.conf"), "w") as f:
-            f.write("[DEFAULT]\nadmin_mode = true\n"
+            f.write("[DEFAULT]\nadmin_mode = true\n" + pooling +
                     "[drivers]\ntransport = wsgi, websocket\nmessage_store = sqlite\nmanagement_store = sqlite\n"
                     "[drivers:message_store:sqlite]\nuri = %s/zaqar.sqlite\n"
                     "[drivers:transport:wsgi]\nbind = 127.0.0.1\nport = %d\n"
@@ -175,7 +179,9 @@ def _start(self):
 
     self.conf.unreliable = True
     self.conf.admin_mode = True
-    # Our server runs one embedded store: no pools for the tests to add.
+    # Our server runs one embedded store: no pools for the tests to add,
+    # but for the pool and flavor tests themselves.
+    pooled = bool(self.conf.pooling) and type(self).__name__.startswith(("TestPools", "TestFlavors"))
     self.conf.set_override("pooling", False)
     # What the tests read of the reference's bootstrap: its defaults (real
     # values), and its storage for tearDown's clean-up (a stand-in that
@@ -188,7 +194,8 @@ def _start(self):
 
     self.boot = mock.MagicMock()
     self.boot.transport._defaults = transport_base.ResourceDefaults(self.conf)
-    self._ours = OurServer(self.conf)
+    self._pooled = pooled
+    self._ours = OurServer(self.conf, pooled)
     self.addCleanup(lambda: self._ours.stop())
     # A test that changes an option at run time gets a server started with
     # it (a fresh one: what the test stored before is gone, so only tests
@@ -198,7 +205,7 @@ def _start(self):
     def set_override(name, value, group=None):
         plain_override(name, value, group)
         self._ours.stop()
-        self._ours = OurServer(self.conf)
+        self._ours = OurServer(self.conf, pooled)
 
     self.conf.set_override = set_override
     self.srmock = ftest.StartResponseMock()
@@ -249,6 +256,11 @@ def ws_setup(self):
 def no_teardown(self):
     from zaqar import tests as testing
 
+    # The reference's tearDown drops every pool and the catalogue, behind
+    # the API's back: a fresh server is the same clean slate.
+    if getattr(self, "_pooled", False):
+        self._ours.stop()
+        self._ours = OurServer(self.conf, True)
     testing.TestBase.tearDown(self)
 
 

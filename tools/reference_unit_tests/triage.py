@@ -33,10 +33,18 @@ def test_source(name):
     return ""
 
 
+# Tests that assert a reference bug we do not copy (doc/source/differences.rst).
+KNOWN = {
+    "TestPoolsMongoDB.test_patch_works_with_extra_fields":
+        "pool PATCH refuses unknown fields next to known ones",
+}
+
 parts = re.split(r"\n_{3,} (.+?) _{3,}\n", log)
-internal, other = [], []
+internal, known, other = [], [], []
 for name, body in zip(parts[1::2], parts[2::2]):
-    if INTERNAL.search(test_source(name)) or INTERNAL.search(body):
+    if name in KNOWN:
+        known.append(name)
+    elif INTERNAL.search(test_source(name)) or INTERNAL.search(body):
         internal.append(name)
     else:
         why = [l.strip() for l in body.splitlines()
@@ -45,6 +53,8 @@ for name, body in zip(parts[1::2], parts[2::2]):
 summary = log.strip().splitlines()[-1] if log.strip() else "no output"
 print(summary)
 print("%d failures reach into the reference's internals (cannot run elsewhere)" % len(internal))
+for name in known:
+    print("known difference: %s (%s)" % (name, KNOWN[name]))
 print("%d other failures:" % len(other))
 for name, why in other:
     print("  " + name)

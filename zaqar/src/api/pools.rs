@@ -213,8 +213,10 @@ impl Api {
     }
 
     /// Refuses a pool whose store is unreachable, or whose kind differs from
-    /// the other pools of its flavor.
-    async fn check_pool(&self, pool: &PoolRecord) -> ApiResult<()> {
+    /// the other pools of its flavor; a `PUT` (`replacing`) also compares it
+    /// with the pool of the same name it replaces, as the reference does
+    /// (so a flavor's only pool cannot be swapped for another kind of store).
+    async fn check_pool(&self, pool: &PoolRecord, replacing: bool) -> ApiResult<()> {
         let pooled = self.pooled()?;
         let kind = engines::engine_of(&pool.uri)
             .map_err(|_| ApiError::invalid_body(format!("cannot connect to {}", pool.uri)))?;
@@ -230,7 +232,7 @@ impl Api {
                 .pools_of_flavor(Some(flavor))
                 .await
                 .map_err(storage_error("Pool could not be created."))?;
-            for peer in peers.iter().filter(|p| p.name != pool.name) {
+            for peer in peers.iter().filter(|p| replacing || p.name != pool.name) {
                 if engines::engine_of(&peer.uri).ok() != Some(kind) {
                     return Err(ApiError::bad_request(
                         "Unable to create pool",
@@ -257,7 +259,7 @@ impl Api {
             flavor: fields.flavor.flatten(),
             options: fields.options.unwrap_or_default(),
         };
-        self.check_pool(&pool).await?;
+        self.check_pool(&pool, true).await?;
         let pooled = self.pooled()?;
         pooled
             .catalogue()
@@ -310,7 +312,7 @@ impl Api {
         if let Some(options) = fields.options {
             pool.options = options;
         }
-        self.check_pool(&pool).await?;
+        self.check_pool(&pool, false).await?;
         let pooled = self.pooled()?;
         pooled
             .catalogue()
