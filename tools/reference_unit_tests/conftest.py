@@ -68,15 +68,27 @@ class OurServer:
         # pools on the MongoDB at ZAQAR_TEST_MONGODB_URL (SecantusDB here).
         pooling = ("pooling = true\nunreliable = true\n[pooling:catalog]\n"
                    "enable_virtual_pool = true\n" if pooled else "")
+        # ZAQAR_REFUNIT_STORE=mongodb: our MongoDB store, on
+        # ZAQAR_TEST_MONGODB_URL (databases of the test's own).
+        if os.environ.get("ZAQAR_REFUNIT_STORE") == "mongodb":
+            uri = os.environ["ZAQAR_TEST_MONGODB_URL"]
+            db = "refunit_" + os.path.basename(self.dir).replace("-", "_")
+            stores = ("message_store = mongodb\nmanagement_store = mongodb\n"
+                      "[drivers:message_store:mongodb]\nuri = %s\ndatabase = %s\n"
+                      "[drivers:management_store:mongodb]\nuri = %s\ndatabase = %s_m\n"
+                      % (uri, db, uri, db))
+            pooling = pooling or "unreliable = true\n"
+        else:
+            stores = ("message_store = sqlite\nmanagement_store = sqlite\n"
+                      "[drivers:message_store:sqlite]\nuri = %s/zaqar.sqlite\n" % self.dir)
         with open(os.path.join(self.dir, "zaqar.conf"), "w") as f:
             f.write("[DEFAULT]\nadmin_mode = true\n" + pooling +
-                    "[drivers]\ntransport = wsgi, websocket\nmessage_store = sqlite\nmanagement_store = sqlite\n"
-                    "[drivers:message_store:sqlite]\nuri = %s/zaqar.sqlite\n"
+                    "[drivers]\ntransport = wsgi, websocket\n" + stores +
                     "[drivers:transport:wsgi]\nbind = 127.0.0.1\nport = %d\n"
                     "[drivers:transport:websocket]\nbind = 127.0.0.1\nport = %d\n"
                     "[signed_url]\nsecret_key = test\n"
                     "[notification]\nallowed_subscriber_networks = 0.0.0.0/8, 127.0.0.0/8\n"
-                    "[transport]\n%s\n" % (self.dir, self.port, self.ws_port, "\n".join(lines)))
+                    "[transport]\n%s\n" % (self.port, self.ws_port, "\n".join(lines)))
         self.proc = subprocess.Popen([OURS, "--config-file", os.path.join(self.dir, "zaqar.conf")],
                                      stdout=open(os.path.join(self.dir, "log"), "w"),
                                      stderr=subprocess.STDOUT, env=dict(os.environ, RUST_LOG="warn"))

@@ -9,7 +9,7 @@ import sys
 INTERNAL = re.compile(
     r"self\.boot\.storage|self\.boot\.control\.[a-z_]+_controller|_handler|proto_id"
     r"|notify_in_binary|_lazy_factory|self\.app\b|self\.transport\.factory\(\)\."
-    r"|mock_send_confirm|create_trust")
+    r"|mock\.patch\.object\((?!self\.protocol)")
 
 log = open(sys.argv[1]).read()
 tests_dir = sys.argv[2] if len(sys.argv) > 2 else None
@@ -27,7 +27,8 @@ def test_source(name):
     method = name.split(".")[-1]
     for text in sources.values():
         for candidate in (method, re.sub(r"_\d+(_.*)?$", "", method)):
-            m = re.search(r"\n    def %s\(.*?(?=\n    (?:def |@)|\Z)" % re.escape(candidate), text, re.S)
+            m = re.search(r"(?:\n    @[^\n]*)*\n    def %s\(.*?(?=\n    (?:def |@)|\Z)"
+                          % re.escape(candidate), text, re.S)
             if m:
                 return m.group(0)
     return ""
