@@ -69,8 +69,16 @@ class OurServer:
         pooling = ("pooling = true\nunreliable = true\n[pooling:catalog]\n"
                    "enable_virtual_pool = true\n" if pooled else "")
         # ZAQAR_REFUNIT_STORE=mongodb: our MongoDB store, on
-        # ZAQAR_TEST_MONGODB_URL (databases of the test's own).
-        if os.environ.get("ZAQAR_REFUNIT_STORE") == "mongodb":
+        # ZAQAR_TEST_MONGODB_URL (databases of the test's own); =redis: our
+        # Redis store on ZAQAR_TEST_REDIS_URL (a key prefix of its own).
+        store = os.environ.get("ZAQAR_REFUNIT_STORE")
+        if store == "redis":
+            uri = "%s?key_prefix=%s" % (os.environ["ZAQAR_TEST_REDIS_URL"],
+                                        "ru" + os.path.basename(self.dir).replace("-", ""))
+            stores = ("message_store = redis\nmanagement_store = redis\n"
+                      "[drivers:message_store:redis]\nuri = %s\n"
+                      "[drivers:management_store:redis]\nuri = %s\n" % (uri, uri))
+        elif store == "mongodb":
             uri = os.environ["ZAQAR_TEST_MONGODB_URL"]
             db = "refunit_" + os.path.basename(self.dir).replace("-", "_")
             stores = ("message_store = mongodb\nmanagement_store = mongodb\n"
