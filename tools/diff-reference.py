@@ -102,6 +102,8 @@ KNOWN = {
     "delay stats": "the reference's Redis driver shows whole messages as oldest/newest (errata 10)",
     "size list ttl": "list markers are opaque; ours is the message's rank",
     "dup get": "an id given twice: ours answers its message once",
+    "more list claimed echo": "include_claimed is a 503 in the reference's Redis driver",
+    "more stats": "the reference's Redis driver shows whole messages as oldest/newest (errata 10)",
     "accept xml": "the reference renders its 406 as XML; ours is JSON like every error",
     "topics list": "topics do not work on the reference's Redis management store",
     "topic create": "topics do not work on the reference's Redis management store",
@@ -603,8 +605,58 @@ def sc_behaviour(s, q):
                                                              "expires": "2099-01-01T00:00:00"})
 
 
+def sc_more(s, q):
+    base = "/v2/queues/%s" % q
+    patch = {"Content-Type": "application/openstack-messaging-v2.0-json-patch"}
+    s.request("more post", "POST", base + "/messages", {"messages": [{"body": i} for i in range(3)]})
+    st, doc, h = s.request("more claim", "POST", base + "/claims?limit=2", {"ttl": 100, "grace": 100})
+    cid = h.get("location", "").rsplit("/", 1)[-1]
+    mids = [m["id"] for m in (doc or {}).get("messages", [])] if isinstance(doc, dict) else []
+    s.request("more claim get", "GET", base + "/claims/" + cid)
+    if mids:
+        s.request("more get claimed", "GET", base + "/messages/" + mids[0])
+        s.request("more get many claimed", "GET", base + "/messages?ids=" + ",".join(mids))
+        s.request("more delete claimed no claim", "DELETE", base + "/messages?ids=" + mids[0])
+        s.request("more delete claimed with claim", "DELETE",
+                  base + "/messages/%s?claim_id=%s" % (mids[0], cid))
+    s.request("more claim patch grace only", "PATCH", base + "/claims/" + cid, {"grace": 100})
+    s.request("more claim patch ttl only", "PATCH", base + "/claims/" + cid, {"ttl": 200})
+    s.request("more claim patch extra", "PATCH", base + "/claims/" + cid, {"ttl": 200, "x": 1})
+    s.request("more claim patch list", "PATCH", base + "/claims/" + cid, [1])
+    s.request("more claim patch empty body", "PATCH", base + "/claims/" + cid, raw="")
+    s.request("more list claimed echo", "GET", base + "/messages?echo=true&include_claimed=true")
+    s.request("more stats", "GET", base + "/stats")
+    s.request("more patch reserved bad", "PATCH", base,
+              [{"op": "replace", "path": "/metadata/_max_messages_post_size", "value": "x"}], headers=patch)
+    s.request("more patch two ops", "PATCH", base,
+              [{"op": "add", "path": "/metadata/a", "value": 1},
+               {"op": "add", "path": "/metadata/b", "value": 2}], headers=patch)
+    s.request("more patch nested path", "PATCH", base,
+              [{"op": "add", "path": "/metadata/a/b", "value": 1}], headers=patch)
+    s.request("more patch no value", "PATCH", base,
+              [{"op": "add", "path": "/metadata/c"}], headers=patch)
+    s.request("more put metadata replace", "PUT", base, {"z": 1})
+    s.request("more get after put", "GET", base)
+    st, doc, _ = s.request("more sub", "POST", base + "/subscriptions",
+                           {"subscriber": "http://example.com/hook", "ttl": 3600})
+    sid = doc.get("subscription_id", "") if isinstance(doc, dict) else ""
+    s.request("more sub patch options", "PATCH", base + "/subscriptions/" + sid, {"options": {"k": "v"}})
+    s.request("more sub patch subscriber", "PATCH", base + "/subscriptions/" + sid,
+              {"subscriber": "http://example.com/other"})
+    s.request("more sub patch bad scheme", "PATCH", base + "/subscriptions/" + sid, {"subscriber": "ftp://x"})
+    s.request("more sub patch ttl 10", "PATCH", base + "/subscriptions/" + sid, {"ttl": 10})
+    s.request("more sub patch list", "PATCH", base + "/subscriptions/" + sid, [1])
+    s.request("more sub get", "GET", base + "/subscriptions/" + sid)
+    s.request("more sub confirm missing body", "PUT", base + "/subscriptions/" + sid + "/confirm", {})
+    s.request("more sub confirm false", "PUT", base + "/subscriptions/" + sid + "/confirm", {"confirmed": False})
+    s.request("more purge subs", "POST", base + "/purge", {"resource_types": ["subscriptions"]})
+    s.request("more sub list after purge", "GET", base + "/subscriptions")
+    s.request("more health", "GET", "/v2/health", headers={"X-Roles": "admin"})
+    s.request("more queue delete", "DELETE", base)
+
+
 SCENARIOS = [sc_queues, sc_patch, sc_messages, sc_claims, sc_subscriptions, sc_misc, sc_edges,
-             sc_behaviour]
+             sc_behaviour, sc_more]
 
 
 def ws_queues(w, q):
