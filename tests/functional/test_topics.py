@@ -239,9 +239,9 @@ def test_websocket_topic_actions(tserver, project, topic):
         assert status == 200 and body["source"] == topic
         ids = http.post(f"/v2/topics/{topic}/messages",
                         json={"messages": [{"body": {"n": 1}, "ttl": 120}]}).json()["resources"]
+        assert len(ids) == 1
         pushed = ws.recv_doc()
-        assert pushed["id"] == ids[0].rsplit("/", 1)[1]
-        assert pushed["body"] == {"n": 1} and pushed["topic_name"] == topic
+        assert pushed == {"body": {"n": 1}, "ttl": 120, "topic_name": topic, "Message_Type": "Notification"}
         assert ws.call("topic_subscription_delete", {"topic_name": topic, "subscription_id": sid})[0] == 204
         assert ws.call("topic_purge", {"topic_name": topic})[0] == 204
         assert ws.call("topic_delete", {"topic_name": topic}) == (204, f"Topic {topic} removed.")

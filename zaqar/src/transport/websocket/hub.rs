@@ -71,14 +71,14 @@ impl Hub {
 
     /// The document pushed for a message, its body opened when sealed
     /// (`None`, logged, when it cannot be opened).
-    fn document(&self, scope: &Scope, id: &str, ttl: i64, body: &RawValue) -> Option<Value> {
+    fn document(&self, scope: &Scope, ttl: i64, body: &RawValue) -> Option<Value> {
         match self.keyring.get().map(|k| k.open(body)) {
-            Some(Ok(Some(plain))) => Some(notification(&scope.queue, id, ttl, &plain)),
+            Some(Ok(Some(plain))) => Some(notification(&scope.queue, ttl, &plain)),
             Some(Err(e)) => {
                 tracing::error!(queue = %scope.queue, project = %scope.project, error = %e, "cannot open an encrypted message for a websocket push");
                 None
             }
-            _ => Some(notification(&scope.queue, id, ttl, body)),
+            _ => Some(notification(&scope.queue, ttl, body)),
         }
     }
 
@@ -130,7 +130,7 @@ impl Hub {
                 delayed.push((Duration::from_secs(m.delay.unsigned_abs()), id.clone()));
             } else {
                 // No receiver left is not an error: the queue was just released.
-                if let Some(doc) = self.document(scope, id, m.ttl, &m.body) {
+                if let Some(doc) = self.document(scope, m.ttl, &m.body) {
                     let _ = tx.send(Arc::new(doc));
                 }
             }
@@ -196,7 +196,7 @@ impl Hub {
                         };
                         match store.get(&scope, &id).await {
                             Ok(Some(m)) => {
-                                if let Some(doc) = self.document(&scope, &id, m.ttl, &m.body) {
+                                if let Some(doc) = self.document(&scope, m.ttl, &m.body) {
                                     let _ = tx.send(Arc::new(doc));
                                 }
                             }
@@ -219,12 +219,11 @@ impl Hub {
     }
 }
 
-/// The document a listener receives for one message: the message as posted
-/// plus its id, its queue and `Message_Type: Notification` (the fields the
-/// reference's notifications carry).
-pub fn notification(queue: &str, id: &str, ttl: i64, body: &RawValue) -> Value {
+/// The document a listener receives for one message, exactly the
+/// reference's: the message's `body` and `ttl`, its queue (`queue_name`, a
+/// topic's `topic_name`) and `Message_Type: Notification`; no id.
+pub fn notification(queue: &str, ttl: i64, body: &RawValue) -> Value {
     let mut doc = Map::new();
-    doc.insert("id".into(), Value::from(id));
     doc.insert(
         "body".into(),
         serde_json::from_str(body.get()).unwrap_or(Value::Null),
@@ -310,10 +309,11 @@ mod tests {
         hub.publish(&Scope::new("other", "a"), &["y".into()], &[msg("2")]);
         hub.publish(&a, &["z".into()], &[msg(r#"{"k": [1]}"#)]);
         let got = rx.recv().await.unwrap();
-        assert_eq!(got["id"], "z");
-        assert_eq!(got["body"], serde_json::json!({"k": [1]}));
-        assert_eq!(got["queue_name"], "a");
-        assert_eq!(got["Message_Type"], "Notification");
+        assert_eq!(
+            *got,
+            serde_json::json!({"body": {"k": [1]}, "ttl": 60, "queue_name": "a",
+                               "Message_Type": "Notification"})
+        );
         assert!(rx.try_recv().is_err());
         drop(rx);
         hub.release(&a);
@@ -364,7 +364,8 @@ mod tests {
             .await
             .unwrap();
         // the undelayed message is pushed at once; the delayed ones wait as ids
-        assert_eq!(rx.recv().await.unwrap()["id"], posted.ids[1].as_str());
+        assert_eq!(rx.recv().await.unwrap()["body"], 1);
+        assert_eq!(posted.ids.len(), 2);
         assert_eq!(hub.delayed_waiting(), 2);
         let schedule_bytes: usize = hub
             .delayed
@@ -381,7 +382,6 @@ mod tests {
             .await
             .expect("the delayed message is pushed when due")
             .unwrap();
-        assert_eq!(due["id"], posted.ids[0].as_str());
         assert_eq!(due["body"].as_str().map(str::len), Some(240 * 1024));
         // the abandoned queue's entry was dropped without a push
         tokio::time::timeout(Duration::from_secs(30), async {
