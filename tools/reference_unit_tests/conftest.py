@@ -237,8 +237,11 @@ def _start(self):
     }
 
 
-def wsgi_setup(self):
-    from zaqar.conf import default, drivers_transport_wsgi, transport
+def _setup(self, transport_opts):
+    """The reference's TestBase.setUp up to its bootstrap: the test's
+    config with the transport's options registered; then our server.
+    Returns the transport driver's option group."""
+    from zaqar.conf import default, transport
     from zaqar import tests as testing
 
     testing.TestBase.setUp(self)
@@ -247,28 +250,24 @@ def wsgi_setup(self):
     self.conf.register_opts(default.ALL_OPTS)
     self.conf.register_opts(transport.ALL_OPTS, group=transport.GROUP_NAME)
     self.transport_cfg = self.conf[transport.GROUP_NAME]
-    self.conf.register_opts(drivers_transport_wsgi.ALL_OPTS, group=drivers_transport_wsgi.GROUP_NAME)
-    self.wsgi_cfg = self.conf[drivers_transport_wsgi.GROUP_NAME]
+    self.conf.register_opts(transport_opts.ALL_OPTS, group=transport_opts.GROUP_NAME)
     _start(self)
+    return self.conf[transport_opts.GROUP_NAME]
+
+
+def wsgi_setup(self):
+    from zaqar.conf import drivers_transport_wsgi
+
+    self.wsgi_cfg = _setup(self, drivers_transport_wsgi)
 
 
 def ws_setup(self):
-    from zaqar.conf import default, drivers_transport_websocket, transport
-    from zaqar import tests as testing
-
-    testing.TestBase.setUp(self)
-    if not self.config_file:
-        self.skipTest("No config specified")
-    self.conf.register_opts(default.ALL_OPTS)
-    self.conf.register_opts(transport.ALL_OPTS, group=transport.GROUP_NAME)
-    self.transport_cfg = self.conf[transport.GROUP_NAME]
-    self.conf.register_opts(drivers_transport_websocket.ALL_OPTS,
-                            group=drivers_transport_websocket.GROUP_NAME)
-    self.ws_cfg = self.conf[drivers_transport_websocket.GROUP_NAME]
-    _start(self)
-    self.transport = LiveTransport(self._ours.ws_port)
     from unittest import mock
 
+    from zaqar.conf import drivers_transport_websocket
+
+    self.ws_cfg = _setup(self, drivers_transport_websocket)
+    self.transport = LiveTransport(self._ours.ws_port)
     self.api = mock.MagicMock()
     self.api.get_defaults.return_value = self.boot.transport._defaults
 
