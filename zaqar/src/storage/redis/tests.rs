@@ -581,6 +581,23 @@ async fn earlier_subscriptions_are_sorted_for_the_fanout() {
     }
 }
 
+/// Two stores ("servers") on one key prefix at `url`, and that prefix.
+fn two_servers(url: &str) -> (RedisStore, RedisStore, String) {
+    let opts = options(url);
+    let prefix = opts.key_prefix.clone();
+    let clock = Arc::new(ManualClock::new());
+    let a = RedisStore::connect(opts.clone(), clock.clone()).unwrap();
+    let b = RedisStore::connect(opts, clock).unwrap();
+    (a, b, prefix)
+}
+
+/// Queue metadata with `_default_message_ttl` set to `ttl`.
+fn ttl_metadata(ttl: i64) -> crate::storage::Metadata {
+    let mut m = crate::storage::Metadata::new();
+    m.insert("_default_message_ttl".into(), json!(ttl));
+    m
+}
+
 /// Two servers on one Redis: what one keeps in memory of a queue's
 /// metadata for its posts is refused by the post script as soon as the
 /// other changes the metadata or deletes the queue, and a queue without a
@@ -591,17 +608,9 @@ async fn posts_check_the_metadata_they_were_validated_against() {
     let Some(url) = test_url("ZAQAR_TEST_REDIS_URL") else {
         return;
     };
-    let opts = options(&url);
-    let prefix = opts.key_prefix.clone();
-    let clock = Arc::new(ManualClock::new());
-    let a = RedisStore::connect(opts.clone(), clock.clone()).unwrap();
-    let b = RedisStore::connect(opts, clock).unwrap();
+    let (a, b, prefix) = two_servers(&url);
     let scope = Scope::new("p", "stamped");
-    let meta = |ttl: i64| {
-        let mut m = crate::storage::Metadata::new();
-        m.insert("_default_message_ttl".into(), json!(ttl));
-        m
-    };
+    let meta = ttl_metadata;
     let post = || async {
         a.backend()
             .messages
@@ -690,16 +699,9 @@ async fn a_write_checks_the_metadata_its_own_request_validated_against() {
     let Some(url) = test_url("ZAQAR_TEST_REDIS_URL") else {
         return;
     };
-    let opts = options(&url);
-    let clock = Arc::new(ManualClock::new());
-    let a = RedisStore::connect(opts.clone(), clock.clone()).unwrap();
-    let b = RedisStore::connect(opts, clock).unwrap();
+    let (a, b, _) = two_servers(&url);
     let scope = Scope::new("p", "raced");
-    let meta = |ttl: i64| {
-        let mut m = crate::storage::Metadata::new();
-        m.insert("_default_message_ttl".into(), json!(ttl));
-        m
-    };
+    let meta = ttl_metadata;
     let post = || async {
         a.backend()
             .messages
