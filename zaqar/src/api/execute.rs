@@ -134,8 +134,11 @@ impl Api {
                 self.queue_delete(ctx, &queue).await?;
                 Reply::QueueDeleted
             }
-            O::QueueStats { queue } => {
-                let (stats, missing) = self.queue_stats(ctx, &queue).await?;
+            O::QueueStats {
+                queue,
+                report_missing,
+            } => {
+                let (stats, missing) = self.queue_stats(ctx, &queue, report_missing).await?;
                 Reply::QueueStats { stats, missing }
             }
             O::QueuePurge { queue, body } => {

@@ -62,6 +62,9 @@ pub enum Operation {
     QueueStats {
         /// Queue name.
         queue: String,
+        /// Tell a missing queue from an empty one (the WebSocket API answers
+        /// it with 404; HTTP does not ask, and saves the lookup).
+        report_missing: bool,
     },
     /// `POST /v2/queues/{q}/purge`.
     QueuePurge {
@@ -751,7 +754,7 @@ impl Operation {
             | O::QueueGet { queue }
             | O::QueueUpdate { queue, .. }
             | O::QueueDelete { queue }
-            | O::QueueStats { queue }
+            | O::QueueStats { queue, .. }
             | O::QueuePurge { queue, .. }
             | O::QueueShare { queue, .. }
             | O::MessagePost { queue, .. }
@@ -798,7 +801,7 @@ impl Operation {
             | O::QueueGet { queue }
             | O::QueueUpdate { queue, .. }
             | O::QueueDelete { queue }
-            | O::QueueStats { queue }
+            | O::QueueStats { queue, .. }
             | O::QueuePurge { queue, .. }
             | O::QueueShare { queue, .. }
             | O::MessagePost { queue, .. }

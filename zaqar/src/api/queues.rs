@@ -345,11 +345,13 @@ impl Api {
 
     /// `GET /v2/queues/{q}/stats` (zeros for a missing queue).
     ///
-    /// Also whether the queue is missing; only an empty queue is looked up.
+    /// Also, when `report_missing`, whether the queue is missing (only an
+    /// empty queue is looked up; otherwise `false`).
     pub async fn queue_stats(
         &self,
         ctx: &RequestContext,
         queue: &str,
+        report_missing: bool,
     ) -> ApiResult<(QueueStats, bool)> {
         let what = "Queue stats could not be read.";
         let scope = scope(ctx, queue);
@@ -359,7 +361,8 @@ impl Api {
             .stats(&scope)
             .await
             .map_err(storage_error(what))?;
-        let missing = stats.total == 0
+        let missing = report_missing
+            && stats.total == 0
             && self
                 .storage
                 .queues

@@ -52,8 +52,8 @@ pub enum Reply {
     },
     /// `queue_delete`.
     QueueDeleted,
-    /// `queue_get_stats`; `missing` when the queue does not exist (zero
-    /// stats: HTTP answers them with 200, the WebSocket API with 404).
+    /// `queue_get_stats`; `missing` when the operation asked and the queue
+    /// does not exist (zero stats: the WebSocket API answers them with 404).
     QueueStats {
         /// The counts and the oldest and newest messages.
         stats: QueueStats,

@@ -202,7 +202,10 @@ impl Endpoint {
             },
             (Endpoint::Queue(queue), "DELETE") => O::QueueDelete { queue },
             (Endpoint::Queue(queue), _) => O::QueueGet { queue },
-            (Endpoint::QueueStats(queue), _) => O::QueueStats { queue },
+            (Endpoint::QueueStats(queue), _) => O::QueueStats {
+                queue,
+                report_missing: false,
+            },
             (Endpoint::QueuePurge(queue), _) => O::QueuePurge { queue, body },
             (Endpoint::QueueShare(queue), _) => O::QueueShare { queue, body },
             (Endpoint::Messages(queue), "POST") => O::MessagePost { queue, body },

@@ -422,7 +422,10 @@ impl Checked<'_> {
             },
             Action::QueueGet => O::QueueGet { queue: queue() },
             Action::QueueDelete => O::QueueDelete { queue: queue() },
-            Action::QueueGetStats => O::QueueStats { queue: queue() },
+            Action::QueueGetStats => O::QueueStats {
+                queue: queue(),
+                report_missing: true,
+            },
             Action::QueuePurge => O::QueuePurge {
                 queue: queue(),
                 body: self.payload(&["resource_types"]),
