@@ -282,6 +282,13 @@ class TestQueues:
         assert names(node=31, colour="red")[0] == ["other"]
         assert names(node="32")[0] == ["q2"]
         assert names(node=99) == ([], [])
+        # 16 filters at most: a 17th (here one no queue passes) is ignored
+        many = {f"f{i:02d}": "x" for i in range(15)}
+        api.patch("/v2/queues/other", headers={"Content-Type": "application/openstack-messaging-v2.0-json-patch"},
+                  json=[{"op": "add", "path": f"/metadata/{k}", "value": "x"} for k in many])
+        assert names(node=31, **many)[0] == ["other"]
+        assert names(node=31, **many, zz="nope")[0] == ["other"]
+        assert names(node=31, zz="nope")[0] == []
         listed, links = names(node=31, limit=1)
         assert listed == ["other"]
         assert links[0]["href"] == "/v2/queues?limit=1&marker=other"

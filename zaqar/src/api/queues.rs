@@ -124,6 +124,8 @@ impl Api {
         )?
         .unwrap_or(DEFAULT_QUEUE_PAGE);
         let err = storage_error("Queues could not be listed.");
+        let mut params = params;
+        params.filters.truncate(MAX_QUEUE_FILTERS);
         let mut queues = if params.name.is_none() && params.filters.is_empty() {
             self.storage
                 .queues

@@ -181,7 +181,6 @@ impl Endpoint {
                 filters: query
                     .others(&["marker", "limit", "detailed", "name", "with_count"])
                     .into_iter()
-                    .take(crate::api::queues::MAX_QUEUE_FILTERS)
                     .map(|(k, v)| {
                         let value = v
                             .trim()
