@@ -16,6 +16,16 @@ pub enum ApiError {
     /// 400 "Invalid request body": the body could not be used.
     #[error("Invalid request body: {0}")]
     InvalidBody(Cow<'static, str>),
+    /// 400 "Invalid request body": one field of the body is missing or not
+    /// of its type. Rendered as [`ApiError::InvalidBody`]; the WebSocket
+    /// API words it as the reference's field check does ("Bad request. ...").
+    #[error("Invalid request body: {0}")]
+    InvalidField(Cow<'static, str>),
+    /// 400 "Invalid queue identification": a queue name or project id is not
+    /// acceptable, for the reason given. HTTP masks the reason, as the
+    /// reference does; the WebSocket API tells it.
+    #[error("Invalid queue identification: {0}")]
+    InvalidQueueIdentification(&'static str),
     /// 400 "Invalid API request": a validation rule failed.
     #[error("Invalid API request: {0}")]
     InvalidRequest(Cow<'static, str>),
@@ -108,6 +118,8 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::InvalidBody(_)
+            | ApiError::InvalidField(_)
+            | ApiError::InvalidQueueIdentification(_)
             | ApiError::InvalidRequest(_)
             | ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
@@ -125,7 +137,8 @@ impl ApiError {
     /// The `title` of the error body.
     pub fn title(&self) -> Cow<'static, str> {
         match self {
-            ApiError::InvalidBody(_) => "Invalid request body".into(),
+            ApiError::InvalidBody(_) | ApiError::InvalidField(_) => "Invalid request body".into(),
+            ApiError::InvalidQueueIdentification(_) => "Invalid queue identification".into(),
             ApiError::InvalidRequest(_) => "Invalid API request".into(),
             ApiError::BadRequest { title, .. } | ApiError::Forbidden { title, .. } => title.clone(),
             ApiError::Unauthorized { .. } => "Unauthorized".into(),
@@ -144,11 +157,15 @@ impl ApiError {
     pub fn description(&self) -> Option<Cow<'static, str>> {
         match self {
             ApiError::InvalidBody(d)
+            | ApiError::InvalidField(d)
             | ApiError::InvalidRequest(d)
             | ApiError::NotFound(d)
             | ApiError::Conflict(d)
             | ApiError::UnsupportedMediaType(d) => Some(d.clone()),
             ApiError::BadRequest { description, .. } => description.clone(),
+            ApiError::InvalidQueueIdentification(_) => {
+                Some("The format of the submitted queue name or project id is not valid.".into())
+            }
             ApiError::Forbidden { description, .. } => Some(description.clone()),
             ApiError::Unauthorized { .. } => Some("The request you have made requires authentication.".into()),
             ApiError::Unavailable(d) => Some(format!("{d} Please try again in a few seconds.").into()),

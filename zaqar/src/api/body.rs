@@ -96,7 +96,9 @@ pub fn int_field(doc: &serde_json::Map<String, Value>, name: &str, default: i64)
     match doc.get(name) {
         None => Ok(default),
         Some(v) => as_int(v).ok_or_else(|| {
-            ApiError::invalid_body(format!("The value of the \"{name}\" field must be a int."))
+            ApiError::InvalidField(
+                format!("The value of the \"{name}\" field must be a int.").into(),
+            )
         }),
     }
 }

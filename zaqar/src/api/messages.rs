@@ -301,15 +301,15 @@ impl Api {
                         .as_ref()
                         .and_then(as_int)
                         .ok_or_else(|| {
-                            ApiError::invalid_body(format!(
-                                "The value of the \"{name}\" field must be a int."
-                            ))
+                            ApiError::InvalidField(
+                                format!("The value of the \"{name}\" field must be a int.").into(),
+                            )
                         }),
                 }
             };
             let ttl = int("ttl", default_ttl)?;
-            let body =
-                field("body").ok_or_else(|| ApiError::invalid_body("Missing \"body\" field."))?;
+            let body = field("body")
+                .ok_or_else(|| ApiError::InvalidField("Missing \"body\" field.".into()))?;
             let delay = match default_delay {
                 Some(d) => int("delay", d)?,
                 None => 0,

@@ -86,6 +86,7 @@ fn client_error(e: ApiError, stored: &str, topic: &str) -> ApiError {
     let fix = |t| client_text(t, stored, topic);
     match e {
         ApiError::InvalidBody(t) => ApiError::InvalidBody(fix(t)),
+        ApiError::InvalidField(t) => ApiError::InvalidField(fix(t)),
         ApiError::InvalidRequest(t) => ApiError::InvalidRequest(fix(t)),
         ApiError::BadRequest { title, description } => ApiError::BadRequest {
             title,

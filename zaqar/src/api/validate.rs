@@ -18,19 +18,13 @@ pub const QUEUE_NAME_MAX_LEN: usize = 64;
 /// Longest project id.
 pub const PROJECT_ID_MAX_LEN: usize = 256;
 
-/// The answer for any bad queue name or project id over HTTP (the reference
-/// masks the details there).
-pub fn invalid_queue_identification() -> ApiError {
-    ApiError::bad_request(
-        "Invalid queue identification",
-        "The format of the submitted queue name or project id is not valid.",
-    )
-}
+/// Why a project id past [`PROJECT_ID_MAX_LEN`] is refused.
+const PROJECT_ID_TOO_LONG: &str = "Project ids may not be more than 256 characters long.";
 
 /// Why a queue name or project id is not acceptable, in the reference's words.
 pub fn queue_identification_problem(queue: &str, project: &str) -> Option<&'static str> {
     if project.len() > PROJECT_ID_MAX_LEN {
-        return Some("Project ids may not be more than 256 characters long.");
+        return Some(PROJECT_ID_TOO_LONG);
     }
     if queue.len() > QUEUE_NAME_MAX_LEN {
         return Some("Queue names may not be more than 64 characters long.");
@@ -47,11 +41,11 @@ pub fn queue_identification_problem(queue: &str, project: &str) -> Option<&'stat
     None
 }
 
-/// Checks a queue name and project id (HTTP wording).
+/// Checks a queue name and project id.
 pub fn queue_identification(queue: &str, project: &str) -> ApiResult<()> {
     match queue_identification_problem(queue, project) {
         None => Ok(()),
-        Some(_) => Err(invalid_queue_identification()),
+        Some(reason) => Err(ApiError::InvalidQueueIdentification(reason)),
     }
 }
 
@@ -109,7 +103,9 @@ pub fn project_id(raw: Option<&str>) -> ApiResult<String> {
         // The reference checks the length only on routes naming a queue; a
         // project id of any size is otherwise stored and echoed. Bounded on
         // every route here.
-        Some(p) if p.len() > PROJECT_ID_MAX_LEN => Err(invalid_queue_identification()),
+        Some(p) if p.len() > PROJECT_ID_MAX_LEN => Err(ApiError::InvalidQueueIdentification(
+            PROJECT_ID_TOO_LONG,
+        )),
         Some(p) => Ok(p.to_owned()),
     }
 }

@@ -21,7 +21,7 @@ use super::frame::{self, Echo, Encoding, FrameError};
 use crate::api::operation::{Operation, OperationKind};
 use crate::api::reply::Reply;
 use crate::api::views::{self, MessageView, StampView, StatsView, SubscriptionView};
-use crate::api::{execute, validate};
+use crate::api::execute;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::storage::Message;
@@ -232,9 +232,7 @@ async fn operate(
         {
             return Ok((200, json!({ "messages": [] })));
         }
-        reply => reply.map_err(|e| {
-            endpoint_error(kind, e, &queue, &id, caller.project().unwrap_or_default())
-        })?,
+        reply => reply.map_err(|e| endpoint_error(kind, e, &queue, &id))?,
     };
     Ok(body_of(reply, &queue, &id, topic, state.api.now_ms())?)
 }
@@ -243,47 +241,27 @@ async fn operate(
 /// words it where that differs from HTTP: its own `error` text for a
 /// missing claim or subscription, the reason a queue name or project id is
 /// refused (HTTP masks it), and "Bad request. " before a field's error.
-fn endpoint_error(
-    kind: OperationKind,
-    error: ApiError,
-    queue: &str,
-    id: &str,
-    project: &str,
-) -> WsError {
+fn endpoint_error(kind: OperationKind, error: ApiError, queue: &str, id: &str) -> WsError {
     use OperationKind as K;
-    let masked = validate::invalid_queue_identification();
-    if error.title() == masked.title() && error.description() == masked.description() {
-        if let Some(problem) = validate::queue_identification_problem(queue, project) {
-            return WsError::Endpoint {
-                error,
-                exception: Some(problem.to_owned()),
-                text: problem.to_owned(),
-            };
+    let (exception, text) = match (&error, kind) {
+        (ApiError::InvalidQueueIdentification(reason), _) => {
+            (Some(reason.to_string()), reason.to_string())
         }
-    }
-    // The reference's field checks raise its BadRequest, whose text
-    // starts "Bad request. ".
-    if let ApiError::InvalidBody(d) = &error {
-        if d.starts_with("Missing \"") || d.starts_with("The value of the \"") {
-            return WsError::Endpoint {
-                exception: Some(format!("Bad request. {d}")),
-                text: d.to_string(),
-                error,
-            };
-        }
-    }
-    let text = match (&error, kind) {
+        // The reference's field checks raise its BadRequest, whose text
+        // starts "Bad request. ".
+        (ApiError::InvalidField(d), _) => (Some(format!("Bad request. {d}")), d.to_string()),
         (ApiError::NotFound(_), K::ClaimGet | K::ClaimUpdate) => {
-            format!("Claim {id} does not exist.")
+            (None, format!("Claim {id} does not exist."))
         }
-        (ApiError::NotFound(_), K::SubscriptionGet | K::TopicSubscriptionGet) => {
-            format!("Subscription {id} for queue {queue} does not exist.")
-        }
+        (ApiError::NotFound(_), K::SubscriptionGet | K::TopicSubscriptionGet) => (
+            None,
+            format!("Subscription {id} for queue {queue} does not exist."),
+        ),
         _ => return WsError::Api(error),
     };
     WsError::Endpoint {
         error,
-        exception: None,
+        exception,
         text,
     }
 }
