@@ -17,6 +17,10 @@
 #   that load's window into $OUT/NAME.LOAD.perf.data), BENCH_COUNT (1: also
 #   count the server's system calls and context switches per request with
 #   perf's tracepoints; a separate run from the CPU figures is cleaner),
+#   BENCH_PEERS (0: also start that many more server processes of the same
+#   binary on the same Redis, idle, on the ports after BENCH_SERVER_PORT,
+#   and print their CPU per request of the loaded one: what the others of
+#   a deployment pay for the work of one),
 #   BENCH_RUST_LOG (the server's RUST_LOG, warn; empty: the configuration's
 #   levels, INFO and one access line per request), BENCH_EXTRA_CONF (lines
 #   appended to the server's configuration, e.g. a queue pipeline stage).
@@ -69,15 +73,30 @@ CONF
 RUST_LOG=${BENCH_RUST_LOG-warn} "$SERVER" --config-file "$OUT/$NAME.conf" > "$OUT/$NAME.log" 2>&1 &
 SERVER_PID=$!
 PIDS+=($SERVER_PID)
-for _ in $(seq 1 100); do
-    code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Client-ID: 3381af92-2b9e-11e3-b191-71861300734c' \
-        -H 'X-Project-ID: bench' "http://127.0.0.1:$PORT/v2/ping" || true)
-    [ "$code" = 204 ] && break
-    sleep 0.2
+PEER_PIDS=()
+for i in $(seq 1 "${BENCH_PEERS:-0}"); do
+    sed "s/^port = $PORT\$/port = $((PORT + i))/" "$OUT/$NAME.conf" > "$OUT/$NAME.peer$i.conf"
+    RUST_LOG=${BENCH_RUST_LOG-warn} "$SERVER" --config-file "$OUT/$NAME.peer$i.conf" \
+        > "$OUT/$NAME.peer$i.log" 2>&1 &
+    PEER_PIDS+=($!)
+    PIDS+=($!)
+done
+for p in "$PORT" $(seq $((PORT + 1)) $((PORT + ${BENCH_PEERS:-0}))); do
+    for _ in $(seq 1 100); do
+        code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Client-ID: 3381af92-2b9e-11e3-b191-71861300734c' \
+            -H 'X-Project-ID: bench' "http://127.0.0.1:$p/v2/ping" || true)
+        [ "$code" = 204 ] && break
+        sleep 0.2
+    done
 done
 
 ticks_of() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 ticks() { ticks_of "$SERVER_PID"; }
+peer_ticks() {
+    local t=0 p
+    for p in "${PEER_PIDS[@]}"; do t=$((t + $(ticks_of "$p"))); done
+    echo "$t"
+}
 now() { date +%s.%N; }
 
 # shellcheck source=tools/bench-loads.sh
@@ -90,8 +109,8 @@ script_usec() {
         awk -F'[:,=]' '/^cmdstat_(evalsha|eval)[:]/ {u += $5} END {print u + 0}'
 }
 
-printf '%-8s %12s %14s %9s %13s %13s %8s\n' load requests/s "server us/req" "server %" \
-    "redis us/req" "script us/req" "redis %"
+printf '%-8s %12s %14s %9s %13s %13s %8s %13s\n' load requests/s "server us/req" "server %" \
+    "redis us/req" "script us/req" "redis %" "peers us/req"
 for load in ${LOADS//,/ }; do
     err=$OUT/$NAME.$load.err
     # shellcheck disable=SC2046
@@ -118,18 +137,18 @@ for load in ${LOADS//,/ }; do
         count_pid=$!
     fi
     redis-cli -p "$REDIS_PORT" config resetstat >/dev/null
-    t0=$(now); c0=$(ticks); r0=$(ticks_of "$REDIS_PID")
+    t0=$(now); c0=$(ticks); r0=$(ticks_of "$REDIS_PID"); p0=$(peer_ticks)
     sleep "$window"
-    t1=$(now); c1=$(ticks); r1=$(ticks_of "$REDIS_PID"); ru=$(script_usec)
+    t1=$(now); c1=$(ticks); r1=$(ticks_of "$REDIS_PID"); ru=$(script_usec); p1=$(peer_ticks)
     [ -n "$perf_pid" ] && wait "$perf_pid"
     [ -n "$count_pid" ] && wait "$count_pid"
     wait "$bench" || echo "$NAME: $load reported a failure (see $OUT/$NAME.$load.json)" >&2
     counts=
     [ -n "$COUNT" ] && counts="$OUT/$NAME.$load.count"
     python3 - "$OUT/$NAME.$load.json" "$load" "$t0" "$t1" "$c0" "$c1" "$HZ" "$window" "$counts" \
-        "$r0" "$r1" "$ru" <<'PY'
+        "$r0" "$r1" "$ru" "$p0" "$p1" "${BENCH_PEERS:-0}" <<'PY'
 import json, sys
-path, load, t0, t1, c0, c1, hz, window, counts, r0, r1, ru = sys.argv[1:]
+path, load, t0, t1, c0, c1, hz, window, counts, r0, r1, ru, p0, p1, peers = sys.argv[1:]
 r = json.load(open(path))
 rps = sum(op["requests_per_s"] for op in r["ops"])
 cores = (float(c1) - float(c0)) / float(hz) / (float(t1) - float(t0))
@@ -146,7 +165,11 @@ if counts:
 span = float(t1) - float(t0)
 redis_cores = (float(r1) - float(r0)) / float(hz) / span
 script_us = float(ru) / (rps * span)
+peer_us = "-"
+if int(peers):
+    peer_us = f"{(float(p1) - float(p0)) / float(hz) / span * 1e6 / rps:.1f}"
 print(f"{load:<8} {rps:12,.0f} {cores * 1e6 / rps:14.1f} {cores * 100:9.0f}"
-      f" {redis_cores * 1e6 / rps:13.1f} {script_us:13.1f} {redis_cores * 100:8.0f}{ok}{extra}")
+      f" {redis_cores * 1e6 / rps:13.1f} {script_us:13.1f} {redis_cores * 100:8.0f}"
+      f" {peer_us:>13}{ok}{extra}")
 PY
 done

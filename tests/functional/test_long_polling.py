@@ -3,7 +3,8 @@ server: a waiting claim or listing answers with the message posted while it
 waited, over HTTP and WebSocket; ``wait`` is bounded by ``[transport]
 max_long_poll_wait``; shutdown answers waiting requests; and across two
 server processes on one Redis, a post on one wakes a claim waiting on the
-other (through Redis pub/sub, which both processes are shown to subscribe to).
+other (through Redis pub/sub, which both processes are shown to subscribe to,
+and which carries wake-ups only for queues a request waits for).
 """
 
 import concurrent.futures
@@ -156,8 +157,23 @@ def test_a_post_on_one_process_wakes_a_claim_waiting_on_another(server_factory, 
     assert out[-1] == "2", out
     a, b = Api(one.url, project), Api(two.url, project)
     a.create_queue(qname)
+
+    def polled_keys():
+        out = subprocess.run(["redis-cli", "-p", port, "--scan", "--pattern", f"{prefix}:*:polled"],
+                             capture_output=True, text=True, check=True).stdout.split()
+        return [k for k in out if f":{qname}}}" in k]
+
+    # Posts publish wake-ups only for queues a request waits for: nothing
+    # waits yet, so nothing is announced.
+    a.post_messages(qname, [{"body": "before"}])
+    assert polled_keys() == []
+    b.post(f"/v2/queues/{qname}/claims", json={"ttl": 60})  # takes "before"
     claim = in_background(b.post, f"/v2/queues/{qname}/claims", params={"wait": 15}, json={"ttl": 60})
-    time.sleep(0.3)
+    for _ in range(50):
+        if polled_keys():
+            break
+        time.sleep(0.1)
+    assert len(polled_keys()) == 1, "the waiting claim announced itself"
     a.post_messages(qname, [{"body": "from the other process"}])
     resp = claim.result(timeout=30)
     assert resp.status_code == 201, resp.text

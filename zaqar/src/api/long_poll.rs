@@ -7,7 +7,10 @@
 //! The api core wakes the queue's waiters after each post and claim
 //! release, in this process and, through the store's
 //! [`WakeBus`](crate::storage::wake::WakeBus), in the others (unless the
-//! store's post announced itself: `Posted::woke_others`); waiters also
+//! store's post announced itself: `Posted::woke_others`). The bus carries
+//! wake-ups only for queues a request waits for: a long poll whose first
+//! look found nothing announces itself to the bus and looks again before it
+//! sleeps (see [`LongPoll`]). Waiters also
 //! look again every [`POLL_INTERVAL`](crate::storage::wake::POLL_INTERVAL)
 //! (delayed messages coming due, expired claims, stores without a bus),
 //! and answer at once when the server shuts down.
@@ -37,6 +40,7 @@ impl Api {
         };
         Ok(LongPoll::new(
             &self.storage.waiters,
+            self.storage.wake_bus.as_ref(),
             scope,
             Duration::from_secs(seconds),
         ))

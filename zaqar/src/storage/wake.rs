@@ -10,8 +10,9 @@
 //!
 //! In-process, the api core wakes the queue's waiters after every post and
 //! claim release. Across processes, a store that can broadcast provides a
-//! [`WakeBus`] (Redis: pub/sub on one channel per key prefix); the others
-//! rely on the poll.
+//! [`WakeBus`] (Redis: pub/sub on one channel per key prefix), which
+//! carries the wake-ups of the queues some request waits for; the other
+//! stores rely on the poll.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -91,20 +92,37 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
 pub struct LongPoll {
     watching: Option<(watch::Receiver<u64>, Instant)>,
     waiters: Arc<Waiters>,
+    /// The store's bus and the queue, until the request announced itself
+    /// on it (after its first look found nothing).
+    announce: Option<(Arc<dyn WakeBus>, Scope)>,
 }
 
 impl LongPoll {
-    /// A request on `scope` that may wait `wait` (zero: it never waits).
-    pub fn new(waiters: &Arc<Waiters>, scope: &Scope, wait: Duration) -> Self {
+    /// A request on `scope` that may wait `wait` (zero: it never waits),
+    /// woken across processes through `bus` when the store has one.
+    pub fn new(
+        waiters: &Arc<Waiters>,
+        bus: Option<&Arc<dyn WakeBus>>,
+        scope: &Scope,
+        wait: Duration,
+    ) -> Self {
+        let waits = !wait.is_zero();
         LongPoll {
-            watching: (!wait.is_zero()).then(|| (waiters.watch(scope), Instant::now() + wait)),
+            watching: waits.then(|| (waiters.watch(scope), Instant::now() + wait)),
             waiters: waiters.clone(),
+            announce: bus.filter(|_| waits).map(|b| (b.clone(), scope.clone())),
         }
     }
 
     /// After a look that found nothing: waits for a wake-up, the poll
     /// interval, the deadline or shutdown; `true` to look again, `false`
     /// to answer with what the last look found.
+    ///
+    /// The first time, with a [`WakeBus`], it announces the request on the
+    /// bus and asks for another look at once instead: a post after the
+    /// announcement publishes its wake-up, one before it is seen by that
+    /// look. So a request that finds messages at once costs the bus
+    /// nothing.
     pub async fn wait(&mut self) -> bool {
         let Some((rx, deadline)) = &mut self.watching else {
             return false;
@@ -112,6 +130,12 @@ impl LongPoll {
         let now = Instant::now();
         if self.waiters.is_closed() || now >= *deadline {
             return false;
+        }
+        if let Some((bus, scope)) = self.announce.take() {
+            // A poll interval more than the wait: the wake-up of a post
+            // just before the deadline is still published.
+            bus.expect(&scope, (*deadline - now) + POLL_INTERVAL).await;
+            return true;
         }
         let nap = (*deadline - now).min(POLL_INTERVAL);
         tokio::select! {
@@ -124,10 +148,20 @@ impl LongPoll {
 }
 
 /// A broadcast of wake-ups between the server processes of one store.
+///
+/// Wake-ups are published only for queues a request of some process waits
+/// for: a long poll announces itself with [`WakeBus::expect`] once a look
+/// found nothing, then looks again before it sleeps (see [`LongPoll`]).
 #[async_trait]
 pub trait WakeBus: Send + Sync {
-    /// Tells every process that `scope` may have claimable messages
-    /// (failures are logged, never answered: the poll covers them).
+    /// Announces that a request of this process waits up to `wait` for
+    /// `scope`: until then, posts and releases on any process publish their
+    /// wake-ups for it (failures are logged, never answered: the poll
+    /// covers them).
+    async fn expect(&self, scope: &Scope, wait: Duration);
+    /// Tells every process that `scope` may have claimable messages, if a
+    /// request of some process waits for it (failures are logged, never
+    /// answered: the poll covers them).
     async fn publish(&self, scope: &Scope);
 
     /// Wakes `waiters` for every scope any process publishes, until
@@ -143,13 +177,13 @@ mod tests {
     async fn a_wake_reaches_a_waiter_that_looked_before_it() {
         let w = Arc::new(Waiters::default());
         let s = Scope::new("p", "q");
-        let mut poll = LongPoll::new(&w, &s, Duration::from_secs(3600));
+        let mut poll = LongPoll::new(&w, None, &s, Duration::from_secs(3600));
         // (the look happens here and finds nothing; then a post wakes)
         w.wake(&Scope::new("p", "other"));
         w.wake(&s);
         assert!(poll.wait().await, "woken, not timed out");
         w.close();
         assert!(!poll.wait().await, "closed: answer now");
-        assert!(!LongPoll::new(&w, &s, Duration::ZERO).wait().await);
+        assert!(!LongPoll::new(&w, None, &s, Duration::ZERO).wait().await);
     }
 }

@@ -35,6 +35,9 @@
 --   <Q>:dead        zset id -> lease ms     outbox of messages leaving for the DLQ
 --   <Q>:spill:<id>  list                    a long list argument the server wrote
 --                                           just before the script (see arg_list)
+--   <Q>:polled      string, with a TTL      exists while a long poll of some server
+--                                           process waits for the queue: posts publish
+--                                           their wake-up only then (wake_expect.lua)
 --
 -- A record is the MessagePack sequence (ttl s, expiry ms, created ms, client
 -- id, body as raw JSON text, checksum or '', claim id or '', claim count,

@@ -29,6 +29,12 @@ pub(crate) fn queue_route_key(prefix: &str) -> String {
     format!("{prefix}:msgs")
 }
 
+/// The key that exists while a long poll of some server process waits for
+/// the queue under `prefix` (see [`super::wake`]).
+pub(crate) fn queue_polled_key(prefix: &str) -> String {
+    format!("{prefix}:polled")
+}
+
 /// The guard key of the slot holding keys under `prefix` (a queue's, a
 /// project's, the outbox's or the pooling catalogue's): a key no one ever
 /// writes, declared by every script next to its routing key. Redis Cluster

@@ -81,6 +81,7 @@
 //! | message post (any batch size), list, get, bulk_get, delete, bulk_delete, pop, stats, purge | 1, plus the chunks of a list of thousands (see "Limits") |
 //! | claim create | 1, or 3 when messages move to a dead-letter queue |
 //! | claim get, update, delete | 1 |
+//! | long poll (claim or listing with `wait`) whose first look finds nothing | the looks, plus 1 to announce the wait (see `wake.rs`) |
 //! | ping (`is_alive`) | 1 |
 //! | every subscription operation; outbox enqueue (any fan-out), lease, complete, retry, next due | 1 |
 //! | `DELETE /v2/queues/{q}` through the pipeline | 2 (purge + record) |
@@ -250,6 +251,8 @@ struct Scripts {
     dlq_ack: Script,
     subscription: Script,
     outbox: Script,
+    wake_expect: Script,
+    wake_publish: Script,
 }
 
 impl Scripts {
@@ -273,6 +276,8 @@ impl Scripts {
             dlq_ack: queue_script!("dlq_ack.lua"),
             subscription: Script::new(include_str!("subscription.lua")),
             outbox: Script::new(include_str!("outbox.lua")),
+            wake_expect: Script::new(include_str!("wake_expect.lua")),
+            wake_publish: Script::new(include_str!("wake_publish.lua")),
         }
     }
 }

@@ -1,7 +1,8 @@
 -- Post: ARGV[3] = n (messages), ARGV[4] = the latest expiry ms among them,
 -- ARGV[5] = r (runs), ARGV[6] = '' or the key of a spilled list (see
 -- arg_list), ARGV[7] = the long-poll wake-up channel, ARGV[8] = the message
--- published on it once the messages are stored (see wake.rs), ARGV[9] =
+-- published on it once the messages are stored, if a long poll waits for
+-- the queue (see wake.rs), ARGV[9] =
 -- '' or the metadata stamp the server validated the messages against (see
 -- metadata_stamp.rs), then the list of 2n + 2r values, inline or spilled:
 -- n pairs
@@ -76,6 +77,11 @@ local subs = redis.call('ZCOUNT', Q .. ':subexp', '(' .. NOW_S, '+inf')
 local pending = 0
 if subs > 0 then pending = redis.call('ZCOUNT', Q .. ':subpend', '(' .. NOW_S, '+inf') end
 -- The wake-up for long polls on every server process, from here rather
--- than in a second call after this one: the server saves a round trip.
-redis.call('PUBLISH', ARGV[7], ARGV[8])
+-- than in a second call after this one: the server saves a round trip. Only
+-- while some process has a request waiting for this queue (<Q>:polled, see
+-- wake_expect.lua): otherwise no process would do anything with it, and
+-- every one of them would still read it.
+if redis.call('EXISTS', Q .. ':polled') == 1 then
+  redis.call('PUBLISH', ARGV[7], ARGV[8])
+end
 return {n, subs, pending}

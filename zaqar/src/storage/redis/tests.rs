@@ -150,7 +150,8 @@ mod sentinel {
 /// Two stores on one deployment (one key prefix), as two server processes:
 /// a publish on one reaches the waiters of the other without waiting for
 /// their poll, on every topology (Sentinel: through the master; Cluster:
-/// through any node).
+/// through any node), while a wait for the queue is announced; a queue
+/// nobody announced a wait for gets no publish.
 async fn wake_across_processes(url: &str) {
     use crate::storage::wake::{Waiters, WakeBus};
 
@@ -161,8 +162,9 @@ async fn wake_across_processes(url: &str) {
     let waiters = Arc::new(Waiters::default());
     let scope = Scope::new("p", "long-poll");
     let mut woken = waiters.watch(&scope);
+    listener.expect(&scope, Duration::from_secs(30)).await;
     let listening = {
-        let waiters = waiters.clone();
+        let (waiters, listener) = (waiters.clone(), listener.clone());
         tokio::spawn(async move { listener.listen(waiters).await })
     };
     // The subscription is made in the background: publish until it is heard.
@@ -186,13 +188,32 @@ async fn wake_across_processes(url: &str) {
         .await
         .expect("woken by the publish")
         .unwrap();
+    // A queue nobody waits for: nothing is published (the subscription is
+    // up, so a publish would arrive within milliseconds), until a wait is
+    // announced.
+    let idle = Scope::new("p", "long-poll-idle");
+    let mut idle_woken = waiters.watch(&idle);
+    poster.publish(&idle).await;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), idle_woken.changed())
+            .await
+            .is_err(),
+        "a wake-up was published for a queue no request waits for"
+    );
+    listener.expect(&idle, Duration::from_secs(30)).await;
+    poster.publish(&idle).await;
+    tokio::time::timeout(Duration::from_secs(5), idle_woken.changed())
+        .await
+        .expect("woken once a wait was announced")
+        .unwrap();
     waiters.close();
     listening.await.unwrap();
 }
 
 /// A post publishes its own wake-up (from its script: `Posted::woke_others`),
 /// so the waiters of another process on the store wake with no separate
-/// publish, on every topology.
+/// publish, on every topology; only while a wait for the queue is announced,
+/// and never after the announced wait ran out.
 async fn post_wakes_across_processes(url: &str) {
     use crate::storage::wake::{Waiters, WakeBus};
     use crate::storage::MessageStore;
@@ -204,8 +225,9 @@ async fn post_wakes_across_processes(url: &str) {
     let waiters = Arc::new(Waiters::default());
     let scope = Scope::new("p", "long-poll-post");
     let mut woken = waiters.watch(&scope);
+    listener.expect(&scope, Duration::from_secs(30)).await;
     let listening = {
-        let waiters = waiters.clone();
+        let (waiters, listener) = (waiters.clone(), listener.clone());
         tokio::spawn(async move { listener.listen(waiters).await })
     };
     // The subscription is made in the background: post until one is heard.
@@ -228,6 +250,25 @@ async fn post_wakes_across_processes(url: &str) {
         .await
         .expect("woken by the post")
         .unwrap();
+    // A wait announced for 300 ms: a post within it wakes, one after it
+    // publishes nothing (the subscription is up: a publish would arrive
+    // within milliseconds).
+    let brief = Scope::new("p", "long-poll-brief");
+    let mut brief_woken = waiters.watch(&brief);
+    listener.expect(&brief, Duration::from_millis(300)).await;
+    poster.post(&brief, "c", vec![msg(3, 60)]).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), brief_woken.changed())
+        .await
+        .expect("woken by a post within the announced wait")
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    poster.post(&brief, "c", vec![msg(4, 60)]).await.unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), brief_woken.changed())
+            .await
+            .is_err(),
+        "a post published a wake-up after the announced wait ran out"
+    );
     waiters.close();
     listening.await.unwrap();
 }

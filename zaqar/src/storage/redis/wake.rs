@@ -1,7 +1,12 @@
 //! Long-poll wake-ups between server processes over Redis pub/sub: a post
 //! publishes `<plen>:<project><queue>` on the channel `<ns>:wake`, and every
 //! process subscribed to it wakes its own waiters of that queue (see
-//! [`crate::storage::wake`]). On Sentinel the subscription follows the
+//! [`crate::storage::wake`]). Only while some process waits for the queue:
+//! a waiting long poll keeps the queue's `<Q>:polled` key alive for as long
+//! as it may wait (`wake_expect.lua`), and the post script (or
+//! `wake_publish.lua`, for a claim release) publishes only when that key
+//! exists. Busy queues, whose consumers find messages at their first look,
+//! cost no publish and no read on every subscribed process. On Sentinel the subscription follows the
 //! master; on Cluster it is held on one node (a Cluster delivers a publish
 //! to subscribers on every node). While it is down, waiters rely on their
 //! poll.
@@ -37,19 +42,40 @@ fn decode(payload: &str) -> Option<Scope> {
 
 #[async_trait]
 impl WakeBus for RedisStore {
+    async fn expect(&self, scope: &Scope, wait: Duration) {
+        let key = keys::queue_polled_key(&keys::queue_prefix(&self.inner.ns, scope));
+        // Bounded as the script bounds it (a day; waits are far shorter).
+        let ms = wait.as_millis().clamp(1, 86_400_000) as u64;
+        let script = &self.inner.scripts.wake_expect;
+        let done = self
+            .inner
+            .conn
+            .run("wake expect", true, |mut conn| {
+                let key = key.clone();
+                async move { script.key(key).arg(ms).invoke_async::<i64>(&mut conn).await }
+            })
+            .await;
+        if let Err(e) = done {
+            tracing::debug!(error = %e, "long poll not announced to the other processes");
+        }
+    }
+
     async fn publish(&self, scope: &Scope) {
         let channel = channel(&self.inner.ns);
+        let key = keys::queue_polled_key(&keys::queue_prefix(&self.inner.ns, scope));
         let payload = encode(scope);
+        let script = &self.inner.scripts.wake_publish;
         let sent = self
             .inner
             .conn
             .run("wake publish", false, |mut conn| {
-                let (channel, payload) = (channel.clone(), payload.clone());
+                let (key, channel, payload) = (key.clone(), channel.clone(), payload.clone());
                 async move {
-                    ::redis::cmd("PUBLISH")
+                    script
+                        .key(key)
                         .arg(channel)
                         .arg(payload)
-                        .query_async::<i64>(&mut conn)
+                        .invoke_async::<i64>(&mut conn)
                         .await
                 }
             })
