@@ -84,7 +84,7 @@ if limit > 0 then
     if tonumber(m.r) <= head_before then taken[#taken + 1] = id end
     members[#members + 1] = m.r
     members[#members + 1] = id
-    claimed[#claimed + 1] = {id, int(m.t), int(m.cr), m.b, cid, int(m.n), m.k}
+    claimed[#claimed + 1] = render_claimed(id, m, cid)
     return #claimed >= limit
   end)
 end

@@ -1876,6 +1876,50 @@ fn batches_split_by_count_and_bytes() {
     assert_eq!(split.concat(), many);
 }
 
+/// A message row the server cannot read (cut short, a wrong type, a body
+/// that is not JSON) is a storage error, never a panic; a whole one reads
+/// back field by field.
+#[test]
+fn message_rows_are_read_field_by_field() {
+    let mut row = Vec::new();
+    rmp::encode::write_str(&mut row, "m1").unwrap();
+    rmp::encode::write_sint(&mut row, 60).unwrap();
+    rmp::encode::write_sint(&mut row, 1_700_000_000_000).unwrap();
+    rmp::encode::write_str(&mut row, r#"{"a": [1, "é"]}"#).unwrap();
+    rmp::encode::write_str(&mut row, "c1").unwrap();
+    rmp::encode::write_sint(&mut row, 2).unwrap();
+    rmp::encode::write_str(&mut row, "").unwrap();
+    let m = super::to_message(row.clone()).unwrap();
+    assert_eq!(
+        (m.id.as_str(), m.ttl, m.created_ms, m.body.get()),
+        ("m1", 60, 1_700_000_000_000, r#"{"a": [1, "é"]}"#)
+    );
+    assert_eq!(
+        (m.claim_id.as_deref(), m.claim_count, m.checksum),
+        (Some("c1"), 2, None)
+    );
+
+    let mut not_json = row[..3].to_vec();
+    rmp::encode::write_sint(&mut not_json, 60).unwrap();
+    rmp::encode::write_sint(&mut not_json, 1).unwrap();
+    rmp::encode::write_str(&mut not_json, "{").unwrap();
+    for bad in [
+        Vec::new(),
+        row[..row.len() - 1].to_vec(),
+        vec![0xc1],
+        b"\x05".to_vec(),
+        not_json,
+    ] {
+        assert!(
+            matches!(
+                super::to_message(bad.clone()),
+                Err(StorageError::Unavailable(_))
+            ),
+            "{bad:?}"
+        );
+    }
+}
+
 // ------------------------------------------------------- slot migration
 
 /// A command on one Cluster node (no redirection followed).
