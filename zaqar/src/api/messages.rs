@@ -262,12 +262,15 @@ impl Api {
         };
         check_integers(bytes)?;
         let parse_error = || ApiError::invalid_body("Request body could not be parsed.");
-        let doc: &RawValue = serde_json::from_slice(bytes).map_err(|_| parse_error())?;
         let no_messages = || ApiError::invalid("No messages were found in the request body.");
-        let messages: &RawValue = match doc.get().trim_start().as_bytes().first() {
+        // Each step reads only what the one before it kept: the document's
+        // pairs (which checks the whole document), then the messages with
+        // their pairs (the same error whether the list or an item is not
+        // of its type).
+        let messages: &RawValue = match bytes.trim_ascii_start().first() {
             Some(b'{') => {
                 let top: Vec<(String, &RawValue)> =
-                    serde_json::from_str::<indexmap_free::Pairs>(doc.get())
+                    serde_json::from_slice::<indexmap_free::Pairs>(bytes)
                         .map_err(|_| parse_error())?
                         .0;
                 top.into_iter()
@@ -276,16 +279,17 @@ impl Api {
                     .map(|(_, v)| v)
                     .ok_or_else(no_messages)?
             }
-            Some(b'[') => return Err(no_messages()),
+            Some(b'[') => {
+                serde_json::from_slice::<&RawValue>(bytes).map_err(|_| parse_error())?;
+                return Err(no_messages());
+            }
             _ => return Err(parse_error()),
         };
-        let items: Vec<&RawValue> =
+        let items: Vec<indexmap_free::Pairs> =
             serde_json::from_str(messages.get()).map_err(|_| document_type_not_supported())?;
         let mut out = Vec::with_capacity(items.len());
         for item in items {
-            let fields = serde_json::from_str::<indexmap_free::Pairs>(item.get())
-                .map_err(|_| document_type_not_supported())?
-                .0;
+            let fields = item.0;
             let field = |name: &str| {
                 fields
                     .iter()

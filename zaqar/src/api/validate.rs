@@ -86,10 +86,25 @@ pub fn client_id(raw: Option<&str>, limits: &TransportConfig) -> ApiResult<Strin
 /// Whether `s` is a UUID in any of the hexadecimal forms Python's
 /// `uuid.UUID` accepts (`urn:uuid:` prefix, braces, hyphens anywhere).
 pub fn parses_as_uuid(s: &str) -> bool {
-    let s = s.replace("urn:", "").replace("uuid:", "");
-    let s = s.trim_matches(|c| c == '{' || c == '}');
-    let hex: String = s.chars().filter(|&c| c != '-').collect();
-    hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit())
+    // Without a prefix to remove (the usual case), checked in place: this
+    // runs on every request.
+    if s.contains("urn:") || s.contains("uuid:") {
+        return hex_uuid(&s.replace("urn:", "").replace("uuid:", ""));
+    }
+    hex_uuid(s)
+}
+
+/// 32 hexadecimal digits, hyphens anywhere, braces around.
+fn hex_uuid(s: &str) -> bool {
+    let mut digits = 0;
+    for b in s.trim_matches(|c| c == '{' || c == '}').bytes() {
+        match b {
+            b'-' => {}
+            b if b.is_ascii_hexdigit() => digits += 1,
+            _ => return false,
+        }
+    }
+    digits == 32
 }
 
 /// Checks the project id header and returns it.
@@ -230,6 +245,10 @@ mod tests {
         assert!(!parses_as_uuid("not-a-uuid"));
         assert!(!parses_as_uuid("3381af92-2b9e-11e3-b191-71861300734"));
         assert!(!parses_as_uuid("3381af92-2b9e-11e3-b191-71861300734g"));
+        assert!(!parses_as_uuid("3381af92-2b9e-11e3-b191-71861300734cd"));
+        assert!(!parses_as_uuid("3381af92-2b9e-11e3-b191-7186130073é"));
+        assert!(parses_as_uuid("uuid:{3381af92-2b9e11e3b191-71861300734c}"));
+        assert!(!parses_as_uuid("urn:uuid:urn:"));
     }
 
     #[test]
