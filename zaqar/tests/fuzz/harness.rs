@@ -694,12 +694,14 @@ fn answer_bound(sent: usize) -> usize {
 
 /// The properties of an HTTP answer. `strict`: the request was well-formed
 /// HTTP, so an answer must come from the api core.
-/// `refused`: nothing may succeed (Keystone mode without credentials).
+/// `refused`: nothing may succeed (Keystone mode without credentials) but
+/// the open documents, and `options_of_open`: an `OPTIONS` of one of them.
 fn check_http_answer(
     answer: Option<Answer>,
     strict: bool,
     head: bool,
     refused: bool,
+    options_of_open: bool,
     stats: &mut Stats,
 ) -> Result<(), String> {
     let Some(a) = answer else {
@@ -718,7 +720,8 @@ fn check_http_answer(
     // The open documents (OperationKind::is_open) need no credentials: the
     // versions (300) and the OpenAPI document (200).
     let open_document = (a.status == 300 && a.json().is_some_and(|d| d.get("versions").is_some()))
-        || (a.status == 200 && a.json().is_some_and(|d| d.get("openapi").is_some()));
+        || (a.status == 200 && a.json().is_some_and(|d| d.get("openapi").is_some()))
+        || (options_of_open && a.status == 200 && a.header("allow").is_some());
     if refused && a.status < 400 && !open_document {
         return Err(format!(
             "answered {} without credentials in Keystone mode: {}",
@@ -787,8 +790,27 @@ fn run_http(
         case.is_head(),
         answer_bound(before + bytes.len()),
     )?;
-    check_http_answer(answer, well_formed(case), case.is_head(), refused, stats)?;
+    let options = options_of_open_document(&bytes);
+    check_http_answer(
+        answer,
+        well_formed(case),
+        case.is_head(),
+        refused,
+        options,
+        stats,
+    )?;
     Ok(bytes.len())
+}
+
+/// Whether the request `bytes` start with is an `OPTIONS` of an open
+/// document (`OperationKind::is_open`: `/`, `/v2/openapi.json`), which
+/// needs no credentials either: its answer is 200 with `Allow`.
+fn options_of_open_document(bytes: &[u8]) -> bool {
+    let line = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
+    let mut parts = line.split(|&b| b == b' ');
+    let (method, target) = (parts.next(), parts.next().unwrap_or_default());
+    let path = target.split(|&b| b == b'?').next().unwrap_or_default();
+    method == Some(&b"OPTIONS"[..]) && matches!(path, b"/" | b"/v2/openapi.json")
 }
 
 /// Whether hyper would hand the request to the api core (a method token,
@@ -840,7 +862,8 @@ fn run_raw(
     // request this is an empty pipelined one, which the server skips.
     bytes.extend_from_slice(b"\r\n\r\n");
     let answer = send_http_bounded(server.http, &bytes, case.head, answer_bound(bytes.len()))?;
-    check_http_answer(answer, false, case.head, refused, stats)
+    let options = options_of_open_document(&bytes);
+    check_http_answer(answer, false, case.head, refused, options, stats)
 }
 
 // ------------------------------------------------------------------ WebSocket
