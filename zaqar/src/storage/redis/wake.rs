@@ -6,10 +6,10 @@
 //! as it may wait (`wake_expect.lua`), and the post script (or
 //! `wake_publish.lua`, for a claim release) publishes only when that key
 //! exists. Busy queues, whose consumers find messages at their first look,
-//! cost no publish and no read on every subscribed process. On Sentinel the subscription follows the
-//! master; on Cluster it is held on one node (a Cluster delivers a publish
-//! to subscribers on every node). While it is down, waiters rely on their
-//! poll.
+//! cost no publish and no read on every subscribed process. On Sentinel the
+//! subscription follows the master; on Cluster it is held on one node (a
+//! Cluster delivers a publish to subscribers on every node). While it is
+//! down, waiters rely on their poll.
 
 use std::sync::Arc;
 use std::time::Duration;
