@@ -24,8 +24,12 @@ Every request must succeed (each claim must take ten messages), or the run
 fails. Wall-clock time under valgrind means nothing; the instructions do.
 
 Usage:
-    tools/bench-instructions.py NAME=SERVER-BINARY [NAME=SERVER-BINARY ...]
+    tools/bench-instructions.py NAME=SERVER-BINARY[,KEY=VALUE...] [...]
         [--count redis|server] [--requests 2000] [--port-base 27400] [--out DIR]
+
+``KEY=VALUE`` pairs after a binary go to its ``[drivers:message_store:redis]``
+section: ``evalsha=target/release/zaqar-server,lua_functions=false`` runs
+the scripts as ``EVALSHA`` instead of the function library.
 
 Needs valgrind (callgrind_control). The server's count includes what its
 background tasks do over the same time; its logging is at
@@ -91,7 +95,7 @@ def instructions(out, pid, before):
     return total
 
 
-def measure(name, server, args):
+def measure(name, server, args, redis_options=""):
     out = os.path.join(args.out, args.count, name)
     os.makedirs(out, exist_ok=True)
     for f in os.listdir(out):
@@ -116,6 +120,7 @@ def measure(name, server, args):
         with open(conf, "w") as f:
             f.write(f"[drivers]\ntransport = wsgi\nmessage_store = redis\n"
                     f"management_store = redis\n[drivers:message_store:redis]\nuri = {uri}\n"
+                    f"{redis_options}"
                     f"[drivers:management_store:redis]\nuri = {uri}\n"
                     f"[drivers:transport:wsgi]\nbind = 127.0.0.1\nport = {port}\n")
         zaqar = procs.spawn((grind if args.count == "server" else []) +
@@ -194,7 +199,8 @@ def main():
     table = {}
     for spec in args.servers:
         name, _, server = spec.partition("=")
-        table[name] = measure(name, server, args)
+        server, *options = server.split(",")
+        table[name] = measure(name, server, args, "".join(o + "\n" for o in options))
     names = list(table)
     print(f"{args.count} instructions per request ({args.requests} requests per load)")
     print(f"{'load':<14}" + "".join(f"{n:>14}" for n in names)

@@ -3,7 +3,7 @@
 # against one zaqar-server on a Redis of its own, and prints, per load, the
 # requests/s, the server's CPU (utime + stime from /proc/PID/stat) per
 # request, Redis' CPU per request (the same, of the redis-server process)
-# and the part of it spent running scripts (the usec of EVALSHA in INFO
+# and the part of it spent running scripts (the usec of FCALL and EVALSHA in INFO
 # commandstats, with the commands the scripts call), all taken over the
 # same steady-state window (after the pre-fill and the warm-up, before the
 # end of the run).
@@ -103,10 +103,10 @@ now() { date +%s.%N; }
 . "$ROOT/tools/bench-loads.sh"
 
 # Microseconds Redis spent running scripts since the last CONFIG RESETSTAT
-# (EVALSHA's usec includes the commands the script calls).
+# (the usec of FCALL and EVALSHA include the commands the scripts call).
 script_usec() {
     redis-cli -p "$REDIS_PORT" info commandstats |
-        awk -F'[:,=]' '/^cmdstat_(evalsha|eval)[:]/ {u += $5} END {print u + 0}'
+        awk -F'[:,=]' '/^cmdstat_(fcall|evalsha|eval)[:]/ {u += $5} END {print u + 0}'
 }
 
 printf '%-8s %12s %14s %9s %13s %13s %8s %13s\n' load requests/s "server us/req" "server %" \

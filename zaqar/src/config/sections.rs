@@ -176,6 +176,11 @@ section! {
         /// (ours) Milliseconds that wait may take; a write not on enough
         /// replicas by then answers 503.
         wait_timeout_ms: u64 = 1000, check range(1, 60_000);
+        /// (ours) Run the per-queue Lua scripts as a Redis 7 function
+        /// library (`FCALL`), whose helpers Redis builds once instead of on
+        /// every call; false runs them as `EVALSHA` (a Redis before 7 gets
+        /// that by itself).
+        lua_functions: bool = true;
     }
 }
 

@@ -241,6 +241,10 @@ fn open_redis(
         number("wait_timeout_ms")
             .map_or(defaults.wait_timeout_ms, |n| n.clamp(1.0, 60_000.0) as u64),
     );
+    o.lua_functions = options
+        .get("lua_functions")
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(defaults.lua_functions);
     let replicated = matches!(
         o.topology,
         RedisTopology::Sentinel { .. } | RedisTopology::Cluster(_)

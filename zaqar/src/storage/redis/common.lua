@@ -1,4 +1,9 @@
--- Shared prelude of every per-queue script (prepended in Rust with concat!).
+-- Shared prelude of every per-queue script: the head of the function
+-- library (library.rs) on Redis 7, so its helpers are built once per Redis
+-- node and not on every call; prepended to each script for EVALSHA (Redis 6).
+-- Either way a call starts with begin(ARGV), which sets this call's state
+-- (the variables below that hold the queue's keys, NOW, what was read of
+-- <Q>:seq, the claim cache): nothing of one call is seen by the next.
 --
 -- Calling convention: KEYS[1] = <Q>:msgs (routes the call on Redis Cluster;
 -- every other key of the queue shares its hash tag, so the same slot),
@@ -71,8 +76,10 @@ local SCAN_BUDGET = 10000
 -- The latest time any script accepts or writes (ms): 9999-12-31T23:59:59.999Z,
 -- storage::deadline::MAX_DEADLINE_MS; exact as a Lua number (below 2^53).
 local MAX_TIME = 253402300799999
--- The longest duration in seconds that fits before MAX_TIME (stored ttls).
-local MAX_SECS = math.floor(MAX_TIME / 1000)
+-- The longest duration in seconds that fits before MAX_TIME (stored ttls):
+-- floor(MAX_TIME / 1000), written out because a function library's code
+-- runs at load time without Lua's libraries (math and the rest).
+local MAX_SECS = 253402300799
 -- Redis may drop a key this long after it is logically dead (GC only).
 local GC_MARGIN = 3600000
 -- normalize() looks at an index it collects from only once the time <Q>:seq
@@ -89,38 +96,51 @@ local function int(x) return string.format('%d', x) end
 
 -- ARGV[i] as an integer within [lo, hi]; anything else (text, a fraction,
 -- nan, inf, out of range) stops the script. Called before the first write.
+local ARGS = nil
 local function arg_int(i, lo, hi)
-  local v = tonumber(ARGV[i])
+  local v = tonumber(ARGS[i])
   if v == nil or v ~= v or v < lo or v > hi or v ~= math.floor(v) then
     error('argument ' .. i .. ' must be an integer within [' .. int(lo) .. ', ' .. int(hi) ..
-          '], got ' .. tostring(ARGV[i]))
+          '], got ' .. tostring(ARGS[i]))
   end
   return v
 end
 
-local Q = ARGV[1]
-local NOW = arg_int(2, 0, MAX_TIME)
+-- This call's queue: Q = ARGV[1], NOW = ARGV[2], and the queue's keys.
+local Q, NOW, K_MSGS, K_EXP, K_FREE, K_WAIT, K_M, K_SEQ, K_CLAIMS, K_DEAD
 -- NOW as Redis arguments take it. A Lua number given to redis.call is
 -- formatted with '%.17g' on every call, which costs more than the rest of
 -- the argument handling: numbers go to Redis as text made once.
-local NOW_S = int(NOW)
-
-local K_MSGS = Q .. ':msgs'
-local K_EXP = Q .. ':exp'
-local K_FREE = Q .. ':free'
-local K_WAIT = Q .. ':wait'
-local K_M = Q .. ':m'
-local K_SEQ = Q .. ':seq'
-local K_CLAIMS = Q .. ':claims'
-local K_DEAD = Q .. ':dead'
+local NOW_S
 
 -- What this call knows of <Q>:seq: the head, the times of the indexes
 -- normalize() collects from (a missing time is 0: look now), and whether
 -- the hash exists (every write of it sets 'last' first). Read once, by the
 -- first call that needs any of it.
-local HEAD = nil
-local DUE = nil
-local SEQ_EXISTS = false
+local HEAD, DUE, SEQ_EXISTS
+
+-- Whether claim `cid` is live, by claim id, as claim_live() found it (nil
+-- until it first looks).
+local live_claims
+
+-- Starts a call: `argv` is its ARGV. Every script runs it first.
+local function begin(argv)
+  ARGS = argv
+  Q = argv[1]
+  NOW = arg_int(2, 0, MAX_TIME)
+  NOW_S = int(NOW)
+  K_MSGS = Q .. ':msgs'
+  K_EXP = Q .. ':exp'
+  K_FREE = Q .. ':free'
+  K_WAIT = Q .. ':wait'
+  K_M = Q .. ':m'
+  K_SEQ = Q .. ':seq'
+  K_CLAIMS = Q .. ':claims'
+  K_DEAD = Q .. ':dead'
+  HEAD, DUE, SEQ_EXISTS = nil, nil, false
+  live_claims = nil
+end
+
 local function load_seq()
   if HEAD == nil then
     local v = redis.call('HMGET', K_SEQ, 'head', 'dc', 'dw', 'de', 'last')
@@ -162,10 +182,10 @@ end
 -- slice(lo, hi): values lo..hi (1-based; callers ask for at most CHUNK).
 local function arg_list(spill, first, count)
   if spill == '' then
-    if #ARGV < first + count - 1 then error('missing list arguments') end
+    if #ARGS < first + count - 1 then error('missing list arguments') end
     return function(lo, hi)
       local out = {}
-      for i = lo, hi do out[#out + 1] = ARGV[first + i - 1] end
+      for i = lo, hi do out[#out + 1] = ARGS[first + i - 1] end
       return out
     end
   end
@@ -206,13 +226,14 @@ local function gc_queue_lazy(probe, at_ms)
 end
 
 -- The helpers that read and write records, claims and indexes, and the
--- collection itself. Lua builds every function a script defines again on
--- each call (about 1,500 Redis instructions each), and a post with nothing
--- due calls none of these: records() builds them, once per call, and
--- every script that calls one of them runs it first (scan.lua does, for
--- the scripts that carry it); normalize() runs it when something is due.
+-- collection itself. Run as EVALSHA, Lua builds every function a script
+-- defines again on each call (about 1,500 Redis instructions each), and a
+-- post with nothing due calls none of these: records() builds them, once
+-- per call (once per library load as functions), and every script that
+-- calls one of them runs it first (begin_scan in scan.lua does, for the
+-- scripts that carry it); normalize() runs it when something is due.
 local wait_member, ckey, cmkey, set_head, hmget, split_scored, decode, encode
-local live_claims, claim_live, remove_messages, remove_message, load_raw, load_many
+local claim_live, remove_messages, remove_message, load_raw, load_many
 local drop_claim, next_due, collect, load, claim_of, render, render_claimed
 local built = false
 local function records()
@@ -263,10 +284,9 @@ local function records()
   -- Whether claim `cid` is live (listed with an expiry after NOW). A claim
   -- that expired stays listed until the collection in normalize() reaches
   -- it, so its id on a message proves nothing by itself. Cached per call.
-  live_claims = {}
-
   function claim_live(cid)
     if cid == nil or cid == '' then return false end
+    if live_claims == nil then live_claims = {} end
     local live = live_claims[cid]
     if live == nil then
       local score = redis.call('ZSCORE', K_CLAIMS, cid)
@@ -382,7 +402,7 @@ local function records()
     end
     redis.call('DEL', cmkey(cid), ckey(cid))
     redis.call('ZREM', K_CLAIMS, cid)
-    live_claims[cid] = false
+    if live_claims then live_claims[cid] = false end
     return #ids
   end
 

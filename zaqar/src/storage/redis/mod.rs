@@ -30,8 +30,9 @@
 //!
 //! # Atomicity and time
 //!
-//! Every operation on a queue is one Lua script (loaded once, then called by
-//! SHA; `redis::Script` falls back to loading it when Redis lost it). Each
+//! Every operation on a queue is one Lua script: a function of the library
+//! (see [`library`]) called by `FCALL` on Redis 7, or a script called by
+//! SHA (`redis::Script` loads it again when Redis lost it). Each
 //! script first brings the queue to "now" (`normalize` in `common.lua`):
 //! expired claims give their messages back, expired messages are removed, each
 //! entry once in its life, so cleaning needs no `KEYS` or keyspace `SCAN`.
@@ -86,9 +87,11 @@
 //! | every subscription operation; outbox enqueue (any fan-out), lease, complete, retry, next due | 1 |
 //! | `DELETE /v2/queues/{q}` through the pipeline | 2 (purge + record) |
 //!
-//! Plus, once per script and Redis node, one `SCRIPT LOAD` after a
-//! `NOSCRIPT` reply; a post, bulk delete or bulk get of more than a few
-//! thousand values adds the round trips of its chunks (see "Limits"). The
+//! Plus, once per Redis node, one `FUNCTION LOAD` when a call finds the
+//! function library missing (see [`library`]), or, for the scripts run as
+//! `EVALSHA`, one `SCRIPT LOAD` per script after a `NOSCRIPT` reply; a
+//! post, bulk delete or bulk get of more than a few thousand values adds
+//! the round trips of its chunks (see "Limits"). The
 //! work Redis does inside a script grows with what it must skip (listing
 //! past many filtered messages, claiming behind many delayed ones) and with
 //! the garbage it collects, up to the bounds below.
@@ -154,6 +157,7 @@ mod catalogue;
 mod claims;
 mod conn;
 pub mod keys;
+mod library;
 mod messages;
 pub mod metadata_stamp;
 pub mod options;
@@ -171,6 +175,7 @@ use async_trait::async_trait;
 use serde_json::value::RawValue;
 
 use self::conn::Connector;
+use self::library::LibraryScript;
 pub use self::options::{HostPort, RedisOptions, RedisTopology};
 use super::clock::SharedClock;
 use super::deadline::{self, ClaimTimes};
@@ -209,75 +214,59 @@ const MAX_CALL_BYTES: usize = 8 << 20;
 /// deletes it, this is only for a caller that died in between.
 const SPILL_TTL_MS: u64 = 120_000;
 
-/// A per-queue script: `common.lua`, then (for the scripts that walk the
-/// rank index: claims, pops, listings) `scan.lua`, then its own file. Lua
-/// builds every function a script defines again on each call, so a script
-/// carries only the helpers it may call.
-macro_rules! queue_script {
-    ($file:literal) => {
-        Script::new(concat!(
-            include_str!("common.lua"),
-            "\n",
-            include_str!($file)
-        ))
-    };
-    (scan $file:literal) => {
-        Script::new(concat!(
-            include_str!("common.lua"),
-            "\n",
-            include_str!("scan.lua"),
-            "\n",
-            include_str!($file)
-        ))
-    };
-}
-
+/// The scripts: those of one queue's keys (and subscriptions) as the
+/// function library (see [`library`]), the others as `EVALSHA`.
 struct Scripts {
+    library: library::Library,
     queue: Script,
-    post: Script,
-    list: Script,
-    get: Script,
-    delete: Script,
-    bulk_delete: Script,
-    pop: Script,
-    stats: Script,
-    purge: Script,
-    claim_create: Script,
-    claim_get: Script,
-    claim_update: Script,
-    claim_delete: Script,
-    dlq_read: Script,
-    dlq_insert: Script,
-    dlq_ack: Script,
-    subscription: Script,
+    post: LibraryScript,
+    list: LibraryScript,
+    get: LibraryScript,
+    delete: LibraryScript,
+    bulk_delete: LibraryScript,
+    pop: LibraryScript,
+    stats: LibraryScript,
+    purge: LibraryScript,
+    claim_create: LibraryScript,
+    claim_get: LibraryScript,
+    claim_update: LibraryScript,
+    claim_delete: LibraryScript,
+    dlq_read: LibraryScript,
+    dlq_insert: LibraryScript,
+    dlq_ack: LibraryScript,
+    subscription: LibraryScript,
     outbox: Script,
     wake_expect: Script,
     wake_publish: Script,
 }
 
 impl Scripts {
-    fn new() -> Self {
+    /// The scripts; `functions = false` runs the library's as `EVALSHA`.
+    fn new(functions: bool) -> Self {
+        let library = library::Library::new(functions);
+        let l = |name| library.script(name);
         Scripts {
             queue: Script::new(include_str!("queue.lua")),
-            post: queue_script!("post.lua"),
-            list: queue_script!(scan "list.lua"),
-            get: queue_script!("get.lua"),
-            delete: queue_script!("delete.lua"),
-            bulk_delete: queue_script!("bulk_delete.lua"),
-            pop: queue_script!(scan "pop.lua"),
-            stats: queue_script!("stats.lua"),
-            purge: queue_script!("purge.lua"),
-            claim_create: queue_script!(scan "claim_create.lua"),
-            claim_get: queue_script!("claim_get.lua"),
-            claim_update: queue_script!("claim_update.lua"),
-            claim_delete: queue_script!("claim_delete.lua"),
-            dlq_read: queue_script!("dlq_read.lua"),
-            dlq_insert: queue_script!("dlq_insert.lua"),
-            dlq_ack: queue_script!("dlq_ack.lua"),
-            subscription: Script::new(include_str!("subscription.lua")),
+            post: l("post"),
+            list: l("list"),
+            get: l("get"),
+            delete: l("delete"),
+            bulk_delete: l("bulk_delete"),
+            pop: l("pop"),
+            stats: l("stats"),
+            purge: l("purge"),
+            claim_create: l("claim_create"),
+            claim_get: l("claim_get"),
+            claim_update: l("claim_update"),
+            claim_delete: l("claim_delete"),
+            dlq_read: l("dlq_read"),
+            dlq_insert: l("dlq_insert"),
+            dlq_ack: l("dlq_ack"),
+            subscription: l("subscription"),
             outbox: Script::new(include_str!("outbox.lua")),
             wake_expect: Script::new(include_str!("wake_expect.lua")),
             wake_publish: Script::new(include_str!("wake_publish.lua")),
+            library,
         }
     }
 }
@@ -392,7 +381,7 @@ impl RedisStore {
             inner: Arc::new(Inner {
                 conn: Connector::new(&options)?,
                 clock,
-                scripts: Scripts::new(),
+                scripts: Scripts::new(options.lua_functions),
                 wait: (options.wait_replicas > 0).then(|| {
                     (
                         options.wait_replicas,
@@ -424,7 +413,7 @@ impl RedisStore {
         &self,
         what: &'static str,
         idempotent: bool,
-        script: &Script,
+        script: &LibraryScript,
         scope: &Scope,
         args: Vec<A>,
     ) -> StorageResult<T>
@@ -442,7 +431,7 @@ impl RedisStore {
         &self,
         what: &'static str,
         idempotent: bool,
-        script: &Script,
+        script: &LibraryScript,
         scope: &Scope,
         now: i64,
         args: Vec<A>,
@@ -452,19 +441,25 @@ impl RedisStore {
         A: ::redis::ToRedisArgs + Send + Sync,
     {
         let prefix = &keys::queue_prefix(&self.inner.ns, scope);
-        let args = &args;
+        let mut call = library::Args::default();
+        call.key(keys::queue_route_key(prefix))
+            .key(keys::slot_guard_key(prefix))
+            .arg(prefix)
+            .arg(now);
+        for a in &args {
+            call.arg(a);
+        }
+        let call = &call;
+        let library = &self.inner.scripts.library;
         let wait = self.inner.wait;
         let reply = self
             .inner
             .conn
             .run(what, idempotent, |mut conn| async move {
-                let mut call = script.key(keys::queue_route_key(prefix));
-                call.key(keys::slot_guard_key(prefix));
-                call.arg(prefix).arg(now);
-                for a in args {
-                    call.arg(a);
-                }
-                invoke(&call, &mut conn, wait).await
+                let value = library
+                    .call(script, &call.keys, &call.args, &mut conn)
+                    .await?;
+                Ok((value, acks(&mut conn, wait).await?))
             })
             .await?;
         self.replicated(what, reply)
@@ -659,7 +654,16 @@ async fn invoke<T: FromRedisValue>(
     wait: Option<(u32, u64)>,
 ) -> ::redis::RedisResult<(T, Option<i64>)> {
     let value = call.invoke_async(conn).await?;
-    let acks = match wait {
+    Ok((value, acks(conn, wait).await?))
+}
+
+/// With `wait = Some((replicas, timeout ms))`, `WAIT` on `conn` after a
+/// script ran: how many replicas acknowledged its writes (see [`invoke`]).
+async fn acks(
+    conn: &mut conn::Conn,
+    wait: Option<(u32, u64)>,
+) -> ::redis::RedisResult<Option<i64>> {
+    Ok(match wait {
         Some((replicas, timeout_ms)) => Some(
             ::redis::cmd("WAIT")
                 .arg(replicas)
@@ -675,8 +679,7 @@ async fn invoke<T: FromRedisValue>(
                 })?,
         ),
         None => None,
-    };
-    Ok((value, acks))
+    })
 }
 
 /// The runs of consecutive equal values in `expiries`, as (value, length).

@@ -92,6 +92,11 @@ pub struct RedisOptions {
     ///
     /// [`Unavailable`]: crate::storage::StorageError::Unavailable
     pub wait_timeout: Duration,
+    /// Run the per-queue scripts as Redis 7's function library (`FCALL`),
+    /// which builds their helpers once per node; false runs every script as
+    /// `EVALSHA`, as happens by itself on a Redis without functions
+    /// (`[drivers:message_store:redis] lua_functions`).
+    pub lua_functions: bool,
 }
 
 impl RedisOptions {
@@ -110,6 +115,7 @@ impl RedisOptions {
             key_prefix: "zq".to_owned(),
             wait_replicas: 0,
             wait_timeout: Duration::from_secs(1),
+            lua_functions: true,
         }
     }
 

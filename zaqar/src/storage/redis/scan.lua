@@ -1,13 +1,17 @@
 -- Walks of the rank index for the scripts that take or list messages in
 -- order (claims, pops, listings): appended to common.lua for those scripts
--- only (mod.rs, queue_script!), since every function a script defines is
--- built again on each call.
-
--- The walks use the record helpers (common.lua).
-records()
+-- only when they run as EVALSHA (library.rs), since every function a
+-- script defines is then built again on each call.
 
 -- Records this call may still read while walking indexes.
-local scan_left = SCAN_BUDGET
+local scan_left
+
+-- Starts a call of a script that walks indexes, after begin(): the walks
+-- use the record helpers (common.lua).
+local function begin_scan()
+  records()
+  scan_left = SCAN_BUDGET
+end
 
 -- The last rank of the expired run holding message `m` (above the head,
 -- where a message's expiry is its run's: the whole run expired with it),

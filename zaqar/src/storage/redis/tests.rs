@@ -135,6 +135,25 @@ mod standalone {
     topology!("ZAQAR_TEST_REDIS_URL");
 }
 
+/// One Redis server, every script run as `EVALSHA` with its helpers
+/// prepended (`lua_functions = false`, and what a Redis before 7 gets):
+/// the shared suites again, since the scripts' code differs by its prelude.
+mod standalone_evalsha {
+    use super::*;
+
+    async fn open(clock: ManualClock) -> Option<(Backend, Keep)> {
+        let url = test_url("ZAQAR_TEST_REDIS_URL")?;
+        let mut opts = options(&url);
+        opts.lua_functions = false;
+        let store = RedisStore::connect(opts, Arc::new(clock)).expect("store");
+        assert!(!store.inner.scripts.library.uses_functions());
+        Some((store.backend(), Box::new(())))
+    }
+
+    crate::storage::conformance::conformance_tests!(open);
+    crate::storage::subscription_conformance::subscription_conformance_tests!(open);
+}
+
 /// A three-master Redis Cluster.
 mod cluster {
     topology!("ZAQAR_TEST_REDIS_CLUSTER_URL");
@@ -988,6 +1007,11 @@ impl OwnRedis {
     /// Starts redis-server on `port` (0 = a free one) with data in `dir`,
     /// AOF with `appendfsync always`. `None` when redis-server is missing.
     fn start(port: u16, dir: &std::path::Path) -> Option<OwnRedis> {
+        OwnRedis::start_with(port, dir, &[])
+    }
+
+    /// [`OwnRedis::start`] with more `redis-server` arguments.
+    fn start_with(port: u16, dir: &std::path::Path, extra: &[&str]) -> Option<OwnRedis> {
         let port = if port == 0 {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").ok()?;
             listener.local_addr().ok()?.port()
@@ -1005,6 +1029,7 @@ impl OwnRedis {
             ])
             .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
             .arg(dir)
+            .args(extra)
             .stdout(std::process::Stdio::null())
             .spawn()
             .ok()?;
@@ -1054,6 +1079,111 @@ fn own_redis(dir: &std::path::Path) -> Option<OwnRedis> {
         eprintln!("skipped: redis-server not found");
     }
     redis
+}
+
+/// The names of the function libraries `url`'s Redis holds.
+async fn function_libraries(url: &str) -> Vec<String> {
+    let client = ::redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let list: Vec<std::collections::HashMap<String, ::redis::Value>> = ::redis::cmd("FUNCTION")
+        .arg("LIST")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    list.iter()
+        .filter_map(|lib| match lib.get("library_name") {
+            Some(::redis::Value::BulkString(name)) => Some(String::from_utf8_lossy(name).into()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A post, a claim of two, a deletion under the claim and the stats on
+/// `queue` (new), checked: the scripts work, however they are run.
+async fn post_claim_delete(store: &RedisStore, queue: &str) {
+    let backend = store.clone().backend();
+    let scope = Scope::new("p", queue);
+    let posted = backend
+        .messages
+        .post(&scope, "c", (0..3).map(|i| msg(i, 60)).collect())
+        .await
+        .unwrap();
+    assert_eq!(posted.ids.len(), 3);
+    let claim = backend
+        .claims
+        .create(&scope, &claim_request(2))
+        .await
+        .unwrap()
+        .expect("a claim");
+    assert_eq!(claim.messages.len(), 2);
+    assert_eq!(claim.messages[0].id, posted.ids[0]);
+    backend
+        .messages
+        .delete(&scope, &claim.messages[0].id, Some(&claim.id))
+        .await
+        .unwrap();
+    let stats = backend.messages.stats(&scope).await.unwrap();
+    assert_eq!((stats.total, stats.claimed, stats.free), (2, 1, 1));
+}
+
+/// A Redis that lost the function library (a restart without persistence;
+/// here `FUNCTION FLUSH`) gets it again from the next call, which then
+/// succeeds; servers of another version keep their own library.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_function_library_is_loaded_again_when_redis_lost_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(redis) = own_redis(dir.path()) else {
+        return;
+    };
+    let url = redis.url();
+    let store = RedisStore::connect(options(&url), Arc::new(ManualClock::new())).unwrap();
+    let library = store.inner.scripts.library.name().to_owned();
+    assert!(library.starts_with("zaqar_"), "{library}");
+    assert_eq!(function_libraries(&url).await, Vec::<String>::new());
+    post_claim_delete(&store, "before").await;
+    assert_eq!(function_libraries(&url).await, vec![library.clone()]);
+    let client = ::redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let () = ::redis::cmd("FUNCTION")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // Another version's library, as during a rolling upgrade.
+    let () = ::redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg("#!lua name=zaqar_other\nredis.register_function('zaqar_other_post', function() return 1 end)")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    post_claim_delete(&store, "after").await;
+    let mut libraries = function_libraries(&url).await;
+    libraries.sort();
+    assert_eq!(libraries, vec![library, "zaqar_other".to_owned()]);
+    assert!(store.inner.scripts.library.uses_functions());
+}
+
+/// A Redis without functions (as before 7.0; here Redis 7 with `FCALL`
+/// renamed away, which answers as Redis 6 does: "unknown command"): the
+/// store runs every script as `EVALSHA` instead, and loads no library.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripts_run_as_evalsha_on_a_redis_without_functions() {
+    let dir = tempfile::tempdir().unwrap();
+    if test_url("ZAQAR_TEST_REDIS_URL").is_none() {
+        return;
+    }
+    let Some(redis) = OwnRedis::start_with(0, dir.path(), &["--rename-command", "FCALL", ""])
+    else {
+        eprintln!("skipped: redis-server not found");
+        return;
+    };
+    let url = redis.url();
+    let store = RedisStore::connect(options(&url), Arc::new(ManualClock::new())).unwrap();
+    assert!(store.inner.scripts.library.uses_functions());
+    post_claim_delete(&store, "first").await;
+    assert!(!store.inner.scripts.library.uses_functions());
+    assert_eq!(function_libraries(&url).await, Vec::<String>::new());
+    post_claim_delete(&store, "second").await;
 }
 
 /// Redis goes away: requests fail with Unavailable within the configured
