@@ -54,8 +54,11 @@ impl StampView {
     pub fn of(m: &MessageStamp, now: i64) -> Self {
         StampView {
             age: ((now - m.created_ms) / 1000).max(0),
+            // The RFC 3339 writer, not format(): the same text for every
+            // time a store keeps (years 0 to 9999), without parsing a
+            // format string on each call.
             created: chrono::DateTime::from_timestamp_millis(m.created_ms)
-                .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
                 .unwrap_or_default(),
         }
     }
@@ -195,6 +198,35 @@ impl<'a> FlavorView<'a> {
             name: &f.flavor.name,
             pool_list: Some(&f.pool_list),
             capabilities: Some(&f.flavor.capabilities),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Stats show creation times as `YYYY-MM-DDTHH:MM:SSZ` (the reference's
+    /// form), at the ends of the range a store keeps and in between.
+    #[test]
+    fn stamps_show_creation_to_the_second() {
+        let shown = |created_ms| {
+            let m = MessageStamp {
+                id: "m".into(),
+                created_ms,
+            };
+            StampView::of(&m, created_ms + 61_500)
+        };
+        for (ms, text) in [
+            (0, "1970-01-01T00:00:00Z"),
+            (1_700_000_000_999, "2023-11-14T22:13:20Z"),
+            (
+                crate::storage::deadline::MAX_DEADLINE_MS,
+                "9999-12-31T23:59:59Z",
+            ),
+        ] {
+            let view = shown(ms);
+            assert_eq!((view.created.as_str(), view.age), (text, 61));
         }
     }
 }

@@ -241,7 +241,7 @@ impl MessageStore for RedisStore {
     }
 
     async fn stats(&self, scope: &Scope) -> StorageResult<QueueStats> {
-        let (total, free, oid, ocr, nid, ncr): (u64, u64, String, i64, String, i64) = self
+        let row: Vec<u8> = self
             .eval_queue(
                 "queue stats",
                 true,
@@ -250,6 +250,7 @@ impl MessageStore for RedisStore {
                 Vec::<String>::new(),
             )
             .await?;
+        let (total, free, oid, ocr, nid, ncr) = super::to_stats(&row)?;
         let stamp = |id: String, created_ms: i64| {
             (!id.is_empty()).then_some(MessageStamp { id, created_ms })
         };

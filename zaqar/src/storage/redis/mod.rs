@@ -312,20 +312,15 @@ type DeadRow = (
 );
 
 fn to_message(row: MessageRow) -> StorageResult<Message> {
-    fn next<T: serde::de::DeserializeOwned>(
-        fields: &mut rmp_serde::Deserializer<rmp_serde::decode::ReadReader<&[u8]>>,
-    ) -> StorageResult<T> {
-        T::deserialize(fields)
-            .map_err(|e| StorageError::Unavailable(format!("unreadable message from Redis: {e}")))
-    }
     let mut fields = rmp_serde::Deserializer::new(&row[..]);
-    let id: String = next(&mut fields)?;
-    let ttl: i64 = next(&mut fields)?;
-    let created_ms: i64 = next(&mut fields)?;
-    let body: String = next(&mut fields)?;
-    let claim_id: String = next(&mut fields)?;
-    let claim_count: i64 = next(&mut fields)?;
-    let checksum: String = next(&mut fields)?;
+    let f = &mut fields;
+    let id: String = next_field(f, "message")?;
+    let ttl: i64 = next_field(f, "message")?;
+    let created_ms: i64 = next_field(f, "message")?;
+    let body: String = next_field(f, "message")?;
+    let claim_id: String = next_field(f, "message")?;
+    let claim_count: i64 = next_field(f, "message")?;
+    let checksum: String = next_field(f, "message")?;
     let body = RawValue::from_string(body).map_err(|e| {
         StorageError::Unavailable(format!("message {id} has a corrupt body in Redis: {e}"))
     })?;
@@ -338,6 +333,31 @@ fn to_message(row: MessageRow) -> StorageResult<Message> {
         claim_count,
         checksum: Some(checksum).filter(|c| !c.is_empty()),
     })
+}
+
+/// The fields of a MessagePack sequence a script answered.
+type Fields<'a> = rmp_serde::Deserializer<rmp_serde::decode::ReadReader<&'a [u8]>>;
+
+/// The next field of `fields`, a `what` from a script; a field missing or
+/// of another type is a 503 (a script of another version, or a bug).
+fn next_field<T: serde::de::DeserializeOwned>(fields: &mut Fields, what: &str) -> StorageResult<T> {
+    T::deserialize(fields)
+        .map_err(|e| StorageError::Unavailable(format!("unreadable {what} from Redis: {e}")))
+}
+
+/// `stats.lua`'s answer: total, free, oldest id or "", its creation ms,
+/// newest id or "", its creation ms.
+fn to_stats(row: &[u8]) -> StorageResult<(u64, u64, String, i64, String, i64)> {
+    let mut fields = rmp_serde::Deserializer::new(row);
+    let f = &mut fields;
+    Ok((
+        next_field(f, "stats")?,
+        next_field(f, "stats")?,
+        next_field(f, "stats")?,
+        next_field(f, "stats")?,
+        next_field(f, "stats")?,
+        next_field(f, "stats")?,
+    ))
 }
 
 fn to_messages(rows: Vec<MessageRow>) -> StorageResult<Vec<Message>> {

@@ -1,4 +1,6 @@
--- Stats: returns {total, free, oldest id|'', oldest created, newest id|'', newest created}.
+-- Stats: returns one MessagePack sequence (total, free, oldest id or '',
+-- oldest created ms, newest id or '', newest created ms): one bulk string,
+-- which the server reads for less than six RESP values (see render).
 -- Exact once the collection in normalize() has caught up; while a larger
 -- expiry than one call collects is still being collected (or more claims
 -- expired at once than one call releases), the counts include what
@@ -29,15 +31,15 @@ local function edge(reverse)
     local ms = load_raw(ids, ranks)
     for i, id in ipairs(ids) do
       local m = ms[i]
-      if m and m.e > NOW then return id, int(m.cr) end
-      if m and not first_id then first_id, first_cr = id, int(m.cr) end
+      if m and m.e > NOW then return id, m.cr end
+      if m and not first_id then first_id, first_cr = id, m.cr end
     end
     if #ids < n then break end
     bound = ranks[#ranks]
   end
   if first_id then return first_id, first_cr end
-  return '', '0'
+  return '', 0
 end
 local oid, ocr = edge(false)
 local nid, ncr = edge(true)
-return {total, free, oid, ocr, nid, ncr}
+return cmsgpack.pack(total, free, oid, ocr, nid, ncr)

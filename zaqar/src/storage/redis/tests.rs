@@ -2050,6 +2050,32 @@ fn message_rows_are_read_field_by_field() {
     }
 }
 
+/// `stats.lua` answers one MessagePack sequence of six fields; a short or
+/// mistyped one is a 503, never a panic.
+#[test]
+fn stats_rows_are_read_field_by_field() {
+    let mut row = Vec::new();
+    rmp::encode::write_uint(&mut row, 12).unwrap();
+    rmp::encode::write_uint(&mut row, 7).unwrap();
+    rmp::encode::write_str(&mut row, "old").unwrap();
+    rmp::encode::write_sint(&mut row, 1_700_000_000_000).unwrap();
+    rmp::encode::write_str(&mut row, "").unwrap();
+    rmp::encode::write_sint(&mut row, 0).unwrap();
+    assert_eq!(
+        super::to_stats(&row).unwrap(),
+        (12, 7, "old".into(), 1_700_000_000_000, String::new(), 0)
+    );
+    let mut negative_count = Vec::new();
+    rmp::encode::write_sint(&mut negative_count, -1).unwrap();
+    negative_count.extend_from_slice(&row[1..]);
+    for bad in [Vec::new(), row[..row.len() - 1].to_vec(), negative_count] {
+        assert!(
+            matches!(super::to_stats(&bad), Err(StorageError::Unavailable(_))),
+            "{bad:?}"
+        );
+    }
+}
+
 // ------------------------------------------------------- slot migration
 
 /// A command on one Cluster node (no redirection followed).
