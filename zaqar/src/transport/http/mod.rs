@@ -22,7 +22,8 @@ use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
-use http::{HeaderMap, HeaderValue, Method};
+use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use tracing::Instrument;
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
@@ -32,7 +33,7 @@ use crate::api::execute::Request;
 use crate::api::operation::OperationKind;
 use crate::api::{Api, Payload};
 use crate::auth::signature::{comma_list, Signature};
-use crate::auth::{AuthLayer, Caller, Credentials, TOKEN_HEADER};
+use crate::auth::{AuthLayer, Caller, Credentials};
 use crate::error::{ApiError, ApiResult};
 use query::Query;
 use router::Endpoint;
@@ -67,7 +68,7 @@ pub fn routes(state: Arc<HttpState>) -> BoxedFilter<(Response,)> {
              state: Arc<HttpState>| async move {
                 let deadline = state.body_timeout;
                 let declared =
-                    header(&headers, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
+                    header(&headers, &CONTENT_LENGTH).and_then(|v| v.trim().parse::<u64>().ok());
                 let mut body = Tracked {
                     inner: body,
                     read: false,
@@ -213,7 +214,7 @@ where
 /// The `X-OpenStack-Request-ID` a caller sent, when it has the form of one
 /// (`req-` and a UUID): logged as the global request id.
 fn global_request_id(headers: &HeaderMap) -> Option<&str> {
-    let id = header(headers, "x-openstack-request-id")?;
+    let id = header(headers, &names::REQUEST_ID)?;
     let uuid = id.strip_prefix("req-")?;
     uuid::Uuid::try_parse(uuid).is_ok().then_some(id)
 }
@@ -274,7 +275,7 @@ where
         return Err(ApiError::MethodNotAllowed(endpoint.allowed()));
     }
     let payload = read_body_within(headers, body, api.max_body_size(), state.body_timeout).await?;
-    let content_type = header(headers, "content-type");
+    let content_type = header(headers, &CONTENT_TYPE);
     if payload.len().is_some()
         && content_type.is_some_and(|c| c.eq_ignore_ascii_case("application/x-www-form-urlencoded"))
     {
@@ -284,7 +285,7 @@ where
              is `application/json`; specify proper client-side media type with the \"Content-Type\" header.",
         ));
     }
-    if !accepts_json(header(headers, "accept")) {
+    if !accepts_json(header(headers, &ACCEPT)) {
         return Err(ApiError::NotAcceptable);
     }
     let query = Query::parse(raw_query);
@@ -293,7 +294,7 @@ where
     *operation_kind = Some(kind);
     let request = Request {
         caller,
-        client_id: header(headers, "client-id"),
+        client_id: header(headers, &names::CLIENT_ID),
         request_id,
         connection: None,
     };
@@ -321,27 +322,54 @@ where
 /// visible ASCII are read lossily: a garbled token or signature is refused
 /// by the auth layer, never mistaken for an absent one.
 fn credentials(headers: &HeaderMap) -> Credentials {
-    let text = |name: &str| {
+    let text = |name: &HeaderName| {
         headers
             .get(name)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
     };
     Credentials {
-        token: text(TOKEN_HEADER),
-        signature: text("url-signature").map(|signature| Signature {
+        token: text(&names::AUTH_TOKEN),
+        signature: text(&names::URL_SIGNATURE).map(|signature| Signature {
             signature,
-            expires: text("url-expires"),
-            methods: text("url-methods").map_or_else(Vec::new, |m| comma_list(&m)),
-            paths: text("url-paths").map_or_else(Vec::new, |p| comma_list(&p)),
+            expires: text(&names::URL_EXPIRES),
+            methods: text(&names::URL_METHODS).map_or_else(Vec::new, |m| comma_list(&m)),
+            paths: text(&names::URL_PATHS).map_or_else(Vec::new, |p| comma_list(&p)),
         }),
-        project: text("x-project-id"),
-        user_id: text("x-user-id"),
-        roles: text("x-roles"),
+        project: text(&names::PROJECT_ID),
+        user_id: text(&names::USER_ID),
+        roles: text(&names::ROLES),
     }
 }
 
+/// The request headers of our own that every request looks up, as names
+/// made once: a lookup by `&str` parses the name on each call.
+mod names {
+    use http::HeaderName;
+
+    /// The Keystone token ([`crate::auth::TOKEN_HEADER`]).
+    pub const AUTH_TOKEN: HeaderName = HeaderName::from_static(crate::auth::TOKEN_HEADER);
+    /// A signed URL's signature.
+    pub const URL_SIGNATURE: HeaderName = HeaderName::from_static("url-signature");
+    /// A signed URL's expiry.
+    pub const URL_EXPIRES: HeaderName = HeaderName::from_static("url-expires");
+    /// A signed URL's methods.
+    pub const URL_METHODS: HeaderName = HeaderName::from_static("url-methods");
+    /// A signed URL's paths.
+    pub const URL_PATHS: HeaderName = HeaderName::from_static("url-paths");
+    /// The project, without Keystone.
+    pub const PROJECT_ID: HeaderName = HeaderName::from_static("x-project-id");
+    /// The user, without Keystone.
+    pub const USER_ID: HeaderName = HeaderName::from_static("x-user-id");
+    /// The roles, without Keystone.
+    pub const ROLES: HeaderName = HeaderName::from_static("x-roles");
+    /// The caller's global request id.
+    pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-openstack-request-id");
+    /// The client's id.
+    pub const CLIENT_ID: HeaderName = HeaderName::from_static("client-id");
+}
+
 /// A header's value as text (`None` when absent or not visible ASCII).
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+fn header<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -392,7 +420,7 @@ where
     S: Stream<Item = Result<B, warp::Error>> + Send + Unpin,
     B: Buf,
 {
-    let declared = header(headers, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
+    let declared = header(headers, &CONTENT_LENGTH).and_then(|v| v.trim().parse::<u64>().ok());
     if let Some(n) = declared {
         if n > cap {
             drain(body, n).await;
