@@ -18,7 +18,31 @@ BOB_PASSWORD = os.environ["KEYSTONE_BOB_PASSWORD"]
 ENV_FILE = os.environ["KEYSTONE_ENV_FILE"]
 
 
+class Admin:
+    """The admin's token, issued again when Keystone refuses it: the
+    short-expiry Keystone's tokens live 20 s, and provisioning (password
+    hashing included) can take longer than that on a loaded machine."""
+
+    def __init__(self):
+        self.token = admin_token()
+
+    def renew(self):
+        self.token = admin_token()
+
+
 def call(method, path, token=None, body=None, expect=(200, 201, 204)):
+    """One request; `token` is an `Admin` (renewed and tried once more on
+    a 401) or None."""
+    status, headers, raw = send(method, path, token and token.token, body)
+    if status == 401 and token is not None:
+        token.renew()
+        status, headers, raw = send(method, path, token.token, body)
+    if status not in expect:
+        sys.exit(f"provision: {method} {path} -> {status}: {raw[:500]!r}")
+    return status, headers, (json.loads(raw) if raw else None)
+
+
+def send(method, path, token, body):
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(URL + path, data=data, method=method)
     req.add_header("Content-Type", "application/json")
@@ -31,9 +55,7 @@ def call(method, path, token=None, body=None, expect=(200, 201, 204)):
             status = resp.status
     except urllib.error.HTTPError as err:
         raw, headers, status = err.read(), err.headers, err.code
-    if status not in expect:
-        sys.exit(f"provision: {method} {path} -> {status}: {raw[:500]!r}")
-    return status, headers, (json.loads(raw) if raw else None)
+    return status, headers, raw
 
 
 def admin_token():
@@ -80,7 +102,7 @@ def grant(token, project_id, user_id, role_id):
 
 
 def main():
-    token = admin_token()
+    token = Admin()
     roles = {name: get_or_create(token, "roles", "role", {"name": name})
              for name in ("admin", "member", "reader", "service")}
     projects = {}

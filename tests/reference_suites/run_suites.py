@@ -148,9 +148,16 @@ def run_zaqarclient(workdir, keystone=False):
         # The stestr repository goes into the work dir, not into the sdist.
         tree = workdir / "zaqarclient"
         subprocess.run(["cp", "-a", str(sdist), str(tree)], check=True)
-        results = run_stestr(
-            [str(VENV_BIN / "stestr"), "--test-path", "./tests/functional", "--top-dir", "./",
-             "run", "--concurrency", "1"], cwd=tree, env=env)
+        # The claims tests last: they post into 'test_queue' and never
+        # delete it, and the message one of them leaves claimed (claim ttl
+        # 120 s, grace 120 s) shows again when the claim expires. All tests
+        # share one project (the admin's, or my-project), so on a slow run
+        # the queue tests' listings of 'test_queue' would count it.
+        stestr = [str(VENV_BIN / "stestr"), "--test-path", "./tests/functional",
+                  "--top-dir", "./", "run", "--concurrency", "1"]
+        claims = r"\.test_claims\."
+        results = run_stestr(stestr + ["--exclude-regex", claims], cwd=tree, env=env)
+        results.update(run_stestr(stestr + [claims], cwd=tree, env=env))
     finally:
         server.stop()
         stop_pool_store()
