@@ -244,6 +244,26 @@ async fn total_messages(client: &mut Client, queues: &[String]) -> Result<u64, B
     Ok(total)
 }
 
+/// How long the final stats read is tried again while it fails: a run may
+/// end while the service is down or failing over (the fault harness runs
+/// the bench through its faults), and the balance is read once it answers.
+const FINAL_STATS_PATIENCE: Duration = Duration::from_secs(30);
+
+/// [`total_messages`] at the end of the run, tried again every half second
+/// for up to [`FINAL_STATS_PATIENCE`]; `None` if it never succeeds.
+async fn final_total(client: &mut Client, queues: &[String]) -> Option<u64> {
+    let deadline = Instant::now() + FINAL_STATS_PATIENCE;
+    loop {
+        match total_messages(client, queues).await {
+            Ok(total) => return Some(total),
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
 /// Posts `per_queue` messages to every queue over a few connections.
 async fn prefill(
     target: &Target,
@@ -409,7 +429,7 @@ pub async fn run(config: BenchConfig, progress: bool) -> Result<Report, BenchErr
             eprintln!();
         }
     }
-    let after = total_messages(&mut setup, &queues).await.ok();
+    let after = final_total(&mut setup, &queues).await;
     let cpu = (cpu_after.0 - cpu_before.0, cpu_after.1 - cpu_before.1);
     Ok(Report::build(report::Inputs {
         config: &config,
