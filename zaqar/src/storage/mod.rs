@@ -66,6 +66,15 @@ impl Scope {
     }
 }
 
+/// A new message or claim id: a random (v4) UUID, hyphenated, in lower case.
+pub fn new_id() -> String {
+    let mut buf = uuid::Uuid::encode_buffer();
+    uuid::Uuid::new_v4()
+        .hyphenated()
+        .encode_lower(&mut buf)
+        .to_owned()
+}
+
 /// A queue as listed: its name and, when asked for, its stored metadata.
 #[derive(Clone, Debug, PartialEq)]
 pub struct QueueEntry {

@@ -10,7 +10,7 @@ impl ClaimStore for RedisStore {
         scope: &Scope,
         request: &ClaimRequest,
     ) -> StorageResult<Option<NewClaim>> {
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = crate::storage::new_id();
         let max = request
             .dead_letter
             .as_ref()
@@ -20,9 +20,9 @@ impl ClaimStore for RedisStore {
         let mut args = vec![id.clone()];
         args.extend(claim_time_args(&times));
         args.extend([
-            request.limit.min(MAX_PER_CALL).to_string(),
-            max.to_string(),
-            DLQ_LEASE_MS.to_string(),
+            int(request.limit.min(MAX_PER_CALL)),
+            int(max),
+            int(DLQ_LEASE_MS),
             // The metadata the api core took the dead-letter policy from,
             // when it came from memory: the script refuses the claim if it
             // changed since.

@@ -15,24 +15,32 @@ use crate::storage::Scope;
 
 /// The key prefix of one queue's keys (see the module docs).
 pub(crate) fn queue_prefix(ns: &str, scope: &Scope) -> String {
-    format!(
-        "{ns}:q{{{}:{}:{}:{}}}",
-        scope.project.len(),
-        scope.project,
-        scope.queue.len(),
-        scope.queue
-    )
+    // Every request builds it: concatenated, not formatted.
+    let (mut plen, mut qlen) = (itoa::Buffer::new(), itoa::Buffer::new());
+    [
+        ns,
+        ":q{",
+        plen.format(scope.project.len()),
+        ":",
+        &scope.project,
+        ":",
+        qlen.format(scope.queue.len()),
+        ":",
+        &scope.queue,
+        "}",
+    ]
+    .concat()
 }
 
 /// The key routing a queue script: the queue's message index.
 pub(crate) fn queue_route_key(prefix: &str) -> String {
-    format!("{prefix}:msgs")
+    [prefix, ":msgs"].concat()
 }
 
 /// The key that exists while a long poll of some server process waits for
 /// the queue under `prefix` (see [`super::wake`]).
 pub(crate) fn queue_polled_key(prefix: &str) -> String {
-    format!("{prefix}:polled")
+    [prefix, ":polled"].concat()
 }
 
 /// The guard key of the slot holding keys under `prefix` (a queue's, a
@@ -48,7 +56,7 @@ pub(crate) fn queue_polled_key(prefix: &str) -> String {
 /// before it). The driver retries such refusals until the request's
 /// deadline ([`super::conn`]); outside a migration the key costs nothing.
 pub(crate) fn slot_guard_key(prefix: &str) -> String {
-    format!("{prefix}:guard")
+    [prefix, ":guard"].concat()
 }
 
 /// The key prefix of the deployment's notification outbox: one hash tag

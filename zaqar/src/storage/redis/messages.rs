@@ -14,10 +14,7 @@ impl MessageStore for RedisStore {
         if messages.is_empty() {
             return Ok(Posted::default());
         }
-        let ids: Vec<String> = messages
-            .iter()
-            .map(|_| uuid::Uuid::new_v4().to_string())
-            .collect();
+        let ids: Vec<String> = messages.iter().map(|_| crate::storage::new_id()).collect();
         // The records are written here, so the script only stores them
         // (see post.lua for the argument layout).
         let now = self.inner.clock.now_ms();
@@ -34,14 +31,14 @@ impl MessageStore for RedisStore {
             list.push(record(m, client_id, now, *times));
         }
         for (expiry, count) in &runs {
-            list.push(expiry.to_string().into_bytes());
-            list.push(count.to_string().into_bytes());
+            list.push(int(*expiry).into_bytes());
+            list.push(int(*count).into_bytes());
         }
         let (spill, inline) = self.list_arg(scope, list).await?;
         let mut args: Vec<Vec<u8>> = Vec::with_capacity(6 + inline.len());
-        args.push(messages.len().to_string().into_bytes());
-        args.push(last_expiry.to_string().into_bytes());
-        args.push(runs.len().to_string().into_bytes());
+        args.push(int(messages.len()).into_bytes());
+        args.push(int(last_expiry).into_bytes());
+        args.push(int(runs.len()).into_bytes());
         args.push(spill);
         // The script publishes the long-poll wake-up itself (post.lua).
         args.push(wake::channel(&self.inner.ns).into_bytes());

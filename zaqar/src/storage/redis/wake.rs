@@ -21,13 +21,20 @@ use crate::storage::wake::{Waiters, WakeBus};
 
 /// The channel of a key prefix.
 pub(super) fn channel(ns: &str) -> String {
-    format!("{ns}:wake")
+    [ns, ":wake"].concat()
 }
 
 /// `scope` as published: the project's length first, so that any project
 /// and queue names read back unambiguously.
 pub(super) fn encode(scope: &Scope) -> String {
-    format!("{}:{}{}", scope.project.len(), scope.project, scope.queue)
+    let mut len = itoa::Buffer::new();
+    [
+        len.format(scope.project.len()),
+        ":",
+        &scope.project,
+        &scope.queue,
+    ]
+    .concat()
 }
 
 fn decode(payload: &str) -> Option<Scope> {

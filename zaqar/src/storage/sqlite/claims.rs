@@ -8,7 +8,6 @@
 
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
-use uuid::Uuid;
 
 use super::messages::{claimable, query_messages};
 use super::schema::message_columns;
@@ -100,7 +99,7 @@ impl ClaimStore for SqliteStore {
         let scope = scope.clone();
         let request = request.clone();
         self.write("claim create", move |conn, now| {
-            let claim_id = Uuid::new_v4().to_string();
+            let claim_id = crate::storage::new_id();
             let times = ClaimTimes::new(now, request.ttl, request.grace)?;
             let expires = times.ends_ms;
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;

@@ -272,7 +272,7 @@ fn insert_posts(
             let ids: Vec<String> = post
                 .messages
                 .iter()
-                .map(|_| Uuid::new_v4().to_string())
+                .map(|_| crate::storage::new_id())
                 .collect();
             for ((id, m), (expires, delay_until)) in ids.iter().zip(&post.messages).zip(&times) {
                 insert.execute(params![

@@ -122,7 +122,7 @@ where
     B: Buf,
 {
     let started = Instant::now();
-    let request_id = format!("req-{}", uuid::Uuid::new_v4());
+    let request_id = ["req-", &crate::storage::new_id()].concat();
     // Every log line of this request (api core, storage, stages) carries
     // its id, and the caller's own id when it sent one (a service calling
     // on behalf of another request), as oslo's global_request_id.

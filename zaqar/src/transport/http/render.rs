@@ -441,9 +441,10 @@ pub fn posted(path: &str, ids: &[String]) -> Response {
     struct Body {
         resources: Vec<String>,
     }
-    let resources = ids.iter().map(|id| format!("{path}/{id}")).collect();
+    // Concatenated, not formatted: this is every post's answer.
+    let resources = ids.iter().map(|id| [path, "/", id].concat()).collect();
     let r = json_with(StatusCode::CREATED, &Body { resources });
-    let listed = format!("{path}?ids={}", ids.join(","));
+    let listed = [path, "?ids=", &ids.join(",")].concat();
     // A bulk post of thousands of messages would make a header clients
     // refuse (Python's http.client stops at 64 KiB): past the bound the
     // Location is the collection itself (the ids are in the body).
