@@ -4,6 +4,7 @@
 //! adds only what is its own: HTTP adds `href`s and links, WebSocket a
 //! message's `claim_id` and the stats' message ids.
 
+use serde::ser::{SerializeStruct, Serializer};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
@@ -11,8 +12,8 @@ use super::pools::FlavorWithPools;
 use crate::storage::catalogue::PoolRecord;
 use crate::storage::{Message, MessageStamp, Metadata, QueueStats, Subscription};
 
-/// A message: what both transports show of it.
-#[derive(Serialize)]
+/// A message: what both transports show of it. Each transport's own view
+/// writes these fields and then its own ([`MessageView::write_fields`]).
 pub struct MessageView<'a> {
     /// Message id.
     pub id: &'a str,
@@ -23,7 +24,6 @@ pub struct MessageView<'a> {
     /// The body as posted.
     pub body: &'a RawValue,
     /// `MD5:<hex>` when checksums are on.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub checksum: Option<&'a str>,
 }
 
@@ -37,6 +37,31 @@ impl<'a> MessageView<'a> {
             body: &m.body,
             checksum: m.checksum.as_deref(),
         }
+    }
+
+    /// How many fields [`write_fields`](Self::write_fields) may write.
+    pub const FIELDS: usize = 5;
+
+    /// Writes the view's fields into a struct a transport serializes, before
+    /// its own fields. Instead of serde's `flatten`, whose map machinery cost
+    /// 4-6 % of the server's instructions for a claim or a listing of ten.
+    pub fn write_fields<S: SerializeStruct>(&self, out: &mut S) -> Result<(), S::Error> {
+        out.serialize_field("id", self.id)?;
+        out.serialize_field("ttl", &self.ttl)?;
+        out.serialize_field("age", &self.age)?;
+        out.serialize_field("body", self.body)?;
+        match self.checksum {
+            Some(checksum) => out.serialize_field("checksum", checksum),
+            None => out.skip_field("checksum"),
+        }
+    }
+}
+
+impl Serialize for MessageView<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut out = serializer.serialize_struct("MessageView", Self::FIELDS)?;
+        self.write_fields(&mut out)?;
+        out.end()
     }
 }
 

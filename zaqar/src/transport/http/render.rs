@@ -277,11 +277,19 @@ pub fn home(admin_mode: bool) -> Response {
 }
 
 /// A message as the HTTP API shows it: the common view plus its href.
-#[derive(Serialize)]
 pub struct MessageView<'a> {
-    #[serde(flatten)]
     message: views::MessageView<'a>,
     href: String,
+}
+
+impl Serialize for MessageView<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut out = serializer.serialize_struct("MessageView", views::MessageView::FIELDS + 1)?;
+        self.message.write_fields(&mut out)?;
+        out.serialize_field("href", &self.href)?;
+        out.end()
+    }
 }
 
 /// The view of `m` in `queue`; `claim_id` overrides the message's own claim
@@ -292,7 +300,7 @@ pub fn message_view<'a>(
     claim_id: Option<&str>,
     now: i64,
 ) -> MessageView<'a> {
-    let mut href = format!("{queue}/messages/{}", m.id);
+    let mut href = [queue, "/messages/", &m.id].concat();
     if let Some(cid) = claim_id.or(m.claim_id.as_deref()) {
         href.push_str("?claim_id=");
         href.push_str(cid);
@@ -589,4 +597,44 @@ pub fn subscription_listing(
         subscriptions,
         links,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(checksum: Option<&str>, claim_id: Option<&str>) -> Message {
+        Message {
+            id: "m1".into(),
+            ttl: 300,
+            created_ms: 1_000,
+            body: RawValue::from_string(r#"{"a": [1, "x"]}"#.into()).unwrap(),
+            claim_id: claim_id.map(str::to_owned),
+            claim_count: 2,
+            checksum: checksum.map(str::to_owned),
+        }
+    }
+
+    /// A message's fields in the reference's order, the body as posted,
+    /// the checksum only when there is one, the href last (with the claim
+    /// that holds the message).
+    #[test]
+    fn messages_show_their_fields_then_their_href() {
+        let plain = message(None, None);
+        assert_eq!(
+            serde_json::to_string(&message_view("/v2/queues/q", &plain, None, 61_999 + 1_000))
+                .unwrap(),
+            r#"{"id":"m1","ttl":300,"age":61,"body":{"a": [1, "x"]},"href":"/v2/queues/q/messages/m1"}"#
+        );
+        let claimed = message(Some("MD5:abc"), Some("c1"));
+        assert_eq!(
+            serde_json::to_string(&message_view("/v2/queues/q", &claimed, None, 1_000)).unwrap(),
+            r#"{"id":"m1","ttl":300,"age":0,"body":{"a": [1, "x"]},"checksum":"MD5:abc","href":"/v2/queues/q/messages/m1?claim_id=c1"}"#
+        );
+        let claiming = message(None, None);
+        let view = message_view("/v2/queues/q", &claiming, Some("c2"), 1_000);
+        assert!(serde_json::to_string(&view)
+            .unwrap()
+            .ends_with(r#""href":"/v2/queues/q/messages/m1?claim_id=c2"}"#));
+    }
 }

@@ -295,13 +295,25 @@ async fn authenticate(conn: &mut Conn, c: &Checked<'_>) -> Answer {
 
 /// A message as the WebSocket API shows it: the common view plus the claim
 /// holding it (`null` when none).
-#[derive(Serialize)]
 struct WsMessage<'a> {
-    #[serde(flatten)]
     message: MessageView<'a>,
     claim_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Only in `pop`'s answer.
     claim_count: Option<i64>,
+}
+
+impl Serialize for WsMessage<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut out = serializer.serialize_struct("WsMessage", MessageView::FIELDS + 2)?;
+        self.message.write_fields(&mut out)?;
+        out.serialize_field("claim_id", &self.claim_id)?;
+        match self.claim_count {
+            Some(count) => out.serialize_field("claim_count", &count)?,
+            None => out.skip_field("claim_count")?,
+        }
+        out.end()
+    }
 }
 
 fn message_view<'a>(m: &'a Message, claim_id: Option<&'a str>, now: i64) -> WsMessage<'a> {
@@ -461,4 +473,42 @@ fn body_of(
         Reply::FlavorCreated => (201, Value::from(format!("Flavor {id} created."))),
         Reply::FlavorDeleted => (204, Value::from(format!("Flavor {id} removed."))),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(claim_id: Option<&str>) -> Message {
+        Message {
+            id: "m1".into(),
+            ttl: 300,
+            created_ms: 1_000,
+            body: serde_json::value::RawValue::from_string("[1]".into()).unwrap(),
+            claim_id: claim_id.map(str::to_owned),
+            claim_count: 3,
+            checksum: Some("MD5:abc".into()),
+        }
+    }
+
+    /// Over WebSocket a message carries its claim (`null` when none) after
+    /// the common fields, and `claim_count` only in `pop`'s answer.
+    #[test]
+    fn messages_carry_their_claim_and_pop_its_count() {
+        let free = message(None);
+        assert_eq!(
+            serde_json::to_string(&message_view(&free, None, 2_000)).unwrap(),
+            r#"{"id":"m1","ttl":300,"age":1,"body":[1],"checksum":"MD5:abc","claim_id":null}"#
+        );
+        let held = message(Some("c1"));
+        let popped = WsMessage {
+            claim_count: Some(held.claim_count),
+            ..message_view(&held, None, 1_000)
+        };
+        assert_eq!(
+            value(popped),
+            json!({"id": "m1", "ttl": 300, "age": 0, "body": [1], "checksum": "MD5:abc",
+                   "claim_id": "c1", "claim_count": 3})
+        );
+    }
 }
