@@ -4,7 +4,7 @@
 //! adds only what is its own: HTTP adds `href`s and links, WebSocket a
 //! message's `claim_id` and the stats' message ids.
 
-use serde::ser::{SerializeStruct, Serializer};
+use serde::ser::SerializeStruct;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
@@ -54,14 +54,6 @@ impl<'a> MessageView<'a> {
             Some(checksum) => out.serialize_field("checksum", checksum),
             None => out.skip_field("checksum"),
         }
-    }
-}
-
-impl Serialize for MessageView<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut out = serializer.serialize_struct("MessageView", Self::FIELDS)?;
-        self.write_fields(&mut out)?;
-        out.end()
     }
 }
 
