@@ -41,7 +41,7 @@ impl MessageStore for RedisStore {
         args.push(int(runs.len()).into_bytes());
         args.push(spill);
         // The script publishes the long-poll wake-up itself (post.lua).
-        args.push(wake::channel(&self.inner.ns).into_bytes());
+        args.push(self.inner.wake_channel.clone().into_bytes());
         args.push(wake::encode(scope).into_bytes());
         // The metadata the api core validated against, when it came from
         // memory: the script refuses the post if it changed since.

@@ -276,6 +276,8 @@ struct Inner {
     clock: SharedClock,
     scripts: Scripts,
     ns: String,
+    /// The long-poll wake-up channel of `ns` ([`wake::channel`]), made once.
+    wake_channel: String,
     /// `(replicas, timeout ms)` for `WAIT` after each script, when asked for.
     wait: Option<(u32, u64)>,
     /// Queue metadata kept for posts, with its stamp (see [`metadata_stamp`]).
@@ -414,6 +416,7 @@ impl RedisStore {
                         options.wait_timeout.as_millis().max(1) as u64,
                     )
                 }),
+                wake_channel: wake::channel(&options.key_prefix),
                 ns: options.key_prefix,
                 stamped: Default::default(),
             }),

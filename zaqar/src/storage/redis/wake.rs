@@ -68,7 +68,7 @@ impl WakeBus for RedisStore {
     }
 
     async fn publish(&self, scope: &Scope) {
-        let channel = channel(&self.inner.ns);
+        let channel = &self.inner.wake_channel;
         let key = keys::queue_polled_key(&keys::queue_prefix(&self.inner.ns, scope));
         let payload = encode(scope);
         let script = &self.inner.scripts.wake_publish;
@@ -93,7 +93,7 @@ impl WakeBus for RedisStore {
     }
 
     async fn listen(&self, waiters: Arc<Waiters>) {
-        let channel = channel(&self.inner.ns);
+        let channel = &self.inner.wake_channel;
         while !waiters.is_closed() {
             let pubsub = match self.inner.conn.pubsub().await {
                 Ok(p) => Some(p),
