@@ -66,7 +66,8 @@ impl Scope {
     }
 }
 
-/// A new message or claim id: a random (v4) UUID, hyphenated, in lower case.
+/// A new random id (a v4 UUID, hyphenated, lower case): messages', claims' and
+/// (after `req-`) requests' ids.
 pub fn new_id() -> String {
     let mut buf = uuid::Uuid::encode_buffer();
     uuid::Uuid::new_v4()
