@@ -179,8 +179,12 @@ impl Keyring {
 
 /// The base64 part of a sealed body, if `body` is one.
 fn sealed_text(body: &RawValue) -> Option<String> {
+    // Every body read passes here: a plain prefix test, no formatting.
     let text = body.get();
-    if !text.starts_with(&format!("\"{PREFIX}")) {
+    if !text
+        .strip_prefix('"')
+        .is_some_and(|t| t.starts_with(PREFIX))
+    {
         return None;
     }
     let s: String = serde_json::from_str(text).ok()?;

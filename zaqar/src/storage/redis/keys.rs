@@ -67,7 +67,8 @@ pub(crate) fn outbox_prefix(ns: &str) -> String {
 
 /// The key prefix of one project's queue records.
 pub(crate) fn project_prefix(ns: &str, project: &str) -> String {
-    format!("{ns}:p{{{}:{}}}", project.len(), project)
+    let mut plen = itoa::Buffer::new();
+    [ns, ":p{", plen.format(project.len()), ":", project, "}"].concat()
 }
 
 #[cfg(test)]

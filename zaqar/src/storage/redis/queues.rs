@@ -8,10 +8,8 @@ use crate::storage::validated;
 impl RedisStore {
     /// The queue's metadata as stored (JSON), `None` when it does not exist.
     async fn metadata_json(&self, scope: &Scope) -> StorageResult<Option<String>> {
-        let key = format!(
-            "{}:meta",
-            keys::project_prefix(&self.inner.ns, &scope.project)
-        );
+        let mut key = keys::project_prefix(&self.inner.ns, &scope.project);
+        key.push_str(":meta");
         let key = &key;
         self.inner
             .conn

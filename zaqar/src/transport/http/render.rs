@@ -234,7 +234,7 @@ fn admin_listing<'a, T: Serialize + 'a>(
         set_marker(&mut pairs, next_marker);
         links.push(Link {
             rel: "next",
-            href: format!("{path}{}", to_query_string(&pairs)),
+            href: [path, &to_query_string(&pairs)].concat(),
         });
     }
     let mut body = serde_json::Map::new();
@@ -344,7 +344,7 @@ pub fn queue_listing(path: &str, query: &Query, listing: &QueueListing, key: &st
         .iter()
         .map(|q| Entry {
             name: &q.name,
-            href: format!("{path}/{}", q.name),
+            href: [path, "/", &q.name].concat(),
             metadata: q.metadata.as_ref().map(|m| listing.shown(m)),
         })
         .collect();
@@ -357,7 +357,7 @@ pub fn queue_listing(path: &str, query: &Query, listing: &QueueListing, key: &st
         set_marker(&mut pairs, &listing.next_marker);
         links.push(Link {
             rel: "next",
-            href: format!("{path}{}", to_query_string(&pairs)),
+            href: [path, &to_query_string(&pairs)].concat(),
         });
     }
     let mut body = serde_json::Map::new();
@@ -437,7 +437,7 @@ pub fn message_listing(
         set_marker(&mut pairs, marker);
         links.push(Link {
             rel: "next",
-            href: format!("{path}{}", to_query_string(&pairs)),
+            href: [path, &to_query_string(&pairs)].concat(),
         });
     }
     json(&Body { messages, links })
@@ -509,7 +509,7 @@ pub fn stats(queue: &str, s: &QueueStats, now: i64) -> Response {
     }
     json(&views::StatsView::of(s, |m| Stamp {
         stamp: views::StampView::of(m, now),
-        href: format!("{queue}/messages/{}", m.id),
+        href: [queue, "/messages/", &m.id].concat(),
     }))
 }
 
@@ -590,7 +590,7 @@ pub fn subscription_listing(
         set_marker(&mut pairs, &listing.next_marker);
         links.push(Link {
             rel: "next",
-            href: format!("{path}{}", to_query_string(&pairs)),
+            href: [path, &to_query_string(&pairs)].concat(),
         });
     }
     json(&Body {

@@ -337,6 +337,24 @@ mod tests {
             Some(Endpoint::Message("q".into(), "m".into()))
         );
         assert_eq!(Endpoint::parse("/v2/queues/q/messages/"), None);
+        // The longest route (five segments), and one segment past it.
+        assert_eq!(
+            Endpoint::parse("/v2/queues/q/subscriptions/s/confirm"),
+            Some(Endpoint::SubscriptionConfirm("q".into(), "s".into()))
+        );
+        assert_eq!(
+            Endpoint::parse("/v2/queues/q/subscriptions/s/confirm/x"),
+            None
+        );
+        assert_eq!(Endpoint::parse(&"/v2/queues/q".repeat(1000)), None);
+        assert_eq!(
+            Endpoint::parse("/v2/topics/t/subscriptions/s/confirm"),
+            Some(Endpoint::Topic(Box::new(Endpoint::SubscriptionConfirm(
+                "t".into(),
+                "s".into()
+            ))))
+        );
+        assert_eq!(Endpoint::parse("/v2/topics/t/messages/m/x/y"), None);
         assert_eq!(Endpoint::parse("/v2/queues/q/nope"), None);
         assert_eq!(
             Endpoint::parse("/v2/topics/t/messages/m"),
