@@ -76,6 +76,32 @@ def test_a_metadata_change_through_one_server_holds_at_once_on_the_other(server_
     assert listed[0]["ttl"] != 77, "the deleted queue's default ttl must not survive it"
 
 
+def test_a_delay_policy_changed_through_one_server_holds_at_once_for_listings_on_the_other(
+        server_factory, project):
+    """Listings take the delay policy (a queue with a default delay hides
+    its delayed messages unless asked for them; any other queue lists
+    them) from the metadata a server keeps in memory, checked by the list
+    script like a post's. A change made through another server counts from
+    the very next listing."""
+    options = shared_redis_options()
+    a = Api(server_factory(options).url, project)
+    b = Api(server_factory(options).url, project)
+    queue = "dlist-" + uuid.uuid4().hex[:8]
+    resp = a.put(f"/v2/queues/{queue}", json={"_default_message_delay": 300})
+    assert resp.status_code == 201, resp.text
+    [mid] = a.post_messages(queue, [{"ttl": 600, "body": "later"}])
+    # A now holds the metadata of a delay queue: the message is hidden.
+    assert a.list_messages(queue, echo="true") == []
+    resp = b.patch(f"/v2/queues/{queue}", data=json.dumps([
+        {"op": "remove", "path": "/metadata/_default_message_delay"}]),
+        headers={"Content-Type": JSON_PATCH})
+    assert resp.status_code == 200, resp.text
+    assert [m["id"] for m in a.list_messages(queue, echo="true")] == [mid]
+    # The queue deleted through B: A lists nothing, at once.
+    assert b.delete(f"/v2/queues/{queue}").status_code == 204
+    assert a.list_messages(queue, echo="true") == []
+
+
 def test_a_dead_letter_policy_set_through_one_server_holds_at_once_for_claims_on_the_other(
         server_factory, project):
     """Claims take the dead-letter policy from the metadata a server keeps

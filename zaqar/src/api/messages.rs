@@ -383,7 +383,10 @@ impl Api {
         }
     }
 
-    /// One look of [`Api::messages_list`].
+    /// One look of [`Api::messages_list`]. The delay policy comes from
+    /// metadata the store may answer from memory (as for a post or a
+    /// claim); a store that did refuses the listing when it has changed
+    /// since, and the look is made again on metadata read afresh.
     async fn messages_list_once(
         &self,
         ctx: &RequestContext,
@@ -392,7 +395,29 @@ impl Api {
         limit: usize,
     ) -> ApiResult<MessageListing> {
         let what = "Messages could not be listed.";
-        let Some(metadata) = self.queue_metadata(scope, what).await? else {
+        with_current_metadata(what, |fresh| {
+            self.messages_list_look(ctx, scope, params, limit, fresh)
+        })
+        .await
+    }
+
+    /// One attempt of [`Self::messages_list_once`].
+    async fn messages_list_look(
+        &self,
+        ctx: &RequestContext,
+        scope: &Scope,
+        params: &MessageListParams,
+        limit: usize,
+        fresh: bool,
+    ) -> Result<MessageListing, WriteError> {
+        let what = "Messages could not be listed.";
+        let Some(metadata) = self
+            .storage
+            .queues
+            .get_for_write(scope, fresh)
+            .await
+            .map_err(storage_error(what))?
+        else {
             return Ok(MessageListing {
                 messages: Vec::new(),
                 next_marker: None,
@@ -416,7 +441,7 @@ impl Api {
             .messages
             .list(scope, &query)
             .await
-            .map_err(storage_error(what))?;
+            .map_err(write_error(what))?;
         self.open_bodies(scope, &mut page.messages)?;
         Ok(MessageListing {
             messages: page.messages,

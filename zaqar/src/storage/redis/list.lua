@@ -1,9 +1,15 @@
 -- List: ARGV[3] = marker ('' or the rank of the last message of the previous
 -- page), ARGV[4] = limit, ARGV[5] = echo (1/0), ARGV[6] = client id,
--- ARGV[7] = include_claimed (1/0), ARGV[8] = include_delayed (1/0).
--- Returns {next_marker|'', {message...}}; pages are full unless the queue
--- ends, or the call read SCAN_BUDGET records without filling the page
+-- ARGV[7] = include_claimed (1/0), ARGV[8] = include_delayed (1/0),
+-- ARGV[9] = '' or the metadata stamp the server read the delay policy with
+-- (see metadata_stamp.rs).
+-- Returns {next_marker|'', {message...}, ''}; pages are full unless the
+-- queue ends, or the call read SCAN_BUDGET records without filling the page
 -- (a page then ends early; the marker goes on from its last message).
+-- Returns {'', {}, 'stale'}, having read nothing, when the stamp is not
+-- the queue's any more.
+local stamp = ARGV[9] or ''
+if stamp ~= '' and redis.call('GET', Q .. ':mv') ~= stamp then return {'', {}, 'stale'} end
 local marker = ARGV[3]
 local limit = arg_int(4, 0, SCAN_BUDGET)
 normalize()
@@ -35,4 +41,4 @@ if limit > 0 then
     scan_unclaimed(start, limit, visit)
   end
 end
-return {last, out}
+return {last, out, ''}

@@ -79,10 +79,21 @@ impl MessageStore for RedisStore {
             query.client_id.clone(),
             flag(query.include_claimed).to_owned(),
             flag(query.include_delayed).to_owned(),
+            // The stamp of the metadata the api core took the delay policy
+            // from, when it came from memory in a validated attempt: the
+            // script refuses the listing if it changed since. Any other
+            // caller read the metadata itself (or none): unchecked.
+            crate::storage::validated::recorded()
+                .flatten()
+                .unwrap_or_default(),
         ];
-        let (marker, rows): (String, Vec<MessageRow>) = self
+        let (marker, rows, stale): (String, Vec<MessageRow>, String) = self
             .eval_queue("message list", true, &self.inner.scripts.list, scope, args)
             .await?;
+        if !stale.is_empty() {
+            self.inner.stamped.forget(scope);
+            return Err(StorageError::MetadataChanged);
+        }
         let messages = to_messages(rows)?;
         Ok(MessagePage {
             next_marker: Some(marker).filter(|m| !m.is_empty() && !messages.is_empty()),

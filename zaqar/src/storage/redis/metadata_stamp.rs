@@ -1,5 +1,5 @@
-//! Queue metadata kept in memory for posts and claims, checked by their
-//! scripts.
+//! Queue metadata kept in memory for posts, claims and listings, checked
+//! by their scripts.
 //!
 //! A post validates its messages against the queue's metadata (size limits,
 //! default ttl and delay, encryption), which lives in the project's hash
@@ -21,7 +21,9 @@
 //!   by [`validated`], not looked up again: another request may have kept
 //!   a newer pair meanwhile), and so does a claim
 //!   ([`RedisStore::create`](crate::storage::ClaimStore::create)), whose
-//!   dead-letter policy comes from the metadata; the script compares it
+//!   dead-letter policy comes from the metadata, and a listing
+//!   ([`RedisStore::list`](crate::storage::MessageStore::list)), whose
+//!   delay policy does (a listing refused has read nothing); the script compares it
 //!   with `<Q>:mv` before its first write: a different (or missing) stamp
 //!   refuses the write with [`StorageError::MetadataChanged`], the entry
 //!   is dropped, and the api core reads the metadata again, validates
@@ -42,8 +44,8 @@
 //! write and the metadata of before it keeps a pair the second stamp
 //! refuses. A server dying between a write's metadata and its second stamp
 //! leaves the other servers' entries valid for at most [`ENTRY_TTL`]. Only
-//! posts and claims read this memory: every other operation reads the
-//! metadata from Redis as before.
+//! posts, claims and listings read this memory: every other operation reads
+//! the metadata from Redis as before.
 //!
 //! [`StorageError::MetadataChanged`]: crate::storage::StorageError::MetadataChanged
 //! [`RedisStore::set_metadata`]: crate::storage::QueueStore::set_metadata

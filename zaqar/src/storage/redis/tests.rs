@@ -748,6 +748,52 @@ async fn posts_check_the_metadata_they_were_validated_against() {
     );
 }
 
+/// A listing takes the delay policy from the metadata a validated attempt
+/// was handed; the list script refuses, having read nothing, when that
+/// metadata changed since through another server, and a listing outside a
+/// validated attempt (health, fan-out) is never checked.
+#[tokio::test]
+async fn listings_check_the_metadata_they_took_the_delay_policy_from() {
+    use crate::storage::{validated, QueueStore};
+    let Some(url) = test_url("ZAQAR_TEST_REDIS_URL") else {
+        return;
+    };
+    let (a, b, _) = two_servers(&url);
+    let scope = Scope::new("p", "listed");
+    let meta = ttl_metadata;
+    let list = || async { a.backend().messages.list(&scope, &everything()).await };
+    assert!(b.create(&scope, &meta(100)).await.unwrap());
+    b.backend()
+        .messages
+        .post(&scope, "c", vec![msg(1, 600)])
+        .await
+        .unwrap();
+
+    validated::scope(async {
+        assert_eq!(
+            a.get_for_write(&scope, false).await.unwrap(),
+            Some(meta(100))
+        );
+        assert_eq!(list().await.unwrap().messages.len(), 1);
+        b.set_metadata(&scope, &meta(200)).await.unwrap();
+        assert!(matches!(list().await, Err(StorageError::MetadataChanged)));
+    })
+    .await;
+    // Outside a validated attempt: unchecked.
+    assert_eq!(list().await.unwrap().messages.len(), 1);
+    // Read afresh, the next attempt lists.
+    validated::scope(async {
+        assert_eq!(
+            a.get_for_write(&scope, false).await.unwrap(),
+            Some(meta(200))
+        );
+        assert_eq!(list().await.unwrap().messages.len(), 1);
+        QueueStore::delete(&b, &scope).await.unwrap();
+        assert!(matches!(list().await, Err(StorageError::MetadataChanged)));
+    })
+    .await;
+}
+
 /// Two requests on one server race a metadata change made through another
 /// server: the second is refused, reads the new metadata and keeps it; the
 /// first, which validated against the old metadata, must still be refused,
