@@ -68,13 +68,7 @@ impl Api {
     ) -> ApiResult<Option<NewClaim>> {
         let what = "Claim could not be created.";
         let mut claim = with_current_metadata(what, |fresh| async move {
-            let Some(metadata) = self
-                .storage
-                .queues
-                .get_for_write(scope, fresh)
-                .await
-                .map_err(storage_error(what))?
-            else {
+            let Some(metadata) = self.metadata_for_write(scope, fresh, what).await? else {
                 return Ok(None);
             };
             let request = ClaimRequest {

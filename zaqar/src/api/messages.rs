@@ -124,6 +124,22 @@ impl Api {
         Ok(claim.messages)
     }
 
+    /// The metadata a post, claim or listing validates against, which the
+    /// store may answer from memory unless `fresh` (see
+    /// [`with_current_metadata`]); `None` when the queue does not exist.
+    pub(super) async fn metadata_for_write(
+        &self,
+        scope: &Scope,
+        fresh: bool,
+        what: &'static str,
+    ) -> ApiResult<Option<Metadata>> {
+        self.storage
+            .queues
+            .get_for_write(scope, fresh)
+            .await
+            .map_err(storage_error(what))
+    }
+
     /// Reads a queue's metadata, `None` when the queue does not exist.
     async fn queue_metadata(
         &self,
@@ -163,13 +179,7 @@ impl Api {
     ) -> Result<Vec<String>, WriteError> {
         let scope = scope(ctx, queue);
         let what = "Messages could not be enqueued.";
-        let metadata = self
-            .storage
-            .queues
-            .get_for_write(&scope, fresh)
-            .await
-            .map_err(storage_error(what))?;
-        let policy = match metadata {
+        let policy = match self.metadata_for_write(&scope, fresh, what).await? {
             Some(m) => QueuePolicy::from_metadata(&m),
             None => {
                 if crate::storage::names::is_queue(queue) {
@@ -396,7 +406,7 @@ impl Api {
     ) -> ApiResult<MessageListing> {
         let what = "Messages could not be listed.";
         with_current_metadata(what, |fresh| {
-            self.messages_list_look(ctx, scope, params, limit, fresh)
+            self.messages_list_look(ctx, scope, params, limit, fresh, what)
         })
         .await
     }
@@ -409,15 +419,9 @@ impl Api {
         params: &MessageListParams,
         limit: usize,
         fresh: bool,
+        what: &'static str,
     ) -> Result<MessageListing, WriteError> {
-        let what = "Messages could not be listed.";
-        let Some(metadata) = self
-            .storage
-            .queues
-            .get_for_write(scope, fresh)
-            .await
-            .map_err(storage_error(what))?
-        else {
+        let Some(metadata) = self.metadata_for_write(scope, fresh, what).await? else {
             return Ok(MessageListing {
                 messages: Vec::new(),
                 next_marker: None,

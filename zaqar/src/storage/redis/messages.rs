@@ -80,12 +80,8 @@ impl MessageStore for RedisStore {
             flag(query.include_claimed).to_owned(),
             flag(query.include_delayed).to_owned(),
             // The stamp of the metadata the api core took the delay policy
-            // from, when it came from memory in a validated attempt: the
-            // script refuses the listing if it changed since. Any other
-            // caller read the metadata itself (or none): unchecked.
-            crate::storage::validated::recorded()
-                .flatten()
-                .unwrap_or_default(),
+            // from: the script refuses the listing if it changed since.
+            metadata_stamp::StampedMetadata::validated_stamp(),
         ];
         let (marker, rows, stale): (String, Vec<MessageRow>, String) = self
             .eval_queue("message list", true, &self.inner.scripts.list, scope, args)

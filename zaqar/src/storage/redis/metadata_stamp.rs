@@ -132,6 +132,14 @@ impl StampedMetadata {
         }
     }
 
+    /// The stamp a listing must find (empty: unchecked): only the one a
+    /// [`validated::scope`] recorded. A read outside one (health, the
+    /// notification fan-out) read no kept metadata and has no attempt to
+    /// make again, so it is never refused.
+    pub fn validated_stamp() -> String {
+        validated::recorded().flatten().unwrap_or_default()
+    }
+
     /// Keeps `metadata` (`json_len` bytes as stored) with the stamp read
     /// before it; metadata over [`MAX_KEPT_METADATA`] is not kept.
     pub fn keep(&self, scope: &Scope, stamp: String, metadata: Metadata, json_len: usize) {
