@@ -35,8 +35,9 @@
 //! What is kept is bounded: at most [`MAX_BYTES`] in all, and no queue
 //! whose metadata is over [`MAX_KEPT_METADATA`]. An entry older than
 //! [`ENTRY_TTL`] is read again, stamp and metadata, on the queue's next
-//! post or claim: one round trip more than without this memory, for queues
-//! that see fewer than one post or claim in ten seconds.
+//! post, claim or listing: one pipelined round trip on one server (as
+//! without this memory), two on Cluster (the two keys are in different
+//! slots), for queues that see fewer than one in ten seconds.
 //!
 //! Read in that order, a kept pair is never older than its stamp says: a
 //! reader that saw the stamp of before a write and the metadata of after it

@@ -1,6 +1,7 @@
 //! The queue records of the Redis driver (see the module docs of [`super`]
 //! for the record layout and the scripts).
 
+use super::conn::Conn;
 use super::*;
 use crate::storage::names;
 use crate::storage::validated;
@@ -19,6 +20,53 @@ impl RedisStore {
                     .arg(&scope.queue)
                     .query_async(&mut conn)
                     .await
+            })
+            .await
+    }
+
+    /// The queue's metadata stamp, read *before* its metadata (see
+    /// metadata_stamp.rs), and the metadata as stored.
+    ///
+    /// On one server both go in one pipeline, which the server runs in
+    /// order: one round trip, where a queue not kept (the first post to it
+    /// in [`metadata_stamp::ENTRY_TTL`]) once cost two more than a kept one.
+    /// On Cluster the two keys are in different slots, perhaps on different
+    /// nodes, whose replies could come in either order: one after the other.
+    async fn stamp_then_metadata(
+        &self,
+        scope: &Scope,
+    ) -> StorageResult<(Option<String>, Option<String>)> {
+        let stamp_key = metadata_stamp::key(&keys::queue_prefix(&self.inner.ns, scope));
+        let mut meta_key = keys::project_prefix(&self.inner.ns, &scope.project);
+        meta_key.push_str(":meta");
+        let (stamp_key, meta_key) = (&stamp_key, &meta_key);
+        self.inner
+            .conn
+            .run("queue get", true, |conn| async move {
+                match conn {
+                    Conn::Single(mut conn) => {
+                        ::redis::pipe()
+                            .cmd("GET")
+                            .arg(stamp_key)
+                            .cmd("HGET")
+                            .arg(meta_key)
+                            .arg(&scope.queue)
+                            .query_async(&mut conn)
+                            .await
+                    }
+                    Conn::Cluster(mut conn) => {
+                        let stamp = ::redis::cmd("GET")
+                            .arg(stamp_key)
+                            .query_async(&mut conn)
+                            .await?;
+                        let json = ::redis::cmd("HGET")
+                            .arg(meta_key)
+                            .arg(&scope.queue)
+                            .query_async(&mut conn)
+                            .await?;
+                        Ok((stamp, json))
+                    }
+                }
             })
             .await
     }
@@ -76,17 +124,7 @@ impl QueueStore for RedisStore {
                 return Ok(Some(metadata));
             }
         }
-        // The stamp first, then the metadata (see metadata_stamp.rs).
-        let key = metadata_stamp::key(&keys::queue_prefix(&self.inner.ns, scope));
-        let key = &key;
-        let stamp: Option<String> = self
-            .inner
-            .conn
-            .run("queue get", true, |mut conn| async move {
-                ::redis::cmd("GET").arg(key).query_async(&mut conn).await
-            })
-            .await?;
-        let json = self.metadata_json(scope).await?;
+        let (stamp, json) = self.stamp_then_metadata(scope).await?;
         let metadata = json.as_deref().map(parse_metadata).transpose()?;
         match (stamp, &metadata, &json) {
             (Some(stamp), Some(m), Some(json)) => {
