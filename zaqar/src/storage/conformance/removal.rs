@@ -54,6 +54,16 @@ pub(crate) async fn delete_honours_claim_rules(backend: Backend, clock: ManualCl
 
     m.delete(&s, &posted[0], Some(&c.id)).await.unwrap();
     assert!(m.get(&s, &posted[0]).await.unwrap().is_none());
+    // A message that is gone is deleted already, whatever the claim id:
+    // the malformed one is refused only for a message that is there.
+    m.delete(&s, &posted[0], Some("not-a-claim")).await.unwrap();
+    m.delete(
+        &scope(&project(), "delete-none"),
+        &posted[1],
+        Some("not-a-claim"),
+    )
+    .await
+    .unwrap();
     let info = backend.claims.get(&s, &c.id).await.unwrap().unwrap();
     assert_eq!(
         ids(&info.messages),

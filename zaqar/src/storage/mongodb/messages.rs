@@ -551,12 +551,10 @@ impl MessageStore for MongoStore {
         let Ok(oid) = ObjectId::parse_str(id) else {
             return Ok(());
         };
+        // A claim id that is no ObjectId names no claim: refused once the
+        // message is known to be there (a message that is not is deleted
+        // already, as on the other stores and the reference's Redis).
         let given = claim_id.map(|c| ObjectId::parse_str(c).ok());
-        // A claim id that is no ObjectId names no claim (the reference
-        // checks it right after the message id).
-        if given == Some(None) {
-            return Err(StorageError::ClaimNotFound);
-        }
         self.run("message delete", true, |r, now| async move {
             let messages = r.messages(&scope.project);
             // Each delete is conditional on the claim state it was decided
@@ -572,6 +570,9 @@ impl MessageStore for MongoStore {
                 let Some(found) = found else {
                     return Ok(());
                 };
+                if given == Some(None) {
+                    return Err(StorageError::ClaimNotFound.into());
+                }
                 let held = match found.get("c") {
                     Some(Bson::ObjectId(c)) if int(&found, "ce")? > now => Some(*c),
                     _ => None,

@@ -1,10 +1,13 @@
 -- Delete one message: ARGV[3] = id, ARGV[4] = 1 when a claim id is given,
--- ARGV[5] = claim id. Returns 'ok', 'is_claimed', 'not_claimed' or 'no_claim'.
+-- 2 when the one given cannot name a claim, ARGV[5] = claim id. Returns
+-- 'ok', 'is_claimed', 'not_claimed' or 'no_claim'. A message that is not
+-- there is deleted already, whatever the claim id.
 records()
 normalize()
 local id = ARGV[3]
 local m = load(id)
 if not m then return 'ok' end
+if ARGV[4] == '2' then return 'no_claim' end
 local held = claim_of(m)
 if ARGV[4] ~= '1' then
   if held ~= '' then return 'is_claimed' end

@@ -158,12 +158,15 @@ impl MessageStore for RedisStore {
     }
 
     async fn delete(&self, scope: &Scope, id: &str, claim_id: Option<&str>) -> StorageResult<()> {
-        if claim_id.is_some_and(|c| !names_a_claim(c)) {
-            return Err(StorageError::ClaimNotFound);
-        }
+        // '1': a claim id is given; '2': one that names no claim.
+        let claim_flag = match claim_id {
+            None => "0",
+            Some(c) if names_a_claim(c) => "1",
+            Some(_) => "2",
+        };
         let args = vec![
             id.to_owned(),
-            flag(claim_id.is_some()).to_owned(),
+            claim_flag.to_owned(),
             claim_id.unwrap_or("").to_owned(),
         ];
         let outcome: String = self
@@ -282,9 +285,10 @@ impl MessageStore for RedisStore {
 }
 
 /// Whether `id` can be a claim id of this store (a UUID, in any of the forms
-/// that parse as one): a delete with any other claim id is refused as
-/// naming no claim, before the message is looked at, as the reference's
-/// Redis driver does.
+/// that parse as one): a delete of a message that exists with any other
+/// claim id is refused as naming no claim, before the message's claim is
+/// looked at; one of a message that does not exist is done, as the
+/// reference's Redis driver does.
 fn names_a_claim(id: &str) -> bool {
     uuid::Uuid::try_parse(id).is_ok()
 }

@@ -432,11 +432,9 @@ impl MessageStore for SqliteStore {
     }
 
     async fn delete(&self, scope: &Scope, id: &str, claim_id: Option<&str>) -> StorageResult<()> {
-        // Claim ids are UUIDs: any other names no claim, whatever the
-        // message (as on Redis).
-        if claim_id.is_some_and(|c| Uuid::try_parse(c).is_err()) {
-            return Err(StorageError::ClaimNotFound);
-        }
+        // Claim ids are UUIDs: any other names no claim, once the message
+        // is known to be there (as on Redis).
+        let malformed = claim_id.is_some_and(|c| Uuid::try_parse(c).is_err());
         let scope = scope.clone();
         let id = id.to_owned();
         let given = claim_id.map(str::to_owned);
@@ -454,6 +452,9 @@ impl MessageStore for SqliteStore {
             let Some((seq, held, held_until)) = row else {
                 return Ok(());
             };
+            if malformed {
+                return Err(StorageError::ClaimNotFound.into());
+            }
             let held = held.filter(|_| held_until > now);
             match (held, given) {
                 (None, None) => {}
