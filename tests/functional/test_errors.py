@@ -507,6 +507,28 @@ def test_bad_name_not_created(api):
     assert api.get("/v2/queues").json()["queues"] == []
 
 
+def test_paths_are_percent_decoded_before_routing(api, qname):
+    # As the reference's WSGI server hands the path on: an escaped letter
+    # is that letter, and an escaped "/" routes as a "/".
+    escaped = "%" + format(ord(qname[0]), "02X") + qname[1:]
+    assert api.put("/v2/queues/" + escaped).status_code == 201
+    assert [q["name"] for q in api.get("/v2/queues").json()["queues"]] == [qname]
+    assert api.put("/v2/queues/" + qname).status_code == 204
+    resp = api.get("/v2/queues/" + qname + "%2Fstats")
+    assert resp.status_code == 200 and resp.json()["messages"]["total"] == 0
+    resp = api.get("/v2/queues/a%2Fb")
+    assert resp.status_code == 404 and resp.json() == {"title": "404 Not Found"}
+
+
+@pytest.mark.parametrize("query", ["limit=x", "include_claimed=nah", "echo=maybe"])
+def test_queue_name_is_checked_before_parameters(api, query):
+    resp = api.get("/v2/queues/a%20b/messages?" + query)
+    assert_error(resp, 400, *BAD_QUEUE)
+    # and the Client-ID before both
+    resp = api.get("/v2/queues/a%20b/messages?" + query, headers={"Client-ID": None})
+    assert_error(resp, 400, "Missing header value")
+
+
 # ---------------------------------------------------------------------------
 # PATCH of queue metadata
 # ---------------------------------------------------------------------------

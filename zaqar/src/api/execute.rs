@@ -70,6 +70,27 @@ impl Api {
         })
     }
 
+    /// The request's context, once its `Client-ID`, its project and the
+    /// name of the queue (or topic) it addresses are valid: the checks the
+    /// reference makes before it reads any parameter of the request.
+    ///
+    /// # Errors
+    /// 400 for the first of them that is not valid.
+    pub fn identified(
+        &self,
+        request: &Request<'_>,
+        queue: Option<&str>,
+        topic: bool,
+    ) -> ApiResult<RequestContext> {
+        let ctx = self.context(request.caller, request.client_id, request.request_id)?;
+        match queue {
+            Some(name) if topic => topics::topic_identification(name, &ctx.project_id)?,
+            Some(name) => validate::queue_identification(name, &ctx.project_id)?,
+            None => {}
+        }
+        Ok(ctx)
+    }
+
     /// Applies every rule to `operation` and runs it (module docs).
     ///
     /// # Errors
@@ -84,14 +105,7 @@ impl Api {
             Operation::GetOpenApi => return Ok(Reply::OpenApi(self.openapi())),
             _ => {}
         }
-        let ctx = self.context(request.caller, request.client_id, request.request_id)?;
-        if let Some(name) = operation.queue() {
-            if kind.is_topic() {
-                topics::topic_identification(name, &ctx.project_id)?;
-            } else {
-                validate::queue_identification(name, &ctx.project_id)?;
-            }
-        }
+        let ctx = self.identified(&request, operation.queue(), kind.is_topic())?;
         if let Some(rule) = kind.policy_rule() {
             self.policy().enforce(rule, &ctx)?;
         }

@@ -24,6 +24,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use percent_encoding::percent_decode_str;
 use tracing::Instrument;
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
@@ -73,8 +74,11 @@ pub fn routes(state: Arc<HttpState>) -> BoxedFilter<(Response,)> {
                     inner: body,
                     read: false,
                 };
-                let response =
-                    handle(state, method, path.as_str(), &query, headers, &mut body).await;
+                // The path as the reference's WSGI server hands it on:
+                // percent-decoded, so `%41bc` names the queue `Abc` and a
+                // `%2F` is a `/` that routes as one.
+                let path = percent_decode_str(path.as_str()).decode_utf8_lossy();
+                let response = handle(state, method, &path, &query, headers, &mut body).await;
                 // An answer given before the body was read (a 401, 404, 405,
                 // ...): read it first, or hyper closes the connection when
                 // the body has not fully arrived yet, and a client reusing it
@@ -289,15 +293,26 @@ where
         return Err(ApiError::NotAcceptable);
     }
     let query = Query::parse(raw_query);
-    let operation = endpoint.operation(method, &query, content_type, payload)?;
-    let kind = operation.kind();
-    *operation_kind = Some(kind);
     let request = Request {
         caller,
         client_id: header(headers, &names::CLIENT_ID),
         request_id,
         connection: None,
     };
+    let (queue, topic) = endpoint.queue();
+    let operation = match endpoint.operation(method, &query, content_type, payload) {
+        Ok(operation) => operation,
+        // A parameter the operation could not read: the reference checks
+        // the ids and the queue's name first, and answers for them.
+        Err(e) => {
+            return Err(api
+                .identified(&request, queue.as_deref(), topic)
+                .err()
+                .unwrap_or(e))
+        }
+    };
+    let kind = operation.kind();
+    *operation_kind = Some(kind);
     match api.execute(request, operation).await {
         Ok(reply) => Ok(render::reply(reply, path, &query, api.now_ms())),
         // A duplicate subscription answers its 409 with the collection's

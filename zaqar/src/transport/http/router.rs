@@ -114,6 +114,35 @@ impl Endpoint {
         })
     }
 
+    /// The name of the queue (or topic: then `true`) the endpoint addresses.
+    pub fn queue(&self) -> (Option<String>, bool) {
+        use Endpoint as E;
+        match self {
+            E::Queue(q)
+            | E::QueueStats(q)
+            | E::QueuePurge(q)
+            | E::QueueShare(q)
+            | E::Messages(q)
+            | E::Message(q, _)
+            | E::Claims(q)
+            | E::Claim(q, _)
+            | E::Subscriptions(q)
+            | E::Subscription(q, _)
+            | E::SubscriptionConfirm(q, _) => (Some(q.clone()), false),
+            E::Topic(inner) => (inner.queue().0, true),
+            E::Versions
+            | E::Home
+            | E::OpenApi
+            | E::Ping
+            | E::Health
+            | E::Queues
+            | E::Pools
+            | E::Pool(_)
+            | E::Flavors
+            | E::Flavor(_) => (None, false),
+        }
+    }
+
     /// The methods this endpoint answers, in alphabetical order (as the
     /// reference lists them in `Allow`; `OPTIONS` is answered everywhere).
     pub fn allowed(&self) -> &'static [&'static str] {
