@@ -63,6 +63,17 @@ def test_create_get_and_queue_auto_created(api, qname):
     assert qname in names
 
 
+def test_queue_created_for_a_refused_document_but_not_for_unreadable_json(api, qname):
+    # As the reference: the queue is made before the document is checked,
+    # but after the body has been read as JSON.
+    resp = api.post(subs(qname), data='{"subscriber": "x", "ttl": 9223372036854775808}')
+    assert_error(resp, 400, "Invalid request body", "JSON contains integer that is too large.")
+    assert qname not in [q["name"] for q in api.get("/v2/queues").json()["queues"]]
+    assert_error(api.post(subs(qname), json={"ttl": 100}), 400, "Invalid API request",
+                 "Missing parameter subscriber in body.")
+    assert qname in [q["name"] for q in api.get("/v2/queues").json()["queues"]]
+
+
 def test_default_ttl(api, qname):
     sid = create(api, qname)
     assert api.get(f"{subs(qname)}/{sid}").json()["ttl"] == 3600
@@ -92,6 +103,12 @@ def test_default_ttl(api, qname):
     # Ours (the reference answers 503 for these): 400 with its own texts.
     ({"subscriber": 42}, f"The subscriber type of subscription must be supported in the list {TYPES}."),
     ([{"subscriber": SUB}], "Missing parameter subscriber in body."),
+    # An empty subscriber: the reference looks at the options and the ttl
+    # first (it would then store it; ours refuses it).
+    ({"subscriber": "", "ttl": "60"}, "TTL must be an integer."),
+    ({"subscriber": "", "options": "x"}, "Options must be a dict."),
+    ({"subscriber": "", "ttl": 3600}, f"The subscriber type of subscription must be supported in the list {TYPES}."),
+    ({"subscriber": 0, "ttl": 59}, "The TTL for a subscription must be at least 60 seconds long."),
 ])
 def test_create_validation(api, qname, body, description):
     assert_error(api.post(subs(qname), json=body), 400, "Invalid API request", description)
@@ -156,10 +173,30 @@ def test_update(api, qname):
                  "Subscription nope does not exist")
     assert_error(api.patch(f"{subs(qname)}/{sid}", json={}), 400, "Invalid API request",
                  "No subscription to create.")
+    # A document that is not an object: empty first, as the reference checks.
+    assert_error(api.patch(f"{subs(qname)}/{sid}", json=[]), 400, "Invalid API request",
+                 "No subscription to create.")
+    assert_error(api.patch(f"{subs(qname)}/{sid}", json=[1]), 400, "Invalid API request",
+                 "Subscriptions must be a dict.")
     assert_error(api.patch(f"{subs(qname)}/{sid}", json={"ttl": 10}), 400, "Invalid API request",
                  "The TTL for a subscription must be at least 60 seconds long.")
     assert_error(api.patch(f"{subs(qname)}/{sid}", json={"nothing": 1}), 400, "Unable to update subscription",
                  f"Subscription {sid} could not be updated.")
+    # A ttl of 0 changes nothing (the reference would expire the
+    # subscription at once); a missing subscription is a 404 first.
+    assert_error(api.patch(f"{subs(qname)}/{sid}", json={"ttl": 0}), 400, "Unable to update subscription",
+                 f"Subscription {sid} could not be updated.")
+    assert_error(api.patch(f"{subs(qname)}/nope", json={"ttl": 0}), 404, "Not found",
+                 "Subscription nope does not exist")
+    assert_error(api.patch(f"{subs(qname)}/nope", json={"nothing": 1}), 400, "Unable to update subscription",
+                 "Subscription nope could not be updated.")
+    # An empty subscriber: refused, after the lookup.
+    assert_error(api.patch(f"{subs(qname)}/nope", json={"subscriber": ""}), 404, "Not found",
+                 "Subscription nope does not exist")
+    assert_error(api.patch(f"{subs(qname)}/nope", json={"subscriber": "", "ttl": 59}), 400,
+                 "Invalid API request", "The TTL for a subscription must be at least 60 seconds long.")
+    assert_error(api.patch(f"{subs(qname)}/{sid}", json={"subscriber": ""}), 400, "Invalid API request",
+                 f"The subscriber type of subscription must be supported in the list {TYPES}.")
     huge = {"options": {"_retry_policy": {"maximum_delay": 9 * 10 ** 18}}}
     assert_error(api.patch(f"{subs(qname)}/{sid}", json=huge), 400, "Invalid API request",
                  "Retry policy: maximum_delay can not exceed 86400 seconds, and must be at least 0 seconds long.")

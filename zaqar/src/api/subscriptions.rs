@@ -170,6 +170,9 @@ impl Api {
         let Value::Object(doc) = doc else {
             return Err(ApiError::invalid(if create {
                 "Missing parameter subscriber in body."
+            } else if !truthy(&doc) {
+                // The reference asks for something to change first.
+                "No subscription to create."
             } else {
                 "Subscriptions must be a dict."
             }));
@@ -187,9 +190,18 @@ impl Api {
                 python_list(types)
             ))
         };
+        // A subscriber that is present but falsy ("", null, 0, ...) is not
+        // checked by the reference until the options and the ttl have been:
+        // its refusal waits for them, so a bad ttl is told first.
+        let mut falsy_subscriber = None;
         let subscriber = match doc.get("subscriber") {
             None | Some(Value::Null) if !create => None,
-            Some(Value::String(s)) if !s.is_empty() || create => {
+            Some(Value::Bool(false)) if !create => None,
+            Some(v) if !truthy(v) => {
+                falsy_subscriber = Some(type_error());
+                None
+            }
+            Some(Value::String(s)) => {
                 match queue_subscriber_target(s) {
                     Some(target)
                         if on_topic && queue_identification_problem(target, "").is_some() =>
@@ -206,7 +218,6 @@ impl Api {
                 }
                 Some(s.clone())
             }
-            Some(Value::Bool(false)) if !create => None,
             _ => return Err(type_error()),
         };
         let options = match doc.get("options") {
@@ -246,6 +257,9 @@ impl Api {
                      23:59:59.999999.",
                 ));
             }
+        }
+        if let Some(refused) = falsy_subscriber {
+            return Err(refused);
         }
         Ok(Document {
             subscriber,
@@ -394,7 +408,9 @@ impl Api {
     ) -> ApiResult<String> {
         const WHAT: &str = "Subscription could not be created.";
         let scope = scope(ctx, queue);
-        // The reference creates the queue first, even if the body is then refused.
+        // The reference reads the body, then creates the queue, even if the
+        // document is then refused.
+        let doc = self.body_document_or_empty(payload)?;
         let exists = self
             .storage
             .queues
@@ -408,7 +424,6 @@ impl Api {
                 .await
                 .map_err(storage_error(WHAT))?;
         }
-        let doc = self.body_document_or_empty(payload)?;
         if let Some(connection) = connection {
             let given = doc.get("subscriber").is_some_and(|s| !s.is_null());
             if !given {
@@ -537,7 +552,31 @@ impl Api {
         payload: &Payload,
     ) -> ApiResult<()> {
         let doc = self.body_document_or_empty(payload)?;
-        let doc = self.subscription_document(doc, DocumentMode::Update, !names::is_queue(queue))?;
+        // Whether the document names a field at all (a ttl of 0 changes
+        // nothing here, but the reference then looks the subscription up).
+        let names_a_field = doc.as_object().is_some_and(|d| {
+            ["subscriber", "ttl", "options"]
+                .iter()
+                .any(|k| d.get(*k).is_some_and(|v| !v.is_null()))
+        });
+        // An empty subscriber ("", 0, ...) is refused, but the reference
+        // (which would store it) looks the subscription up first.
+        let empty_subscriber = doc
+            .get("subscriber")
+            .is_some_and(|v| !truthy(v) && !matches!(v, Value::Null | Value::Bool(false)));
+        let on_topic = !names::is_queue(queue);
+        if empty_subscriber {
+            // The rest of the document is checked first, as the reference.
+            let mut rest = doc.clone();
+            if let Some(rest) = rest.as_object_mut() {
+                rest.remove("subscriber");
+            }
+            if truthy(&rest) {
+                self.subscription_document(rest, DocumentMode::Update, on_topic)?;
+            }
+            self.must_exist(ctx, queue, id).await?;
+        }
+        let doc = self.subscription_document(doc, DocumentMode::Update, on_topic)?;
         if let Some(s) = &doc.subscriber {
             self.check_subscriber_address(s).await?;
         }
@@ -551,6 +590,9 @@ impl Api {
             )
         };
         if doc.subscriber.is_none() && doc.ttl.is_none() && doc.options.is_none() {
+            if names_a_field {
+                self.must_exist(ctx, queue, id).await?;
+            }
             return Err(unable());
         }
         let update = SubscriptionUpdate {
@@ -569,6 +611,15 @@ impl Api {
                 tracing::warn!(error = %e, "subscription update failed");
                 Err(unable())
             }
+        }
+    }
+
+    /// 404 when the subscription does not exist (a store that cannot say
+    /// lets the request go on to its own error).
+    async fn must_exist(&self, ctx: &RequestContext, queue: &str, id: &str) -> ApiResult<()> {
+        match self.storage.subscriptions.get(&scope(ctx, queue), id).await {
+            Ok(None) => Err(subscription_not_found(id)),
+            _ => Ok(()),
         }
     }
 
