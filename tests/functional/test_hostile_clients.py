@@ -251,7 +251,7 @@ def test_websocket_subscriptions_per_connection_are_bounded(ws_server):
             assert subscribe(f"q{i}")[0] == 201
         status, body = subscribe("one-more")
         assert status == 400 and "at most 100" in body["description"], body
-        # the same queue again is the existing subscription, not a new one
-        assert subscribe("q0")[0] == 201
+        # the same queue again is no new subscription (the reference's 409)
+        assert subscribe("q0")[0] == 409
     finally:
         ws.close()

@@ -205,6 +205,8 @@ def test_zaqarclient_websocket_transport_cycle(wsserver, proj, q):
 def test_queue_actions(ws, q):
     assert ws.call("queue_create", {"queue_name": q, "metadata": {"color": "blue"}}) == (201, f"Queue {q} created.")
     assert ws.call("queue_create", {"queue_name": q})[0] == 204
+    # a null metadata is none, as the reference reads it
+    assert ws.call("queue_create", {"queue_name": q + "-n", "metadata": None}) == (201, f"Queue {q}-n created.")
     # As the reference's WebSocket API: the metadata as stored, without the
     # reserved defaults HTTP shows (here and in a detailed listing).
     assert ws.call("queue_get", {"queue_name": q}) == (200, {"color": "blue"})
@@ -332,17 +334,30 @@ def test_subscription_actions(ws, q):
     status, body = ws.call("subscription_create", {"queue_name": q, "ttl": 3600})
     assert status == 201 and body["message"] == f"Subscription {q} created."
     sid = body["subscription_id"]
-    # subscribing twice on one connection keeps one subscription
-    assert ws.call("subscription_create", {"queue_name": q})[1]["subscription_id"] == sid
+    # subscribing twice on one connection keeps one subscription: the second
+    # is refused with the reference's 409 and words
+    assert ws.call("subscription_create", {"queue_name": q}) == (409, f"Subscription {q} not created.")
+    # an empty subscriber is no subscriber: the connection (as the reference)
+    assert ws.call("subscription_create", {"queue_name": q, "subscriber": ""})[0] == 409
     status, sub = ws.call("subscription_get", {"queue_name": q, "subscription_id": sid})
     assert status == 200 and sub["id"] == sid and sub["source"] == q and sub["ttl"] == 3600
     status, body = ws.call("subscription_list", {"queue_name": q})
     assert status == 200 and [s["id"] for s in body["subscriptions"]] == [sid]
+    # the paging fields read as the reference reads them (its int())
+    assert ws.call("subscription_list", {"queue_name": q, "limit": "1"})[0] == 200
+    status, body = ws.call("subscription_list", {"queue_name": q, "limit": "x"})
+    assert status == 400 and body["exception"] == "invalid literal for int() with base 10: 'x'"
+    status, body = ws.call("subscription_list", {"queue_name": q, "limit": 21})
+    assert status == 400 and "Limit must be at least 1" in body["exception"], body
     assert ws.call("subscription_delete", {"queue_name": q, "subscription_id": sid}) == (
         204, f"Subscription {sid} removed.")
     assert ws.call("subscription_get", {"queue_name": q, "subscription_id": sid})[0] == 404
     status, body = ws.call("subscription_create", {"queue_name": q, "ttl": 10})
     assert status == 400 and body["description"] == "The TTL for a subscription must be at least 60 seconds long."
+    # over WebSocket a refused subscription creates no queue (the reference
+    # checks the document first there; over HTTP it creates the queue first)
+    assert ws.call("subscription_create", {"queue_name": q + "-none", "ttl": 10})[0] == 400
+    assert q + "-none" not in [x["name"] for x in ws.call("queue_list", {"limit": 20})[1]["queues"]]
     # a subscription with a subscriber is stored through the api core, as over HTTP
     status, body = ws.call("subscription_create", {"queue_name": q, "subscriber": "mailto:ops@example.com",
                                                    "ttl": 600, "options": {"from": "zaqar@example.com"}})

@@ -50,11 +50,12 @@ use crate::storage::{
 /// connection); the api core decides when one is made, read or removed,
 /// with the same validation and policy as stored subscriptions.
 pub trait ConnectionSubscriptions: Send {
-    /// Subscribes the connection to `scope` for `ttl` seconds (or finds its
-    /// existing subscription there); the subscription's id.
+    /// Subscribes the connection to `scope` for `ttl` seconds; the
+    /// subscription's id.
     ///
     /// # Errors
-    /// The connection holds as many subscriptions as it may (400).
+    /// The connection holds as many subscriptions as it may (400), or is
+    /// subscribed to `scope` already (409).
     fn subscribe(&mut self, scope: &Scope, ttl: i64, options: Metadata) -> ApiResult<String>;
     /// The connection's live subscription `id` on `scope`.
     fn get(&self, scope: &Scope, id: &str) -> Option<Subscription>;
@@ -408,33 +409,33 @@ impl Api {
     ) -> ApiResult<String> {
         const WHAT: &str = "Subscription could not be created.";
         let scope = scope(ctx, queue);
-        // The reference reads the body, then creates the queue, even if the
-        // document is then refused.
         let doc = self.body_document_or_empty(payload)?;
-        let exists = self
-            .storage
-            .queues
-            .get(&scope)
-            .await
-            .map_err(storage_error(WHAT))?;
-        if exists.is_none() {
-            self.storage
-                .queues
-                .create(&scope, &Metadata::new())
-                .await
-                .map_err(storage_error(WHAT))?;
+        // Over HTTP the reference reads the body, then creates the queue,
+        // even if the document is then refused; over WebSocket it checks
+        // the document first.
+        let over_websocket = connection.is_some();
+        if !over_websocket {
+            self.create_queue_if_missing(&scope, WHAT).await?;
         }
         if let Some(connection) = connection {
-            let given = doc.get("subscriber").is_some_and(|s| !s.is_null());
-            if !given {
-                // The connection itself is the subscriber.
+            // Without a subscriber (or with an empty one, as the
+            // reference reads it) the connection itself is the subscriber.
+            if !doc.get("subscriber").is_some_and(truthy) {
+                let mut doc = doc;
+                if let Some(fields) = doc.as_object_mut() {
+                    fields.remove("subscriber");
+                }
                 let doc = self.subscription_document(doc, DocumentMode::Connection, false)?;
+                self.create_queue_if_missing(&scope, WHAT).await?;
                 let ttl = doc.ttl.unwrap_or(self.limits().default_subscription_ttl);
                 return connection.subscribe(&scope, ttl, doc.options.unwrap_or_default());
             }
         }
         let on_topic = !names::is_queue(queue);
         let doc = self.subscription_document(doc, DocumentMode::Create, on_topic)?;
+        if over_websocket {
+            self.create_queue_if_missing(&scope, WHAT).await?;
+        }
         let subscriber = doc.subscriber.unwrap_or_default();
         self.check_subscriber_address(&subscriber).await?;
         let mut options = doc.options.unwrap_or_default();
@@ -496,7 +497,9 @@ impl Api {
                     .await
                     .map_err(storage_error(WHAT))?
                     .ok_or_else(|| ApiError::Unavailable(WHAT.into()))?;
-                if existing.confirmed {
+                // Over WebSocket the reference refuses any subscriber that
+                // exists (409); over HTTP only a confirmed one.
+                if existing.confirmed || over_websocket {
                     return Err(already_exists());
                 }
                 existing
@@ -612,6 +615,24 @@ impl Api {
                 Err(unable())
             }
         }
+    }
+
+    /// Creates the queue a subscription is made on when it does not exist.
+    async fn create_queue_if_missing(&self, scope: &Scope, what: &'static str) -> ApiResult<()> {
+        let exists = self
+            .storage
+            .queues
+            .get(scope)
+            .await
+            .map_err(storage_error(what))?;
+        if exists.is_none() {
+            self.storage
+                .queues
+                .create(scope, &Metadata::new())
+                .await
+                .map_err(storage_error(what))?;
+        }
+        Ok(())
     }
 
     /// 404 when the subscription does not exist (a store that cannot say

@@ -360,9 +360,46 @@ impl Checked<'_> {
         }
     }
 
-    /// A list of ids (`message_ids`, `claim_ids`); an empty list counts as
-    /// none, as a blank `ids=` does over HTTP.
-    fn id_list(&self, name: &str) -> Option<Vec<String>> {
+    /// An integer field the schema does not type, read as the reference's
+    /// `int()` reads it: a number (a fraction cut), a boolean, or a string
+    /// of digits; other text is refused with Python's words.
+    fn loose_int(&self, name: &str) -> ApiResult<Option<i64>> {
+        let value = match self.body.get(name) {
+            None | Some(Value::Null) => return Ok(None),
+            Some(v) => v,
+        };
+        let refused = |kind: &str| {
+            ApiError::invalid(format!(
+                "int() argument must be a string, a bytes-like object or a real number, not '{kind}'"
+            ))
+        };
+        match value {
+            Value::Bool(b) => Ok(Some(i64::from(*b))),
+            Value::Number(n) => n
+                .as_i64()
+                .or_else(|| {
+                    n.as_f64()
+                        .filter(|f| f.is_finite())
+                        .map(|f| f.trunc() as i64)
+                })
+                .map(Some)
+                .ok_or_else(|| refused("float")),
+            Value::String(s) => s.trim().parse::<i64>().map(Some).map_err(|_| {
+                // CPython shows at most 200 characters of the literal's repr.
+                let shown: String = format!("'{s}'").chars().take(200).collect();
+                ApiError::invalid(format!("invalid literal for int() with base 10: {shown}"))
+            }),
+            Value::Array(_) => Err(refused("list")),
+            Value::Object(_) => Err(refused("dict")),
+            Value::Null => Ok(None),
+        }
+    }
+
+    /// A list of ids (`message_ids`, `claim_ids`). An empty list counts as
+    /// none, as a blank `ids=` does over HTTP, unless `empty_is_given`: the
+    /// reference's `message_delete_many` counts an empty `message_ids` as
+    /// given (and then too short).
+    fn id_list(&self, name: &str, empty_is_given: bool) -> Option<Vec<String>> {
         let items = self.body.get(name)?.as_array()?;
         let ids: Vec<String> = items
             .iter()
@@ -371,7 +408,7 @@ impl Checked<'_> {
                 other => other.to_string(),
             })
             .collect();
-        (!ids.is_empty()).then_some(ids)
+        (empty_is_given || !ids.is_empty()).then_some(ids)
     }
 
     fn admin_list(&self) -> AdminListParams {
@@ -397,6 +434,12 @@ impl Checked<'_> {
     pub fn request(&self) -> ApiResult<Request> {
         use Operation as O;
         let queue = || self.queue().unwrap_or_default().to_owned();
+        if matches!(self.spec.action, Action::QueueList | Action::MessageList) {
+            // The reference reads a listing's `ttl` and `grace` too, with
+            // int(), and refuses what that refuses.
+            self.loose_int("ttl")?;
+            self.loose_int("grace")?;
+        }
         let op = match self.spec.action {
             Action::Authenticate => return Ok(Request::Authenticate),
             Action::GetHomeDoc => O::GetHomeDoc,
@@ -416,7 +459,8 @@ impl Checked<'_> {
             Action::QueueCreate => O::QueueCreate {
                 queue: queue(),
                 metadata: match self.body.get("metadata") {
-                    None => Payload::Absent,
+                    // The reference reads a null as no metadata.
+                    None | Some(Value::Null) => Payload::Absent,
                     Some(v) => Payload::document(v),
                 },
             },
@@ -447,7 +491,7 @@ impl Checked<'_> {
             },
             Action::MessageGetMany => O::MessageGetMany {
                 queue: queue(),
-                ids: self.id_list("message_ids").unwrap_or_default(),
+                ids: self.id_list("message_ids", false).unwrap_or_default(),
             },
             Action::MessagePost => O::MessagePost {
                 queue: queue(),
@@ -461,8 +505,8 @@ impl Checked<'_> {
             Action::MessageDeleteMany => O::MessageDeleteMany {
                 queue: queue(),
                 params: BulkDeleteParams {
-                    ids: self.id_list("message_ids"),
-                    claim_ids: self.id_list("claim_ids"),
+                    ids: self.id_list("message_ids", true),
+                    claim_ids: self.id_list("claim_ids", false),
                     pop: self.int_field("pop"),
                 },
             },
@@ -488,13 +532,21 @@ impl Checked<'_> {
                 queue: queue(),
                 id: self.string("claim_id"),
             },
-            Action::SubscriptionList => O::SubscriptionList {
-                queue: queue(),
-                params: SubscriptionListParams {
-                    marker: self.str_field("marker").map(String::from),
-                    limit: self.int_field("limit"),
-                },
-            },
+            // The reference reads the paging fields with str() and int().
+            Action::SubscriptionList => {
+                let limit = self.loose_int("limit")?;
+                // Read, and refused as the reference refuses them, though
+                // a listing has no use for them.
+                self.loose_int("ttl")?;
+                self.loose_int("grace")?;
+                O::SubscriptionList {
+                    queue: queue(),
+                    params: SubscriptionListParams {
+                        marker: self.str_field("marker").map(String::from),
+                        limit,
+                    },
+                }
+            }
             Action::SubscriptionCreate => O::SubscriptionCreate {
                 queue: queue(),
                 body: self.payload(&["subscriber", "ttl", "options"]),

@@ -171,7 +171,7 @@ impl Conn {
 impl ConnectionSubscriptions for Conn {
     /// Starts pushing `scope`'s new messages to this connection, in the
     /// encoding of the frame that asked, for `ttl` seconds or until it
-    /// closes (the existing subscription when already subscribed).
+    /// closes (409 when it is subscribed there already, as the reference).
     fn subscribe(
         &mut self,
         scope: &Scope,
@@ -179,8 +179,10 @@ impl ConnectionSubscriptions for Conn {
         options: Metadata,
     ) -> Result<String, ApiError> {
         self.subscriptions.retain(|_, s| !s.task.is_finished());
-        if let Some((id, _)) = self.subscriptions.iter().find(|(_, s)| &s.scope == scope) {
-            return Ok(id.clone());
+        if self.subscriptions.values().any(|s| &s.scope == scope) {
+            return Err(ApiError::Conflict(
+                "This connection is subscribed to the queue already.".into(),
+            ));
         }
         if self.subscriptions.len() >= MAX_SUBSCRIPTIONS_PER_CONNECTION {
             return Err(ApiError::invalid(format!(

@@ -232,6 +232,19 @@ async fn operate(
         {
             return Ok((200, json!({ "messages": [] })));
         }
+        // A subscription that exists already: the reference's endpoint
+        // answers 409 with these words (a string, not an error object).
+        Err(ApiError::Conflict(_))
+            if matches!(
+                kind,
+                OperationKind::SubscriptionCreate | OperationKind::TopicSubscriptionCreate
+            ) =>
+        {
+            return Ok((
+                409,
+                Value::from(format!("Subscription {queue} not created.")),
+            ));
+        }
         reply => reply.map_err(|e| endpoint_error(kind, e, &queue, &id))?,
     };
     Ok(body_of(reply, &queue, &id, topic, state.api.now_ms())?)
