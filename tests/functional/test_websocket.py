@@ -207,6 +207,7 @@ def test_queue_actions(ws, q):
     assert ws.call("queue_create", {"queue_name": q})[0] == 204
     # a null metadata is none, as the reference reads it
     assert ws.call("queue_create", {"queue_name": q + "-n", "metadata": None}) == (201, f"Queue {q}-n created.")
+    assert ws.call("queue_create", {"queue_name": q + "-e", "metadata": []}) == (201, f"Queue {q}-e created.")
     # As the reference's WebSocket API: the metadata as stored, without the
     # reserved defaults HTTP shows (here and in a detailed listing).
     assert ws.call("queue_get", {"queue_name": q}) == (200, {"color": "blue"})

@@ -459,8 +459,10 @@ impl Checked<'_> {
             Action::QueueCreate => O::QueueCreate {
                 queue: queue(),
                 metadata: match self.body.get("metadata") {
-                    // The reference reads a null as no metadata.
-                    None | Some(Value::Null) => Payload::Absent,
+                    // The reference reads a null (or any empty value) as no
+                    // metadata.
+                    None => Payload::Absent,
+                    Some(v) if !crate::json::truthy(v) => Payload::Absent,
                     Some(v) => Payload::document(v),
                 },
             },
