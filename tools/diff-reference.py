@@ -770,6 +770,20 @@ def known_random(label, status_ref, doc_ref, status_ours, doc_ours):
     and api.rst), or None."""
     if not label.startswith(("random ", "ws random ")):
         return None
+    # Where the reference's two stores answer differently, ours answers as
+    # its Redis store on every store (seen with --mongodb-uri).
+    text = json.dumps(doc_ref)
+    both = text + json.dumps(doc_ours)
+    if status_ref == status_ours == 404 and "Message " in text and "does not exist for project" in both:
+        return ("driver-dependent in the reference (its MongoDB store names the message, its Redis "
+                "store the missing queue); ours names the queue on every store")
+    if status_ref == 400 and status_ours == 404 and "could not be updated." in text and "/subscriptions/" in label:
+        return ("driver-dependent in the reference (its MongoDB store fails on the update, its Redis "
+                "store finds the subscription missing first); ours answers as its Redis store")
+    if status_ref == 400 and status_ours == 204 and "The specified claim does not exist" in text:
+        return ("driver-dependent in the reference (its MongoDB store refuses a malformed claim id "
+                "before finding the message gone); ours deletes a gone message on every store, as "
+                "its Redis store")
     text = json.dumps(doc_ref)
     if label.startswith("ws random "):
         ours_text = json.dumps(doc_ours)
