@@ -107,6 +107,10 @@ struct Document {
     subscriber: Option<String>,
     ttl: Option<i64>,
     options: Option<Metadata>,
+    /// An update names an empty subscriber ("", 0, ...): refused, but only
+    /// once the subscription is known to exist, as the reference looks it
+    /// up first (a create refuses it in the check itself).
+    empty_subscriber: bool,
 }
 
 fn subscription_not_found(id: &str) -> ApiError {
@@ -184,22 +188,16 @@ impl Api {
         if doc.is_empty() {
             return Err(ApiError::invalid("No subscription to create."));
         }
-        let types = &self.limits().subscriber_types;
-        let type_error = || {
-            ApiError::invalid(format!(
-                "The subscriber type of subscription must be supported in the list {}.",
-                python_list(types)
-            ))
-        };
+        let type_error = || self.subscriber_type_error();
         // A subscriber that is present but falsy ("", null, 0, ...) is not
         // checked by the reference until the options and the ttl have been:
         // its refusal waits for them, so a bad ttl is told first.
-        let mut falsy_subscriber = None;
+        let mut empty_subscriber = false;
         let subscriber = match doc.get("subscriber") {
             None | Some(Value::Null) if !create => None,
             Some(Value::Bool(false)) if !create => None,
             Some(v) if !truthy(v) => {
-                falsy_subscriber = Some(type_error());
+                empty_subscriber = true;
                 None
             }
             Some(Value::String(s)) => {
@@ -214,7 +212,9 @@ impl Api {
                     }
                     Some(_) if on_topic => {}
                     Some(_) => return Err(type_error()),
-                    None if !types.contains(&scheme(s)) => return Err(type_error()),
+                    None if !self.limits().subscriber_types.contains(&scheme(s)) => {
+                        return Err(type_error())
+                    }
                     None => {}
                 }
                 Some(s.clone())
@@ -259,14 +259,23 @@ impl Api {
                 ));
             }
         }
-        if let Some(refused) = falsy_subscriber {
-            return Err(refused);
+        if empty_subscriber && mode != DocumentMode::Update {
+            return Err(type_error());
         }
         Ok(Document {
             subscriber,
             ttl,
             options,
+            empty_subscriber,
         })
+    }
+
+    /// The refusal of a subscriber whose scheme is not served.
+    fn subscriber_type_error(&self) -> ApiError {
+        ApiError::invalid(format!(
+            "The subscriber type of subscription must be supported in the list {}.",
+            python_list(&self.limits().subscriber_types)
+        ))
     }
 
     /// Refuses webhook and `trust+` subscribers that point inside the
@@ -562,24 +571,13 @@ impl Api {
                 .iter()
                 .any(|k| d.get(*k).is_some_and(|v| !v.is_null()))
         });
-        // An empty subscriber ("", 0, ...) is refused, but the reference
-        // (which would store it) looks the subscription up first.
-        let empty_subscriber = doc
-            .get("subscriber")
-            .is_some_and(|v| !truthy(v) && !matches!(v, Value::Null | Value::Bool(false)));
-        let on_topic = !names::is_queue(queue);
-        if empty_subscriber {
-            // The rest of the document is checked first, as the reference.
-            let mut rest = doc.clone();
-            if let Some(rest) = rest.as_object_mut() {
-                rest.remove("subscriber");
-            }
-            if truthy(&rest) {
-                self.subscription_document(rest, DocumentMode::Update, on_topic)?;
-            }
+        let doc = self.subscription_document(doc, DocumentMode::Update, !names::is_queue(queue))?;
+        if doc.empty_subscriber {
+            // The reference (which would store it) looks the subscription
+            // up first.
             self.must_exist(ctx, queue, id).await?;
+            return Err(self.subscriber_type_error());
         }
-        let doc = self.subscription_document(doc, DocumentMode::Update, on_topic)?;
         if let Some(s) = &doc.subscriber {
             self.check_subscriber_address(s).await?;
         }

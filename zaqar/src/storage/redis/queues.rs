@@ -9,9 +9,7 @@ use crate::storage::validated;
 impl RedisStore {
     /// The queue's metadata as stored (JSON), `None` when it does not exist.
     async fn metadata_json(&self, scope: &Scope) -> StorageResult<Option<String>> {
-        let mut key = keys::project_prefix(&self.inner.ns, &scope.project);
-        key.push_str(":meta");
-        let key = &key;
+        let key = &self.meta_key(scope);
         self.inner
             .conn
             .run("queue get", true, |mut conn| async move {
@@ -22,6 +20,13 @@ impl RedisStore {
                     .await
             })
             .await
+    }
+
+    /// The hash of the project's queue metadata (one field per queue).
+    fn meta_key(&self, scope: &Scope) -> String {
+        let mut key = keys::project_prefix(&self.inner.ns, &scope.project);
+        key.push_str(":meta");
+        key
     }
 
     /// The queue's metadata stamp, read *before* its metadata (see
@@ -37,9 +42,7 @@ impl RedisStore {
         scope: &Scope,
     ) -> StorageResult<(Option<String>, Option<String>)> {
         let stamp_key = metadata_stamp::key(&keys::queue_prefix(&self.inner.ns, scope));
-        let mut meta_key = keys::project_prefix(&self.inner.ns, &scope.project);
-        meta_key.push_str(":meta");
-        let (stamp_key, meta_key) = (&stamp_key, &meta_key);
+        let (stamp_key, meta_key) = (&stamp_key, &self.meta_key(scope));
         self.inner
             .conn
             .run("queue get", true, |conn| async move {

@@ -364,18 +364,15 @@ impl Checked<'_> {
     /// `int()` reads it: a number (a fraction cut), a boolean, or a string
     /// of digits; other text is refused with Python's words.
     fn loose_int(&self, name: &str) -> ApiResult<Option<i64>> {
-        let value = match self.body.get(name) {
-            None | Some(Value::Null) => return Ok(None),
-            Some(v) => v,
-        };
         let refused = |kind: &str| {
             ApiError::invalid(format!(
                 "int() argument must be a string, a bytes-like object or a real number, not '{kind}'"
             ))
         };
-        match value {
-            Value::Bool(b) => Ok(Some(i64::from(*b))),
-            Value::Number(n) => n
+        match self.body.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(i64::from(*b))),
+            Some(Value::Number(n)) => n
                 .as_i64()
                 .or_else(|| {
                     n.as_f64()
@@ -384,14 +381,16 @@ impl Checked<'_> {
                 })
                 .map(Some)
                 .ok_or_else(|| refused("float")),
-            Value::String(s) => s.trim().parse::<i64>().map(Some).map_err(|_| {
+            Some(Value::String(s)) => s.trim().parse::<i64>().map(Some).map_err(|_| {
                 // CPython shows at most 200 characters of the literal's repr.
-                let shown: String = format!("'{s}'").chars().take(200).collect();
+                let quoted = std::iter::once('\'')
+                    .chain(s.chars())
+                    .chain(std::iter::once('\''));
+                let shown: String = quoted.take(200).collect();
                 ApiError::invalid(format!("invalid literal for int() with base 10: {shown}"))
             }),
-            Value::Array(_) => Err(refused("list")),
-            Value::Object(_) => Err(refused("dict")),
-            Value::Null => Ok(None),
+            Some(Value::Array(_)) => Err(refused("list")),
+            Some(Value::Object(_)) => Err(refused("dict")),
         }
     }
 
@@ -434,12 +433,21 @@ impl Checked<'_> {
     pub fn request(&self) -> ApiResult<Request> {
         use Operation as O;
         let queue = || self.queue().unwrap_or_default().to_owned();
-        if matches!(self.spec.action, Action::QueueList | Action::MessageList) {
-            // The reference reads a listing's `ttl` and `grace` too, with
-            // int(), and refuses what that refuses.
+        // The reference reads a listing's paging fields with int(): `limit`,
+        // then `ttl` and `grace` (which no listing uses), and refuses what
+        // int() refuses. (The schema has typed queue_list's and
+        // message_list's `limit` already.)
+        let listing_limit = if matches!(
+            self.spec.action,
+            Action::QueueList | Action::MessageList | Action::SubscriptionList
+        ) {
+            let limit = self.loose_int("limit")?;
             self.loose_int("ttl")?;
             self.loose_int("grace")?;
-        }
+            limit
+        } else {
+            None
+        };
         let op = match self.spec.action {
             Action::Authenticate => return Ok(Request::Authenticate),
             Action::GetHomeDoc => O::GetHomeDoc,
@@ -534,21 +542,13 @@ impl Checked<'_> {
                 queue: queue(),
                 id: self.string("claim_id"),
             },
-            // The reference reads the paging fields with str() and int().
-            Action::SubscriptionList => {
-                let limit = self.loose_int("limit")?;
-                // Read, and refused as the reference refuses them, though
-                // a listing has no use for them.
-                self.loose_int("ttl")?;
-                self.loose_int("grace")?;
-                O::SubscriptionList {
-                    queue: queue(),
-                    params: SubscriptionListParams {
-                        marker: self.str_field("marker").map(String::from),
-                        limit,
-                    },
-                }
-            }
+            Action::SubscriptionList => O::SubscriptionList {
+                queue: queue(),
+                params: SubscriptionListParams {
+                    marker: self.str_field("marker").map(String::from),
+                    limit: listing_limit,
+                },
+            },
             Action::SubscriptionCreate => O::SubscriptionCreate {
                 queue: queue(),
                 body: self.payload(&["subscriber", "ttl", "options"]),
